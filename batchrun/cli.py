@@ -1,0 +1,208 @@
+"""The `batchrun` command: wires subcommands to stages, prints one line per error, returns exit codes.
+
+Nothing imports this module. Logging is configured here and only here, from -v / -q.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BatchrunError
+
+log = logging.getLogger("batchrun")
+
+EXIT_CODES = """exit codes:
+  0 all done   2 bad spec or usage   3 finished with failures   4 budget reached
+  5 deadline reached   6 authentication / permission   7 quota exhausted   130 interrupted"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return args.handler(args) or 0
+    except BatchrunError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"batchrun: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("batchrun: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchrun",
+        description="Run bulk generation jobs (Gemini generateContent, CometAPI) from YAML specs.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"batchrun {__version__}")
+    # -v / -q are accepted before or after the command; SUPPRESS keeps a sub-command from resetting them
+    common = argparse.ArgumentParser(add_help=False)
+    for target, default in ((common, argparse.SUPPRESS), (parser, None)):
+        target.add_argument("-v", "--verbose", action="count", default=default if default else 0, help="more log lines; tracebacks on errors")
+        target.add_argument("-q", "--quiet", action="store_true", default=default if default else False, help="warnings and errors only")
+    parser.set_defaults(handler=lambda _a: parser.print_help() or EXIT_USAGE)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_plan(commands, common)
+    _add_run(commands, common)
+    _add_status(commands, common)
+    _add_estimate(commands, common)
+    _add_simulate(commands, common)
+    return parser
+
+
+def _command(commands, common, name: str, help_text: str) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, parents=[common], help=help_text, description=help_text, epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_plan(commands, common) -> None:
+    p = _command(commands, common, "plan", "Validate a job spec and write its request manifest.")
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    p.add_argument("--show", type=int, default=0, metavar="N", help="print the first N fully rendered requests")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_plan)
+
+
+def _add_run(commands, common) -> None:
+    p = _command(commands, common, "run", "Send the job's pending requests; resumes where the last run stopped.")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--until", metavar="HH:MM", help="stop sending at this local time (deadline, exit 5)")
+    p.add_argument("--max-duration", metavar="DURATION", help="stop sending after this long, e.g. 90s, 45m, 7h")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
+    p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
+    p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
+    p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
+    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto", help="progress display (auto: rich on a terminal, plain lines otherwise)")
+    p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS", help="plain status line interval")
+    p.set_defaults(handler=cmd_run)
+
+
+def _add_status(commands, common) -> None:
+    p = _command(commands, common, "status", "Show a job's progress from its output folder alone (no network).")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+
+def _add_estimate(commands, common) -> None:
+    p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key).")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="budget to compare against")
+    p.set_defaults(handler=cmd_estimate)
+
+
+def _add_simulate(commands, common) -> None:
+    p = _command(commands, common, "simulate", "Serve the offline Gemini-compatible simulator on 127.0.0.1.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
+    p.add_argument("--profile", choices=["clean", "flaky", "overloaded", "quota"], help="a named fault profile")
+    p.add_argument("--faults", metavar="FILE", help="a faults YAML file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--request-log", metavar="FILE", help="append one JSON line per request received")
+    p.set_defaults(handler=cmd_simulate)
+
+
+def cmd_plan(args) -> int:
+    from .lifecycle import lifecycle_warning
+    from .plan import plan_job, render_request
+    from .spec import load_spec
+
+    loaded = load_spec(args.spec)
+    _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
+    summary = plan_job(loaded, show=max(args.show, 0))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+        return 0
+    print(format_plan(summary))
+    for record in summary.shown:
+        print(render_request(record))
+    return 0
+
+
+def lifecycle_warning_for(model: str, check) -> list[str]:
+    import datetime
+
+    found = check(model, datetime.date.today())
+    return [found] if found else []
+
+
+def _warn(*groups: list[str]) -> None:
+    for group in groups:
+        for line in group:
+            log.warning(line)
+
+
+def format_plan(summary) -> str:
+    lines = [
+        f"manifest: {summary.manifest}",
+        f"requests: {summary.requests:,}  (input rows {summary.input_rows:,} x matrix combinations {summary.combinations:,})",
+        f"models: {', '.join(summary.models)}",
+        f"input images: {summary.images:,} distinct, {summary.image_bytes:,} bytes",
+    ]
+    if summary.duplicates:
+        lines.append(f"skipped: {summary.duplicates:,} requests identical to an earlier one (each is sent once)")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    from .runner.job import run_command
+
+    return run_command(args)
+
+
+def cmd_status(args) -> int:
+    from .spec import load_spec
+    from .status import format_status, summarize
+
+    loaded = load_spec(args.spec)
+    summary = summarize(loaded.output_dir)
+    print(json.dumps(summary.to_json(), indent=2) if args.json else format_status(summary))
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from .runner.job import estimate_command
+
+    return estimate_command(args)
+
+
+def cmd_simulate(args) -> int:
+    from .simulator.server import serve
+
+    def ready(port: int) -> None:
+        print(f"batchrun simulator listening on http://{args.host}:{port}", flush=True)
+
+    serve(
+        args.host, args.port, profile=args.profile, faults_file=args.faults, seed=args.seed,
+        request_log=args.request_log, on_ready=ready,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

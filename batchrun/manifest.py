@@ -1,0 +1,153 @@
+"""The manifest: `outputs/NAME/manifest.parquet`, one row per request in expansion order.
+
+Written in batches to a temporary file and renamed into place, so a reader never sees half a manifest.
+Holds no image bytes: input images are references (path, sha256, mime, size, width, height). The
+schema metadata carries the fingerprint of the spec and inputs it was planned from, so `run` can tell
+whether it must plan again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .records import ImageRef, RequestRecord, TokenEstimate
+
+MANIFEST_NAME = "manifest.parquet"
+FINGERPRINT_KEY = b"batchrun.fingerprint"
+
+IMAGE_TYPE = pa.struct(
+    [
+        ("path", pa.string()),
+        ("sha256", pa.string()),
+        ("mime", pa.string()),
+        ("bytes", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("seq", pa.int64()),
+        ("model", pa.string()),
+        ("body", pa.string()),
+        ("variables", pa.string()),
+        ("images", pa.list_(IMAGE_TYPE)),
+        ("output_name", pa.string()),
+        ("est_input_text_tokens", pa.int64()),
+        ("est_input_image_tokens", pa.int64()),
+        ("est_output_text_tokens_max", pa.int64()),
+        ("est_output_image_tokens", pa.int64()),
+        ("est_images_out", pa.int32()),
+    ]
+)
+
+
+def _compact(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def records_to_batch(records: list[RequestRecord]) -> pa.RecordBatch:
+    """A RecordBatch of manifest rows (columns built directly: this is the plan's hot path)."""
+    columns = [
+        [r.request_id for r in records],
+        [r.seq for r in records],
+        [r.model for r in records],
+        [_compact(r.body) for r in records],
+        [_compact(r.variables) for r in records],
+        [[_image_dict(i) for i in r.images] for r in records],
+        [r.output_name for r in records],
+        [r.estimate.input_text for r in records],
+        [r.estimate.input_image for r in records],
+        [r.estimate.output_text_max for r in records],
+        [r.estimate.output_image for r in records],
+        [r.estimate.images_out for r in records],
+    ]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(columns, MANIFEST_SCHEMA)], schema=MANIFEST_SCHEMA
+    )
+
+
+def _image_dict(ref: ImageRef) -> dict[str, Any]:
+    return {"path": ref.path, "sha256": ref.sha256, "mime": ref.mime, "bytes": ref.bytes, "width": ref.width, "height": ref.height}
+
+
+class ManifestWriter:
+    """Streams batches of RequestRecords into a manifest; `commit()` renames it into place."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self._tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, records: list[RequestRecord]) -> None:
+        if records:
+            self._writer.write_batch(records_to_batch(records))
+            self.rows += len(records)
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The fingerprint a manifest was planned from, or None when there is no readable manifest."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
+def iter_records(path: Path, *, seqs: Iterable[int] | None = None, batch_rows: int = 4096) -> Iterator[RequestRecord]:
+    """RequestRecords from a manifest, in order; only the given `seq`s when `seqs` is set."""
+    wanted = None if seqs is None else pa.array(sorted(seqs), type=pa.int64())
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        if wanted is not None:
+            import pyarrow.compute as pc
+
+            batch = batch.filter(pc.is_in(batch.column("seq"), value_set=wanted))
+            if batch.num_rows == 0:
+                continue
+        yield from batch_to_records(batch)
+
+
+def batch_to_records(batch: pa.RecordBatch) -> Iterator[RequestRecord]:
+    rows = batch.to_pydict()
+    for i in range(batch.num_rows):
+        yield RequestRecord(
+            request_id=rows["request_id"][i],
+            seq=rows["seq"][i],
+            model=rows["model"][i],
+            body=json.loads(rows["body"][i]),
+            variables=json.loads(rows["variables"][i]),
+            images=[ImageRef(**image) for image in rows["images"][i]],
+            output_name=rows["output_name"][i],
+            estimate=TokenEstimate(
+                input_text=rows["est_input_text_tokens"][i],
+                input_image=rows["est_input_image_tokens"][i],
+                output_text_max=rows["est_output_text_tokens_max"][i],
+                output_image=rows["est_output_image_tokens"][i],
+                images_out=rows["est_images_out"][i],
+            ),
+        )

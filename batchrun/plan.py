@@ -1,0 +1,104 @@
+"""Planning: a loaded spec → `outputs/NAME/manifest.parquet`, and what will be sent.
+
+Streams: rows are read, expanded and written in batches, so memory stays flat for any catalog size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .expand import Expander, canonical_json
+from .inputs import input_file, iter_row_batches
+from .manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint
+from .records import RequestRecord
+from .spec import LoadedSpec
+
+
+@dataclass
+class PlanSummary:
+    manifest: Path
+    requests: int
+    input_rows: int
+    combinations: int
+    models: list[str]
+    images: int
+    image_bytes: int
+    duplicates: int
+    shown: list[RequestRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "manifest": str(self.manifest),
+            "requests": self.requests,
+            "input_rows": self.input_rows,
+            "matrix_combinations": self.combinations,
+            "models": self.models,
+            "input_images": self.images,
+            "input_image_bytes": self.image_bytes,
+            "duplicates_skipped": self.duplicates,
+        }
+
+
+def fingerprint(loaded: LoadedSpec) -> str:
+    """What the manifest depends on: the spec's bytes, the input file's size and mtime, batchrun's version."""
+    digest = hashlib.sha256(loaded.path.read_bytes())
+    path = input_file(loaded)
+    if path is not None and path.is_file():
+        stat = path.stat()
+        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(__version__.encode())
+    return digest.hexdigest()
+
+
+def manifest_path(loaded: LoadedSpec) -> Path:
+    return loaded.output_dir / MANIFEST_NAME
+
+
+def manifest_is_current(loaded: LoadedSpec) -> bool:
+    return read_fingerprint(manifest_path(loaded)) == fingerprint(loaded)
+
+
+def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192) -> PlanSummary:
+    """Expand the spec and write its manifest; raises SpecError before anything is replaced."""
+    expander = Expander(loaded)
+    writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
+    shown: list[RequestRecord] = []
+    try:
+        records = expander.expand(itertools.chain.from_iterable(iter_row_batches(loaded, batch_rows)))
+        while batch := list(itertools.islice(records, batch_rows)):
+            if len(shown) < show:
+                shown.extend(batch[: show - len(shown)])
+            writer.write(batch)
+        expander.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    distinct = expander.inspector.distinct
+    return PlanSummary(
+        manifest=writer.path,
+        requests=writer.rows,
+        input_rows=expander.counts.input_rows,
+        combinations=len(expander.combos),
+        models=sorted(expander.counts.models),
+        images=len(distinct),
+        image_bytes=sum(ref.bytes for ref in distinct),
+        duplicates=expander.counts.duplicates,
+        shown=shown,
+    )
+
+
+def render_request(record: RequestRecord) -> str:
+    """One request as a person reviews it: id, output name and the body (image bytes as their hash)."""
+    head = {"request_id": record.request_id, "seq": record.seq, "model": record.model}
+    if record.output_name:
+        head["output_name"] = record.output_name
+    return json.dumps({**head, "body": record.body}, indent=2, ensure_ascii=False)
+
+
+__all__ = ["PlanSummary", "plan_job", "manifest_is_current", "manifest_path", "render_request", "canonical_json"]

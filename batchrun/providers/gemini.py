@@ -1,0 +1,394 @@
+"""The Gemini-native provider: one `generateContent` exchange, at Google or through CometAPI.
+
+In:  a RequestRecord whose body is a rendered generateContent body with "sha256:<hex>" placeholders
+     for input images, and an `httpx.AsyncClient` owned by the run.
+Out: a ProviderReply (provider-neutral), never an exception for an HTTP or transport failure.
+
+Invariants: one exchange per `send` (no sleeping, retrying or file writing); the API key goes only
+into the auth header and never into a repr, a reply or an error message; every reply body is
+parsed with one `json.loads`, and the deliverable image is base64-decoded once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import httpx
+
+from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from .classify import (
+    classify_error,
+    classify_finish,
+    classify_transport,
+    error_envelope,
+    short_message,
+)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+AUTH_SCHEMES = ("x-goog-api-key", "bearer")
+WARN_STAGES = frozenset({"DEPRECATED", "RETIRED", "LEGACY"})
+REDACTED = "[redacted]"
+
+_PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
+
+
+class InputImageChanged(Exception):
+    """An input image is missing, or its bytes no longer match the hash the manifest holds."""
+
+
+class GeminiProvider:
+    """Builds generateContent requests and turns each exchange into a ProviderReply."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        auth: str = "x-goog-api-key",
+        spec_dir: Path,
+        stream: bool = False,
+        timeout_s: float = 180.0,
+    ) -> None:
+        if auth not in AUTH_SCHEMES:
+            # the value is not echoed: a misplaced argument may be the key itself
+            raise ValueError(f"auth must be one of {', '.join(AUTH_SCHEMES)}")
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.auth = auth
+        self.spec_dir = Path(spec_dir)
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self._api_key = api_key or None
+        self._headers = {"content-type": "application/json", **_auth_header(auth, api_key)}
+        self._timeout = httpx.Timeout(timeout_s, connect=min(30.0, timeout_s))
+        self._urls: dict[tuple[str, bool], httpx.URL] = {}  # parsing a URL costs more than the rest
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return (
+            f"GeminiProvider(base_url={self.base_url!r}, auth={self.auth!r}, key={key}, "
+            f"stream={self.stream})"
+        )
+
+    def endpoint(self, model: str, stream: bool = False) -> httpx.URL:
+        """The URL of generateContent (or its SSE stream) for a model."""
+        url = self._urls.get((model, stream))
+        if url is None:
+            method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+            url = httpx.URL(f"{self.base_url}/v1beta/models/{model.removeprefix('models/')}{method}")
+            self._urls[(model, stream)] = url
+        return url
+
+    def encode_body(self, record: RequestRecord) -> bytes:
+        """The exact bytes sent: compact JSON with every image placeholder replaced by base64."""
+        body = json.dumps(record.body, separators=(",", ":"), ensure_ascii=False).encode()
+        if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
+            return body
+        inline = {_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
+
+        def substitute(match: re.Match[bytes]) -> bytes:
+            digest = match.group(1).decode().lower()
+            if digest not in inline:
+                raise InputImageChanged(f"input image sha256:{digest} is not among the request's images")
+            return b'"data":"' + inline[digest] + b'"'
+
+        return _PLACEHOLDER.sub(substitute, body)
+
+    def _read_base64(self, ref: ImageRef) -> bytes:
+        try:
+            data = (self.spec_dir / ref.path).read_bytes()
+        except OSError as exc:
+            raise InputImageChanged(f"input image {ref.path} cannot be read: {exc.strerror}") from exc
+        if hashlib.sha256(data).hexdigest() != _hex(ref.sha256).lower():
+            raise InputImageChanged(
+                f"input image {ref.path} changed since the plan; run `batchrun plan` again"
+            )
+        return base64.b64encode(data)
+
+    def build_request(self, client: httpx.AsyncClient, record: RequestRecord) -> httpx.Request:
+        """The POST for one record, body encoded and images inlined."""
+        return self._request(client, record, self.encode_body(record))
+
+    def _request(
+        self, client: httpx.AsyncClient, record: RequestRecord, body: bytes
+    ) -> httpx.Request:
+        url = self.endpoint(record.model, self._streams(record))
+        return client.build_request(
+            "POST", url, content=body, headers=self._headers, timeout=self._timeout
+        )
+
+    def _streams(self, record: RequestRecord) -> bool:
+        return self.stream and not record.wants_image  # image parts arrive whole: nothing to stream
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
+        """One exchange: encode, post, parse. HTTP and transport failures come back as replies."""
+        try:
+            if record.images:  # file reads and base64 off the event loop
+                body = await anyio.to_thread.run_sync(self.encode_body, record)
+            else:
+                body = self.encode_body(record)
+        except InputImageChanged as exc:
+            return ProviderReply(Outcome.INVALID, error_kind="input_changed", error_message=str(exc))
+        request = self._request(client, record, body)
+        try:
+            response = await client.send(request)
+        except httpx.RequestError as exc:
+            return self._redact(classify_transport(exc))
+        now = datetime.now(timezone.utc)
+        status, wants_image = response.status_code, record.wants_image
+        if status == 200 and self._streams(record):
+            reply = parse_sse(
+                response.content, wants_image=wants_image, headers=response.headers, now=now
+            )
+        else:
+            reply = parse_reply(
+                status, response.content, wants_image=wants_image, headers=response.headers, now=now
+            )
+        return self._redact(reply)
+
+    def _redact(self, reply: ProviderReply) -> ProviderReply:
+        """Scrub the key from an error message (a gateway or a transport may echo it)."""
+        key, message = self._api_key, reply.error_message
+        if key and message and key in message:
+            reply.error_message = message.replace(key, REDACTED)
+        return reply
+
+
+def _auth_header(auth: str, api_key: str | None) -> dict[str, str]:
+    if not api_key:
+        return {}
+    if auth == "bearer":
+        return {"authorization": f"Bearer {api_key}"}
+    return {"x-goog-api-key": api_key}
+
+
+def _hex(sha256: str) -> str:
+    return sha256.removeprefix(IMAGE_PLACEHOLDER_PREFIX)
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return None
+
+
+def _malformed(status: int, message: str) -> ProviderReply:
+    return ProviderReply(Outcome.RETRY, http_status=status, error_kind="malformed", error_message=message)
+
+
+def parse_reply(
+    status: int,
+    content: bytes,
+    *,
+    wants_image: bool,
+    headers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> ProviderReply:
+    """The ProviderReply for one non-streamed HTTP reply (status and body)."""
+    payload = _loads(content)
+    if not 200 <= status < 300 or error_envelope(payload) is not None:
+        return classify_error(status, payload, headers, now=now)
+    if not isinstance(payload, dict):
+        return _malformed(status, "reply is not a JSON object" if content else "empty reply")
+    return reply_from_response(payload, status, wants_image)
+
+
+def reply_from_response(payload: dict[str, Any], status: int, wants_image: bool) -> ProviderReply:
+    """Read a generateContent reply: candidate 0's parts, finishReason, usage and model facts."""
+    try:
+        return _read_response(payload, status, wants_image)
+    except (AttributeError, TypeError, IndexError):
+        return _malformed(status, "reply does not have the generateContent shape")
+
+
+def _read_response(payload: dict[str, Any], status: int, wants_image: bool) -> ProviderReply:
+    model_status = payload.get("modelStatus") or {}
+    reply = ProviderReply(
+        Outcome.OK,
+        http_status=status,
+        model_version=payload.get("modelVersion"),
+        response_id=payload.get("responseId"),
+        model_stage=model_status.get("modelStage"),
+        retirement_time=model_status.get("retirementTime"),
+    )
+    candidates = payload.get("candidates")
+    if not candidates:
+        reply.usage = parse_usage(payload.get("usageMetadata"), has_image=False)
+        return _no_candidates(reply, payload.get("promptFeedback") or {})
+    candidate = candidates[0]
+    text, blob = read_parts(candidate)
+    reply.finish_reason = candidate.get("finishReason")
+    reply.text = text
+    reply.usage = parse_usage(payload.get("usageMetadata"), has_image=blob is not None)
+    reply.outcome, reply.error_kind = classify_finish(
+        reply.finish_reason, blob is not None, wants_image, bool(text)
+    )
+    if reply.outcome is not Outcome.OK:
+        reply.error_message = short_message(candidate.get("finishMessage")) or (
+            f"finishReason {reply.finish_reason}"
+        )
+    elif blob is not None:
+        _attach_image(reply, blob)
+    return reply
+
+
+def _no_candidates(reply: ProviderReply, feedback: Mapping[str, Any]) -> ProviderReply:
+    reason = feedback.get("blockReason")
+    if reason:
+        reply.outcome, reply.error_kind = Outcome.BLOCKED, "prompt_blocked"
+        reply.error_message = short_message(feedback.get("blockReasonMessage")) or (
+            f"prompt blocked: {reason}"
+        )
+    else:
+        reply.outcome, reply.error_kind = Outcome.RETRY, "no_candidates"
+        reply.error_message = "reply has no candidates and no blockReason"
+    return reply
+
+
+def read_parts(candidate: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """Joined non-thought text (None if none) and the last non-thought image blob of a candidate."""
+    texts: list[str] = []
+    image = None
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if part.get("thought") is True:
+            continue  # interim thoughts: text and images alike are not the deliverable
+        text = part.get("text")
+        if text is not None:
+            texts.append(text)
+            continue
+        blob = part.get("inlineData") or part.get("inline_data")
+        if blob and str(blob.get("mimeType") or blob.get("mime_type") or "").startswith("image/"):
+            image = blob
+    return ("".join(texts) if texts else None), image
+
+
+def _attach_image(reply: ProviderReply, blob: Mapping[str, Any]) -> None:
+    try:
+        reply.image = binascii.a2b_base64(blob.get("data") or "")
+    except (binascii.Error, ValueError):
+        reply.outcome, reply.error_kind = Outcome.RETRY, "malformed"
+        reply.error_message = "image part is not valid base64"
+        return
+    if not reply.image:
+        reply.outcome, reply.error_kind, reply.image = Outcome.RETRY, "no_image", None
+        reply.error_message = "image part is empty"
+        return
+    reply.image_mime = blob.get("mimeType") or blob.get("mime_type")
+
+
+def _modality_tokens(details: Any, modality: str) -> int:
+    return sum(d.get("tokenCount") or 0 for d in details if d.get("modality") == modality)
+
+
+def parse_usage(meta: Mapping[str, Any] | None, *, has_image: bool) -> Usage | None:
+    """Token counts from usageMetadata, output split into text and image by modality."""
+    if not meta:
+        return None
+    candidates = meta.get("candidatesTokenCount")
+    details = meta.get("candidatesTokensDetails")
+    if details:
+        out_text, out_image = _modality_tokens(details, "TEXT"), _modality_tokens(details, "IMAGE")
+    elif candidates is None:
+        out_text = out_image = None
+    elif has_image:  # no split reported: an image reply's output is the image
+        out_text, out_image = 0, candidates
+    else:
+        out_text, out_image = candidates, 0
+    prompt_details = meta.get("promptTokensDetails")
+    return Usage(
+        prompt=meta.get("promptTokenCount"),
+        prompt_image=_modality_tokens(prompt_details, "IMAGE") if prompt_details else None,
+        cached=meta.get("cachedContentTokenCount"),
+        output_text=out_text,
+        output_image=out_image,
+        thoughts=meta.get("thoughtsTokenCount"),
+        total=meta.get("totalTokenCount"),
+    )
+
+
+def parse_sse(
+    chunks: Iterable[bytes] | bytes,
+    *,
+    wants_image: bool,
+    headers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> ProviderReply:
+    """The ProviderReply of a `streamGenerateContent?alt=sse` body: parts joined, last usage kept."""
+    data = bytes(chunks) if isinstance(chunks, (bytes, bytearray)) else b"".join(chunks)
+    events = sse_events(data)
+    if not events:  # an error may come back as plain JSON instead of events
+        return parse_reply(200, data, wants_image=wants_image, headers=headers, now=now)
+    payloads = []
+    for event in events:
+        payload = _loads(event)
+        if error_envelope(payload) is not None:
+            return classify_error(200, payload, headers, now=now)
+        if not isinstance(payload, dict):
+            return _malformed(200, "stream event is not a JSON object")
+        payloads.append(payload)
+    try:
+        merged = merge_stream(payloads)
+    except (AttributeError, TypeError, IndexError):
+        return _malformed(200, "stream event does not have the generateContent shape")
+    return reply_from_response(merged, 200, wants_image)
+
+
+def sse_events(data: bytes) -> list[bytes]:
+    """The `data:` payload of each server-sent event (multi-line data joined by newlines)."""
+    events = []
+    for block in data.replace(b"\r\n", b"\n").split(b"\n\n"):
+        lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            events.append(b"\n".join(lines))
+    return events
+
+
+def merge_stream(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """One reply from stream chunks: candidate 0's parts in order, the last finishReason and usage."""
+    merged: dict[str, Any] = {}
+    parts: list[Any] = []
+    candidate: dict[str, Any] | None = None
+    for payload in payloads:
+        for field in ("usageMetadata", "modelVersion", "responseId", "modelStatus"):
+            if payload.get(field):
+                merged[field] = payload[field]  # usage is cumulative: the last chunk holds the total
+        if "promptFeedback" in payload and "promptFeedback" not in merged:
+            merged["promptFeedback"] = payload["promptFeedback"]
+        chunk_candidates = payload.get("candidates")
+        if not chunk_candidates:
+            continue
+        first = chunk_candidates[0]
+        candidate = candidate or {"content": {"parts": parts}}
+        parts.extend((first.get("content") or {}).get("parts") or ())
+        for field in ("finishReason", "finishMessage"):
+            if first.get(field):
+                candidate[field] = first[field]
+    if candidate is not None:
+        merged["candidates"] = [candidate]
+    return merged
+
+
+def warn_model_status(reply: ProviderReply, warned: set[str]) -> str | None:
+    """A one-line warning the first time a model reports a retiring stage or a retirement time."""
+    stage = reply.model_stage if reply.model_stage in WARN_STAGES else None
+    if stage is None and not reply.retirement_time:
+        return None
+    model = reply.model_version or "the model"
+    if model in warned:
+        return None
+    warned.add(model)
+    said = f"model {model}"
+    if stage:
+        said += f" is {stage.lower()}"
+    if reply.retirement_time:
+        said += f"{' and' if stage else ''} retires at {reply.retirement_time}"
+    return said + "; move the job to a newer model before then"

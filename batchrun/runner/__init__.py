@@ -1,0 +1,1 @@
+"""The runner: worker pool, rate limiter, retry policy and the clock they share."""

@@ -1,0 +1,291 @@
+"""The worker pool: pending RequestRecords in, final results out through the sink.
+
+Inputs: an iterator of pending records (streamed from the manifest), a provider, one httpx client, a
+limiter, a retry policy, a sink, progress counters. Invariants:
+- memory is bounded by the concurrency, not by the manifest: a bounded stream feeds the workers;
+- a result is written only once final (ok / blocked / invalid / failed after the last attempt);
+- a request the run gives up on because it is stopping (deadline, bad key, daily quota, Ctrl-C,
+  budget) is left pending, never recorded: the next run sends it;
+- the budget is kept by reserving each request's worst-case cost before it is sent.
+The pool knows no provider JSON: it acts on `ProviderReply.outcome` alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import anyio
+import httpx
+
+from ..records import Outcome, ProviderReply, RequestRecord, ResultRecord, Usage
+from .retry import RetryPolicy, send_with_retries
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUS = {Outcome.OK: "ok", Outcome.BLOCKED: "blocked", Outcome.INVALID: "invalid", Outcome.RETRY: "failed"}
+
+
+class StopReason(enum.Enum):
+    BUDGET = "budget"
+    DEADLINE = "deadline"
+    AUTH = "auth"
+    QUOTA = "quota"
+    INTERRUPTED = "interrupted"
+
+
+class _Abandoned(Exception):
+    """The run is stopping: leave this request pending."""
+
+
+@dataclass
+class Budget:
+    """Spend so far plus worst cases reserved for what is in flight, against a cap."""
+
+    cap_usd: float | None
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+
+    def reserve(self, worst: float | None) -> bool:
+        if self.cap_usd is None:
+            return True
+        worst = worst or 0.0
+        if self.spent_usd + self.reserved_usd + worst > self.cap_usd + 1e-12:
+            return False
+        self.reserved_usd += worst
+        return True
+
+    def settle(self, worst: float | None, actual: float | None) -> None:
+        if self.cap_usd is not None:
+            self.reserved_usd = max(0.0, self.reserved_usd - (worst or 0.0))
+        self.spent_usd += actual or 0.0
+
+
+@dataclass
+class PoolStop:
+    reason: StopReason | None = None
+    message: str = ""
+    abandoned: int = 0
+
+
+class WorkerPool:
+    def __init__(self, *, provider, client: httpx.AsyncClient, limiter, policy: RetryPolicy, sink,
+                 progress, clock, concurrency: int, cost: Callable[[RequestRecord, Usage | None], float | None],
+                 worst_case: Callable[[RequestRecord], float | None], budget: Budget,
+                 deadline: float | None = None, grace_s: float = 30.0, handle_signals: bool = False,
+                 on_tick: Callable[[], None] | None = None, tick_s: float = 1.0,
+                 on_reply: Callable[[ProviderReply], None] | None = None) -> None:
+        self.provider, self.client, self.limiter, self.policy = provider, client, limiter, policy
+        self.sink, self.progress, self.clock, self.concurrency = sink, progress, clock, concurrency
+        self.cost, self.worst_case, self.budget = cost, worst_case, budget
+        self.deadline, self.grace_s, self.handle_signals = deadline, grace_s, handle_signals
+        self.on_tick, self.tick_s, self.on_reply = on_tick, tick_s, on_reply
+        self.stop = PoolStop()
+        self._waits: set[anyio.CancelScope] = set()
+        self._stopped = anyio.Event()
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def request_stop(self, reason: StopReason, message: str = "") -> None:
+        """Stop sending; wake every worker that is only waiting (a slot, a pause, a retry backoff)."""
+        if self.stop.reason is not None:
+            return
+        self.stop.reason, self.stop.message = reason, message
+        log.warning("stopping (%s)%s", reason.value, f": {message}" if message else "")
+        self._stopped.set()
+        for scope in list(self._waits):
+            scope.cancel()
+
+    async def _wait(self, awaitable_factory):
+        """Run a wait that a stop cancels; raise _Abandoned when it was cancelled by one."""
+        if self.stop.reason is not None:
+            raise _Abandoned
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                return await awaitable_factory()
+            finally:
+                self._waits.discard(scope)
+        raise _Abandoned  # reached only when the scope was cancelled by request_stop
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def run(self, records: Iterable[RequestRecord]) -> PoolStop:
+        send, receive = anyio.create_memory_object_stream[RequestRecord](self.concurrency)
+        async with anyio.create_task_group() as background:
+            if self.handle_signals:
+                background.start_soon(self._watch_signals)
+            if self.deadline is not None:
+                background.start_soon(self._watch_deadline)
+            if self.on_tick is not None:
+                background.start_soon(self._tick)
+            async with anyio.create_task_group() as workers:
+                self._workers = workers
+                workers.start_soon(self._produce, send, records)
+                async with receive:
+                    for _ in range(self.concurrency):
+                        workers.start_soon(self._work, receive.clone())
+            background.cancel_scope.cancel()
+        return self.stop
+
+    async def _produce(self, send, records: Iterable[RequestRecord]) -> None:
+        async with send:
+            for record in records:
+                if self.stop.reason is not None:
+                    return
+                await send.send(record)
+
+    async def _work(self, receive) -> None:
+        async with receive:
+            async for record in receive:
+                if self.stop.reason is not None:
+                    self.stop.abandoned += 1
+                    continue
+                await self._process(record)
+
+    async def _process(self, record: RequestRecord) -> None:
+        worst = self.worst_case(record)
+        if not self.budget.reserve(worst):
+            self.stop.abandoned += 1
+            spent = self.budget.spent_usd
+            self.request_stop(StopReason.BUDGET, f"spent ${spent:.4f} of ${self.budget.cap_usd:.4f}; the next request could cost up to ${worst or 0:.4f}")
+            return
+        started = time.time()
+        try:
+            reply, attempts = await send_with_retries(
+                lambda: self._attempt(record), self.policy, _InterruptibleClock(self),
+                on_retry=self._count_retry,
+            )
+        except _Abandoned:
+            self.budget.settle(worst, None)
+            self.stop.abandoned += 1
+            return
+        await self._record(record, reply, attempts, started, worst)
+
+    async def _attempt(self, record: RequestRecord) -> ProviderReply:
+        estimate = record.estimate
+        tokens = estimate.input_text + estimate.input_image + estimate.output_image
+        permit = await self._wait(lambda: self.limiter.acquire(tokens=tokens, images=estimate.images_out))
+        if self.stop.reason is not None:
+            self.limiter.release(permit)
+            raise _Abandoned
+        self.sink.record_sent(record.request_id)
+        self.progress.in_flight += 1
+        try:
+            reply = await self.provider.send(self.client, record)
+        finally:
+            self.progress.in_flight -= 1
+        actual = reply.usage.total if reply.usage is not None else None
+        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.error_kind == "rate_limited")
+        return self._react(reply)
+
+    def _react(self, reply: ProviderReply) -> ProviderReply:
+        if self.on_reply is not None:
+            self.on_reply(reply)
+        if reply.outcome is Outcome.STOP_AUTH:
+            self.request_stop(StopReason.AUTH, reply.error_message or "authentication failed")
+            raise _Abandoned
+        if reply.outcome is Outcome.STOP_QUOTA:
+            self.request_stop(StopReason.QUOTA, reply.error_message or "daily quota exhausted")
+            raise _Abandoned
+        if reply.outcome is Outcome.RETRY:
+            self.progress.errors[reply.error_kind or "retry"] += 1
+            if reply.retry_after_s:
+                self.limiter.pause_all(reply.retry_after_s)
+        return reply
+
+    def _count_retry(self, *_args) -> None:
+        self.progress.retries += 1
+
+    async def _record(self, record: RequestRecord, reply: ProviderReply, attempts: int, started: float, worst) -> None:
+        status = FINAL_STATUS[reply.outcome]
+        image = None
+        if reply.image is not None and status == "ok":
+            image = await anyio.to_thread.run_sync(
+                self.sink.write_image, reply.image, reply.image_mime or "image/png", record.output_name, record.request_id
+            )
+        cost = self.cost(record, reply.usage)
+        result = _result(record, reply, status, attempts, started, cost, image)
+        self.sink.write_result(result)
+        self.budget.settle(worst, cost)
+        self.progress.count(status)
+        self.progress.spend_usd += cost or 0.0
+        self.progress.tokens += (reply.usage.total or 0) if reply.usage else 0
+
+    # -- background -----------------------------------------------------------------------------
+
+    async def _watch_deadline(self) -> None:
+        await anyio.sleep(max(0.0, self.deadline - self.clock.now()))
+        self.request_stop(StopReason.DEADLINE, "deadline reached")
+
+    async def _tick(self) -> None:
+        while True:
+            await anyio.sleep(self.tick_s)
+            self.on_tick()
+
+    async def _watch_signals(self) -> None:
+        """First Ctrl-C: stop sending, give in-flight requests `grace_s`. Second: abandon them now."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            interrupted = False
+            async for _ in signals:
+                if interrupted:
+                    self._workers.cancel_scope.cancel()
+                    return
+                interrupted = True
+                self.stop.reason = None  # Ctrl-C overrides any earlier stop: exit 130
+                self.request_stop(StopReason.INTERRUPTED, f"waiting up to {self.grace_s:g}s for requests in flight")
+                self._workers.cancel_scope.deadline = anyio.current_time() + self.grace_s
+
+
+class _InterruptibleClock:
+    """The retry loop's clock: a backoff sleep ends early, abandoning the request, when the run stops."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self._pool = pool
+
+    def now(self) -> float:
+        return self._pool.clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._pool._wait(lambda: self._pool.clock.sleep(seconds))
+
+
+def _result(record: RequestRecord, reply: ProviderReply, status: str, attempts: int, started: float,
+            cost: float | None, image) -> ResultRecord:
+    usage = reply.usage or Usage()
+    finished = time.time()
+    return ResultRecord(
+        request_id=record.request_id,
+        status=status,
+        attempts=attempts,
+        started_at=started,
+        finished_at=finished,
+        finish_reason=reply.finish_reason,
+        text=reply.text,
+        image_path=image.path if image else None,
+        image_sha256=image.sha256 if image else None,
+        image_mime=reply.image_mime if image else None,
+        image_width=image.width if image else None,
+        image_height=image.height if image else None,
+        image_bytes=image.bytes if image else None,
+        prompt_tokens=usage.prompt,
+        prompt_image_tokens=usage.prompt_image,
+        cached_tokens=usage.cached,
+        output_text_tokens=usage.output_text,
+        output_image_tokens=usage.output_image,
+        thoughts_tokens=usage.thoughts,
+        total_tokens=usage.total,
+        cost_usd=cost,
+        latency_ms=int(math.ceil((finished - started) * 1000)),
+        http_status=reply.http_status,
+        error_kind=reply.error_kind if status != "ok" else None,
+        error_message=reply.error_message if status != "ok" else None,
+        model=record.model,
+        model_version=reply.model_version,
+        response_id=reply.response_id,
+    )

@@ -1,0 +1,239 @@
+"""The simulator's protocol core: one request in (method, path, query, headers, body), one SimReply out.
+
+Shared by the HTTP server and the in-process transport, so both answer identically. The core is
+synchronous and does no I/O except appending to the request log; what to do with the reply (wait,
+send, cut the connection, never answer) is written in the SimReply and carried out by the caller.
+
+Order of checks for a generate request: route, API key, body, then (with the request's arrival
+number n) the per-day quota, per-minute limits, and the seeded fault decision for n.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+from ..models import input_image_tokens
+from .content import Content, ContentMaker, ModelPlan, plan_for
+from .faults import Decision, FaultConfig, decide
+from .inbound import GenerateRequest, InvalidRequest, load_body, read_count_tokens_request, read_generate_request
+from .limits import LimitBook
+from .pixels import UnsupportedImageConfig
+from .replies import (
+    bad_key_error, blocked_reply, count_tokens_reply, gateway_envelope, generate_reply, image_part,
+    invalid_argument, missing_key_error, not_found, quota_error, server_error, stream_chunks,
+    unavailable_error, usage_metadata,
+)
+from .requestlog import RequestLog
+
+JSON_TYPE = "application/json; charset=UTF-8"
+SSE_TYPE = "text/event-stream"
+_ROUTE = re.compile(r"^/(?:v1beta|v1|v1alpha)/(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
+_GENERATE = ("generateContent", "streamGenerateContent")
+_THOUGHT_SIGNATURE = base64.b64encode(b"simulated-thought-signature").decode()
+
+
+@dataclass(slots=True)
+class SimReply:
+    """What to send back, and how: reply normally, cut the body at `cut_at`, or never answer."""
+
+    status: int | None
+    outcome: str
+    body: bytes = b""
+    content_type: str = JSON_TYPE
+    events: tuple[bytes, ...] = ()  # a stream's SSE events, sent one by one (then body is empty)
+    delay_s: float = 0.0
+    action: Literal["reply", "drop", "hang"] = "reply"
+    cut_at: int = 0  # drop: bytes of the payload sent before the connection closes
+    hang_s: float | None = None  # hang: seconds before the connection closes (None: never)
+
+    def payload(self) -> bytes:
+        """The whole body as bytes, events joined."""
+        return b"".join(self.events) if self.events else self.body
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_reply(status: int, outcome: str, obj: Any) -> SimReply:
+    return SimReply(status, outcome, _dumps(obj))
+
+
+def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The API key from x-goog-api-key, Authorization: Bearer, or ?key= (in that order)."""
+    key = headers.get("x-goog-api-key")
+    if key:
+        return key
+    auth = headers.get("authorization") or ""
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return query.get("key") or None
+
+
+class SimulatorCore:
+    """The Gemini-compatible answers of one simulator, with its faults, limits and request log."""
+
+    def __init__(
+        self,
+        config: FaultConfig,
+        seed: int = 0,
+        *,
+        clock: Callable[[], float] = time.time,
+        request_log: RequestLog | None = None,
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self.clock = clock
+        self.log = request_log or RequestLog(None)
+        self.limits = LimitBook(config.limits)
+        self.content = ContentMaker(seed, config.image_mime)
+        self.arrivals = 0
+        self._bad_keys = frozenset(config.bad_keys)
+
+    def handle(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> SimReply:
+        """Answer one request; `headers` must be a case-insensitive mapping."""
+        now = self.clock()
+        route = _ROUTE.match(path)
+        model = route.group(1) if route else None
+        if route is None or method != "POST":
+            reply = _json_reply(404, "not_found", not_found(path))
+        else:
+            reply = self._serve(model, route.group(2), query, headers, body, now)
+        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status)
+        return reply
+
+    def close(self) -> None:
+        """Close the request log."""
+        self.log.close()
+
+    def _serve(self, model, rpc, query, headers, body, now) -> SimReply:
+        key = api_key(headers, query)
+        if key is not None and key in self._bad_keys:
+            return _json_reply(400, "bad_key", bad_key_error())
+        if key is None and self.config.require_key:
+            return _json_reply(403, "no_key", missing_key_error())
+        try:
+            parsed = load_body(body)
+            if rpc == "countTokens":
+                return self._count_tokens(model, parsed)
+            if rpc not in _GENERATE:
+                return _json_reply(404, "not_found", not_found(f"models/{model}:{rpc}"))
+            request = read_generate_request(parsed)
+            plan = plan_for(model, request)
+        except (InvalidRequest, UnsupportedImageConfig) as exc:
+            return _json_reply(400, "invalid", invalid_argument(str(exc)))
+        streaming = rpc == "streamGenerateContent"
+        return self._generate(model, request, plan, streaming, query.get("alt") == "sse", now)
+
+    def _count_tokens(self, model: str, body: dict) -> SimReply:
+        request = read_count_tokens_request(body)
+        reply = count_tokens_reply(request.prompt_text_tokens, _image_in(model, request))
+        return _json_reply(200, "ok", reply)
+
+    def _generate(self, model, request, plan: ModelPlan, streaming: bool, sse: bool, now: float) -> SimReply:
+        n = self.arrivals
+        self.arrivals += 1
+        decision = decide(self.config, self.seed, n)
+        refusal = self.limits.check(now, 1 if plan.wants_image else 0)
+        if refusal is not None:
+            outcome = "quota" if refusal.per_day else "rate_limited"
+            body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)
+            return _json_reply(429, outcome, body)
+        reply = self._faulted(model, request, plan, decision, n, streaming, sse)
+        reply.delay_s = decision.delay_s if reply.action != "hang" else 0.0
+        return reply
+
+    def _faulted(self, model, request, plan, decision: Decision, n, streaming, sse) -> SimReply:
+        fault = decision.fault
+        if fault == "no_image" and not plan.wants_image:
+            fault = None  # documented: NO_IMAGE only hits requests that ask for an image
+        if fault == "server_error":
+            return _json_reply(500, "server_error", server_error())
+        if fault == "unavailable":
+            return _json_reply(503, "unavailable", unavailable_error())
+        if fault == "hang":
+            return SimReply(None, "hang", action="hang", hang_s=self.config.hang.seconds)
+        response_id = base64.urlsafe_b64encode(
+            hashlib.sha256(request.digest + n.to_bytes(8, "big")).digest()[:15]
+        ).decode()
+        if fault == "envelope200":
+            return _json_reply(200, "envelope200", gateway_envelope(response_id))
+        obj, outcome = self._reply_object(model, request, plan, decision, fault, response_id)
+        reply = self._encode(obj, outcome, streaming, sse)
+        if fault == "drop":
+            reply.outcome, reply.action = "drop", "drop"
+            reply.cut_at = len(reply.events[0]) if len(reply.events) > 1 else len(reply.payload()) // 2
+        elif fault == "malformed":
+            _break_json(reply)
+        return reply
+
+    def _reply_object(self, model, request, plan, decision, fault, response_id) -> tuple[dict, str]:
+        stage = "PREVIEW" if model.endswith("-preview") else None
+        if fault in ("blocked", "safety", "no_image"):
+            usage = usage_metadata(request.prompt_text_tokens, _image_in(model, request), 0, 0, 0)
+            if fault == "blocked":
+                return blocked_reply(usage, model, response_id), "blocked"
+            reason = "SAFETY" if fault == "safety" else "NO_IMAGE"
+            return generate_reply([], reason, usage, model, response_id, stage), fault
+        content = self.content.make(model, request, plan, decision.thought_images)
+        if fault == "max_tokens":
+            content = _cut_short(content)
+        parts = _parts(content, self.config.image_mime, plan.gemini3_image)
+        usage = usage_metadata(
+            content.prompt_text_tokens, content.prompt_image_tokens,
+            content.out_text_tokens, content.out_image_tokens, content.thoughts_tokens,
+        )
+        finish = "MAX_TOKENS" if content.truncated else "STOP"
+        outcome = "max_tokens" if content.truncated else "ok"
+        return generate_reply(parts, finish, usage, model, response_id, stage), outcome
+
+    def _encode(self, obj: dict, outcome: str, streaming: bool, sse: bool) -> SimReply:
+        if not streaming:
+            return SimReply(200, outcome, _dumps(obj))
+        chunks = stream_chunks(obj)
+        if not sse:
+            return SimReply(200, outcome, _dumps(chunks))
+        events = tuple(b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
+        return SimReply(200, outcome, content_type=SSE_TYPE, events=events)
+
+
+def _image_in(model: str, request: GenerateRequest) -> int:
+    return sum(input_image_tokens(model, i.width, i.height) for i in request.images)
+
+
+def _cut_short(content: Content) -> Content:
+    """The max_tokens fault: half the text, no image."""
+    text = content.text or ""
+    half = text[: max(1, len(text) // 2)] if text else None
+    content.text, content.image, content.thought_images = half, None, []
+    content.out_text_tokens = -(-len(half) // 4) if half else 0
+    content.out_image_tokens, content.truncated = 0, True
+    return content
+
+
+def _parts(content: Content, mime: str, signed: bool) -> list[dict]:
+    parts: list[dict] = [image_part(img, mime, thought=True) for img in content.thought_images]
+    if content.text is not None:
+        parts.append({"text": content.text})
+    if content.image is not None:
+        parts.append(image_part(content.image, mime, signature=_THOUGHT_SIGNATURE if signed else ""))
+    return parts
+
+
+def _break_json(reply: SimReply) -> None:
+    """The malformed fault: a complete HTTP reply whose JSON stops half way."""
+    reply.outcome = "malformed"
+    if reply.events:
+        last = reply.events[-1]
+        broken = last[: max(7, len(last) // 2)] + b"\r\n\r\n"
+        reply.events = reply.events[:-1] + (broken,)
+    else:
+        reply.body = reply.body[: len(reply.body) // 2]

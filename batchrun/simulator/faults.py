@@ -1,0 +1,218 @@
+"""Which faults the simulator injects: named profiles, the YAML faults file, and seeded decisions.
+
+A `FaultConfig` says, for each fault, a rate (0..1) or a schedule (`every: N`, `first: N`). The
+decision for the n-th generate request (0-based, in arrival order) is a pure function of
+(config, seed, n): `decide(config, seed, n)`. Scheduled faults win over rated ones, in the order of
+`FAULT_NAMES`; rated faults share one uniform draw, so their rates add up to at most 1 and each is
+emitted at exactly its own rate in the long run. Rate limits and the per-day quota are not drawn:
+they are counted, by `limits.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import SpecError, UsageError
+
+# Order matters: it is the precedence of schedules and the layout of the shared uniform draw.
+FAULT_NAMES = (
+    "server_error",
+    "unavailable",
+    "hang",
+    "drop",
+    "malformed",
+    "envelope200",
+    "blocked",
+    "safety",
+    "no_image",
+    "max_tokens",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(_Strict):
+    """When one fault happens: at a rate, or on every N-th request, or on the first N requests."""
+
+    rate: float = Field(0.0, ge=0.0, le=1.0)
+    every: int | None = Field(None, ge=1)
+    first: int | None = Field(None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_rate(cls, value: Any) -> Any:
+        return {"rate": value} if isinstance(value, (int, float)) else value
+
+    def scheduled(self, n: int) -> bool:
+        """Whether request n (0-based) is hit by `every` or `first`."""
+        if self.first is not None and n < self.first:
+            return True
+        return self.every is not None and (n + 1) % self.every == 0
+
+
+class HangSchedule(Schedule):
+    """A request that gets no reply: after `seconds` the connection is closed (null: never)."""
+
+    seconds: float | None = Field(None, gt=0)
+
+
+class Latency(_Strict):
+    """Extra time before a reply, for `rate` of the requests."""
+
+    distribution: Literal["fixed", "uniform", "long_tail"] = "fixed"
+    ms: float = Field(0.0, ge=0)  # fixed
+    min_ms: float = Field(0.0, ge=0)  # uniform
+    max_ms: float = Field(0.0, ge=0)  # uniform; also the cap of long_tail when set
+    median_ms: float = Field(50.0, gt=0)  # long_tail (log-normal)
+    p99_ms: float = Field(1000.0, gt=0)  # long_tail
+    rate: float = Field(1.0, ge=0.0, le=1.0)
+
+    def sample_s(self, rng: random.Random) -> float:
+        """One delay in seconds; always draws the same number of values from `rng`."""
+        u, z = rng.random(), rng.gauss(0.0, 1.0)
+        if self.distribution == "fixed":
+            return self.ms / 1000
+        if self.distribution == "uniform":
+            return (self.min_ms + u * max(0.0, self.max_ms - self.min_ms)) / 1000
+        sigma = max(0.0, math.log(self.p99_ms / self.median_ms)) / 2.326
+        delay_ms = self.median_ms * math.exp(sigma * z)
+        return (min(delay_ms, self.max_ms) if self.max_ms else delay_ms) / 1000
+
+
+class Limits(_Strict):
+    """Counted limits: a sliding 60 s window per minute, a calendar day (Pacific) per day."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    images_per_minute: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=0)
+
+
+class FaultConfig(_Strict):
+    """Everything the simulator may do wrong, as read from a profile or a faults file."""
+
+    seed: int | None = None
+    latency: Latency | None = None
+    limits: Limits = Limits()
+    server_error: Schedule | None = None
+    unavailable: Schedule | None = None
+    hang: HangSchedule | None = None
+    drop: Schedule | None = None
+    malformed: Schedule | None = None
+    envelope200: Schedule | None = None
+    blocked: Schedule | None = None
+    safety: Schedule | None = None
+    no_image: Schedule | None = None
+    max_tokens: Schedule | None = None
+    thought_images: float = Field(0.0, ge=0.0, le=1.0)
+    bad_keys: list[str] = []
+    require_key: bool = False
+    image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> "FaultConfig":
+        total = sum(s.rate for s in self.schedules())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"the fault rates add up to {total:g}; they must add up to at most 1")
+        return self
+
+    def schedules(self) -> list[Schedule]:
+        return [s for name in FAULT_NAMES if (s := getattr(self, name)) is not None]
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "clean": {},
+    "flaky": {
+        "server_error": 0.02,
+        "unavailable": 0.03,
+        "drop": 0.01,
+        "malformed": 0.01,
+        "envelope200": 0.01,
+        "hang": {"rate": 0.005, "seconds": 2},
+        "latency": {"distribution": "uniform", "min_ms": 50, "max_ms": 500, "rate": 0.05},
+        "thought_images": 0.2,
+    },
+    "overloaded": {
+        "unavailable": 0.3,
+        "server_error": 0.02,
+        "latency": {"distribution": "long_tail", "median_ms": 100, "p99_ms": 2000, "max_ms": 5000},
+    },
+    "quota": {"limits": {"requests_per_day": 20}},
+}
+
+
+def profile_config(name: str) -> FaultConfig:
+    """The FaultConfig of a named profile; UsageError for an unknown name."""
+    if name not in PROFILES:
+        known = ", ".join(PROFILES)
+        raise UsageError(f"unknown simulator profile {name!r}: use one of {known}")
+    return FaultConfig.model_validate(PROFILES[name])
+
+
+def load_faults_file(path: str | Path) -> FaultConfig:
+    """Read and validate a faults YAML file; errors name the file, the YAML path and the fix."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read the faults file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), "", f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(str(path), "", "a faults file is a mapping of fault names to rates")
+    try:
+        return FaultConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        fix = _fix_message(first)
+        raise SpecError(str(path), where, fix) from None
+
+
+def _fix_message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(FaultConfig.model_fields)
+        return f"unknown key: top-level keys are {allowed} (rates, schedules every/first, latency)"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens to one generate request, before counted limits are applied."""
+
+    fault: str | None  # one of FAULT_NAMES, or None for a normal reply
+    delay_s: float
+    thought_images: int
+
+
+def decide(config: FaultConfig, seed: int, n: int) -> Decision:
+    """The seeded decision for the n-th generate request (0-based arrival order)."""
+    rng = random.Random(f"{seed}/{n}")
+    u_fault, u_latency, u_thought, extra_thought = rng.random(), rng.random(), rng.random(), rng.random()
+    delay = config.latency.sample_s(rng) if config.latency is not None else 0.0
+    if config.latency is None or u_latency >= config.latency.rate:
+        delay = 0.0
+    thoughts = (1 + int(extra_thought < 0.5)) if u_thought < config.thought_images else 0
+    return Decision(_pick_fault(config, n, u_fault), delay, thoughts)
+
+
+def _pick_fault(config: FaultConfig, n: int, u: float) -> str | None:
+    for name in FAULT_NAMES:
+        schedule = getattr(config, name)
+        if schedule is not None and schedule.scheduled(n):
+            return name
+    edge = 0.0
+    for name in FAULT_NAMES:
+        schedule = getattr(config, name)
+        if schedule is not None and schedule.rate:
+            edge += schedule.rate
+            if u < edge:
+                return name
+    return None

@@ -1,0 +1,141 @@
+"""What one generateContent or countTokens request asks for, read from its JSON body.
+
+Accepts camelCase and snake_case field names, as Google's REST front end does. Input images are
+measured from their header only (a base64 prefix is decoded, never the whole image) so that token
+counts stay cheap; a part whose bytes are not an image makes the request invalid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..tokens import text_tokens
+
+_HEADER_CHARS = 1 << 16  # base64 characters decoded to find an image's size (48 KiB of bytes)
+
+
+class InvalidRequest(ValueError):
+    """The body is not a generateContent request the API would accept (HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    mime: str
+    width: int
+    height: int
+
+
+@dataclass(slots=True)
+class GenerateRequest:
+    """The parts of a request body the simulator's replies depend on."""
+
+    digest: bytes  # sha256 of the canonical JSON body: same request, same reply
+    prompt: str
+    system: str
+    prompt_text_tokens: int = 0
+    images: list[InputImage] = field(default_factory=list)
+    modalities: tuple[str, ...] = ()
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    max_output_tokens: int | None = None
+    thinking_budget: int | None = None
+    response_mime: str = "text/plain"
+
+
+def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
+    if camel in mapping:
+        return mapping[camel]
+    return mapping.get(snake, default)
+
+
+def _image_size(data: str) -> tuple[int, int]:
+    prefix = data[:_HEADER_CHARS]
+    for chunk in (prefix[: len(prefix) - len(prefix) % 4], data):
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(chunk))) as image:
+                return image.size
+        except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
+            continue
+    raise InvalidRequest("Unable to process input image. Please retry or report in Google AI Studio.")
+
+
+def _read_parts(parts: list[Any], texts: list[str], images: list[InputImage]) -> None:
+    for part in parts:
+        if not isinstance(part, dict):
+            raise InvalidRequest("Invalid JSON payload received. A part must be an object.")
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        blob = _get(part, "inlineData", "inline_data")
+        if isinstance(blob, dict):
+            mime = str(_get(blob, "mimeType", "mime_type", ""))
+            width, height = _image_size(str(blob.get("data", "")))
+            images.append(InputImage(mime, width, height))
+
+
+def _contents_parts(contents: Any) -> list[Any]:
+    if not isinstance(contents, list):
+        raise InvalidRequest("Invalid JSON payload received. 'contents' must be a list.")
+    parts: list[Any] = []
+    for content in contents:
+        if not isinstance(content, dict) or not isinstance(content.get("parts", []), list):
+            raise InvalidRequest("Invalid JSON payload received. Each content needs a list of parts.")
+        parts.extend(content.get("parts", []))
+    return parts
+
+
+def load_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body, or InvalidRequest."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"Invalid JSON payload received. {exc.msg}.") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("Invalid JSON payload received. The body must be an object.")
+    return body
+
+
+def body_digest(body: dict[str, Any]) -> bytes:
+    """sha256 of the body's canonical JSON, so key order and spacing do not change the reply."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
+    """What a generateContent body asks for."""
+    texts: list[str] = []
+    images: list[InputImage] = []
+    _read_parts(_contents_parts(body.get("contents", [])), texts, images)
+    system_texts: list[str] = []
+    system = _get(body, "systemInstruction", "system_instruction") or {}
+    _read_parts(system.get("parts", []) if isinstance(system, dict) else [], system_texts, images)
+    config = _get(body, "generationConfig", "generation_config") or {}
+    image_config = _get(config, "imageConfig", "image_config") or {}
+    thinking = _get(config, "thinkingConfig", "thinking_config") or {}
+    modalities = _get(config, "responseModalities", "response_modalities") or []
+    return GenerateRequest(
+        digest=body_digest(body),
+        prompt="\n".join(texts),
+        system="\n".join(system_texts),
+        prompt_text_tokens=sum(text_tokens(t) for t in texts + system_texts),
+        images=images,
+        modalities=tuple(str(m).upper() for m in modalities),
+        aspect_ratio=_get(image_config, "aspectRatio", "aspect_ratio"),
+        image_size=_get(image_config, "imageSize", "image_size"),
+        max_output_tokens=_get(config, "maxOutputTokens", "max_output_tokens"),
+        thinking_budget=_get(thinking, "thinkingBudget", "thinking_budget"),
+        response_mime=_get(config, "responseMimeType", "response_mime_type") or "text/plain",
+    )
+
+
+def read_count_tokens_request(body: dict[str, Any]) -> GenerateRequest:
+    """countTokens takes either bare `contents` or a whole `generateContentRequest`."""
+    inner = _get(body, "generateContentRequest", "generate_content_request")
+    return read_generate_request(inner if isinstance(inner, dict) else body)

@@ -1,0 +1,88 @@
+"""Counted limits the simulator enforces: requests and images per minute, requests per day.
+
+Per-minute limits are sliding 60 s windows over admitted requests; a refused request does not
+count. The per-day quota counts every request that reached it and resets at midnight Pacific
+(taken as UTC-8 all year, so a test can predict it). Time comes from the caller, never read here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .faults import Limits
+
+WINDOW_S = 60.0
+DAY_S = 86400.0
+PACIFIC_OFFSET_S = -8 * 3600.0
+
+REQUESTS_PER_MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel"
+IMAGES_PER_MINUTE_QUOTA = "GenerateContentOutputImagesPerMinutePerProjectPerModel"
+REQUESTS_PER_DAY_QUOTA = "GenerateRequestsPerDayPerProjectPerModel"
+
+
+class SlidingWindow:
+    """At most `limit` admissions in any WINDOW_S seconds."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._times: deque[float] = deque()
+
+    def admit(self, now: float, count: int = 1) -> float | None:
+        """None if admitted (and recorded), else the seconds until `count` more would fit."""
+        times = self._times
+        while times and times[0] <= now - WINDOW_S:
+            times.popleft()
+        if len(times) + count <= self.limit:
+            times.extend([now] * count)
+            return None
+        oldest_needed = times[len(times) + count - self.limit - 1]
+        return max(0.0, oldest_needed + WINDOW_S - now)
+
+
+class DayQuota:
+    """At most `limit` requests per Pacific calendar day."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._day = None
+        self._used = 0
+
+    def admit(self, now: float) -> float | None:
+        """None if admitted, else the seconds until the quota resets."""
+        day = (now + PACIFIC_OFFSET_S) // DAY_S
+        if day != self._day:
+            self._day, self._used = day, 0
+        if self._used < self.limit:
+            self._used += 1
+            return None
+        return (day + 1) * DAY_S - (now + PACIFIC_OFFSET_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused by a counted limit: which quota, and when to retry."""
+
+    quota_id: str
+    per_day: bool
+    retry_after_s: float
+
+
+class LimitBook:
+    """All counted limits of one simulator, checked in a fixed order: day, requests, images."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.day = DayQuota(limits.requests_per_day) if limits.requests_per_day is not None else None
+        rpm, ipm = limits.requests_per_minute, limits.images_per_minute
+        self.requests = SlidingWindow(rpm) if rpm is not None else None
+        self.images = SlidingWindow(ipm) if ipm is not None else None
+
+    def check(self, now: float, images: int) -> Refusal | None:
+        """None if the request may go on, else why it is refused."""
+        if self.day is not None and (wait := self.day.admit(now)) is not None:
+            return Refusal(REQUESTS_PER_DAY_QUOTA, True, wait)
+        if self.requests is not None and (wait := self.requests.admit(now)) is not None:
+            return Refusal(REQUESTS_PER_MINUTE_QUOTA, False, wait)
+        if images and self.images is not None and (wait := self.images.admit(now, images)) is not None:
+            return Refusal(IMAGES_PER_MINUTE_QUOTA, False, wait)
+        return None

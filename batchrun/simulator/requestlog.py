@@ -1,0 +1,43 @@
+"""The simulator's request log: one JSON line per request received, flushed as it is written.
+
+Line: {"t": arrival unix time, "model": ..., "body_sha256": sha256 of the raw body bytes,
+"outcome": "ok" | "rate_limited" | "quota" | ..., "status": HTTP status or null (hang)}.
+Tests hash the bytes they sent and count lines to prove how often each request was received.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class RequestLog:
+    """Appends request lines to a JSONL file; with no path, keeps nothing."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1) if self.path else None
+
+    def write(self, t: float, model: str | None, body_sha256: str, outcome: str, status: int | None) -> None:
+        """Append one line and flush it (line buffering flushes at the newline)."""
+        if self._file is None:
+            return
+        line = {"t": t, "model": model, "body_sha256": body_sha256, "outcome": outcome, "status": status}
+        self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        """Close the file; later writes are dropped."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_request_log(path: str | Path) -> list[dict]:
+    """Every line of a request log, parsed; a last line cut short by a kill is skipped."""
+    lines = []
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return lines

@@ -1,0 +1,145 @@
+"""The simulator as a real HTTP server on 127.0.0.1, for end-to-end tests, benchmarks and SDKs.
+
+aiohttp's low-level server hands each request to `SimulatorCore.handle` and carries out the reply:
+wait the injected latency, then answer, stream SSE events one by one, cut the connection part way
+through the body (drop), or hold the request and close without answering (hang).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from ..errors import UsageError
+from .core import SimReply, SimulatorCore
+from .faults import FaultConfig, load_faults_file, profile_config
+from .requestlog import RequestLog
+
+log = logging.getLogger(__name__)
+
+
+def load_config(profile: str | None, faults_file: str | None) -> FaultConfig:
+    """The fault config named on the command line: a profile, a faults file, or clean."""
+    if profile and faults_file:
+        raise UsageError("give either --profile or --faults, not both")
+    if faults_file:
+        return load_faults_file(faults_file)
+    return profile_config(profile or "clean")
+
+
+def build_core(
+    profile: str | None = None,
+    faults_file: str | None = None,
+    seed: int = 0,
+    request_log: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SimulatorCore:
+    """A SimulatorCore from command-line choices; the file's `seed` applies when `seed` is 0."""
+    config = load_config(profile, faults_file)
+    effective_seed = seed or (config.seed or 0)
+    return SimulatorCore(config, effective_seed, clock=clock, request_log=RequestLog(request_log))
+
+
+class SimulatorServer:
+    """Serves one SimulatorCore over HTTP/1.1."""
+
+    def __init__(self, core: SimulatorCore) -> None:
+        self.core = core
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """aiohttp's request handler: ask the core, then carry out its reply."""
+        body = await request.read()
+        reply = self.core.handle(request.method, request.path, request.query, request.headers, body)
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.action == "hang":
+            return await self._hang(request, reply)
+        if reply.action == "drop":
+            return await self._drop(request, reply)
+        if reply.events:
+            return await self._stream(request, reply)
+        return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
+
+    async def _stream(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
+        response = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type})
+        await response.prepare(request)
+        for event in reply.events:
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def _drop(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
+        payload = reply.payload()
+        response = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type})
+        response.content_length = len(payload)
+        await response.prepare(request)
+        await response.write(payload[: reply.cut_at])
+        _abort(request)  # closing flushes what was written, then the peer sees EOF mid-body
+        raise asyncio.CancelledError  # the connection is gone: nothing more to send
+
+    async def _hang(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
+        if reply.hang_s is None:
+            await asyncio.Event().wait()  # until the client gives up or the server stops
+        await asyncio.sleep(reply.hang_s)
+        _abort(request)
+        raise asyncio.CancelledError
+
+
+def _abort(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+async def run_server(
+    core: SimulatorCore,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until `stop` is set; `on_ready(actual_port)` once listening."""
+    low_level = web.Server(
+        SimulatorServer(core).handle, handler_cancellation=True, access_log=None
+    )
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(low_level, host, port, backlog=1024)
+    actual_port = listener.sockets[0].getsockname()[1]
+    log.info("simulator listening on http://%s:%d", host, actual_port)
+    if on_ready is not None:
+        on_ready(actual_port)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        await low_level.shutdown(1.0)
+        await listener.wait_closed()
+        core.close()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8089,
+    *,
+    profile: str | None = None,
+    faults_file: str | None = None,
+    seed: int = 0,
+    request_log: str | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve the simulator until SIGINT or SIGTERM; port 0 picks a free port."""
+    core = build_core(profile, faults_file, seed, request_log)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_server(core, host, port, stop, on_ready)
+
+    asyncio.run(main())

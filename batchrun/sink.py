@@ -1,0 +1,505 @@
+"""The sink: where results become durable. It knows files, not HTTP.
+
+Inputs: `ResultRecord`s and image bytes from the runner. Outputs, under an output folder:
+`images/<output_name>.<ext>`, `journal/*.jsonl` (see `batchrun.journal`), `results/part-NNNNNN.parquet`
+(every part with `RESULT_SCHEMA`), `runs/<run_id>.json` (what each run did, and what a crash left
+in flight), and `.lock` (the pid of the one run writing the folder).
+
+Invariants:
+- An image file is complete on disk (temp file, then `os.replace`) before its row is written.
+- A row is in the journal, handed to the OS, within `flush_every` rows or at `flush()`; it reaches a
+  Parquet part (temp file, fsync, `os.replace`) before its journal segment is deleted. A crash between
+  the two leaves a row twice; recovery keeps one (same request_id and finished_at).
+- After `open()` and after `close()` the parts hold exactly one row per request_id: the latest by
+  finished_at, a final status (ok, blocked, invalid) always beating `failed`.
+- Power loss is covered only up to the last fsync: journal segments every `fsync_interval_s`, parts
+  when written. Image files are not fsynced one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from batchrun.errors import UsageError
+from batchrun.journal import RESULT_FIELDS, JournalWriter, read_journal, remove_segments, result_values
+from batchrun.records import ResultRecord
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = ("ok", "blocked", "invalid")
+FAILED = "failed"
+LOCK_NAME = ".lock"
+PART_PREFIX = "part-"
+INDEX_COLUMNS = ("request_id", "status", "finished_at")
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_TYPE_BY_NAME = {
+    "started_at": _TIMESTAMP,
+    "finished_at": _TIMESTAMP,
+    "attempts": pa.int32(),
+    "http_status": pa.int32(),
+    "image_width": pa.int32(),
+    "image_height": pa.int32(),
+}
+_TYPE_BY_ANNOTATION = {"str": pa.string(), "str | None": pa.string(), "int": pa.int64(),
+                       "int | None": pa.int64(), "float": pa.float64(), "float | None": pa.float64()}
+
+
+def _result_schema() -> pa.Schema:
+    """Arrow types of ResultRecord's fields; a field of an unknown type fails here, at import."""
+    columns = []
+    for f in fields(ResultRecord):
+        arrow_type = _TYPE_BY_NAME.get(f.name) or _TYPE_BY_ANNOTATION[str(f.type)]
+        columns.append(pa.field(f.name, arrow_type))
+    return pa.schema(columns)
+
+
+RESULT_SCHEMA: pa.Schema = _result_schema()
+_RUN_ID_POS = RESULT_FIELDS.index("run_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """An image written under the output folder; `path` is relative to it, in posix form."""
+
+    path: str
+    sha256: str
+    mime: str
+    bytes: int
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `Sink.open` found of a crashed run."""
+
+    recovered_rows: int
+    in_flight_at_crash: int
+    crashed_run_id: str | None
+
+
+# ---------------------------------------------------------------- rows and parts
+
+
+def rows_to_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """A RESULT_SCHEMA table from rows of RESULT_FIELDS values (times as unix seconds)."""
+    columns = list(zip(*rows)) if rows else [()] * len(RESULT_FIELDS)
+    arrays = [_column(values, field.type) for values, field in zip(columns, RESULT_SCHEMA)]
+    return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
+
+
+def _column(values: tuple[Any, ...], arrow_type: pa.DataType) -> pa.Array:
+    if arrow_type == _TIMESTAMP:
+        micros = pc.round(pc.multiply(pa.array(values, pa.float64()), 1e6))
+        return micros.cast(pa.int64()).cast(_TIMESTAMP)
+    try:
+        return pa.array(values, arrow_type)
+    except (pa.ArrowInvalid, UnicodeEncodeError):  # a lone surrogate in a reply's text
+        return pa.array([_clean_text(v) for v in values], arrow_type)
+
+
+def _clean_text(value: Any) -> Any:
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
+
+
+def list_parts(results_dir: Path) -> list[Path]:
+    """The result parts of a folder, in the order they were written."""
+    if not results_dir.is_dir():
+        return []
+    return sorted(p for p in results_dir.glob(f"{PART_PREFIX}*.parquet"))
+
+
+def read_parts(parts: list[Path], columns: tuple[str, ...] = INDEX_COLUMNS, *,
+               with_positions: bool = False) -> pa.Table:
+    """Some columns of every part; with `part` (position in `parts`) and `row` if asked."""
+    tables = [pq.read_table(path, columns=list(columns), schema=RESULT_SCHEMA) for path in parts]
+    if not tables:
+        tables = [RESULT_SCHEMA.empty_table().select(list(columns))]
+    table = pa.concat_tables(tables)
+    if with_positions:
+        numbers = [number for number, part in enumerate(tables) for _ in range(len(part))]
+        rows = [row for part in tables for row in range(len(part))]
+        table = table.append_column("part", pa.array(numbers, pa.int32()))
+        table = table.append_column("row", pa.array(rows, pa.int64()))
+    return table
+
+
+def write_part(table: pa.Table, path: Path) -> None:
+    """Write a part atomically and durably: temp file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as sink_file:
+        pq.write_table(table, sink_file)
+        sink_file.flush()
+        os.fsync(sink_file.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def latest_row_indices(table: pa.Table) -> pa.Array:
+    """Index of the one row kept per request_id: a final status beats failed, then latest finished_at."""
+    if pc.count_distinct(table["request_id"]).as_py() == len(table):
+        return pa.array(range(len(table)), pa.int64())
+    keys = pa.table({
+        "id": table["request_id"],
+        "final": pc.not_equal(table["status"], FAILED).cast(pa.int8()),
+        "t": table["finished_at"],
+        "i": pa.array(range(len(table)), pa.int64()),
+    })
+    order = pc.sort_indices(keys, [("id", "ascending"), ("final", "descending"),
+                                   ("t", "descending"), ("i", "descending")])
+    ids = keys["id"].take(order).combine_chunks()
+    first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    is_first = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
+    winners = order.filter(is_first)
+    return winners.take(pc.array_sort_indices(winners))
+
+
+def final_and_failed_ids(index: pa.Table, *, one_row_per_id: bool = False) -> tuple[pa.Array, pa.Array]:
+    """Request ids with a final row, and ids whose only rows are `failed`."""
+    ids, status = index["request_id"], index["status"]
+    final = ids.filter(pc.is_in(status, pa.array(FINAL_STATUSES))).combine_chunks()
+    failed = ids.filter(pc.equal(status, FAILED)).combine_chunks()
+    if one_row_per_id:  # skip hashing a million ids when the parts are known to be deduplicated
+        return final, failed
+    final = pc.unique(final)
+    failed = pc.unique(failed)
+    return final, failed.filter(pc.invert(pc.is_in(failed, final)))
+
+
+def pending_ids(manifest_ids: pa.Array, final_ids: pa.Array) -> pa.Array:
+    """Manifest ids without a final result, in manifest order."""
+    return manifest_ids.filter(pc.invert(pc.is_in(manifest_ids, final_ids)))
+
+
+def supersede(results_dir: Path) -> int:
+    """Rewrite only the parts holding superseded rows, so one row per request_id is left."""
+    parts = list_parts(results_dir)
+    index = read_parts(parts, with_positions=True)
+    keep = latest_row_indices(index)
+    if len(keep) == len(index):
+        return 0
+    losers = index.filter(pc.invert(pc.is_in(pa.array(range(len(index)), pa.int64()), keep)))
+    for number in pc.unique(losers["part"]).to_pylist():
+        drop = losers.filter(pc.equal(losers["part"], number))["row"]
+        _rewrite_without(parts[number], drop)
+    log.info("superseded %d older rows in %s", len(losers), results_dir)
+    return len(losers)
+
+
+def _rewrite_without(path: Path, drop_rows: pa.ChunkedArray) -> None:
+    table = pq.read_table(path, schema=RESULT_SCHEMA)
+    kept = table.filter(pc.invert(pc.is_in(pa.array(range(len(table)), pa.int64()), drop_rows)))
+    if len(kept):
+        write_part(kept, path)
+    else:
+        path.unlink()
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def lock_holder(out_dir: Path) -> int | None:
+    """Pid of the live process holding the folder's lock, or None."""
+    pid = _read_lock_pid(out_dir / LOCK_NAME)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs under this pid (a zombie left by a killed run counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _read_lock_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def acquire_lock(out_dir: Path) -> Path:
+    """Take the folder's lock file, taking over one left by a dead process."""
+    path = out_dir / LOCK_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_lock_pid(path)
+            if holder is not None and pid_alive(holder):
+                raise UsageError(
+                    f"another batchrun run is writing {out_dir} (pid {holder}); wait for it to end "
+                    f"or stop it, then run again") from None
+            log.info("taking over the lock of %s left by dead pid %s", out_dir, holder)
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as lock_file:
+            lock_file.write(f"{os.getpid()}\n")
+        return path
+    raise UsageError(f"could not take the lock {path}: another run keeps taking it; try again")
+
+
+def release_lock(path: Path) -> None:
+    """Remove the lock file if this process still holds it."""
+    if _read_lock_pid(path) == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- images
+
+_EXTENSION_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp"}
+_EXTENSION_BY_FORMAT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+def image_extension(mime: str, data: bytes) -> str:
+    """File extension for an image: from its mime type, else from its header."""
+    extension = _EXTENSION_BY_MIME.get(mime.lower().split(";")[0].strip())
+    if extension:
+        return extension
+    size_and_format = _image_header(data)
+    return _EXTENSION_BY_FORMAT.get(size_and_format[2] or "", "bin")
+
+
+def _image_header(data: bytes) -> tuple[int | None, int | None, str | None]:
+    """Width, height and format read from the header alone (no pixel decoding)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width, image.height, image.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None, None, None
+
+
+def image_relative_path(output_name: str | None, request_id: str, extension: str) -> PurePosixPath:
+    """`images/<output_name or request_id>.<ext>`, refusing names that leave the images folder."""
+    name = PurePosixPath(f"{output_name or request_id}.{extension}")
+    if name.is_absolute() or ".." in name.parts:
+        raise UsageError(f"output.image_name gives {str(name)!r}, which leaves the images folder; "
+                         f"use a relative name without '..'")
+    return PurePosixPath("images") / name
+
+
+def write_image_file(out_dir: Path, data: bytes, mime: str, relative: PurePosixPath) -> ImageFile:
+    """Write image bytes completely (temp file, then rename) and describe the file."""
+    path = out_dir.joinpath(*relative.parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as image_file:
+            image_file.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    width, height, _ = _image_header(data)
+    return ImageFile(str(relative), hashlib.sha256(data).hexdigest(), mime, len(data), width, height)
+
+
+def _remove_temp_images(images_dir: Path) -> None:
+    for tmp in images_dir.rglob(".*.tmp") if images_dir.is_dir() else ():
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- the sink
+
+
+class Sink:
+    """Durable home of one run's results in an output folder; used from one thread."""
+
+    def __init__(self, out_dir: Path, *, run_id: str, part_rows: int = 50_000, flush_every: int = 256,
+                 fsync_interval_s: float = 5.0, clock=time.time) -> None:
+        self.out_dir = Path(out_dir)
+        self.run_id = run_id
+        self.part_rows = part_rows
+        self.clock = clock
+        self.results_dir = self.out_dir / "results"
+        self.journal_dir = self.out_dir / "journal"
+        self._journal = JournalWriter(self.journal_dir, run_id, flush_every=flush_every,
+                                      fsync_interval_s=fsync_interval_s, clock=clock)
+        self._prior_index = read_parts([])  # rows in parts when the run opened: one per request_id
+        self._run_index: list[pa.Table] = []  # rows this run compacted into parts
+        self._pending: list[tuple[Any, ...]] = []  # rows this run journaled, not yet in a part
+        self._next_part = 0
+        self._recovery = Recovery(0, 0, None)
+        self._lock: Path | None = None
+
+    def open(self) -> Recovery:
+        """Lock the folder, recover a crashed run's journal into parts, start this run's journal."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = acquire_lock(self.out_dir)
+        self.results_dir.mkdir(exist_ok=True)
+        for tmp in self.results_dir.glob("*.tmp"):
+            tmp.unlink()
+        self._recovery = self._recover()
+        # A clean close leaves one row per request_id and no journal; only a crash can leave more.
+        if self._recovery.crashed_run_id is not None:
+            supersede(self.results_dir)
+        self._prior_index = read_parts(list_parts(self.results_dir))
+        self._journal.open_segment()
+        return self._recovery
+
+    def final_ids(self) -> pa.Array:
+        """Request ids whose latest row is final (ok, blocked, invalid)."""
+        return self._final_and_failed()[0]
+
+    def failed_ids(self) -> pa.Array:
+        """Request ids whose latest row is `failed` (sent again by the next run unless told not to)."""
+        return self._final_and_failed()[1]
+
+    def record_sent(self, request_id: str) -> None:
+        """Note in the journal that a request is about to be sent (buffered)."""
+        self._journal.append_sent(request_id)
+
+    def write_image(self, data: bytes, mime: str, output_name: str | None, request_id: str) -> ImageFile:
+        """Write a reply's image before its row; safe to call from a worker thread."""
+        relative = image_relative_path(output_name, request_id, image_extension(mime, data))
+        return write_image_file(self.out_dir, data, mime, relative)
+
+    def write_result(self, result: ResultRecord) -> None:
+        """Append a result to the journal; compact into a part once `part_rows` rows are pending."""
+        values = result_values(result)
+        if values[_RUN_ID_POS] is None:
+            values = (*values[:_RUN_ID_POS], self.run_id, *values[_RUN_ID_POS + 1:])
+        self._journal.append_result(values)
+        self._pending.append(values)
+        if len(self._pending) >= self.part_rows:
+            self._compact()
+
+    def flush(self) -> None:
+        """Hand buffered journal lines to the OS; fsync if `fsync_interval_s` has passed."""
+        self._journal.flush()
+
+    def close(self) -> None:
+        """Compact what is pending, supersede older rows, remove the journal, release the lock."""
+        if self._lock is None:
+            return
+        self._compact()
+        in_flight = len(self._journal.in_flight)
+        self._journal.close()
+        if self._run_repeats_ids():
+            supersede(self.results_dir)
+        remove_segments(self._journal.segments)
+        rows_written = sum(len(table) for table in self._run_index)
+        self._write_run_summary(self.run_id, {"rows_written": rows_written, "in_flight_at_close": in_flight,
+                                              "recovered": asdict(self._recovery)})
+        release_lock(self._lock)
+        self._lock = None
+
+    # -- internals
+
+    def _run_rows(self) -> pa.Table:
+        pending = rows_to_table(self._pending).select(list(INDEX_COLUMNS))
+        return pa.concat_tables([*self._run_index, pending])
+
+    def _final_and_failed(self) -> tuple[pa.Array, pa.Array]:
+        if not self._run_index and not self._pending:
+            return final_and_failed_ids(self._prior_index, one_row_per_id=True)
+        return final_and_failed_ids(pa.concat_tables([self._prior_index, self._run_rows()]))
+
+    def _run_repeats_ids(self) -> bool:
+        """Whether a row of this run has the request_id of an older row (which it then supersedes)."""
+        run_ids = self._run_rows()["request_id"].combine_chunks()
+        if pc.count_distinct(run_ids).as_py() != len(run_ids):
+            return True
+        return pc.any(pc.is_in(self._prior_index["request_id"], value_set=run_ids)).as_py() or False
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        table = rows_to_table(self._pending)
+        compacted = self._journal.open_segment()
+        path = self._write_new_part(table)
+        remove_segments(compacted)
+        self._run_index.append(table.select(list(INDEX_COLUMNS)))
+        self._pending = []
+        log.info("wrote %s (%d rows)", path.name, len(table))
+
+    def _write_new_part(self, table: pa.Table) -> Path:
+        if not self._next_part:
+            self._next_part = self._part_number_after(list_parts(self.results_dir))
+        path = self.results_dir / f"{PART_PREFIX}{self._next_part:06d}.parquet"
+        write_part(table, path)
+        self._next_part += 1
+        return path
+
+    @staticmethod
+    def _part_number_after(parts: list[Path]) -> int:
+        if not parts:
+            return 1
+        return int(parts[-1].stem[len(PART_PREFIX):]) + 1
+
+    def _recover(self) -> Recovery:
+        runs = read_journal(self.journal_dir)
+        if not runs:
+            return Recovery(0, 0, None)
+        _remove_temp_images(self.out_dir / "images")
+        rows = [row for run in runs.values() for row in run.results]
+        fresh = _rows_not_in_parts(rows, read_parts(list_parts(self.results_dir)))
+        if fresh:
+            self._write_new_part(rows_to_table(fresh))
+        answered = {row[0] for row in rows}
+        in_flight = set().union(*(run.sent for run in runs.values())) - answered
+        crashed = list(runs)[-1]
+        recovery = Recovery(len(fresh), len(in_flight), crashed)
+        self._write_run_summary(crashed, {"crashed": True, "recovered_by": self.run_id,
+                                          "recovered_rows": len(fresh), "in_flight_at_crash": len(in_flight)})
+        remove_segments(path for run in runs.values() for path in run.segments)
+        log.warning("recovered %d rows of crashed run %s; %d requests were in flight and are sent again",
+                    len(fresh), crashed, len(in_flight))
+        return recovery
+
+    def _write_run_summary(self, run_id: str, facts: dict[str, Any]) -> None:
+        runs_dir = self.out_dir / "runs"
+        runs_dir.mkdir(exist_ok=True)
+        path = runs_dir / f"{run_id}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"run_id": run_id, "written_at": self.clock(), **facts}, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+def _rows_not_in_parts(rows: list[tuple[Any, ...]], index: pa.Table) -> list[tuple[Any, ...]]:
+    """Journal rows not already in a part (same request_id and finished_at), each kept once."""
+    if not rows:
+        return []
+    times = rows_to_table(rows)["finished_at"].cast(pa.int64()).to_pylist()
+    keys = [(row[0], micros) for row, micros in zip(rows, times)]
+    ids = pa.array({key[0] for key in keys}, pa.string())
+    known = index.filter(pc.is_in(index["request_id"], ids))
+    seen = set(zip(known["request_id"].to_pylist(), known["finished_at"].cast(pa.int64()).to_pylist()))
+    fresh = []
+    for key, row in zip(keys, rows):
+        if key not in seen:
+            seen.add(key)
+            fresh.append(row)
+    return fresh

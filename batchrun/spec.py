@@ -1,0 +1,267 @@
+"""The job spec: a YAML file validated once, at load; every later stage trusts a JobSpec.
+
+Input: a path to `jobs/NAME.yaml`. Output: a JobSpec (pydantic, unknown keys rejected) plus the
+warnings found on the way (an unknown model). Every error is a one-line SpecError naming the file,
+the YAML path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+from .yamlload import load_yaml
+
+Scalar = Union[str, int, float, bool]
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_KEY_ENV = "GEMINI_API_KEY"
+
+GENERATION_CONFIG_KEYS = (
+    "temperature topP topK candidateCount maxOutputTokens stopSequences seed presencePenalty "
+    "frequencyPenalty responseMimeType responseSchema responseJsonSchema responseModalities "
+    "imageConfig thinkingConfig mediaResolution responseLogprobs logprobs speechConfig "
+    "enableEnhancedCivicAnswers"
+).split()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderSpec(_Strict):
+    kind: Literal["gemini", "simulator"] = "gemini"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    auth: Literal["x-goog-api-key", "bearer"] = "x-goog-api-key"
+    stream: bool = False
+    profile: str | None = None  # simulator only: clean | flaky | overloaded | quota
+    faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
+    seed: int = 0  # simulator only
+
+    @property
+    def key_env(self) -> str | None:
+        if self.api_key_env:
+            return self.api_key_env
+        return DEFAULT_KEY_ENV if self.kind == "gemini" else None
+
+    @property
+    def url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+class InputsSpec(_Strict):
+    path: str | None = None
+    rows: list[dict[str, Any]] | None = None
+    id_column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputsSpec":
+        if (self.path is None) == (self.rows is None):
+            raise ValueError("give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'")
+        if self.path is not None and Path(self.path).suffix.lower() not in INPUT_FORMATS:
+            raise ValueError(
+                f"'{self.path}' is not a .csv, .parquet or .jsonl file; convert it or use one of those"
+            )
+        return self
+
+
+INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class RequestSpec(_Strict):
+    system: str | None = None
+    prompt: str
+    images: list[str] = Field(default_factory=list)
+    generation_config: dict[str, Any] = Field(default_factory=dict)
+    safety_settings: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty; write the prompt template")
+        return value
+
+
+class LimitsSpec(_Strict):
+    concurrency: int = Field(16, ge=1, le=10_000)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    images_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(180.0, gt=0)
+
+
+class RetrySpec(_Strict):
+    max_attempts: int = Field(6, ge=1, le=100)
+    initial_s: float = Field(1.0, ge=0)
+    max_wait_s: float = Field(60.0, ge=0)
+    no_image_attempts: int = Field(3, ge=1, le=100)
+
+
+class BudgetSpec(_Strict):
+    max_cost_usd: float | None = Field(None, gt=0)
+
+
+class OutputSpec(_Strict):
+    dir: str | None = None
+    image_name: str | None = None
+
+
+class JobSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: ProviderSpec = Field(default_factory=ProviderSpec)
+    model: str = Field(min_length=1)
+    inputs: InputsSpec
+    matrix: dict[str, list[Scalar]] = Field(default_factory=dict)
+    request: RequestSpec
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    pricing: dict[str, dict[str, Any]] | None = None
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix_lists(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"matrix '{key}' has no values; give at least one or remove it")
+            if len(set(map(str, values))) != len(values):
+                raise ValueError(f"matrix '{key}' repeats a value; each value once")
+        return value
+
+
+class LoadedSpec:
+    """A validated spec with where it came from; paths in it are relative to `folder`."""
+
+    def __init__(self, spec: JobSpec, path: Path, shown: str, warnings: list[str]) -> None:
+        self.spec, self.path, self.shown, self.warnings = spec, path, shown, warnings
+        self.folder = path.resolve().parent
+
+    def error(self, where: str, message: str) -> SpecError:
+        return SpecError(self.shown, where, message)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.spec.output.dir or f"outputs/{self.spec.name}")
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a job spec; raises SpecError with the file, the YAML path and the fix."""
+    path = Path(path)
+    shown = str(path)
+    raw = load_yaml(path, shown)
+    if not isinstance(raw, dict):
+        raise SpecError(shown, "", "the spec must be a YAML mapping with name, model, inputs, request")
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(shown, *_describe(exc, raw)) from None
+    from .checks import check_spec  # model-family checks live beside the model table
+
+    warnings = check_spec(spec, shown)
+    _check_pricing(spec, shown)
+    return LoadedSpec(spec, path, shown, warnings)
+
+
+def _check_pricing(spec: JobSpec, shown: str) -> None:
+    if not spec.pricing:
+        return
+    from .pricing import PriceEntry
+
+    for model, entry in spec.pricing.items():
+        try:
+            PriceEntry.model_validate(entry)
+        except ValidationError as exc:
+            where, message = _describe(exc, entry)
+            raise SpecError(shown, f"pricing.{model}.{where}".rstrip("."), message) from None
+
+
+def yaml_path(loc: tuple[Any, ...]) -> str:
+    """('request', 'images', 0) -> 'request.images[0]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(exc: ValidationError, raw: Any) -> tuple[str, str]:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
+    message = _fix_for(first, loc)
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return yaml_path(loc), message
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"str", "int", "float", "bool"}
+
+
+def _fix_for(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "missing":
+        return "required; add it"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key; {fix}"
+    if kind == "literal_error":
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} must be letters, digits, '.', '_' or '-' (it names the output folder)"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    expected = _EXPECTED.get(kind.split("_")[0])
+    if expected:
+        return f"expected {expected}, got {_short(value)}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {_short(value)})"
+
+
+_EXPECTED = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "greater": None,
+    "less": None,
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = JobSpec
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+_TEMPLATE = re.compile(r"{{|{%")
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and bool(_TEMPLATE.search(value))

@@ -1,0 +1,157 @@
+"""Token estimates for one request, worked out before it is sent (no network).
+
+Rules, each a documented guess that `batchrun estimate` states and a calibrated run corrects:
+- input text: 4 characters a token, rounded up, over every text part and the system instruction;
+- input images: by model family (`models.input_image_tokens`); on Gemini 3 a `mediaResolution`
+  in generationConfig sets the count (LOW 280, MEDIUM 560, HIGH 1120 an image);
+- output images: the model's table for the requested `imageSize`;
+- text output ceiling: `maxOutputTokens`, else the model's own limit; Gemini counts thinking
+  against the same ceiling, so it bounds text and thinking together;
+- expected text output: a reply that carries an image adds a short caption (`IMAGE_CAPTION_TOKENS`)
+  when TEXT is among its modalities, none otherwise; a text reply is expected to use
+  `EXPECTED_OUTPUT_FRACTION` of its ceiling, at most `TYPICAL_TEXT_OUTPUT_TOKENS`;
+- expected thinking: by the request's thinking setting, else the model's default (tables below).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .models import input_image_tokens, lookup_model
+from .records import ImageRef, TokenEstimate
+
+CHARS_PER_TOKEN = 4
+DEFAULT_MAX_OUTPUT_TOKENS = 8192
+
+EXPECTED_OUTPUT_FRACTION = 0.25
+TYPICAL_TEXT_OUTPUT_TOKENS = 800
+IMAGE_CAPTION_TOKENS = 25
+
+MEDIA_RESOLUTION_TOKENS = {
+    "MEDIA_RESOLUTION_LOW": 280,
+    "MEDIA_RESOLUTION_MEDIUM": 560,
+    "MEDIA_RESOLUTION_HIGH": 1120,
+}
+
+# Expected thinking tokens for one request at a thinkingLevel (Gemini 3 text models).
+THINKING_BY_LEVEL = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
+# Image models think to plan the picture; far less than a text model reasoning at the same level.
+IMAGE_THINKING_BY_LEVEL = {
+    "gemini-3.1-flash-image": {"minimal": 300, "high": 1500},
+    "gemini-3.1-flash-lite-image": {"minimal": 200, "high": 1000},
+    "gemini-3-pro-image": {"": 500},  # always thinks; takes no thinking setting
+}
+# Gemini 2.5 with a dynamic budget (-1 or none given): what a typical request spends.
+DYNAMIC_THINKING = {"gemini-2.5-pro": 2048, "gemini-2.5-flash": 1024}
+UNKNOWN_MODEL_THINKING = 1024
+
+
+def text_tokens(text: str) -> int:
+    """Tokens of a text by the 4-characters rule, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _texts(body: dict[str, Any]) -> Iterable[str]:
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            if "text" in part:
+                yield part["text"]
+    for part in body.get("systemInstruction", {}).get("parts", []):
+        if "text" in part:
+            yield part["text"]
+
+
+def _config(body: dict[str, Any]) -> dict[str, Any]:
+    return body.get("generationConfig") or body.get("generation_config") or {}
+
+
+def _get(mapping: dict[str, Any], camel: str, snake: str) -> Any:
+    return mapping.get(camel, mapping.get(snake))
+
+
+def _image_input_tokens(model: str, config: dict[str, Any], images: list[ImageRef]) -> int:
+    info = lookup_model(model)
+    resolution = str(_get(config, "mediaResolution", "media_resolution") or "").upper()
+    fixed = MEDIA_RESOLUTION_TOKENS.get(resolution)
+    if fixed is not None and info is not None and info.input_image_tokens is not None:
+        return fixed * len(images)
+    return sum(input_image_tokens(model, im.width, im.height) for im in images)
+
+
+def estimate_tokens(model: str, body: dict[str, Any], images: list[ImageRef]) -> TokenEstimate:
+    """Expected input tokens and the most output one request can use."""
+    config = _config(body)
+    info = lookup_model(model)
+    modalities = [str(m).upper() for m in _get(config, "responseModalities", "response_modalities") or []]
+    wants_image = "IMAGE" in modalities or (info is not None and info.image_output and not modalities)
+    size = (_get(config, "imageConfig", "image_config") or {}).get("imageSize")
+    out_image = info.tokens_for_image_size(size) if (wants_image and info is not None) else 0
+    limit = info.max_output_tokens if info is not None else DEFAULT_MAX_OUTPUT_TOKENS
+    return TokenEstimate(
+        input_text=sum(text_tokens(t) for t in _texts(body)),
+        input_image=_image_input_tokens(model, config, images),
+        output_text_max=int(_get(config, "maxOutputTokens", "max_output_tokens") or limit),
+        output_image=out_image,
+        images_out=1 if wants_image else 0,
+    )
+
+
+def expected_text_tokens(output_text_max: int, *, wants_image: bool, text_allowed: bool) -> int:
+    """Text output one request is expected to produce (thinking not included)."""
+    if wants_image:
+        return min(IMAGE_CAPTION_TOKENS, output_text_max) if text_allowed else 0
+    return min(int(EXPECTED_OUTPUT_FRACTION * output_text_max), TYPICAL_TEXT_OUTPUT_TOKENS)
+
+
+def expected_thinking_tokens(model: str, level: str | None, budget: int | None) -> int:
+    """Thinking tokens one request is expected to use, from its thinking setting or the model default."""
+    info = lookup_model(model)
+    family = info.family if info is not None else None
+    if family in IMAGE_THINKING_BY_LEVEL:
+        table = IMAGE_THINKING_BY_LEVEL[family]
+        chosen = (level or info.default_thinking).lower() if info.thinking_levels else ""
+        return table.get(chosen, max(table.values()))
+    if budget is not None and budget >= 0:
+        return min(budget, DYNAMIC_THINKING.get(family or "", budget))
+    if level:
+        return THINKING_BY_LEVEL.get(level.lower(), THINKING_BY_LEVEL["high"])
+    if info is None:
+        return UNKNOWN_MODEL_THINKING
+    if info.default_thinking in THINKING_BY_LEVEL:
+        return THINKING_BY_LEVEL[info.default_thinking]
+    return DYNAMIC_THINKING.get(family, 0)
+
+
+def thinking_setting(body: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The (thinkingLevel, thinkingBudget) a body asks for; None where it names none."""
+    thinking = _get(_config(body), "thinkingConfig", "thinking_config") or {}
+    level = _get(thinking, "thinkingLevel", "thinking_level")
+    budget = _get(thinking, "thinkingBudget", "thinking_budget")
+    return (str(level) if level is not None else None), (int(budget) if budget is not None else None)
+
+
+def text_allowed(body: dict[str, Any]) -> bool:
+    """Whether the reply may carry text: TEXT among responseModalities, or none named."""
+    modalities = _get(_config(body), "responseModalities", "response_modalities") or []
+    return not modalities or any(str(m).upper() == "TEXT" for m in modalities)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedOutput:
+    """The arguments `pricing.expected_cost` takes for one request."""
+
+    output_fraction: float
+    thinking_tokens: int
+
+
+def expected_output(model: str, body: dict[str, Any], estimate: TokenEstimate) -> ExpectedOutput:
+    """Expected text (as a fraction of the ceiling) and thinking for one request, by the rules above."""
+    level, budget = thinking_setting(body)
+    text = expected_text_tokens(
+        estimate.output_text_max, wants_image=estimate.images_out > 0, text_allowed=text_allowed(body)
+    )
+    thinking = min(expected_thinking_tokens(model, level, budget), max(estimate.output_text_max - text, 0))
+    fraction = text / estimate.output_text_max if estimate.output_text_max else 0.0
+    return ExpectedOutput(output_fraction=fraction, thinking_tokens=thinking)

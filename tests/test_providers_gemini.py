@@ -1,0 +1,480 @@
+"""The Gemini-native adapter: exact bytes sent, recorded-shape replies parsed, the key kept secret."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from PIL import Image
+
+from batchrun.providers.gemini import (
+    GeminiProvider,
+    parse_reply,
+    parse_sse,
+    read_parts,
+    warn_model_status,
+)
+from batchrun.records import ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+
+FIXTURES = Path(__file__).parent / "fixtures" / "replies"
+KEY = "test-key-123"
+GOOGLE = "https://generativelanguage.googleapis.com"
+COMET = "https://api.cometapi.com"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def record(body, *, model="gemini-3-flash-preview", images=()) -> RequestRecord:
+    return RequestRecord(request_id="r1", seq=0, model=model, body=body, variables={}, images=list(images))
+
+
+def exchange(provider, rec, status=200, content=b"{}", headers=None, raises=None):
+    """Send one record through a MockTransport; return the reply and the requests seen."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if raises is not None:
+            raise raises
+        return httpx.Response(status, content=content, headers=headers or {})
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await provider.send(client, rec)
+
+    return anyio.run(main), seen
+
+
+def png_bytes(color=(255, 0, 0), size=(4, 3)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def photo(tmp_path: Path, name="photo.png", color=(0, 128, 0)) -> ImageRef:
+    data = png_bytes(color)
+    (tmp_path / name).write_bytes(data)
+    return ImageRef(name, hashlib.sha256(data).hexdigest(), "image/png", len(data), 4, 3)
+
+
+TEXT_BODY = {
+    "contents": [{"role": "user", "parts": [{"text": "Describe a blue mug in one line."}]}],
+    "systemInstruction": {"parts": [{"text": "You are a copywriter."}]},
+    "generationConfig": {"temperature": 1.0, "maxOutputTokens": 256},
+    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}],
+}
+
+
+# --- what is sent -------------------------------------------------------------------------------
+
+
+def test_text_job_sends_exact_json_with_the_google_key_header(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path)
+    reply, seen = exchange(provider, record(TEXT_BODY), content=fixture("text_stop.json"))
+    (sent,) = seen
+    assert sent.method == "POST"
+    assert str(sent.url) == f"{GOOGLE}/v1beta/models/gemini-3-flash-preview:generateContent"
+    assert sent.content == (
+        b'{"contents":[{"role":"user","parts":[{"text":"Describe a blue mug in one line."}]}],'
+        b'"systemInstruction":{"parts":[{"text":"You are a copywriter."}]},'
+        b'"generationConfig":{"temperature":1.0,"maxOutputTokens":256},'
+        b'"safetySettings":[{"category":"HARM_CATEGORY_HARASSMENT","threshold":"BLOCK_ONLY_HIGH"}]}'
+    )
+    assert sent.headers["x-goog-api-key"] == KEY
+    assert sent.headers["content-type"] == "application/json"
+    assert "authorization" not in sent.headers
+    assert (reply.outcome, reply.text) == (Outcome.OK, "A bright mug on a kitchen counter.")
+
+
+def test_image_job_inlines_the_photo_and_sends_a_bearer_key(tmp_path):
+    ref = photo(tmp_path)
+    body = {
+        "contents": [{"role": "user", "parts": [
+            {"text": "Photograph the mug on a picnic table."},
+            {"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}},
+        ]}],
+        "generationConfig": {"responseModalities": ["IMAGE"],
+                             "imageConfig": {"aspectRatio": "4:5", "imageSize": "2K"}},
+    }
+    provider = GeminiProvider(COMET, KEY, auth="bearer", spec_dir=tmp_path)
+    rec = record(body, model="gemini-3.1-flash-image", images=[ref])
+    reply, seen = exchange(provider, rec, content=fixture("image_stop.json"))
+    (sent,) = seen
+    b64 = base64.b64encode((tmp_path / "photo.png").read_bytes())
+    assert str(sent.url) == f"{COMET}/v1beta/models/gemini-3.1-flash-image:generateContent"
+    assert sent.content == (
+        b'{"contents":[{"role":"user","parts":[{"text":"Photograph the mug on a picnic table."},'
+        b'{"inlineData":{"mimeType":"image/png","data":"' + b64 + b'"}}]}],'
+        b'"generationConfig":{"responseModalities":["IMAGE"],'
+        b'"imageConfig":{"aspectRatio":"4:5","imageSize":"2K"}}}'
+    )
+    assert b"sha256:" not in sent.content
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert "x-goog-api-key" not in sent.headers
+    assert rec.body["contents"][0]["parts"][1]["inlineData"]["data"] == f"sha256:{ref.sha256}"
+    assert reply.outcome is Outcome.OK
+
+
+def test_json_schema_job_sends_exact_json_and_reads_the_text(tmp_path):
+    schema = {"type": "OBJECT", "properties": {"title": {"type": "STRING"},
+                                                "tags": {"type": "ARRAY", "items": {"type": "STRING"}}},
+              "required": ["title"]}
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "Title and tags for: blue mug, 350 ml"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": schema},
+    }
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path)
+    reply, seen = exchange(provider, record(body), content=fixture("text_json_stop.json"))
+    assert seen[0].content == (
+        b'{"contents":[{"role":"user","parts":[{"text":"Title and tags for: blue mug, 350 ml"}]}],'
+        b'"generationConfig":{"responseMimeType":"application/json","responseSchema":'
+        b'{"type":"OBJECT","properties":{"title":{"type":"STRING"},'
+        b'"tags":{"type":"ARRAY","items":{"type":"STRING"}}},"required":["title"]}}}'
+    )
+    assert json.loads(reply.text) == {"title": "Blue mug", "tags": ["mug"]}
+
+
+def test_the_same_photo_twice_is_inlined_at_both_places(tmp_path):
+    ref = photo(tmp_path)
+    part = {"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}
+    rec = record({"contents": [{"parts": [part, part]}]}, images=[ref, ref])
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(rec)
+    b64 = base64.b64encode((tmp_path / "photo.png").read_bytes())
+    assert sent.count(b64) == 2
+
+
+def test_non_ascii_text_is_sent_as_utf8(tmp_path):
+    rec = record({"contents": [{"parts": [{"text": "Tasse bleue, café"}]}]})
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(rec)
+    assert sent == '{"contents":[{"parts":[{"text":"Tasse bleue, café"}]}]}'.encode()
+
+
+def test_a_changed_photo_is_invalid_and_nothing_is_sent(tmp_path):
+    ref = photo(tmp_path)
+    (tmp_path / "photo.png").write_bytes(png_bytes((1, 2, 3)))
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}]}]}
+    reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body, images=[ref]))
+    assert seen == []
+    assert (reply.outcome, reply.error_kind) == (Outcome.INVALID, "input_changed")
+    assert "photo.png" in reply.error_message
+
+
+def test_a_missing_photo_is_invalid(tmp_path):
+    ref = photo(tmp_path)
+    (tmp_path / "photo.png").unlink()
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}]}]}
+    reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body, images=[ref]))
+    assert (reply.outcome, reply.error_kind, seen) == (Outcome.INVALID, "input_changed", [])
+
+
+def test_a_placeholder_without_its_image_is_invalid(tmp_path):
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "sha256:" + "ab" * 32}}]}]}
+    reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body))
+    assert (reply.outcome, reply.error_kind, seen) == (Outcome.INVALID, "input_changed", [])
+
+
+def test_no_key_sends_no_auth_header(tmp_path):
+    provider = GeminiProvider("http://127.0.0.1:8765/", None, spec_dir=tmp_path)
+    _, seen = exchange(provider, record(TEXT_BODY), content=fixture("text_stop.json"))
+    assert str(seen[0].url) == "http://127.0.0.1:8765/v1beta/models/gemini-3-flash-preview:generateContent"
+    assert "x-goog-api-key" not in seen[0].headers and "authorization" not in seen[0].headers
+
+
+def test_build_request_carries_the_timeout(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, timeout_s=42.0)
+    rec = record(TEXT_BODY, model="models/gemini-3-flash-preview")
+    request = provider.build_request(httpx.AsyncClient(), rec)
+    assert request.extensions["timeout"]["read"] == 42.0
+    assert request.url.path == "/v1beta/models/gemini-3-flash-preview:generateContent"
+
+
+def test_an_unknown_auth_scheme_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="auth must be one of"):
+        GeminiProvider(GOOGLE, KEY, auth="basic", spec_dir=tmp_path)
+
+
+# --- every class of reply -----------------------------------------------------------------------
+
+REPLIES = [
+    # fixture, wants_image, outcome, error_kind, finish_reason
+    ("text_stop.json", False, Outcome.OK, None, "STOP"),
+    ("text_max_tokens.json", False, Outcome.OK, None, "MAX_TOKENS"),
+    ("text_max_tokens_empty.json", False, Outcome.RETRY, "no_text", "MAX_TOKENS"),
+    ("image_stop.json", True, Outcome.OK, None, "STOP"),
+    ("image_thoughts.json", True, Outcome.OK, None, "STOP"),
+    ("image_thoughts_only.json", True, Outcome.RETRY, "no_image", "STOP"),
+    ("image_text_only_stop.json", True, Outcome.RETRY, "no_image", "STOP"),
+    ("image_finish_no_image.json", True, Outcome.RETRY, "no_image", "NO_IMAGE"),
+    ("image_finish_image_other.json", True, Outcome.RETRY, "no_image", "IMAGE_OTHER"),
+    ("image_finish_other.json", True, Outcome.RETRY, "no_image", "OTHER"),
+    ("image_finish_max_tokens.json", True, Outcome.RETRY, "no_image", "MAX_TOKENS"),
+    ("finish_safety.json", True, Outcome.BLOCKED, "safety_block", "SAFETY"),
+    ("finish_prohibited_content.json", False, Outcome.BLOCKED, "safety_block", "PROHIBITED_CONTENT"),
+    ("finish_blocklist.json", False, Outcome.BLOCKED, "safety_block", "BLOCKLIST"),
+    ("finish_spii.json", False, Outcome.BLOCKED, "safety_block", "SPII"),
+    ("finish_image_safety.json", True, Outcome.BLOCKED, "safety_block", "IMAGE_SAFETY"),
+    ("finish_image_prohibited_content.json", True, Outcome.BLOCKED, "safety_block", "IMAGE_PROHIBITED_CONTENT"),
+    ("finish_recitation.json", False, Outcome.RETRY, "recitation", "RECITATION"),
+    ("finish_image_recitation.json", True, Outcome.RETRY, "recitation", "IMAGE_RECITATION"),
+    ("finish_language.json", False, Outcome.INVALID, "unsupported_language", "LANGUAGE"),
+    ("finish_malformed_function_call.json", False, Outcome.RETRY, "tool_call", "MALFORMED_FUNCTION_CALL"),
+    ("finish_new_reason_2027.json", True, Outcome.RETRY, "unknown_finish", "NEW_REASON_2027"),
+    ("prompt_blocked.json", True, Outcome.BLOCKED, "prompt_blocked", None),
+    ("no_candidates.json", True, Outcome.RETRY, "no_candidates", None),
+]
+
+
+@pytest.mark.parametrize(("name", "wants_image", "outcome", "kind", "finish"), REPLIES, ids=[r[0] for r in REPLIES])
+def test_recorded_replies_are_classified(name, wants_image, outcome, kind, finish):
+    reply = parse_reply(200, fixture(name), wants_image=wants_image)
+    assert (reply.outcome, reply.error_kind, reply.finish_reason) == (outcome, kind, finish)
+    assert reply.http_status == 200
+    assert (reply.image is not None) == (outcome is Outcome.OK and wants_image)
+    if outcome is not Outcome.OK:
+        assert reply.error_message
+
+
+def test_the_last_non_thought_image_is_the_deliverable():
+    reply = parse_reply(200, fixture("image_thoughts.json"), wants_image=True)
+    image = Image.open(io.BytesIO(reply.image))
+    assert image.getpixel((0, 0)) == (255, 0, 0)  # the thoughts were grey and blue
+    assert reply.image_mime == "image/png"
+    assert reply.text is None  # the only text part was a thought
+
+
+def test_read_parts_skips_thought_text_and_keeps_the_last_image():
+    first = {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
+    last = {"inlineData": {"mimeType": "image/jpeg", "data": "BBBB"}}
+    candidate = {"content": {"parts": [{"text": "plan", "thought": True}, {"text": "a"}, first,
+                                       {"text": "b"}, last, {"inlineData": {"mimeType": "image/png",
+                                                                           "data": "CCCC"}, "thought": True}]}}
+    assert read_parts(candidate) == ("ab", last["inlineData"])
+
+
+def test_image_reply_usage_is_split_by_modality():
+    reply = parse_reply(200, fixture("image_stop.json"), wants_image=True)
+    assert reply.usage == Usage(prompt=1140, prompt_image=1120, cached=None, output_text=10,
+                                output_image=1120, thoughts=210, total=2480)
+    assert (reply.model_version, reply.response_id) == ("gemini-3.1-flash-image", "rEsP0nSeId-image-1")
+    assert reply.text == "Here is the mug."
+
+
+def test_image_usage_without_details_counts_all_output_as_image():
+    usage = parse_reply(200, fixture("image_thoughts.json"), wants_image=True).usage
+    assert (usage.output_text, usage.output_image, usage.thoughts, usage.prompt_image) == (0, 1120, 402, None)
+
+
+def test_text_usage_without_details_counts_all_output_as_text():
+    usage = parse_reply(200, fixture("text_max_tokens.json"), wants_image=False).usage
+    assert (usage.prompt, usage.prompt_image, usage.output_text, usage.output_image) == (24, 0, 8, 0)
+
+
+def test_a_blocked_prompt_keeps_its_reason_and_usage():
+    reply = parse_reply(200, fixture("prompt_blocked.json"), wants_image=True)
+    assert reply.error_message == "prompt blocked: PROHIBITED_CONTENT"
+    assert reply.usage.prompt == 31
+
+
+def test_model_status_is_read_and_warned_once_per_model():
+    reply = parse_reply(200, fixture("image_thoughts.json"), wants_image=True)
+    assert (reply.model_stage, reply.retirement_time) == ("DEPRECATED", "2026-10-02T00:00:00Z")
+    warned: set[str] = set()
+    assert warn_model_status(reply, warned) == (
+        "model gemini-3.1-flash-image is deprecated and retires at 2026-10-02T00:00:00Z; "
+        "move the job to a newer model before then"
+    )
+    assert warn_model_status(reply, warned) is None
+
+
+def test_a_stable_model_gets_no_warning():
+    reply = ProviderReply(Outcome.OK, model_version="m", model_stage="STABLE")
+    assert warn_model_status(reply, set()) is None
+
+
+# --- error envelopes, through a real exchange -----------------------------------------------------
+
+ERRORS = [
+    # fixture, status, outcome, kind, retry_after_s
+    ("google_400_api_key_invalid.json", 400, Outcome.STOP_AUTH, "auth", None),
+    ("google_400_invalid_argument.json", 400, Outcome.INVALID, "invalid_request", None),
+    ("google_400_failed_precondition.json", 400, Outcome.STOP_AUTH, "precondition", None),
+    ("google_403_permission_denied.json", 403, Outcome.STOP_AUTH, "permission", None),
+    ("google_404_not_found.json", 404, Outcome.INVALID, "not_found", None),
+    ("google_429_per_minute.json", 429, Outcome.RETRY, "rate_limited", 53.0),
+    ("google_429_list_wrapped.json", 429, Outcome.RETRY, "rate_limited", None),
+    ("google_500_internal.json", 500, Outcome.RETRY, "server_error", None),
+    ("google_503_unavailable.json", 503, Outcome.RETRY, "unavailable", None),
+    ("google_504_deadline.json", 504, Outcome.RETRY, "timeout", None),
+    ("comet_401_invalid_token.json", 401, Outcome.STOP_AUTH, "auth", None),
+    ("comet_500_invalid_request.json", 500, Outcome.INVALID, "invalid_request", None),
+    ("comet_500_upstream.json", 500, Outcome.RETRY, "server_error", None),
+    ("comet_429_insufficient_quota.json", 429, Outcome.STOP_QUOTA, "insufficient_quota", None),
+    ("comet_200_envelope_no_code.json", 200, Outcome.RETRY, "envelope_in_200", None),
+    ("comet_200_envelope_google_code.json", 200, Outcome.RETRY, "unavailable", None),
+    ("google_429_list_wrapped.json", 200, Outcome.RETRY, "rate_limited", None),
+]
+
+
+@pytest.mark.parametrize(("name", "status", "outcome", "kind", "delay"), ERRORS,
+                         ids=[f"{e[0]}-{e[1]}" for e in ERRORS])
+def test_error_envelopes_are_classified(tmp_path, name, status, outcome, kind, delay):
+    provider = GeminiProvider(COMET, KEY, auth="bearer", spec_dir=tmp_path)
+    reply, _ = exchange(provider, record(TEXT_BODY), status=status, content=fixture(name))
+    assert (reply.outcome, reply.error_kind, reply.retry_after_s) == (outcome, kind, delay)
+    assert reply.http_status == status
+    payload = json.loads(fixture(name))
+    error = payload[0]["error"] if isinstance(payload, list) else payload["error"]
+    assert reply.error_message == " ".join(error["message"].split())[:300]
+
+
+def test_a_daily_quota_stops_and_says_when_it_resets(tmp_path):
+    reply, _ = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(TEXT_BODY),
+                        status=429, content=fixture("google_429_per_day.json"))
+    assert (reply.outcome, reply.error_kind) == (Outcome.STOP_QUOTA, "daily_quota")
+    assert "resets at midnight Pacific time" in reply.error_message
+    assert 0 < reply.retry_after_s <= 25 * 3600
+
+
+def test_retry_after_header_is_honoured(tmp_path):
+    reply, _ = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(TEXT_BODY),
+                        status=503, content=b"", headers={"Retry-After": "12"})
+    assert (reply.outcome, reply.error_kind, reply.retry_after_s) == (Outcome.RETRY, "unavailable", 12.0)
+
+
+@pytest.mark.parametrize("content", [b"<html>502 Bad Gateway</html>", b"", b'{"candidates": ', b"[1, 2]", b"\xff\xfe"])
+def test_a_200_that_is_not_a_reply_is_malformed(content):
+    reply = parse_reply(200, content, wants_image=False)
+    assert (reply.outcome, reply.error_kind, reply.http_status) == (Outcome.RETRY, "malformed", 200)
+
+
+def test_a_reply_of_the_wrong_shape_is_malformed():
+    reply = parse_reply(200, b'{"candidates": ["oops"]}', wants_image=False)
+    assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "malformed")
+
+
+def test_an_html_404_is_invalid():
+    reply = parse_reply(404, b"<html>Not Found</html>", wants_image=False)
+    assert (reply.outcome, reply.error_kind, reply.error_message) == (Outcome.INVALID, "not_found", "HTTP 404")
+
+
+def test_bad_base64_in_the_image_is_malformed():
+    payload = {"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "A"}}]},
+                               "finishReason": "STOP"}]}
+    reply = parse_reply(200, json.dumps(payload).encode(), wants_image=True)
+    assert (reply.outcome, reply.error_kind, reply.image) == (Outcome.RETRY, "malformed", None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"), [(httpx.ReadTimeout("timed out"), "timeout"), (httpx.ConnectError("refused"), "connection"),
+                      (httpx.RemoteProtocolError("peer closed"), "connection")])
+def test_transport_failures_become_retry_replies(tmp_path, exc, kind):
+    reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(TEXT_BODY), raises=exc)
+    assert (reply.outcome, reply.error_kind, reply.http_status, len(seen)) == (Outcome.RETRY, kind, None, 1)
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+def test_sse_text_is_joined_and_usage_comes_from_the_last_chunk():
+    reply = parse_sse(fixture("stream_text.sse"), wants_image=False)
+    assert (reply.outcome, reply.finish_reason) == (Outcome.OK, "STOP")
+    assert reply.text == "A bright mug on a kitchen counter."
+    assert reply.usage == Usage(prompt=24, prompt_image=0, output_text=12, output_image=0, thoughts=16, total=52)
+    assert reply.response_id == "rEsP0nSeId-text-1"
+
+
+def test_sse_split_at_any_byte_gives_the_same_reply():
+    data = fixture("stream_text.sse")
+    whole = parse_sse(data, wants_image=False)
+    for size in (1, 7, 64):
+        chunks = [data[i:i + size] for i in range(0, len(data), size)]
+        assert parse_sse(iter(chunks), wants_image=False) == whole
+
+
+def test_sse_blocked_prompt():
+    reply = parse_sse(fixture("stream_blocked.sse"), wants_image=False)
+    assert (reply.outcome, reply.error_kind, reply.usage.prompt) == (Outcome.BLOCKED, "prompt_blocked", 9)
+
+
+def test_sse_error_midway_is_classified():
+    reply = parse_sse(fixture("stream_error_midway.sse"), wants_image=False)
+    assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "unavailable")
+
+
+def test_sse_error_as_plain_json_is_classified():
+    reply = parse_sse(fixture("google_429_list_wrapped.json"), wants_image=False)
+    assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "rate_limited")
+
+
+@pytest.mark.parametrize("data", [b"", b"data: {not json\n\n", b"data: [1]\n\n"])
+def test_sse_garbage_is_malformed(data):
+    assert parse_sse(data, wants_image=False).error_kind == "malformed"
+
+
+def test_streaming_text_job_uses_the_sse_endpoint(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, stream=True)
+    reply, seen = exchange(provider, record(TEXT_BODY), content=fixture("stream_text.sse"),
+                           headers={"content-type": "text/event-stream"})
+    assert str(seen[0].url) == f"{GOOGLE}/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse"
+    assert (reply.outcome, reply.text, reply.usage.total) == (Outcome.OK, "A bright mug on a kitchen counter.", 52)
+
+
+def test_streaming_an_error_status_reads_the_json_error(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, stream=True)
+    reply, _ = exchange(provider, record(TEXT_BODY), status=429, content=fixture("google_429_list_wrapped.json"))
+    assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "rate_limited")
+
+
+def test_streaming_is_not_used_for_image_jobs(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, stream=True)
+    body = {"contents": [{"parts": [{"text": "mug"}]}], "generationConfig": {"responseModalities": ["IMAGE"]}}
+    reply, seen = exchange(provider, record(body, model="gemini-3.1-flash-image"), content=fixture("image_stop.json"))
+    assert str(seen[0].url).endswith(":generateContent")
+    assert reply.outcome is Outcome.OK
+
+
+# --- the key stays secret -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", ["x-goog-api-key", "bearer"])
+def test_the_key_is_not_in_the_provider_repr_or_str(tmp_path, auth):
+    provider = GeminiProvider(GOOGLE, KEY, auth=auth, spec_dir=tmp_path)
+    assert KEY not in repr(provider) and KEY not in str(provider)
+    assert "key=set" in repr(provider)
+
+
+def test_the_key_is_scrubbed_from_a_transport_error(tmp_path):
+    exc = httpx.ConnectError(f"proxy refused header x-goog-api-key: {KEY}")
+    reply, _ = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(TEXT_BODY), raises=exc)
+    assert KEY not in repr(reply) and KEY not in str(reply)
+    assert "[redacted]" in reply.error_message
+
+
+def test_the_key_is_scrubbed_from_an_echoing_gateway(tmp_path):
+    echo = json.dumps({"error": {"message": f"Invalid token: Bearer {KEY}", "type": "comet_api_error", "code": ""}})
+    provider = GeminiProvider(COMET, KEY, auth="bearer", spec_dir=tmp_path)
+    reply, _ = exchange(provider, record(TEXT_BODY), status=401, content=echo.encode())
+    assert reply.outcome is Outcome.STOP_AUTH
+    assert KEY not in repr(reply) and reply.error_message == "Invalid token: Bearer [redacted]"
+
+
+def test_the_key_is_in_no_reply_of_any_fixture(tmp_path):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path)
+    for path in sorted(FIXTURES.iterdir()):
+        assert KEY.encode() not in path.read_bytes()
+        reply, _ = exchange(provider, record(TEXT_BODY), status=200, content=path.read_bytes())
+        assert KEY not in repr(reply)
+
+
+def test_a_refused_auth_scheme_does_not_echo_the_key(tmp_path):
+    with pytest.raises(ValueError) as raised:
+        GeminiProvider(GOOGLE, KEY, auth=KEY, spec_dir=tmp_path)
+    assert KEY not in str(raised.value)
