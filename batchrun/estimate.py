@@ -26,7 +26,14 @@ import pyarrow.parquet as pq
 
 from . import tokens
 from .lifecycle import lifecycle_warning
-from .pricing import LONG_CONTEXT_TOKENS, TIERS, PriceCatalog, TokenCounts, missing_price_message, price_tokens
+from .pricing import (
+    LONG_CONTEXT_TOKENS,
+    TIERS,
+    PriceCatalog,
+    TokenCounts,
+    missing_price_message,
+    price_tokens,
+)
 
 CALIBRATION_FILE = "calibration.json"
 MANIFEST_COLUMNS = [
@@ -149,13 +156,14 @@ def read_manifest_columns(manifest_path: Path) -> pa.Table:
 def _with_row_rules(table: pa.Table) -> pa.Table:
     """Adds the per-row keys and the expected text tokens, all vectorised."""
     body = table["body"]
-    for name in ("level", "budget", "tier", "image_size", "modalities"):
-        table = table.append_column(name, pc.struct_field(pc.extract_regex(body, _BODY_FIELDS[name]), "v"))
+    for name, pattern in _BODY_FIELDS.items():
+        table = table.append_column(name, pc.struct_field(pc.extract_regex(body, pattern), "v"))
     mods = table["modalities"]
     text_allowed = pc.or_kleene(pc.is_null(mods), pc.match_substring(mods, "text", ignore_case=True))
     ceiling = table["est_output_text_tokens_max"]
     image_text = pc.if_else(text_allowed, pc.min_element_wise(ceiling, tokens.IMAGE_CAPTION_TOKENS), 0)
-    share = pc.cast(pc.floor(pc.multiply(pc.cast(ceiling, pa.float64()), tokens.EXPECTED_OUTPUT_FRACTION)), pa.int64())
+    share = pc.multiply(pc.cast(ceiling, pa.float64()), tokens.EXPECTED_OUTPUT_FRACTION)
+    share = pc.cast(pc.floor(share), pa.int64())
     text_text = pc.min_element_wise(share, tokens.TYPICAL_TEXT_OUTPUT_TOKENS)
     exp_text = pc.if_else(pc.greater(table["est_images_out"], 0), image_text, text_text)
     prompt = pc.add(table["est_input_text_tokens"], table["est_input_image_tokens"])
@@ -183,11 +191,12 @@ def _group_counts(group: dict[str, Any], catalog: PriceCatalog) -> tuple[TokenCo
     image_out = group["est_output_image_tokens_sum"]
     price = catalog.lookup(group["model"])
     if image_out == 0 and group["est_images_out_sum"] and price and price.output_image_tokens:
-        table = price.output_image_tokens
-        image_out = table.get(group["image_size"] or "1K", max(table.values())) * group["est_images_out_sum"]
-    base = dict(input_text=group["est_input_text_tokens_sum"], input_image=group["est_input_image_tokens_sum"])
-    expected = TokenCounts(**base, output_text=group["exp_text_sum"] + thinking, output_image=image_out)
-    high = TokenCounts(**base, output_text=group["est_output_text_tokens_max_sum"], output_image=image_out)
+        per_image = price.output_image_tokens
+        each_image = per_image.get(group["image_size"] or "1K", max(per_image.values()))
+        image_out = each_image * group["est_images_out_sum"]
+    inputs = {"input_text": group["est_input_text_tokens_sum"], "input_image": group["est_input_image_tokens_sum"]}
+    expected = TokenCounts(**inputs, output_text=group["exp_text_sum"] + thinking, output_image=image_out)
+    high = TokenCounts(**inputs, output_text=group["est_output_text_tokens_max_sum"], output_image=image_out)
     return expected, high, thinking
 
 
@@ -206,8 +215,13 @@ def _add_group(m: ModelEstimate, group: dict[str, Any], catalog: PriceCatalog, r
         costs = m.cost.setdefault(tier, {"expected": 0.0, "high": 0.0})
         exp = price_tokens(expected, price, tier=tier, long_context=group["long"])
         top = price_tokens(high, price, tier=tier, long_context=group["long"])
-        costs["expected"] = None if exp is None or costs["expected"] is None else costs["expected"] + exp * ratio
-        costs["high"] = None if top is None or costs["high"] is None else costs["high"] + max(top, exp * ratio)
+        exp = None if exp is None else exp * ratio
+        costs["expected"] = _plus(costs["expected"], exp)
+        costs["high"] = _plus(costs["high"], None if top is None or exp is None else max(top, exp))
+
+
+def _plus(total: float | None, more: float | None) -> float | None:
+    return None if total is None or more is None else total + more
 
 
 def estimate_manifest(
@@ -236,7 +250,7 @@ def estimate_manifest(
 
 
 def _new_model(model: str, catalog: PriceCatalog, ratio: float | None, today: dt.date) -> ModelEstimate:
-    price = catalog.price_for(model)
+    price = catalog.lookup(model)  # the report says it; no log line as well
     m = ModelEstimate(model=model, calibration=ratio, price_known=price is not None)
     if price is None:
         m.warnings.append(missing_price_message([model]))
@@ -273,7 +287,8 @@ def _model_lines(m: ModelEstimate) -> list[str]:
     lines = [
         f"{m.model}: {m.requests:,} requests",
         f"  input tokens    text {m.input_text_tokens:,}  image {m.input_image_tokens:,}",
-        f"  output tokens   text {m.output_text_tokens_expected:,} expected, {m.output_text_tokens_max:,} ceiling"
+        f"  output tokens   text {m.output_text_tokens_expected:,} expected,"
+        f" {m.output_text_tokens_max:,} ceiling"
         f"  image {m.output_image_tokens:,} ({m.images_out:,} images)"
         f"  thinking {m.thinking_tokens_expected:,} expected",
         f"  {'cost (USD)':<16}" + "".join(f"{t:>14}" for t in TIERS),
@@ -284,7 +299,7 @@ def _model_lines(m: ModelEstimate) -> list[str]:
         verified = f"verified {m.price_verified_at}" if m.price_verified_at else "unverified"
         lines.append(f"  price: {m.price_source or 'shipped catalog'} ({verified})")
     if m.calibration is not None:
-        lines.append(f"  calibrated: expected x {m.calibration:.3f}, the actual/expected ratio of the last run")
+        lines.append(f"  calibrated: expected x {m.calibration:.3f}, the actual/expected cost of the last run")
     lines += [f"  warning: {w}" for w in m.warnings]
     return lines + [""]
 
@@ -299,9 +314,14 @@ def read_calibration(out_dir: Path) -> dict[str, float]:
 
 
 def write_calibration(
-    out_dir: Path, manifest_path: Path, results: pa.Table, catalog: PriceCatalog, *, today: dt.date | None = None
+    out_dir: Path,
+    manifest_path: Path,
+    results: pa.Table,
+    catalog: PriceCatalog,
+    *,
+    today: dt.date | None = None,
 ) -> dict[str, float]:
-    """Stores sum(actual cost_usd of ok rows) / sum(their expected cost) per model; returns the ratios."""
+    """Stores sum(actual cost_usd of ok rows) / sum(their expected cost) per model; returns them."""
     ok = results.filter(pc.and_(pc.equal(results["status"], "ok"), pc.is_valid(results["cost_usd"])))
     ok = ok.group_by("request_id", use_threads=False).aggregate([("cost_usd", "first")])  # a row per id
     manifest = read_manifest_columns(Path(manifest_path))
@@ -323,7 +343,9 @@ def write_calibration(
 
 def _actual_by_model(manifest: pa.Table, ok: pa.Table) -> dict[str, tuple[float, int]]:
     joined = manifest.select(["request_id", "model"]).join(ok, "request_id", join_type="inner")
-    sums = joined.group_by("model", use_threads=False).aggregate([("cost_usd_first", "sum"), ([], "count_all")])
+    sums = joined.group_by("model", use_threads=False).aggregate(
+        [("cost_usd_first", "sum"), ([], "count_all")]
+    )
     return {r["model"]: (r["cost_usd_first_sum"], r["count_all"]) for r in sums.to_pylist()}
 
 

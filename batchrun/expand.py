@@ -134,6 +134,8 @@ class Expander:
 
     def finish(self) -> None:
         """Raise the collected image problems, if any."""
+        if len(self.image_problems) == 1:
+            raise self.loaded.error(*self.image_problems[0])
         if self.image_problems:
             raise SpecErrors(self.loaded.shown, self.image_problems)
 

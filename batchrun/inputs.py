@@ -20,6 +20,10 @@ from .spec import INPUT_FORMATS, LoadedSpec
 BATCH_ROWS = 8192
 
 
+class BadInputLine(ValueError):
+    """A line of a jsonl input that is not one JSON object."""
+
+
 def input_file(loaded: LoadedSpec) -> Path | None:
     path = loaded.spec.inputs.path
     return None if path is None else loaded.folder / path
@@ -45,7 +49,7 @@ def iter_row_batches(loaded: LoadedSpec, batch_rows: int = BATCH_ROWS) -> Iterat
             if batch:
                 empty = False
                 yield batch
-    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, BadInputLine, UnicodeDecodeError) as exc:
         raise loaded.error("inputs.path", f"cannot read {inputs.path}: {_first_line(exc)}") from None
     if empty:
         raise loaded.error("inputs.path", f"{inputs.path} has no rows; add at least one row")
@@ -62,7 +66,9 @@ def _csv_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any]]]:
     )
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20), convert_options=options)
     for batch in reader:
-        yield batch.to_pylist()
+        rows = batch.to_pylist()
+        for start in range(0, len(rows), batch_rows):
+            yield rows[start : start + batch_rows]
 
 
 def _parquet_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any]]]:
@@ -76,9 +82,12 @@ def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any]]
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInputLine(f"line {number} is not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
-                raise json.JSONDecodeError(f"line {number} is not a JSON object", line, 0)
+                raise BadInputLine(f"line {number} is not a JSON object; write one object per line")
             batch.append(row)
             if len(batch) >= batch_rows:
                 yield batch

@@ -51,8 +51,14 @@ def list_segments(journal_dir: Path) -> list[Path]:
     """Every segment file in a journal folder, oldest first (by modification time, then name)."""
     if not journal_dir.is_dir():
         return []
-    paths = [p for p in journal_dir.iterdir() if p.name.endswith(SEGMENT_SUFFIX)]
-    return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    stamped = []
+    for path in journal_dir.iterdir():
+        try:
+            if path.name.endswith(SEGMENT_SUFFIX):
+                stamped.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:  # deleted by a live run meanwhile
+            continue
+    return [path for _, _, path in sorted(stamped)]
 
 
 class JournalWriter:
@@ -170,7 +176,7 @@ def read_journal(journal_dir: Path) -> dict[str, RunJournal]:
     for path in list_segments(journal_dir):
         header, lines = _read_segment(path)
         if header is None:
-            log.warning("journal segment %s has no header; skipped", path)
+            log.warning("journal segment %s is gone or has no header; skipped", path)
             continue
         run = runs.setdefault(header["run_id"], RunJournal(header["run_id"]))
         run.segments.append(path)
@@ -178,8 +184,11 @@ def read_journal(journal_dir: Path) -> dict[str, RunJournal]:
     return runs
 
 
-def _read_segment(path: Path) -> tuple[dict[str, Any] | None, list[bytes]]:
-    lines = path.read_bytes().split(b"\n")
+def _read_segment(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    try:
+        lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+    except FileNotFoundError:  # compacted and deleted by a live run since the folder was listed
+        return None, []
     try:
         header = json.loads(lines[0])
     except ValueError:
@@ -189,7 +198,7 @@ def _read_segment(path: Path) -> tuple[dict[str, Any] | None, list[bytes]]:
     return header, lines[1:]
 
 
-def _decode_lines(lines: list[bytes], written_fields: tuple[str, ...], run: RunJournal) -> None:
+def _decode_lines(lines: list[str], written_fields: tuple[str, ...], run: RunJournal) -> None:
     to_current = _field_mapper(written_fields)
     for line in lines:
         if not line:

@@ -51,6 +51,12 @@ class PriceEntry(pydantic.BaseModel, extra="forbid"):
     source: str | None = None
     notes: str | None = None
 
+    @pydantic.field_validator("output_image_tokens", mode="before")
+    @classmethod
+    def _size_keys_as_text(cls, value: Any) -> Any:
+        # YAML reads `512: 747` with an int key; imageSize values are strings on the wire.
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
     def multiplier(self, tier: str) -> float:
         """The factor a tier applies to every rate but cached input."""
         if tier == "standard":
@@ -133,7 +139,7 @@ def cost_usd(usage: Usage, price: PriceEntry | None, *, tier: str = "standard") 
 def worst_case_cost(
     estimate: TokenEstimate, price: PriceEntry | None, *, tier: str = "standard"
 ) -> float | None:
-    """The most one request can cost: its input, `output_text_max` text and thinking, its image output."""
+    """The most one request can cost: input, `output_text_max` of text and thinking, image output."""
     return _estimate_cost(estimate, price, estimate.output_text_max, tier)
 
 
@@ -173,7 +179,8 @@ class PriceCatalog:
 
     @classmethod
     def load(
-        cls, overrides: Mapping[str, PriceEntry | Mapping[str, Any]] | None = None,
+        cls,
+        overrides: Mapping[str, PriceEntry | Mapping[str, Any]] | None = None,
         prices_file: Path | None = None,
     ) -> "PriceCatalog":
         """The shipped catalog with the file's and then the spec's entries merged over it."""
@@ -203,7 +210,7 @@ class PriceCatalog:
         return self.models.get(target) if target is not None else None
 
     def price_for(self, model: str) -> PriceEntry | None:
-        """The entry for a model id ('models/' prefix ignored, -preview aliases resolved); warns once if none."""
+        """The entry for a model id ('models/' ignored, aliases resolved); logs once when there is none."""
         entry = self.lookup(model)
         if entry is None and model not in self._warned:
             self._warned.add(model)
@@ -222,11 +229,15 @@ def read_prices_file(path: Path) -> dict[str, PriceEntry]:
     try:
         raw = yaml.safe_load(Path(path).read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--prices {path}: cannot read it ({exc.__class__.__name__}); give a YAML or JSON file") from None
+        problem = exc.__class__.__name__
+        raise UsageError(f"--prices {path}: cannot read it ({problem}); give a YAML or JSON file") from None
     if isinstance(raw, dict) and isinstance(raw.get("models"), dict):
         raw = raw["models"]
     if not isinstance(raw, dict):
-        raise UsageError(f"--prices {path}: expected a mapping of model id to rates, e.g. gemini-3.1-flash-image: {{output_image: 60}}")
+        raise UsageError(
+            f"--prices {path}: expected a mapping of model id to rates, "
+            "e.g. gemini-3.1-flash-image: {output_image: 60}"
+        )
     return _validated(raw, f"--prices {path}")
 
 
@@ -251,7 +262,8 @@ def missing_price_message(models: Iterable[str]) -> str:
     example = names[0] if names else "MODEL"
     return (
         f"no price known for {', '.join(names)}: give one under `pricing:` in the job spec "
-        f"(pricing: {{{example}: {{input: 0.5, output: 3.0, output_image: 60}}}}, USD per million tokens) "
+        f"(pricing: {{{example}: {{input: 0.5, output: 3.0, output_image: 60}}}}, "
+        "USD per million tokens) "
         "or in a file passed with --prices FILE; batchrun never counts an unknown price as $0"
     )
 

@@ -35,7 +35,14 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from batchrun.errors import UsageError
-from batchrun.journal import RESULT_FIELDS, JournalWriter, read_journal, remove_segments, result_values
+from batchrun.journal import (
+    RESULT_FIELDS,
+    JournalWriter,
+    list_segments,
+    read_journal,
+    remove_segments,
+    result_values,
+)
 from batchrun.records import ResultRecord
 
 log = logging.getLogger(__name__)
@@ -158,9 +165,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def has_repeated_ids(table: pa.Table) -> bool:
+    """Whether some request_id has more than one row."""
+    return pc.count_distinct(table["request_id"]).as_py() != len(table)
+
+
 def latest_row_indices(table: pa.Table) -> pa.Array:
     """Index of the one row kept per request_id: a final status beats failed, then latest finished_at."""
-    if pc.count_distinct(table["request_id"]).as_py() == len(table):
+    if not has_repeated_ids(table):
         return pa.array(range(len(table)), pa.int64())
     keys = pa.table({
         "id": table["request_id"],
@@ -361,11 +373,15 @@ class Sink:
         self.results_dir.mkdir(exist_ok=True)
         for tmp in self.results_dir.glob("*.tmp"):
             tmp.unlink()
-        self._recovery = self._recover()
+        index = read_parts(list_parts(self.results_dir))
+        self._recovery, index = self._recover(index)
         # A clean close leaves one row per request_id and no journal; only a crash can leave more.
-        if self._recovery.crashed_run_id is not None:
+        # The journal goes only after superseding, so a crash in between brings both back here.
+        if self._recovery.crashed_run_id is not None and has_repeated_ids(index):
             supersede(self.results_dir)
-        self._prior_index = read_parts(list_parts(self.results_dir))
+            index = read_parts(list_parts(self.results_dir))
+        remove_segments(list_segments(self.journal_dir))
+        self._prior_index = index
         self._journal.open_segment()
         return self._recovery
 
@@ -429,9 +445,10 @@ class Sink:
 
     def _run_repeats_ids(self) -> bool:
         """Whether a row of this run has the request_id of an older row (which it then supersedes)."""
-        run_ids = self._run_rows()["request_id"].combine_chunks()
-        if pc.count_distinct(run_ids).as_py() != len(run_ids):
+        run_rows = self._run_rows()
+        if has_repeated_ids(run_rows):
             return True
+        run_ids = run_rows["request_id"].combine_chunks()
         return pc.any(pc.is_in(self._prior_index["request_id"], value_set=run_ids)).as_py() or False
 
     def _compact(self) -> None:
@@ -459,25 +476,26 @@ class Sink:
             return 1
         return int(parts[-1].stem[len(PART_PREFIX):]) + 1
 
-    def _recover(self) -> Recovery:
+    def _recover(self, index: pa.Table) -> tuple[Recovery, pa.Table]:
+        """Put a crashed run's journaled rows into a part; return what was found and the new index."""
         runs = read_journal(self.journal_dir)
-        if not runs:
-            return Recovery(0, 0, None)
+        if not runs:  # no journal, or only segments killed before their header was written
+            return Recovery(0, 0, None), index
         _remove_temp_images(self.out_dir / "images")
         rows = [row for run in runs.values() for row in run.results]
-        fresh = _rows_not_in_parts(rows, read_parts(list_parts(self.results_dir)))
+        fresh = _rows_not_in_parts(rows, index)
         if fresh:
-            self._write_new_part(rows_to_table(fresh))
+            table = rows_to_table(fresh)
+            self._write_new_part(table)
+            index = pa.concat_tables([index, table.select(list(INDEX_COLUMNS))])
         answered = {row[0] for row in rows}
         in_flight = set().union(*(run.sent for run in runs.values())) - answered
         crashed = list(runs)[-1]
-        recovery = Recovery(len(fresh), len(in_flight), crashed)
         self._write_run_summary(crashed, {"crashed": True, "recovered_by": self.run_id,
                                           "recovered_rows": len(fresh), "in_flight_at_crash": len(in_flight)})
-        remove_segments(path for run in runs.values() for path in run.segments)
         log.warning("recovered %d rows of crashed run %s; %d requests were in flight and are sent again",
                     len(fresh), crashed, len(in_flight))
-        return recovery
+        return Recovery(len(fresh), len(in_flight), crashed), index
 
     def _write_run_summary(self, run_id: str, facts: dict[str, Any]) -> None:
         runs_dir = self.out_dir / "runs"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 from .yamlload import load_yaml
@@ -60,14 +60,17 @@ class InputsSpec(_Strict):
     rows: list[dict[str, Any]] | None = None
     id_column: str | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in INPUT_FORMATS:
+            raise ValueError(f"'{value}' is not a .csv, .parquet or .jsonl file; convert it or use one of those")
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> "InputsSpec":
         if (self.path is None) == (self.rows is None):
             raise ValueError("give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'")
-        if self.path is not None and Path(self.path).suffix.lower() not in INPUT_FORMATS:
-            raise ValueError(
-                f"'{self.path}' is not a .csv, .parquet or .jsonl file; convert it or use one of those"
-            )
         return self
 
 
@@ -114,28 +117,33 @@ class OutputSpec(_Strict):
     image_name: str | None = None
 
 
+def _distinct_values(values: list[Scalar]) -> list[Scalar]:
+    """A matrix key's values: at least one, none twice (a repeat would only plan duplicates)."""
+    if not values:
+        raise ValueError("no values; give at least one or remove the key")
+    seen: set[str] = set()
+    for value in values:
+        if str(value) in seen:
+            raise ValueError(f"{value!r} is listed twice; list each value once")
+        seen.add(str(value))
+    return values
+
+
+MatrixValues = Annotated[list[Scalar], AfterValidator(_distinct_values)]
+
+
 class JobSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     provider: ProviderSpec = Field(default_factory=ProviderSpec)
     model: str = Field(min_length=1)
     inputs: InputsSpec
-    matrix: dict[str, list[Scalar]] = Field(default_factory=dict)
+    matrix: dict[str, MatrixValues] = Field(default_factory=dict)
     request: RequestSpec
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     pricing: dict[str, dict[str, Any]] | None = None
-
-    @field_validator("matrix")
-    @classmethod
-    def _matrix_lists(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
-        for key, values in value.items():
-            if not values:
-                raise ValueError(f"matrix '{key}' has no values; give at least one or remove it")
-            if len(set(map(str, values))) != len(values):
-                raise ValueError(f"matrix '{key}' repeats a value; each value once")
-        return value
 
 
 class LoadedSpec:
@@ -180,7 +188,7 @@ def _check_pricing(spec: JobSpec, shown: str) -> None:
         try:
             PriceEntry.model_validate(entry)
         except ValidationError as exc:
-            where, message = _describe(exc, entry)
+            where, message = _describe(exc, entry, PriceEntry)
             raise SpecError(shown, f"pricing.{model}.{where}".rstrip("."), message) from None
 
 
@@ -195,11 +203,11 @@ def yaml_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(exc: ValidationError, raw: Any) -> tuple[str, str]:
+def _describe(exc: ValidationError, raw: Any, root: type[BaseModel] | None = None) -> tuple[str, str]:
     errors = exc.errors()
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
-    message = _fix_for(first, loc)
+    message = _fix_for(first, loc, root or JobSpec)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return yaml_path(loc), message
@@ -209,12 +217,12 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in {"str", "int", "float", "bool"}
 
 
-def _fix_for(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "missing":
         return "required; add it"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], root)
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
         return f"unknown key; {fix}"
@@ -224,6 +232,9 @@ def _fix_for(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return f"{value!r} must be letters, digits, '.', '_' or '-' (it names the output folder)"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
+    if kind in _BOUNDS:
+        word, key = _BOUNDS[kind]
+        return f"must be {word} {ctx[key]}, got {_short(value)}"
     expected = _EXPECTED.get(kind.split("_")[0])
     if expected:
         return f"expected {expected}, got {_short(value)}"
@@ -243,13 +254,21 @@ _EXPECTED = {
 }
 
 
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = JobSpec
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: Any = root
     for part in loc:
         field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
         if field is None:

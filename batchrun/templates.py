@@ -16,6 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 _VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 _JINJA_SYNTAX = re.compile(r"{{|{%|{#|}}|%}|#}")
+_JINJA_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})  # literals, not variables
 
 
 def slug(value: Any) -> str:
@@ -42,6 +43,8 @@ def _substitution(source: str) -> list[str] | None:
     """Text and `{{ name }}` only -> [text, name, text, name, ..., text]; anything else -> None."""
     pieces = _VARIABLE.split(source)
     if any(_JINJA_SYNTAX.search(text) for text in pieces[0::2]):
+        return None
+    if any(name in _JINJA_CONSTANTS for name in pieces[1::2]):
         return None
     return pieces
 

@@ -251,3 +251,9 @@ def test_require_prices_names_the_model_and_the_fix(catalog):
 def test_missing_price_message_never_suggests_zero():
     message = missing_price_message(["acme-x"])
     assert "acme-x" in message and "--prices FILE" in message and "never" in message
+
+
+def test_image_size_keys_read_from_yaml_as_numbers_become_text(tmp_path):
+    prices = tmp_path / "p.yaml"
+    prices.write_text("acme-img:\n  output_image: 10\n  output_image_tokens: {512: 500, 1K: 1000}\n")
+    assert PriceCatalog.load(prices_file=prices).price_for("acme-img").output_image_tokens == {"512": 500, "1K": 1000}

@@ -25,10 +25,11 @@ FAKE_KEY = "test-key-123"
 
 
 @contextlib.contextmanager
-def running_simulator(tmp_path: Path, faults: str | None = None, *extra: str):
+def running_simulator(tmp_path: Path, faults: str | None = None, *extra: str, module="batchrun.simulator"):
     """`python -m batchrun.simulator --port 0` in a subprocess; yields (base_url, request_log_path)."""
     log = tmp_path / "requests.jsonl"
-    args = [sys.executable, "-m", "batchrun.simulator", "--port", "0", "--request-log", str(log), *extra]
+    command = [sys.executable, "-m", *module.split()]
+    args = [*command, "--port", "0", "--request-log", str(log), *extra]
     if faults is not None:
         faults_file = tmp_path / "faults.yaml"
         faults_file.write_text(faults)
@@ -56,7 +57,8 @@ def sdk_client(base_url: str, key: str = FAKE_KEY) -> genai.Client:
 
 def test_sdk_parses_a_text_reply(clean_server):
     base_url, _ = clean_server
-    response = sdk_client(base_url).models.generate_content(
+    client = sdk_client(base_url)  # kept in a name: a collected Client closes its connection pool
+    response = client.models.generate_content(
         model="gemini-2.5-flash", contents="Describe a ceramic mug in one sentence."
     )
     assert response.text.startswith("Simulated answer from gemini-2.5-flash")
@@ -71,7 +73,8 @@ def test_sdk_parses_an_image_reply_of_the_requested_size(clean_server):
         response_modalities=["IMAGE"],
         image_config=types.ImageConfig(aspect_ratio="16:9", image_size="2K"),
     )
-    response = sdk_client(base_url).models.generate_content(
+    client = sdk_client(base_url)
+    response = client.models.generate_content(
         model="gemini-3.1-flash-image", contents="A red mug on a picnic table", config=config
     )
     images = [p.inline_data for p in response.candidates[0].content.parts if p.inline_data and not p.thought]
@@ -94,14 +97,16 @@ def test_sdk_streams_the_same_text_as_the_plain_call(clean_server):
 
 def test_sdk_counts_tokens(clean_server):
     base_url, _ = clean_server
-    result = sdk_client(base_url).models.count_tokens(model="gemini-2.5-flash", contents="x" * 40)
+    client = sdk_client(base_url)
+    result = client.models.count_tokens(model="gemini-2.5-flash", contents="x" * 40)
     assert result.total_tokens == 10
 
 
 def test_sdk_sees_a_bad_key_as_400_api_key_invalid(clean_server):
     base_url, _ = clean_server
+    client = sdk_client(base_url, key="bad-key-1")
     with pytest.raises(genai_errors.ClientError) as caught:
-        sdk_client(base_url, key="bad-key-1").models.generate_content(model="gemini-2.5-flash", contents="hi")
+        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
     assert caught.value.details["error"]["details"][0]["reason"] == "API_KEY_INVALID"
 
@@ -164,3 +169,16 @@ def test_a_bad_profile_name_exits_with_a_usage_error(tmp_path):
     )
     assert done.returncode == 2
     assert "unknown simulator profile 'nope'" in done.stderr
+
+
+def test_batchrun_simulate_serves_a_profile_until_sigterm(tmp_path):
+    body = {"contents": [{"parts": [{"text": "quota profile"}]}]}
+    with running_simulator(tmp_path, None, "--profile", "quota", module="batchrun simulate") as (base_url, log):
+        url = f"{base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+        with httpx.Client() as client:
+            statuses = [client.post(url, json=body).status_code for _ in range(21)]
+            error = client.post(url, json=body).json()["error"]
+    assert statuses == [200] * 20 + [429]
+    violation = next(d for d in error["details"] if d["@type"].endswith("QuotaFailure"))["violations"][0]
+    assert violation["quotaId"] == "GenerateRequestsPerDayPerProjectPerModel"
+    assert len(read_request_log(log)) == 22

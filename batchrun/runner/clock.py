@@ -5,6 +5,9 @@ tests: `sleep` registers a wake-up time and blocks; time moves only when a test 
 inside `async with clock.autojump():`, when every task of the event loop is blocked, in which case a
 driver task jumps to the earliest wake-up. Sleepers due at the same instant wake in the order they
 went to sleep, so schedules are exact and the same on every run.
+
+Under `autojump`, a test orders its own steps with `await clock.sleep(...)`; `settle()` (wait until
+every other task is blocked) is for the manual mode, where only `advance` moves time.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ DECREASE = 0.9  # later 429s: the ceiling is known, a gentle step back suffices
 NEAR_CEILING = 0.95  # below this share of the ceiling, climb fast
 FAST_CLIMB = 0.10  # share of the ceiling gained per second while far below it
 PROBE_CLIMB = 0.01  # share of the ceiling gained per second near and above it
-MIN_PROBE = 0.001  # the slowest probe, after the ceiling was confirmed many times
+MIN_PROBE = 0.0005  # the slowest probe: 0.05%/s, 100 s from 95% to 100% of the ceiling
 SAME_CEILING = 0.05  # a 429 within 5% of the last ceiling confirms it
 
 
@@ -138,6 +138,8 @@ class AdaptiveRate:
             return self.rate
         if self.rate < NEAR_CEILING * self.ceiling:
             return FAST_CLIMB * self.ceiling
+        if self.rate > (1 + SAME_CEILING) * self.ceiling:
+            return PROBE_CLIMB * self.ceiling  # no 429 well past the ceiling: the limit has risen
         return self._probe * self.ceiling
 
     def on_rate_limited(self, epoch: int) -> bool:

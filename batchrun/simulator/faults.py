@@ -177,9 +177,11 @@ def load_faults_file(path: str | Path) -> FaultConfig:
 
 
 def _fix_message(error: dict[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
         allowed = ", ".join(FaultConfig.model_fields)
-        return f"unknown key: top-level keys are {allowed} (rates, schedules every/first, latency)"
+        return f"unknown key: top-level keys are {allowed}"
+    if error["type"] == "extra_forbidden":
+        return "unknown key: see the simulator's faults file in the README for the keys allowed here"
     return str(error["msg"]).removeprefix("Value error, ")
 
 

@@ -56,6 +56,14 @@ def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -
     return mapping.get(snake, default)
 
 
+def _object(mapping: dict[str, Any], camel: str, snake: str) -> dict[str, Any]:
+    """A nested JSON object field, {} when absent; InvalidRequest when it is not an object."""
+    value = _get(mapping, camel, snake) or {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"Invalid JSON payload received. '{camel}' must be an object.")
+    return value
+
+
 def _image_size(data: str) -> tuple[int, int]:
     prefix = data[:_HEADER_CHARS]
     for chunk in (prefix[: len(prefix) - len(prefix) % 4], data):
@@ -91,12 +99,21 @@ def _contents_parts(contents: Any) -> list[Any]:
     return parts
 
 
+def _typed(value: Any, kind: type, name: str) -> Any:
+    """A scalar field of the expected JSON type, or None when absent."""
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise InvalidRequest(f"Invalid value at '{name}': expected {kind.__name__}.")
+
+
 def load_body(raw: bytes) -> dict[str, Any]:
     """The JSON object of a request body, or InvalidRequest."""
     try:
         body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidRequest(f"Invalid JSON payload received. {exc.msg}.") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("Invalid JSON payload received. The body is not UTF-8.") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("Invalid JSON payload received. The body must be an object.")
     return body
@@ -114,12 +131,14 @@ def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
     images: list[InputImage] = []
     _read_parts(_contents_parts(body.get("contents", [])), texts, images)
     system_texts: list[str] = []
-    system = _get(body, "systemInstruction", "system_instruction") or {}
-    _read_parts(system.get("parts", []) if isinstance(system, dict) else [], system_texts, images)
-    config = _get(body, "generationConfig", "generation_config") or {}
-    image_config = _get(config, "imageConfig", "image_config") or {}
-    thinking = _get(config, "thinkingConfig", "thinking_config") or {}
+    system = _object(body, "systemInstruction", "system_instruction")
+    _read_parts(_contents_parts([system]) if system else [], system_texts, images)
+    config = _object(body, "generationConfig", "generation_config")
+    image_config = _object(config, "imageConfig", "image_config")
+    thinking = _object(config, "thinkingConfig", "thinking_config")
     modalities = _get(config, "responseModalities", "response_modalities") or []
+    if not isinstance(modalities, list):
+        raise InvalidRequest("Invalid JSON payload received. 'responseModalities' must be a list.")
     return GenerateRequest(
         digest=body_digest(body),
         prompt="\n".join(texts),
@@ -127,10 +146,10 @@ def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
         prompt_text_tokens=sum(text_tokens(t) for t in texts + system_texts),
         images=images,
         modalities=tuple(str(m).upper() for m in modalities),
-        aspect_ratio=_get(image_config, "aspectRatio", "aspect_ratio"),
-        image_size=_get(image_config, "imageSize", "image_size"),
-        max_output_tokens=_get(config, "maxOutputTokens", "max_output_tokens"),
-        thinking_budget=_get(thinking, "thinkingBudget", "thinking_budget"),
+        aspect_ratio=_typed(_get(image_config, "aspectRatio", "aspect_ratio"), str, "aspectRatio"),
+        image_size=_typed(_get(image_config, "imageSize", "image_size"), str, "imageSize"),
+        max_output_tokens=_typed(_get(config, "maxOutputTokens", "max_output_tokens"), int, "maxOutputTokens"),
+        thinking_budget=_typed(_get(thinking, "thinkingBudget", "thinking_budget"), int, "thinkingBudget"),
         response_mime=_get(config, "responseMimeType", "response_mime_type") or "text/plain",
     )
 

@@ -110,14 +110,14 @@ async def run_server(
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(low_level, host, port, backlog=1024)
     actual_port = listener.sockets[0].getsockname()[1]
-    log.info("simulator listening on http://%s:%d", host, actual_port)
+    log.debug("simulator listening on http://%s:%d", host, actual_port)
     if on_ready is not None:
         on_ready(actual_port)
     try:
         await stop.wait()
     finally:
         listener.close()
-        await low_level.shutdown(1.0)
+        await low_level.shutdown(0.25)  # hanging requests would otherwise hold the exit
         await listener.wait_closed()
         core.close()
 

@@ -1,0 +1,127 @@
+"""A canned Gemini server for the benchmarks (aiohttp, 127.0.0.1): the same reply to every request.
+
+    python bench/canned_server.py --port 0                        # text reply, no latency
+    python bench/canned_server.py --port 0 --latency-s 2          # every reply after 2 s
+    python bench/canned_server.py --port 0 --rate-per-s 20        # 429 + RetryInfo above 20 req/s
+    python bench/canned_server.py --port 0 --image-mb 2           # a 2 MB PNG, base64, in every reply
+
+Prints `canned server listening on http://127.0.0.1:PORT`, serves until SIGTERM. GET /stats gives its
+counters: requests, ok, rate_limited, and the ok replies in each second since the first request.
+The rate limit is a strict sliding one-second window over the requests it answered 200, as a
+provider's per-second quota is; a 429 carries the exact wait until the window has room.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import io
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import IMAGE_MODEL, canned_text_reply  # noqa: E402
+
+
+def image_reply(megabytes: float) -> bytes:
+    """A reply carrying one PNG of about `megabytes` (noise, so it does not compress), base64."""
+    from PIL import Image
+
+    side = int((megabytes * 1_000_000 / 3) ** 0.5)
+    pixels = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG", compress_level=0)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    reply = {
+        "candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": data}}],
+                                    "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 15, "candidatesTokenCount": 1290, "totalTokenCount": 1305,
+                          "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]},
+        "modelVersion": IMAGE_MODEL,
+        "responseId": "bench-image-reply",
+    }
+    return json.dumps(reply, separators=(",", ":")).encode()
+
+
+def rate_limited_reply(wait_s: float) -> bytes:
+    error = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                       "message": "Resource has been exhausted (e.g. check quota).",
+                       "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                    "retryDelay": f"{wait_s:.3f}s"}]}}
+    return json.dumps(error).encode()
+
+
+class CannedServer:
+    def __init__(self, body: bytes, latency_s: float, rate_per_s: int | None) -> None:
+        self.body, self.latency_s, self.rate_per_s = body, latency_s, rate_per_s
+        self.window: collections.deque[float] = collections.deque()
+        self.requests = self.ok = self.rate_limited = 0
+        self.first: float | None = None
+        self.ok_per_second: collections.Counter[int] = collections.Counter()
+
+    async def generate(self, request: web.Request) -> web.Response:
+        await request.read()
+        now = time.monotonic()
+        self.first = now if self.first is None else self.first
+        self.requests += 1
+        if self.rate_per_s is not None:
+            while self.window and self.window[0] <= now - 1.0:
+                self.window.popleft()
+            if len(self.window) >= self.rate_per_s:
+                self.rate_limited += 1
+                wait = self.window[0] + 1.0 - now
+                return web.Response(status=429, body=rate_limited_reply(wait), content_type="application/json")
+            self.window.append(now)
+        self.ok += 1
+        self.ok_per_second[int(now - self.first)] += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return web.Response(body=self.body, content_type="application/json")
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        seconds = max(self.ok_per_second, default=-1) + 1
+        return web.json_response({
+            "requests": self.requests, "ok": self.ok, "rate_limited": self.rate_limited,
+            "ok_per_second": [self.ok_per_second.get(s, 0) for s in range(seconds)],
+        })
+
+
+async def serve(args: argparse.Namespace) -> None:
+    body = image_reply(args.image_mb) if args.image_mb else canned_text_reply()
+    canned = CannedServer(body, args.latency_s, args.rate_per_s)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/stats", canned.stats)
+    app.router.add_post("/{tail:.*}", canned.generate)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    print(f"canned server listening on http://127.0.0.1:{port}", flush=True)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    await stopped.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--rate-per-s", type=int, default=None)
+    parser.add_argument("--image-mb", type=float, default=0.0)
+    asyncio.run(serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Estimates from small manifests built with pyarrow; figures worked out by hand from the catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchrun.estimate import (
+    CALIBRATION_FILE,
+    estimate_manifest,
+    estimate_report,
+    format_estimate,
+    read_calibration,
+    write_calibration,
+)
+from batchrun.pricing import PriceCatalog
+from batchrun.tokens import estimate_tokens
+
+TODAY = dt.date(2026, 11, 21)
+IMAGE_1K = {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1", "imageSize": "1K"}}
+
+
+def body(prompt: str = "x" * 40, **config) -> dict:
+    return {"contents": [{"role": "user", "parts": [{"text": prompt}]}], "generationConfig": config}
+
+
+def write_manifest(path, requests: list[tuple[str, dict]]):
+    """A manifest with the lead's columns; estimates come from tokens.estimate_tokens (no input images)."""
+    estimates = [estimate_tokens(model, b, []) for model, b in requests]
+    columns = {
+        "request_id": pa.array([f"r{i}" for i in range(len(requests))], pa.string()),
+        "seq": pa.array(range(len(requests)), pa.int64()),
+        "model": pa.array([model for model, _ in requests], pa.string()),
+        "body": pa.array([json.dumps(b, separators=(",", ":")) for _, b in requests], pa.string()),
+        "variables": pa.array(["{}"] * len(requests), pa.string()),
+        "output_name": pa.array([None] * len(requests), pa.string()),
+        "est_input_text_tokens": pa.array([e.input_text for e in estimates], pa.int64()),
+        "est_input_image_tokens": pa.array([e.input_image for e in estimates], pa.int64()),
+        "est_output_text_tokens_max": pa.array([e.output_text_max for e in estimates], pa.int64()),
+        "est_output_image_tokens": pa.array([e.output_image for e in estimates], pa.int64()),
+        "est_images_out": pa.array([e.images_out for e in estimates], pa.int32()),
+    }
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.fixture()
+def catalog() -> PriceCatalog:
+    return PriceCatalog.load()
+
+
+@pytest.fixture()
+def image_job(tmp_path):
+    return write_manifest(tmp_path / "manifest.parquet", [("gemini-3.1-flash-image", body(**IMAGE_1K))] * 10)
+
+
+def test_image_job_expected_and_high(image_job, catalog):
+    # Per request: 10 text tokens in x $0.50 = $0.000005; 300 thinking (minimal) x $3 = $0.0009;
+    # one 1K image 1,120 x $60 = $0.0672  -> expected $0.068105, x 10 = $0.68105.
+    # High: $0.000005 + the 32,768-token ceiling x $3 = $0.098304 + $0.0672 = $0.165509, x 10 = $1.65509.
+    est = estimate_manifest(image_job, catalog, today=TODAY)
+    (m,) = est.models
+    assert (m.requests, m.input_text_tokens, m.output_image_tokens, m.images_out) == (10, 100, 11200, 10)
+    assert (m.output_text_tokens_expected, m.thinking_tokens_expected) == (0, 3000)
+    assert m.cost["standard"]["expected"] == pytest.approx(0.68105)
+    assert m.cost["standard"]["high"] == pytest.approx(1.65509)
+    assert m.cost["batch"]["expected"] == pytest.approx(0.340525)
+    assert m.cost["flex"]["high"] == pytest.approx(0.827545)
+    assert est.total("standard", "expected") == pytest.approx(0.68105)
+
+
+def test_text_model_expected_text_and_capped_thinking(tmp_path, catalog):
+    # gemini-2.5-flash, maxOutputTokens 1,000, 40-char prompt = 10 tokens:
+    # expected text 250, thinking 1,024 capped to the 750 left -> 1,000 out x $2.50 = $0.0025;
+    # 10 in x $0.30 = $0.000003 -> $0.002503 each, x 4 = $0.010012. High: 1,000 x $2.50 + $0.000003 = $0.002503.
+    path = write_manifest(tmp_path / "m.parquet", [("gemini-2.5-flash", body(maxOutputTokens=1000))] * 4)
+    (m,) = estimate_manifest(path, catalog, today=TODAY).models
+    assert (m.output_text_tokens_expected, m.thinking_tokens_expected) == (1000, 3000)
+    assert m.cost["standard"]["expected"] == pytest.approx(0.010012)
+    assert m.cost["standard"]["high"] == pytest.approx(0.010012)
+
+
+def test_long_prompt_is_priced_at_the_above_200k_rate(tmp_path, catalog):
+    # gemini-2.5-pro, 1,000,000 characters = 250,000 tokens > 200k: 250,000 x $2.50 = $0.625;
+    # maxOutputTokens 100 -> expected text 25 + thinking 75 = 100 x $15 = $0.0015; total $0.6265
+    path = write_manifest(tmp_path / "m.parquet", [("gemini-2.5-pro", body("y" * 1_000_000, maxOutputTokens=100))])
+    (m,) = estimate_manifest(path, catalog, today=TODAY).models
+    assert m.cost["standard"]["expected"] == pytest.approx(0.6265)
+
+
+def test_thinking_level_in_the_body_is_honoured(tmp_path, catalog):
+    # 3.1 Flash Image at thinkingLevel high: 1,500 thinking x $3 = $0.0045 instead of $0.0009
+    config = dict(IMAGE_1K, thinkingConfig={"thinkingLevel": "high"})
+    path = write_manifest(tmp_path / "m.parquet", [("gemini-3.1-flash-image", body(**config))])
+    (m,) = estimate_manifest(path, catalog, today=TODAY).models
+    assert m.thinking_tokens_expected == 1500
+    assert m.cost["standard"]["expected"] == pytest.approx(0.000005 + 0.0045 + 0.0672)
+
+
+def test_several_models_are_reported_apart(tmp_path, catalog):
+    rows = [("gemini-3.1-flash-image", body(**IMAGE_1K)), ("gemini-3-pro-image", body(**IMAGE_1K))]
+    est = estimate_manifest(write_manifest(tmp_path / "m.parquet", rows), catalog, today=TODAY)
+    assert [m.model for m in est.models] == ["gemini-3-pro-image", "gemini-3.1-flash-image"]
+    # 3 Pro Image: 10 x $2 = $0.00002 + 500 thinking x $12 = $0.006 + 1,120 x $120 = $0.1344 -> $0.14042
+    assert est.models[0].cost["standard"]["expected"] == pytest.approx(0.14042)
+    assert est.total("standard", "expected") == pytest.approx(0.14042 + 0.068105)
+
+
+def test_unknown_model_has_no_cost_and_says_how_to_price_it(tmp_path, catalog):
+    rows = [("acme-imagegen", body(responseModalities=["IMAGE"])), ("gemini-3.1-flash-image", body(**IMAGE_1K))]
+    est = estimate_manifest(write_manifest(tmp_path / "m.parquet", rows), catalog, budget_usd=10, today=TODAY)
+    acme = est.models[0]
+    assert not acme.price_known and acme.cost["standard"]["expected"] is None
+    assert "pricing:" in acme.warnings[0]
+    assert est.total("standard", "expected") is None
+    assert est.budget_verdict()[0] == "unknown"
+
+
+def test_price_table_gives_image_tokens_for_a_model_batchrun_does_not_know(tmp_path):
+    # acme-imagegen priced by the spec at $40/M for 1,000-token 1K images: 1,000 x $40 = $0.04;
+    # 10 in x $1 = $0.00001; unknown model thinks 1,024 x $2 = $0.002048 -> $0.042058
+    catalog = PriceCatalog.load(
+        overrides={"acme-imagegen": {"input": 1, "output": 2, "output_image": 40, "output_image_tokens": {"1K": 1000}}}
+    )
+    path = write_manifest(tmp_path / "m.parquet", [("acme-imagegen", body(responseModalities=["IMAGE"]))])
+    (m,) = estimate_manifest(path, catalog, today=TODAY).models
+    assert m.output_image_tokens == 1000
+    assert m.cost["standard"]["expected"] == pytest.approx(0.042058)
+
+
+@pytest.mark.parametrize(("budget", "verdict"), [(2.0, "fits"), (1.0, "expected_fits"), (0.5, "over")])
+def test_budget_verdict(image_job, catalog, budget, verdict):
+    # expected $0.68105, high $1.65509
+    est = estimate_manifest(image_job, catalog, budget_usd=budget, today=TODAY)
+    assert est.budget_verdict()[0] == verdict
+    assert est.to_json()["budget"]["verdict"] == verdict
+
+
+def test_no_budget_no_verdict(image_job, catalog):
+    assert estimate_manifest(image_job, catalog, today=TODAY).budget_verdict() is None
+
+
+def test_lifecycle_warning_is_carried(tmp_path, catalog):
+    path = write_manifest(tmp_path / "m.parquet", [("gemini-2.5-flash-image", body())])
+    (m,) = estimate_manifest(path, catalog, today=TODAY).models
+    assert m.warnings == ["gemini-2.5-flash-image was shut down on 2026-10-02; use gemini-3.1-flash-image"]
+
+
+def test_calibration_scales_expected_and_is_stated(image_job, catalog):
+    est = estimate_manifest(image_job, catalog, calibration={"gemini-3.1-flash-image": 1.1}, today=TODAY)
+    (m,) = est.models
+    assert m.cost["standard"]["expected"] == pytest.approx(0.68105 * 1.1)
+    assert m.cost["standard"]["high"] == pytest.approx(1.65509)
+    assert "calibrated: expected x 1.100" in format_estimate(est)
+
+
+def test_text_report(image_job, catalog):
+    text = format_estimate(estimate_manifest(image_job, catalog, budget_usd=0.5, today=TODAY))
+    assert "gemini-3.1-flash-image: 10 requests" in text
+    assert "$0.6811" in text and "$1.66" in text and "$0.3405" in text
+    assert "verified 2026-03-30" in text
+    assert "Budget $0.5000 (standard): does not fit" in text
+
+
+def test_json_report_is_serialisable(image_job, catalog, tmp_path):
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=2, today=TODAY))
+    assert data["requests"] == 10
+    assert data["models"][0]["model"] == "gemini-3.1-flash-image"
+    assert data["total"]["standard"]["expected"] == pytest.approx(0.68105)
+    assert data["budget"]["verdict"] == "fits"
+    assert set(data["total"]) == {"standard", "flex", "batch"}
+
+
+def results_table(rows: list[tuple[str, str, float | None]]) -> pa.Table:
+    return pa.table(
+        {
+            "request_id": pa.array([r[0] for r in rows], pa.string()),
+            "status": pa.array([r[1] for r in rows], pa.string()),
+            "cost_usd": pa.array([r[2] for r in rows], pa.float64()),
+            "model": pa.array(["gemini-3.1-flash-image"] * len(rows), pa.string()),
+        }
+    )
+
+
+def test_write_and_read_calibration(image_job, catalog, tmp_path):
+    # r0..r3 ok at $0.075 each (r0 twice: counted once), r4 failed, r5 ok without a cost.
+    # actual $0.30 / expected 4 x $0.068105 = $0.27242 -> 1.101241
+    rows = [("r0", "ok", 0.075), ("r0", "ok", 0.075), ("r1", "ok", 0.075), ("r2", "ok", 0.075),
+            ("r3", "ok", 0.075), ("r4", "failed", None), ("r5", "ok", None)]
+    ratios = write_calibration(tmp_path, image_job, results_table(rows), catalog, today=TODAY)
+    assert ratios == {"gemini-3.1-flash-image": pytest.approx(0.30 / 0.27242, rel=1e-5)}
+    stored = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert stored["written_at"] == "2026-11-21"
+    assert stored["models"]["gemini-3.1-flash-image"]["requests"] == 4
+    assert read_calibration(tmp_path) == ratios
+
+
+def test_calibration_compares_at_the_tier_the_body_names(tmp_path, catalog):
+    # flex body: expected $0.068105 x 0.5 = $0.0340525; actual $0.0340525 -> ratio 1
+    config = dict(IMAGE_1K)
+    rows = [("gemini-3.1-flash-image", dict(body(**config), serviceTier="flex"))]
+    path = write_manifest(tmp_path / "m.parquet", rows)
+    ratios = write_calibration(tmp_path, path, results_table([("r0", "ok", 0.0340525)]), catalog, today=TODAY)
+    assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)
+
+
+def test_read_calibration_without_a_file(tmp_path):
+    assert read_calibration(tmp_path) == {}
+
+
+def test_the_next_estimate_uses_the_stored_calibration(image_job, catalog, tmp_path):
+    write_calibration(tmp_path, image_job, results_table([("r0", "ok", 0.068105 * 1.2)]), catalog, today=TODAY)
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, today=TODAY))
+    assert data["models"][0]["calibration"] == pytest.approx(1.2)
+    assert data["total"]["standard"]["expected"] == pytest.approx(0.68105 * 1.2, rel=1e-5)
+
+
+def test_empty_manifest(tmp_path, catalog):
+    est = estimate_manifest(write_manifest(tmp_path / "m.parquet", []), catalog, budget_usd=1, today=TODAY)
+    assert (est.requests, est.models, est.total("standard", "high")) == (0, [], 0)
+    assert est.budget_verdict()[0] == "fits"

@@ -1,0 +1,169 @@
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchrun.errors import UsageError
+from batchrun.journal import JournalWriter, result_values
+from batchrun.records import ResultRecord
+from batchrun.sink import rows_to_table, write_part
+from batchrun.status import format_status, summarize
+
+DEAD_PID = 4_194_304 + 17
+
+
+def result(request_id: str, status: str = "ok", finished_at: float = 1_700_000_100.0, **extra) -> tuple:
+    return result_values(ResultRecord(request_id, status, 1, finished_at - 1, finished_at, **extra))
+
+
+def make_folder(tmp_path: Path, manifest_size: int = 10, model: str = "gemini-2.5-flash") -> Path:
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    ids = [f"id{n}" for n in range(manifest_size)]
+    manifest = pa.table({"request_id": ids, "seq": pa.array(range(manifest_size), pa.int64()),
+                         "model": [model] * manifest_size})
+    pq.write_table(manifest, out / "manifest.parquet")
+    return out
+
+
+def write_rows(out: Path, number: int, rows: list[tuple]) -> None:
+    write_part(rows_to_table(rows), out / "results" / f"part-{number:06d}.parquet")
+
+
+def journal(out: Path, run_id: str, sent: list[str], rows: list[tuple]) -> None:
+    writer = JournalWriter(out / "journal", run_id, flush_every=1, fsync_interval_s=60, clock=lambda: 0.0)
+    writer.open_segment()
+    for request_id in sent:
+        writer.append_sent(request_id)
+    for row in rows:
+        writer.append_result(row)
+    writer.close()
+
+
+def test_counts_and_spend_of_a_hand_made_folder(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [
+        result("id0", cost_usd=0.04, prompt_tokens=100, output_image_tokens=1290, total_tokens=1390,
+               model="gemini-2.5-flash-image"),
+        result("id1", cost_usd=0.02, prompt_tokens=50, total_tokens=80),
+        result("id2", "blocked", finish_reason="IMAGE_SAFETY", cost_usd=0.001, prompt_tokens=40),
+        result("id3", "invalid", error_kind="http_400"),
+        result("id4", "failed", error_kind="http_503"),
+        result("id5", "failed", error_kind="timeout"),
+        result("id6", "failed", error_kind="http_503"),
+    ])
+
+    summary = summarize(out)
+
+    assert (summary.total, summary.final, summary.pending) == (10, 4, 6)
+    assert summary.done == {"ok": 2, "blocked": 1, "invalid": 1, "failed": 3}
+    assert summary.failed_by_error_kind == {"http_503": 2, "timeout": 1}
+    assert summary.blocked_by_finish_reason == {"IMAGE_SAFETY": 1}
+    assert summary.spend_usd == pytest.approx(0.061)
+    assert summary.spend == [
+        {"model": "gemini-2.5-flash", "status": "blocked", "cost_usd": pytest.approx(0.001), "results": 1},
+        {"model": "gemini-2.5-flash", "status": "failed", "cost_usd": 0.0, "results": 3},
+        {"model": "gemini-2.5-flash", "status": "invalid", "cost_usd": 0.0, "results": 1},
+        {"model": "gemini-2.5-flash", "status": "ok", "cost_usd": pytest.approx(0.02), "results": 1},
+        {"model": "gemini-2.5-flash-image", "status": "ok", "cost_usd": pytest.approx(0.04), "results": 1},
+    ]
+    assert summary.tokens == {"prompt_tokens": 190, "output_text_tokens": 0, "output_image_tokens": 1290,
+                              "thoughts_tokens": 0, "total_tokens": 1470}
+    assert (summary.unpriced_results, summary.not_in_manifest, summary.live_pid, summary.in_flight) == (
+        0, 0, None, None)
+
+
+def test_only_the_latest_row_of_a_request_counts(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [result("id0", "failed", finished_at=10.0), result("id1", "failed", finished_at=10.0)])
+    write_rows(out, 2, [result("id0", finished_at=20.0, cost_usd=0.5), result("id1", "failed", finished_at=30.0,
+                                                                            error_kind="timeout")])
+    summary = summarize(out)
+    assert summary.done == {"ok": 1, "blocked": 0, "invalid": 0, "failed": 1}
+    assert summary.failed_by_error_kind == {"timeout": 1}
+    assert summary.spend_usd == 0.5
+
+
+def test_a_crashed_runs_journal_counts_and_its_in_flight_requests_are_shown(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [result("id0")])
+    journal(out, "run-9", sent=["id1", "id2", "id3"], rows=[result("id1"), result("id2", "failed")])
+    (out / ".lock").write_text(f"{DEAD_PID}\n")
+
+    summary = summarize(out)
+
+    assert (summary.final, summary.done["failed"], summary.pending) == (2, 1, 8)
+    assert (summary.in_flight, summary.crashed_run_id, summary.live_pid) == (1, "run-9", None)
+    assert "in flight at the crash of run run-9: 1" in format_status(summary)
+
+
+def test_a_live_run_is_reported_with_its_requests_in_flight(tmp_path):
+    out = make_folder(tmp_path)
+    journal(out, "run-1", sent=["id0", "id1"], rows=[result("id0")])
+    (out / ".lock").write_text(f"{os.getpid()}\n")
+
+    summary = summarize(out)
+
+    assert (summary.live_pid, summary.in_flight, summary.crashed_run_id) == (os.getpid(), 1, None)
+    assert f"run in progress, pid {os.getpid()}" in format_status(summary)
+
+
+def test_the_crash_the_last_run_recovered_from_is_reported(tmp_path):
+    out = make_folder(tmp_path)
+    (out / "runs").mkdir()
+    records = [{"run_id": "run-1", "written_at": 5, "crashed": True, "in_flight_at_crash": 7},
+               {"run_id": "run-2", "written_at": 9, "rows_written": 3,
+                "recovered": {"recovered_rows": 2, "in_flight_at_crash": 7, "crashed_run_id": "run-1"}}]
+    for record in records:
+        (out / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+
+    summary = summarize(out)
+    assert (summary.in_flight, summary.crashed_run_id) == (7, "run-1")
+
+    (out / "runs" / "run-3.json").write_text(json.dumps({"run_id": "run-3", "written_at": 12,
+                                                         "recovered": {"crashed_run_id": None}}))
+    assert summarize(out).in_flight is None
+
+
+def test_results_outside_the_manifest_are_counted_apart(tmp_path):
+    out = make_folder(tmp_path, manifest_size=2)
+    write_rows(out, 1, [result("id0"), result("gone-1"), result("gone-2", cost_usd=9.0)])
+    summary = summarize(out)
+    assert (summary.final, summary.pending, summary.not_in_manifest, summary.spend_usd) == (1, 1, 2, 0.0)
+
+
+def test_usage_without_a_cost_is_counted_as_unpriced(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [result("id0", prompt_tokens=10), result("id1", "failed")])
+    assert summarize(out).unpriced_results == 1
+
+
+def test_an_empty_folder_has_everything_pending(tmp_path):
+    out = make_folder(tmp_path, manifest_size=3)
+    summary = summarize(out)
+    assert (summary.total, summary.final, summary.pending, summary.spend_usd) == (3, 0, 3, 0.0)
+    assert summary.spend == []
+
+
+def test_a_folder_without_manifest_says_what_to_do(tmp_path):
+    with pytest.raises(UsageError, match="no manifest.parquet: run `batchrun plan`"):
+        summarize(tmp_path)
+
+
+def test_the_text_table_and_json_carry_the_numbers(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [result("id0", cost_usd=1.25), result("id1", "failed", error_kind="http_503")])
+
+    summary = summarize(out)
+    text = format_status(summary)
+    document = json.loads(json.dumps(summary.to_json()))
+
+    assert "requests                              10" in text
+    assert "pending                                9   failed 1, never sent 8" in text
+    assert "  failed: http_503                     1" in text
+    assert "$1.2500" in text
+    assert (document["total"], document["final"], document["pending"]) == (10, 1, 9)
+    assert document["failed_by_error_kind"] == {"http_503": 1}
