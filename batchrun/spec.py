@@ -208,8 +208,11 @@ def _describe(exc: ValidationError, raw: Any, root: type[BaseModel] | None = Non
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
     message = _fix_for(first, loc, root or JobSpec)
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    if len(loc) < len(first["loc"]):  # every branch of the scalar union refused it: one problem
+        message = f"expected a string, number or true/false, got {_short(first.get('input'))}"
+    others = len({yaml_path(tuple(p for p in e["loc"] if not _is_union_tag(p))) for e in errors} - {yaml_path(loc)})
+    if others:
+        message += f" (and {others} more problem{'s' if others > 1 else ''})"
     return yaml_path(loc), message
 
 
@@ -234,7 +237,9 @@ def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel])
         return str(ctx.get("error", error["msg"]))
     if kind in _BOUNDS:
         word, key = _BOUNDS[kind]
-        return f"must be {word} {ctx[key]}, got {_short(value)}"
+        return f"must be {word} {ctx[key]:g}, got {_short(value)}"
+    if kind.endswith("_too_short") and ctx.get("min_length") == 1:
+        return "must not be empty"
     expected = _EXPECTED.get(kind.split("_")[0])
     if expected:
         return f"expected {expected}, got {_short(value)}"

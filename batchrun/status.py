@@ -101,6 +101,8 @@ def _latest_results(out_dir: Path, runs: dict[str, RunJournal]) -> pa.Table:
 
 def _with_model(latest: pa.Table, manifest: pa.Table) -> pa.Table:
     """Fill a result's missing model from its manifest row."""
+    if latest["model"].null_count == 0:
+        return latest
     planned = manifest.rename_columns(["request_id", "planned_model"])
     joined = latest.join(planned, "request_id", join_type="left outer")
     model = pc.coalesce(joined["model"], joined["planned_model"], pa.scalar("(unknown)"))
@@ -137,7 +139,7 @@ def _count_spend(summary: StatusSummary, latest: pa.Table) -> None:
 
 
 def _read_in_flight(summary: StatusSummary, out_dir: Path, runs: dict[str, RunJournal]) -> None:
-    """Requests in flight now (live run), at a crash not yet recovered, or at the crash the last run recovered."""
+    """Requests in flight now (live run), at a crash not yet recovered, or at the last run's crash."""
     if runs:
         answered = {row[0] for run in runs.values() for row in run.results}
         summary.in_flight = len(set().union(*(run.sent for run in runs.values())) - answered)
@@ -177,7 +179,8 @@ def format_status(summary: StatusSummary) -> str:
     lines.append(f"{'spend':<24}{'$' + format(summary.spend_usd, ',.4f'):>16}{unpriced}")
     lines += [f"  {row['model'] + ' ' + row['status']:<22}{'$' + format(row['cost_usd'], ',.4f'):>16}"
               f"   {row['results']:,} results" for row in summary.spend]
-    lines.append("tokens  " + ", ".join(f"{k.removesuffix('_tokens')} {n:,}" for k, n in summary.tokens.items()))
+    tokens = (f"{name.removesuffix('_tokens')} {count:,}" for name, count in summary.tokens.items())
+    lines.append("tokens  " + ", ".join(tokens))
     return "\n".join(lines + _notes(summary))
 
 

@@ -6,7 +6,8 @@
     python bench/canned_server.py --port 0 --image-mb 2           # a 2 MB PNG, base64, in every reply
 
 Prints `canned server listening on http://127.0.0.1:PORT`, serves until SIGTERM. GET /stats gives its
-counters: requests, ok, rate_limited, and the ok replies in each second since the first request.
+counters: requests, ok, rate_limited, the wall time of the first request, and the ok replies in
+each second since the first request.
 The rate limit is a strict sliding one-second window over the requests it answered 200, as a
 provider's per-second quota is; a 429 carries the exact wait until the window has room.
 """
@@ -65,12 +66,14 @@ class CannedServer:
         self.window: collections.deque[float] = collections.deque()
         self.requests = self.ok = self.rate_limited = 0
         self.first: float | None = None
+        self.first_wall: float | None = None  # time.time() of the first request, for other processes
         self.ok_per_second: collections.Counter[int] = collections.Counter()
 
     async def generate(self, request: web.Request) -> web.Response:
         await request.read()
         now = time.monotonic()
-        self.first = now if self.first is None else self.first
+        if self.first is None:
+            self.first, self.first_wall = now, time.time()
         self.requests += 1
         if self.rate_per_s is not None:
             while self.window and self.window[0] <= now - 1.0:
@@ -90,6 +93,7 @@ class CannedServer:
         seconds = max(self.ok_per_second, default=-1) + 1
         return web.json_response({
             "requests": self.requests, "ok": self.ok, "rate_limited": self.rate_limited,
+            "first_request_at": self.first_wall,
             "ok_per_second": [self.ok_per_second.get(s, 0) for s in range(seconds)],
         })
 

@@ -197,8 +197,9 @@ def write_job(work: Path, name: str, requests: int, base_url: str, *, limits: di
     """A spec of `requests` distinct requests (a catalog of requests/2 rows × 2 tones) at `base_url`."""
     work.mkdir(parents=True, exist_ok=True)
     rows = max(1, requests // 2)
-    catalog = work / f"{name}.csv"
-    write_catalog(catalog, rows)
+    catalog = work / f"{name}-{rows}.csv"
+    if not catalog.exists():  # rewritten, it would make the manifest stale and the run plan again
+        write_catalog(catalog, rows)
     config = ({"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1", "imageSize": "1K"}}
               if image else {"maxOutputTokens": 256})
     spec = {
@@ -214,7 +215,9 @@ def write_job(work: Path, name: str, requests: int, base_url: str, *, limits: di
         "output": {"dir": str(work / f"out-{name}"), "image_name": "{{ sku }}-{{ tone }}"},
     }
     path = work / f"{name}.yaml"
-    path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
+    text = json.dumps(spec, indent=1)  # JSON is YAML
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     return path
 
 

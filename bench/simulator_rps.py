@@ -3,11 +3,13 @@
 Starts `python -m batchrun.simulator --port 0` (clean profile), then drives it from one aiohttp
 client with CONCURRENCY requests in flight: TEXT_COUNT small text requests, then IMAGE_COUNT 1K image
 requests with distinct prompts (each one drawn and encoded, not served from the cache). Prints the
-median req/s of three runs of each. Run by hand: `python bench/simulator_rps.py`.
+median req/s of three runs of each. Run by hand: `python bench/simulator_rps.py`
+(`--text N --images N --runs N` for a smaller run).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -64,23 +66,28 @@ async def drive(url: str, bodies: list[bytes]) -> float:
         return len(bodies) / (time.perf_counter() - started)
 
 
-async def main() -> None:
+async def main(text_count: int = TEXT_COUNT, image_count: int = IMAGE_COUNT, runs: int = RUNS) -> None:
     proc, port = start_server()
     base = f"http://127.0.0.1:{port}/v1beta/models"
     try:
-        await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(500)])
-        text = [await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(TEXT_COUNT)])
-                for _ in range(RUNS)]
-        image = [await drive(f"{base}/{IMAGE_MODEL}:generateContent", [image_body(r, i) for i in range(IMAGE_COUNT)])
-                 for r in range(RUNS)]
+        await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(min(500, text_count))])
+        text = [await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(text_count)])
+                for _ in range(runs)]
+        image = [await drive(f"{base}/{IMAGE_MODEL}:generateContent", [image_body(r, i) for i in range(image_count)])
+                 for r in range(runs)]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    print(f"text  requests: {TEXT_COUNT} x {RUNS}, concurrency {CONCURRENCY}: "
+    print(f"text  requests: {text_count} x {runs}, concurrency {CONCURRENCY}: "
           f"median {statistics.median(text):,.0f} req/s (runs: {', '.join(f'{r:,.0f}' for r in text)})")
-    print(f"image requests (1K PNG, uncached): {IMAGE_COUNT} x {RUNS}: "
+    print(f"image requests (1K PNG, uncached): {image_count} x {runs}: "
           f"median {statistics.median(image):,.1f} req/s (runs: {', '.join(f'{r:,.1f}' for r in image)})")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text", type=int, default=TEXT_COUNT)
+    parser.add_argument("--images", type=int, default=IMAGE_COUNT)
+    parser.add_argument("--runs", type=int, default=RUNS)
+    args = parser.parse_args()
+    asyncio.run(main(args.text, args.images, args.runs))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from batchrun.journal import read_journal
@@ -91,6 +91,7 @@ class Simulator:
         return read_request_log(self.request_log) if self.request_log.exists() else []
 
     def stop(self) -> None:
+        """SIGTERM, and wait for it to end (its stdout is closed by the reader at end of stream)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -98,9 +99,6 @@ class Simulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=STARTUP_TIMEOUT_S)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def start_simulator(folder: Path, *, profile: str | None = None, faults: Path | None = None,

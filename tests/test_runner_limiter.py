@@ -372,3 +372,73 @@ def test_adaptive_rate_probes_at_full_speed_again_when_the_ceiling_moves() -> No
 def test_limits_below_one_are_refused(limits: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Limiter(clock=FakeClock(), **limits)  # type: ignore[arg-type]
+
+
+# --- against a simulated server allowing 20 requests in any one second ----------------------
+
+
+class SlidingWindowServer:
+    """Accepts a request unless `limit` were accepted in the past second; a 429 says when to retry."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.accepted: list[float] = []
+        self.refused = 0
+
+    def answer(self, now: float) -> float | None:
+        """None if accepted, else the retry delay until the window frees a place."""
+        recent = [t for t in self.accepted[-self.limit :] if t > now - 1.0]
+        if len(recent) < self.limit:
+            self.accepted.append(now)
+            return None
+        self.refused += 1
+        return recent[0] + 1.0 - now
+
+
+async def drive(limiter: Limiter, clock: FakeClock, server: SlidingWindowServer,
+                seconds: float, workers: int = 64, latency: float = 0.2) -> None:
+    """Workers as the runner drives them: a 429 is released as rate limited and pauses everyone."""
+
+    async def worker() -> None:
+        while clock.now() < seconds:
+            permit = await limiter.acquire()
+            retry_after = server.answer(clock.now())
+            await clock.sleep(latency)
+            limiter.release(permit, rate_limited=retry_after is not None)
+            if retry_after is not None:
+                limiter.pause_all(retry_after)
+
+    await run_workers(clock, *([worker] * workers))
+
+
+def share_of_limit(server: SlidingWindowServer, start: float, end: float) -> float:
+    accepted = sum(1 for t in server.accepted if start <= t < end)
+    return accepted / ((end - start) * server.limit)
+
+
+async def test_a_known_limit_is_reached_without_429s() -> None:
+    clock, server = FakeClock(), SlidingWindowServer(limit=20)
+    limiter = Limiter(concurrency=64, requests_per_minute=1200, clock=clock)
+    await drive(limiter, clock, server, seconds=60.0)
+    assert share_of_limit(server, 0.0, 60.0) >= 0.95
+    assert server.refused == 0
+
+
+async def test_an_unknown_limit_is_found_and_kept_with_few_429s() -> None:
+    clock, server = FakeClock(), SlidingWindowServer(limit=20)
+    limiter = Limiter(concurrency=64, clock=clock)
+    await drive(limiter, clock, server, seconds=90.0)
+    assert share_of_limit(server, 30.0, 90.0) >= 0.85
+    assert server.refused <= 0.05 * (len(server.accepted) + server.refused)
+
+
+def test_adaptive_rate_probes_at_full_speed_well_past_a_stale_ceiling() -> None:
+    rate = AdaptiveRate(start=20.0)
+    rate.on_rate_limited(rate.epoch)
+    for _ in range(3):
+        rate.rate = 20.3
+        rate.on_rate_limited(rate.epoch)  # confirmed three times: the probe is slow
+    rate.rate = 1.06 * rate.ceiling  # type: ignore[operator]
+    before = rate.rate
+    rate.on_success()
+    assert (rate.rate - before) * before == pytest.approx(PROBE_CLIMB * rate.ceiling)  # type: ignore[operator]

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -236,6 +237,25 @@ def test_the_image_is_on_disk_before_its_row_and_matches_it(tmp_path):
     [row] = result_rows(out)
     assert hashlib.sha256((out / row["image_path"]).read_bytes()).hexdigest() == row["image_sha256"]
     assert [p.name for p in (out / "images" / "mug-01").iterdir()] == ["kitchen-1-1.png"]
+
+
+def test_images_written_from_many_threads_each_match_their_row(tmp_path):
+    out = tmp_path / "out"
+    sink = open_sink(out)
+    payloads = {n: png(3 + n, 2) for n in range(40)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        images = list(pool.map(lambda n: sink.write_image(payloads[n], "image/png", f"sku-{n % 3}/v{n}", f"r{n}"),
+                               range(40)))
+    for n, image in enumerate(images):
+        sink.write_result(result(f"r{n}", image_path=image.path, image_sha256=image.sha256, image_width=image.width))
+    sink.close()
+
+    rows = result_rows(out)
+    assert len(rows) == 40
+    for row in rows:
+        data = (out / row["image_path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["image_sha256"]
+        assert data == payloads[int(row["request_id"][1:])]
 
 
 @pytest.mark.parametrize(("mime", "fmt", "extension"), [("image/jpeg", "JPEG", "jpg"), ("image/webp", "WEBP", "webp"),

@@ -6,6 +6,7 @@ inside `async with clock.autojump():`, when every task of the event loop is bloc
 driver task jumps to the earliest wake-up. Sleepers due at the same instant wake in the order they
 went to sleep, so schedules are exact and the same on every run.
 
+A task waiting on real I/O counts as blocked, so keep sockets out of fake-clock tests.
 Under `autojump`, a test orders its own steps with `await clock.sleep(...)`; `settle()` (wait until
 every other task is blocked) is for the manual mode, where only `advance` moves time.
 """

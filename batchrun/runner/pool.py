@@ -50,6 +50,7 @@ class Budget:
     cap_usd: float | None
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
+    holders: int = 0  # reservations not yet settled (counted, since float sums never return to 0.0)
 
     def reserve(self, worst: float | None) -> bool:
         if self.cap_usd is None:
@@ -58,11 +59,13 @@ class Budget:
         if self.spent_usd + self.reserved_usd + worst > self.cap_usd + 1e-12:
             return False
         self.reserved_usd += worst
+        self.holders += 1
         return True
 
     def settle(self, worst: float | None, actual: float | None) -> None:
         if self.cap_usd is not None:
-            self.reserved_usd = max(0.0, self.reserved_usd - (worst or 0.0))
+            self.holders -= 1
+            self.reserved_usd = 0.0 if self.holders == 0 else max(0.0, self.reserved_usd - (worst or 0.0))
         self.spent_usd += actual or 0.0
 
 
@@ -88,6 +91,7 @@ class WorkerPool:
         self.stop = PoolStop()
         self._waits: set[anyio.CancelScope] = set()
         self._stopped = anyio.Event()
+        self._settled = anyio.Event()
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -150,10 +154,8 @@ class WorkerPool:
 
     async def _process(self, record: RequestRecord) -> None:
         worst = self.worst_case(record)
-        if not self.budget.reserve(worst):
+        if not await self._reserve(worst):
             self.stop.abandoned += 1
-            spent = self.budget.spent_usd
-            self.request_stop(StopReason.BUDGET, f"spent ${spent:.4f} of ${self.budget.cap_usd:.4f}; the next request could cost up to ${worst or 0:.4f}")
             return
         started = time.time()
         try:
@@ -162,10 +164,32 @@ class WorkerPool:
                 on_retry=self._count_retry,
             )
         except _Abandoned:
-            self.budget.settle(worst, None)
+            self._settle(worst, None)
             self.stop.abandoned += 1
             return
         await self._record(record, reply, attempts, started, worst)
+
+    async def _reserve(self, worst: float | None) -> bool:
+        """Reserve a request's worst case; while others are in flight, wait for them to settle first.
+
+        The run stops for the budget only when nothing is in flight and the next request could still
+        pass the cap: a small cap then runs fewer requests at once instead of stopping early.
+        """
+        while not self.budget.reserve(worst):
+            if self.stop.reason is not None:
+                return False
+            if self.budget.holders == 0:
+                spent = self.budget.spent_usd
+                self.request_stop(
+                    StopReason.BUDGET,
+                    f"spent ${spent:.4f} of the ${self.budget.cap_usd:.4f} cap; the next request could cost up to ${worst or 0:.4f}",
+                )
+                return False
+            try:
+                await self._wait(self._settled.wait)
+            except _Abandoned:
+                return False
+        return True
 
     async def _attempt(self, record: RequestRecord) -> ProviderReply:
         estimate = record.estimate
@@ -212,10 +236,15 @@ class WorkerPool:
         cost = self.cost(record, reply.usage)
         result = _result(record, reply, status, attempts, started, cost, image)
         self.sink.write_result(result)
-        self.budget.settle(worst, cost)
+        self._settle(worst, cost)
         self.progress.count(status)
         self.progress.spend_usd += cost or 0.0
         self.progress.tokens += (reply.usage.total or 0) if reply.usage else 0
+
+    def _settle(self, worst: float | None, actual: float | None) -> None:
+        self.budget.settle(worst, actual)
+        self._settled.set()
+        self._settled = anyio.Event()
 
     # -- background -----------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""Rate limits: a server allowing 20 req/s (429 + RetryInfo above it), with the limit known or not.
+
+    python bench/limits.py known   [--requests 1200] [--runs 3]   # the job says 1,200 per minute
+    python bench/limits.py unknown [--requests 2400] [--runs 3]   # no limit configured: adaptive
+
+The server is bench/canned_server.py --rate-per-s 20 (a strict sliding one-second window), fresh for
+each run; its counters give the figures: the achieved rate (200s per second, over the whole run for
+`known`, after the first --settle-s seconds for `unknown`; the last, partial second left out) and the
+share of 429s among every request it answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import harness
+
+CONCURRENCY = 64
+
+
+def one_run(work: Path, mode: str, requests: int, limit: int, settle_s: int) -> dict:
+    with harness.canned_server("--rate-per-s", str(limit)) as server:
+        limits = {"concurrency": CONCURRENCY}
+        if mode == "known":
+            limits["requests_per_minute"] = limit * 60
+        spec = harness.write_job(work, f"limits-{mode}", requests, server.url, limits=limits,
+                                 retry={"max_attempts": 30, "max_wait_s": 5})
+        harness.reset_results(spec)
+        harness.plan(spec)
+        figures = harness.run_job(spec)
+        harness.check_run(figures)
+        stats = server.stats()
+    whole = stats["ok_per_second"][:-1] or stats["ok_per_second"]  # a run under a second has only a partial one
+    seconds = whole[settle_s:] if mode == "unknown" and len(whole) > settle_s else whole
+    rate = sum(seconds) / len(seconds)
+    return {"rate": rate, "share_429": stats["rate_limited"] / stats["requests"], "seconds": figures.seconds,
+            "ok": stats["ok"], "rate_limited": stats["rate_limited"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("known", "unknown"))
+    parser.add_argument("--requests", type=int, default=None, help="default: 1,200 known, 2,400 unknown")
+    parser.add_argument("--limit", type=int, default=20, help="the server's requests per second")
+    parser.add_argument("--settle-s", type=int, default=30, help="unknown: seconds left out at the start")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args(argv)
+    requests = args.requests or (1200 if args.mode == "known" else 2400)
+    work = harness.work_dir(args.work)
+    runs = []
+    for run in range(args.runs):
+        runs.append(one_run(work, args.mode, requests, args.limit, args.settle_s))
+        print(f"run {run + 1}: {runs[-1]['rate']:.2f} req/s, 429s {runs[-1]['share_429']:.2%} "
+              f"({runs[-1]['rate_limited']} of {runs[-1]['ok'] + runs[-1]['rate_limited']}), "
+              f"{runs[-1]['seconds']:.1f} s", flush=True)
+    rate = harness.median([r["rate"] for r in runs])
+    harness.report(f"limits-{args.mode}", {
+        "requests": requests, "limit_per_s": args.limit, "concurrency": CONCURRENCY, "runs": args.runs,
+        "settle_s": args.settle_s if args.mode == "unknown" else 0,
+        "requests_per_s": round(rate, 2), "share_of_limit": round(rate / args.limit, 3),
+        "share_429": round(harness.median([r["share_429"] for r in runs]), 4),
+        "all_runs": [{k: round(v, 4) for k, v in r.items()} for r in runs],
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Every benchmark in bench/ runs through its real code path with a tiny count and reports figures.
+
+Nothing here asserts a time or a rate's size: only that each benchmark completes and prints well-formed
+figures, so that none of them rots. The full runs are by hand (bench/RESULTS.md). No nginx needed:
+the overhead benchmark is pointed at bench/canned_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=100, cwd=BENCH)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def figures(script: str, *args: str) -> dict:
+    """The JSON line a benchmark prints last."""
+    return json.loads(run_bench(script, *args).stdout.strip().splitlines()[-1])
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def share(value) -> bool:
+    return isinstance(value, (int, float)) and 0 <= value <= 1
+
+
+def test_overhead_reports_the_runner_and_both_loops(tmp_path: Path) -> None:
+    result = figures("overhead.py", "--requests", "40", "--runs", "1", "--no-nginx", "--work", str(tmp_path))
+    assert result["benchmark"] == "overhead" and result["server"] == "aiohttp canned server"
+    assert set(result["requests_per_s"]) == {"runner", "naive_httpx", "bare_aiohttp"}
+    assert all(positive(v) for v in result["requests_per_s"].values())
+    assert positive(result["ratio_to_naive_httpx"]) and positive(result["ratio_to_bare_aiohttp"])
+    assert result["machine"]["cpus"].isdigit()
+
+
+def test_latency_reports_its_share_of_the_bound(tmp_path: Path) -> None:
+    result = figures("latency.py", "--requests", "20", "--latency-s", "0.05", "--concurrency", "10",
+                     "--runs", "1", "--work", str(tmp_path))
+    assert result["bound_requests_per_s"] == pytest.approx(200.0)
+    assert positive(result["requests_per_s"]) and positive(result["share_of_bound"])
+
+
+@pytest.mark.parametrize("mode", ["known", "unknown"])
+def test_limits_report_the_rate_and_the_share_of_429s(tmp_path: Path, mode: str) -> None:
+    result = figures("limits.py", mode, "--requests", "30", "--limit", "50", "--settle-s", "0", "--runs", "1",
+                     "--work", str(tmp_path))
+    assert result["benchmark"] == f"limits-{mode}"
+    assert positive(result["requests_per_s"]) and share(result["share_429"])
+    assert result["all_runs"][0]["ok"] == 30
+
+
+def test_images_reports_peak_rss_at_both_sizes(tmp_path: Path) -> None:
+    result = figures("images.py", "--small", "4", "--large", "8", "--image-mb", "0.05", "--runs", "1",
+                     "--work", str(tmp_path))
+    assert set(result["peak_rss_mb"]) == {"4", "8"}
+    assert all(positive(v) for v in result["peak_rss_mb"].values())
+    assert isinstance(result["growth"], float)
+
+
+def test_resume_reports_the_time_to_the_first_request(tmp_path: Path) -> None:
+    result = figures("resume.py", "--requests", "60", "--done", "40", "--runs", "1", "--work", str(tmp_path))
+    assert positive(result["seconds_to_first_request"])
+
+
+def test_plan_reports_time_and_peak_rss(tmp_path: Path) -> None:
+    result = figures("plan.py", "--rows", "200", "--work", str(tmp_path))
+    assert result["requests"] == 400
+    assert positive(result["seconds"]) and positive(result["peak_rss_mb"])
+
+
+def test_the_naive_and_bare_loops_run_against_the_canned_server() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(BENCH))
+    with harness.canned_server() as server:
+        url = f"{server.url}/v1beta/models/{harness.TEXT_MODEL}:generateContent"
+        for loop in ("naive_httpx_loop.py", "bare_aiohttp_loop.py"):
+            result = json.loads(run_bench(loop, url, "--requests", "20", "--concurrency", "4").stdout)
+            assert result["requests"] == 20 and positive(result["requests_per_s"])
+        assert server.stats()["ok"] == 40
+
+
+def test_simulator_rps_prints_text_and_image_rates() -> None:
+    lines = run_bench("simulator_rps.py", "--text", "20", "--images", "2", "--runs", "1").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["text", "image"]
+    assert all("median" in line and "req/s" in line for line in lines)
+
+
+def test_sink_micro_prints_each_figure() -> None:
+    lines = run_bench("sink_micro.py", "--rows", "200", "--manifest", "1000").stdout.splitlines()
+    assert any(line.startswith("text results, flush_every=256:") for line in lines)
+    assert any(line.startswith("resume set:") for line in lines)
+
+
+def test_limiter_micro_prints_its_figures() -> None:
+    lines = run_bench("limiter_micro.py", "--seconds", "0.2", "--workers", "4").stdout.splitlines()
+    assert lines and all("per second" in line or "/s" in line for line in lines)

@@ -1,0 +1,181 @@
+"""The job spec: validated once, at load; every error names the file, the YAML path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchrun.errors import SpecError
+from batchrun.spec import DEFAULT_BASE_URL, LoadedSpec, is_template, load_spec, yaml_path
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(folder: Path, text: str) -> tuple[str, str, str]:
+    path = write(folder, text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == f"{path}: {caught.value.path}: {caught.value.message}"
+    return caught.value.path, caught.value.message, str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["demo", "descriptions", "catalog-cometapi"])
+def test_the_shipped_jobs_load(name):
+    loaded = load_spec(REPO / "jobs" / f"{name}.yaml")
+    assert isinstance(loaded, LoadedSpec)
+    assert loaded.spec.name == name
+    assert loaded.warnings == []
+    assert loaded.folder == REPO / "jobs"
+
+
+def test_defaults(tmp_path):
+    loaded = load_spec(write(tmp_path, MINIMAL))
+    spec = loaded.spec
+    assert (spec.provider.kind, spec.provider.key_env, spec.provider.url) == ("gemini", "GEMINI_API_KEY", DEFAULT_BASE_URL)
+    assert (spec.limits.concurrency, spec.limits.timeout_s, spec.retry.max_attempts) == (16, 180.0, 6)
+    assert spec.matrix == {} and spec.request.images == [] and spec.request.generation_config == {}
+    assert loaded.output_dir == Path("outputs/job")
+    assert loaded.shown == str(tmp_path / "job.yaml")
+
+
+def test_provider_details(tmp_path):
+    text = MINIMAL + "provider: {kind: gemini, base_url: 'https://api.cometapi.com/', api_key_env: COMETAPI_KEY, auth: bearer}\n"
+    provider = load_spec(write(tmp_path, text)).spec.provider
+    assert (provider.url, provider.key_env, provider.auth) == ("https://api.cometapi.com", "COMETAPI_KEY", "bearer")
+    simulator = load_spec(write(tmp_path, MINIMAL + "provider: {kind: simulator}\n")).spec.provider
+    assert simulator.key_env is None
+
+
+def test_output_dir_from_the_spec(tmp_path):
+    loaded = load_spec(write(tmp_path, MINIMAL + "output: {dir: out/here}\n"))
+    assert loaded.output_dir == Path("out/here")
+
+
+def test_unknown_model_loads_with_a_warning(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("gemini-3-flash-preview", "gemini-9-ultra"))
+    assert load_spec(path).warnings == [
+        f"{path}: model: 'gemini-9-ultra' is not in batchrun's model table; its image sizes and thinking options are not checked"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "message"),
+    [
+        ("modle: x\n", "modle", "unknown key; did you mean 'model'?"),
+        ("zzzz: 1\n", "zzzz", "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing"),
+        ("limits: {concurency: 4}\n", "limits.concurency", "unknown key; did you mean 'concurrency'?"),
+        ("retry: {max_attempt: 3}\n", "retry.max_attempt", "unknown key; did you mean 'max_attempts'?"),
+        ("provider: {kind: gemini, apikey_env: K}\n", "provider.apikey_env", "unknown key; did you mean 'api_key_env'?"),
+        ("limits: {concurrency: many}\n", "limits.concurrency", "expected a whole number, got 'many'"),
+        ("limits: {concurrency: 2.5}\n", "limits.concurrency", "expected a whole number, got 2.5"),
+        ("limits: {concurrency: 0}\n", "limits.concurrency", "must be at least 1, got 0"),
+        ("limits: {requests_per_minute: 0}\n", "limits.requests_per_minute", "must be more than 0, got 0"),
+        ("limits: {concurrency: 20000}\n", "limits.concurrency", "must be at most 10000, got 20000"),
+        ("limits: {timeout_s: soon}\n", "limits.timeout_s", "expected a number, got 'soon'"),
+        ("limits: 4\n", "limits", "expected a mapping, got 4"),
+        ("provider: {kind: openai}\n", "provider.kind", "'openai' is not one of 'gemini' or 'simulator'"),
+        ("provider: {auth: basic}\n", "provider.auth", "'basic' is not one of 'x-goog-api-key' or 'bearer'"),
+        ("provider: {stream: maybe}\n", "provider.stream", "expected true or false, got 'maybe'"),
+        ("budget: {max_cost_usd: -5}\n", "budget.max_cost_usd", "must be more than 0, got -5"),
+        ("matrix: {scene: []}\n", "matrix.scene", "no values; give at least one or remove the key"),
+        ("matrix: {n: [1, 2, 1]}\n", "matrix.n", "1 is listed twice; list each value once"),
+        ("matrix: {n: [1, '1']}\n", "matrix.n", "'1' is listed twice; list each value once"),
+        ("matrix: {scene: beach}\n", "matrix.scene", "expected a list, got 'beach'"),
+        ("matrix: {scene: [{a: 1}]}\n", "matrix.scene[0]", "expected a string, number or true/false, got {'a': 1}"),
+        ("matrix: {scene: [[a], b, {c: 1}]}\n", "matrix.scene[0]", "expected a string, number or true/false, got ['a'] (and 1 more problem)"),
+        ("pricing: {gemini-3-flash-preview: {output: cheap}}\n", "pricing.gemini-3-flash-preview.output", "expected a number, got 'cheap'"),
+        ("pricing: {gemini-3-flash-preview: {outptu: 3}}\n", "pricing.gemini-3-flash-preview.outptu", "unknown key; did you mean 'output'?"),
+    ],
+)
+def test_field_errors(tmp_path, extra, where, message):
+    assert error_of(tmp_path, MINIMAL + extra)[:2] == (where, message)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (MINIMAL.replace("name: job", "name: my job"), "name",
+         "'my job' must be letters, digits, '.', '_' or '-' (it names the output folder)"),
+        (MINIMAL.replace("name: job", "name: ../up"), "name",
+         "'../up' must be letters, digits, '.', '_' or '-' (it names the output folder)"),
+        (MINIMAL.replace("model: gemini-3-flash-preview\n", ""), "model", "required; add it"),
+        (MINIMAL.replace("model: gemini-3-flash-preview", "model: ''"), "model", "must not be empty"),
+        (MINIMAL.replace("inputs: {rows: [{sku: A}]}\n", ""), "inputs", "required; add it"),
+        (MINIMAL.replace("request: {prompt: 'Describe {{ sku }}'}", "request: {system: hi}"), "request.prompt", "required; add it"),
+        (MINIMAL.replace("'Describe {{ sku }}'", "'  '"), "request.prompt", "the prompt is empty; write the prompt template"),
+        (MINIMAL.replace("{rows: [{sku: A}]}", "{path: rows.xlsx}"), "inputs.path",
+         "'rows.xlsx' is not a .csv, .parquet or .jsonl file; convert it or use one of those"),
+        (MINIMAL.replace("{rows: [{sku: A}]}", "{path: rows.csv, rows: [{sku: A}]}"), "inputs",
+         "give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'"),
+        (MINIMAL.replace("{rows: [{sku: A}]}", "{id_column: sku}"), "inputs",
+         "give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'"),
+        (MINIMAL.replace("{rows: [{sku: A}]}", "{rows: [A, B]}"), "inputs.rows[0]", "expected a mapping, got 'A' (and 1 more problem)"),
+        (MINIMAL.replace("{prompt: 'Describe {{ sku }}'}", "{prompt: x, images: photo.png}"), "request.images",
+         "expected a list, got 'photo.png'"),
+    ],
+)
+def test_whole_spec_errors(tmp_path, text, where, message):
+    assert error_of(tmp_path, text)[:2] == (where, message)
+
+
+def test_generation_config_is_checked_at_load(tmp_path):
+    text = MINIMAL.replace("{prompt: 'Describe {{ sku }}'}", "{prompt: x, generation_config: {thinkingConfig: {thinkingLevel: max}}}")
+    assert error_of(tmp_path, text)[:2] == (
+        "request.generation_config.thinkingConfig.thinkingLevel",
+        "'max' is not one of minimal, low, medium, high",
+    )
+
+
+def test_the_spec_must_be_a_mapping(tmp_path):
+    for text in ("- a\n- b\n", "", "just words\n"):
+        path = write(tmp_path, text)
+        with pytest.raises(SpecError) as caught:
+            load_spec(path)
+        assert str(caught.value) == f"{path}: the spec must be a YAML mapping with name, model, inputs, request"
+
+
+def test_the_file_is_shown_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "x.yaml").write_text(MINIMAL + "limitz: {}\n", encoding="utf-8")
+    with pytest.raises(SpecError) as caught:
+        load_spec("jobs/x.yaml")
+    assert str(caught.value) == "jobs/x.yaml: limitz: unknown key; did you mean 'limits'?"
+
+
+def test_unquoted_aspect_ratio_in_the_config(tmp_path):
+    text = MINIMAL.replace("gemini-3-flash-preview", "gemini-3.1-flash-image").replace(
+        "{prompt: 'Describe {{ sku }}'}", "{prompt: x, generation_config: {imageConfig: {aspectRatio: 16:9}}}"
+    )
+    config = load_spec(write(tmp_path, text)).spec.request.generation_config
+    assert config == {"imageConfig": {"aspectRatio": "16:9"}}
+
+
+def test_the_spec_is_immutable(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL)).spec
+    with pytest.raises(Exception):
+        spec.name = "other"
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [(("request", "images", 0), "request.images[0]"), (("inputs", "rows", 2, "sku"), "inputs.rows[2].sku"), ((), ""), (("name",), "name")],
+)
+def test_yaml_path(loc, path):
+    assert yaml_path(loc) == path
+
+
+@pytest.mark.parametrize(
+    ("value", "templated"),
+    [("{{ a }}", True), ("x {% if a %}y{% endif %}", True), ("plain", False), ("{ not: jinja }", False), (3, False), (None, False)],
+)
+def test_is_template(value, templated):
+    assert is_template(value) is templated
