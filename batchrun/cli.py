@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("batchrun: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `batchrun plan --show 5 | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -128,11 +132,12 @@ def _add_simulate(commands, common) -> None:
 
 
 def cmd_plan(args) -> int:
-    from .lifecycle import lifecycle_warning
-    from .plan import plan_job, render_request
     from .spec import load_spec
 
-    loaded = load_spec(args.spec)
+    loaded = load_spec(args.spec)  # before the heavier imports: a bad spec is reported at once
+    from .lifecycle import lifecycle_warning
+    from .plan import plan_job, render_request
+
     _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
     summary = plan_job(loaded, show=max(args.show, 0))
     if args.json:

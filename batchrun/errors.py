@@ -45,19 +45,28 @@ class SpecError(BatchrunError):
 
 
 class SpecErrors(SpecError):
-    """Several problems of one kind at once (bad rows, bad images); lists up to ten on one line."""
+    """Several problems at once (bad rows, bad images): the first ten on one line, and a count."""
 
     LISTED = 10
 
-    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        shown = "; ".join(f"{path}: {msg}" for path, msg in problems[: self.LISTED])
-        more = len(problems) - self.LISTED
-        if more > 0:
-            shown += f"; and {more} more"
-        first_path = problems[0][0] if problems else ""
-        BatchrunError.__init__(self, f"{file}: {len(problems)} problems: {shown}")
-        self.file, self.path, self.message = str(file), first_path, shown
+    def __init__(self, file: str, problems: list[tuple[str, str]], total: int | None = None) -> None:
+        self.problems = problems[: self.LISTED]
+        self.total = max(total or 0, len(problems))
+        paths = {path for path, _ in self.problems}
+        more = self.total - len(self.problems)
+        tail = f"; and {more} more" if more > 0 else ""
+        if len(paths) == 1:
+            path = self.problems[0][0]
+            listed = "; ".join(msg for _, msg in self.problems)
+            message = f"{self.total} bad rows: {listed}{tail}"
+        else:
+            path = self.problems[0][0] if self.problems else ""
+            listed = "; ".join(f"{p}: {msg}" for p, msg in self.problems)
+            message = f"{self.total} problems: {listed}{tail}"
+            BatchrunError.__init__(self, f"{file}: {message}")
+            self.file, self.path, self.message = str(file), path, message
+            return
+        SpecError.__init__(self, file, path, message)
 
 
 class UsageError(BatchrunError):

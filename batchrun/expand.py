@@ -114,7 +114,9 @@ class Expander:
         self.image_name = _compile(env, name, "output.image_name", shown) if name else None
         self.model_info = lookup_model(spec.model)
         self.inspector = ImageInspector(loaded.folder)
-        self.image_problems: list[tuple[str, str]] = []
+        self.image_problems: list[tuple[str, str]] = []  # the first ten; the rest are only counted
+        self.image_problem_rows = 0
+        self._last_problem_row = 0
         self.counts = PlanCounts(models={spec.model})
         self._seen_ids: set[bytes] = set()
         self._id_column: str | None = spec.inputs.id_column
@@ -134,10 +136,10 @@ class Expander:
 
     def finish(self) -> None:
         """Raise the collected image problems, if any."""
-        if len(self.image_problems) == 1:
+        if self.image_problem_rows == 1:
             raise self.loaded.error(*self.image_problems[0])
         if self.image_problems:
-            raise SpecErrors(self.loaded.shown, self.image_problems)
+            raise SpecErrors(self.loaded.shown, self.image_problems, self.image_problem_rows)
 
     def _check_columns(self, row: dict[str, Any]) -> None:
         self._checked_columns = True
@@ -202,9 +204,11 @@ class Expander:
             try:
                 refs.append(self.inspector.inspect(path))
             except ImageProblem as problem:
-                entry = (f"request.images[{index}]", f"{self._where(number, row)}: {problem}")
-                if not self.image_problems or self.image_problems[-1] != entry:  # once per row, not per combination
-                    self.image_problems.append(entry)
+                if self._last_problem_row != number:  # once per row, not per matrix combination
+                    self._last_problem_row = number
+                    self.image_problem_rows += 1
+                    if len(self.image_problems) < SpecErrors.LISTED:
+                        self.image_problems.append((f"request.images[{index}]", f"{self._where(number, row)}: {problem}"))
                 return None
         return refs
 

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import SpecError
 from .spec import INPUT_FORMATS, LoadedSpec
 
 BATCH_ROWS = 8192

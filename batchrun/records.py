@@ -88,7 +88,7 @@ class ProviderReply:
     http_status: int | None = None
     finish_reason: str | None = None
     text: str | None = None
-    image: bytes | None = None
+    image: bytes | None = field(default=None, repr=False)  # megabytes: never in a log line
     image_mime: str | None = None
     usage: Usage | None = None
     model_version: str | None = None

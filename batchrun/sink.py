@@ -18,23 +18,18 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
 
-from batchrun.errors import UsageError
 from batchrun.journal import (
     RESULT_FIELDS,
     JournalWriter,
@@ -43,13 +38,14 @@ from batchrun.journal import (
     remove_segments,
     result_values,
 )
+from batchrun.imagefiles import ImageFile, _remove_temp_images, image_extension, image_relative_path, write_image_file
+from batchrun.lock import acquire_lock, release_lock
 from batchrun.records import ResultRecord
 
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("ok", "blocked", "invalid")
 FAILED = "failed"
-LOCK_NAME = ".lock"
 PART_PREFIX = "part-"
 INDEX_COLUMNS = ("request_id", "status", "finished_at")
 
@@ -77,18 +73,6 @@ def _result_schema() -> pa.Schema:
 
 RESULT_SCHEMA: pa.Schema = _result_schema()
 _RUN_ID_POS = RESULT_FIELDS.index("run_id")
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFile:
-    """An image written under the output folder; `path` is relative to it, in posix form."""
-
-    path: str
-    sha256: str
-    mime: str
-    bytes: int
-    width: int | None
-    height: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,119 +212,6 @@ def _rewrite_without(path: Path, drop_rows: pa.ChunkedArray) -> None:
         write_part(kept, path)
     else:
         path.unlink()
-
-
-# ---------------------------------------------------------------- the lock
-
-
-def lock_holder(out_dir: Path) -> int | None:
-    """Pid of the live process holding the folder's lock, or None."""
-    pid = _read_lock_pid(out_dir / LOCK_NAME)
-    return pid if pid is not None and pid_alive(pid) else None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process runs under this pid (a zombie left by a killed run counts as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def _read_lock_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def acquire_lock(out_dir: Path) -> Path:
-    """Take the folder's lock file, taking over one left by a dead process."""
-    path = out_dir / LOCK_NAME
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            holder = _read_lock_pid(path)
-            if holder is not None and pid_alive(holder):
-                raise UsageError(
-                    f"another batchrun run is writing {out_dir} (pid {holder}); wait for it to end "
-                    f"or stop it, then run again") from None
-            log.info("taking over the lock of %s left by dead pid %s", out_dir, holder)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as lock_file:
-            lock_file.write(f"{os.getpid()}\n")
-        return path
-    raise UsageError(f"could not take the lock {path}: another run keeps taking it; try again")
-
-
-def release_lock(path: Path) -> None:
-    """Remove the lock file if this process still holds it."""
-    if _read_lock_pid(path) == os.getpid():
-        path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- images
-
-_EXTENSION_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp"}
-_EXTENSION_BY_FORMAT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
-
-
-def image_extension(mime: str, data: bytes) -> str:
-    """File extension for an image: from its mime type, else from its header."""
-    extension = _EXTENSION_BY_MIME.get(mime.lower().split(";")[0].strip())
-    if extension:
-        return extension
-    size_and_format = _image_header(data)
-    return _EXTENSION_BY_FORMAT.get(size_and_format[2] or "", "bin")
-
-
-def _image_header(data: bytes) -> tuple[int | None, int | None, str | None]:
-    """Width, height and format read from the header alone (no pixel decoding)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.width, image.height, image.format
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None, None, None
-
-
-def image_relative_path(output_name: str | None, request_id: str, extension: str) -> PurePosixPath:
-    """`images/<output_name or request_id>.<ext>`, refusing names that leave the images folder."""
-    name = PurePosixPath(f"{output_name or request_id}.{extension}")
-    if name.is_absolute() or ".." in name.parts:
-        raise UsageError(f"output.image_name gives {str(name)!r}, which leaves the images folder; "
-                         f"use a relative name without '..'")
-    return PurePosixPath("images") / name
-
-
-def write_image_file(out_dir: Path, data: bytes, mime: str, relative: PurePosixPath) -> ImageFile:
-    """Write image bytes completely (temp file, then rename) and describe the file."""
-    path = out_dir.joinpath(*relative.parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as image_file:
-            image_file.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    width, height, _ = _image_header(data)
-    return ImageFile(str(relative), hashlib.sha256(data).hexdigest(), mime, len(data), width, height)
-
-
-def _remove_temp_images(images_dir: Path) -> None:
-    for tmp in images_dir.rglob(".*.tmp") if images_dir.is_dir() else ():
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the sink

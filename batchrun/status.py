@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 
 from batchrun.errors import UsageError
 from batchrun.journal import RunJournal, read_journal
+from batchrun.lock import lock_holder
 from batchrun.sink import (
     FAILED,
     FINAL_STATUSES,
     latest_row_indices,
     list_parts,
-    lock_holder,
     read_parts,
     rows_to_table,
 )

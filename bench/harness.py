@@ -177,6 +177,9 @@ def stop(proc: subprocess.Popen, sig: int) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 # --------------------------------------------------------------------------------------- job specs

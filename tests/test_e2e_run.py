@@ -120,10 +120,15 @@ def test_ctrl_c_waits_for_requests_in_flight_exits_130_and_a_later_run_finishes_
     process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--status-every", "0.2",
                              "--grace", "20")
     stderr = LineReader(process.stderr)
-    stderr.wait_for(re.compile(r"done [1-9][\d,]*/300"), RUN_TIMEOUT_S)
+    try:
+        stderr.wait_for(re.compile(r"done [1-9][\d,]*/300"), RUN_TIMEOUT_S)
 
-    process.send_signal(signal.SIGINT)
-    code = process.wait(timeout=RUN_TIMEOUT_S)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=RUN_TIMEOUT_S)
 
     assert code == 130, stderr.text()
     job = outputs(tmp_path, "interrupted")

@@ -228,11 +228,12 @@ def test_several_bad_images_are_listed_up_to_ten(tmp_path):
     with pytest.raises(SpecErrors) as caught:
         expander.finish()
     listed = "; ".join(
-        f"request.images[0]: row {i + 2} (sku 'S{i:02}'): image not found: gone-{i}.png (relative to the spec's folder)"
+        f"row {i + 2} (sku 'S{i:02}'): image not found: gone-{i}.png (relative to the spec's folder)"
         for i in range(10)
     )
-    assert str(caught.value) == f"{loaded.shown}: 12 problems: {listed}; and 2 more"
-    assert len(caught.value.problems) == 12
+    assert str(caught.value) == f"{loaded.shown}: request.images[0]: 12 bad rows: {listed}; and 2 more"
+    assert caught.value.path == "request.images[0]"
+    assert len(caught.value.problems) == 10 and caught.value.total == 12
 
 
 def test_one_bad_image_is_a_plain_spec_error(tmp_path):

@@ -18,9 +18,8 @@ from batchrun.providers.gemini import (
     parse_reply,
     parse_sse,
     read_parts,
-    warn_model_status,
 )
-from batchrun.records import ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from batchrun.records import ImageRef, Outcome, RequestRecord, Usage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "replies"
 KEY = "test-key-123"
@@ -283,20 +282,9 @@ def test_a_blocked_prompt_keeps_its_reason_and_usage():
     assert reply.usage.prompt == 31
 
 
-def test_model_status_is_read_and_warned_once_per_model():
+def test_model_status_is_read():
     reply = parse_reply(200, fixture("image_thoughts.json"), wants_image=True)
     assert (reply.model_stage, reply.retirement_time) == ("DEPRECATED", "2026-10-02T00:00:00Z")
-    warned: set[str] = set()
-    assert warn_model_status(reply, warned) == (
-        "model gemini-3.1-flash-image is deprecated and retires at 2026-10-02T00:00:00Z; "
-        "move the job to a newer model before then"
-    )
-    assert warn_model_status(reply, warned) is None
-
-
-def test_a_stable_model_gets_no_warning():
-    reply = ProviderReply(Outcome.OK, model_version="m", model_stage="STABLE")
-    assert warn_model_status(reply, set()) is None
 
 
 # --- error envelopes, through a real exchange -----------------------------------------------------

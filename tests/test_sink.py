@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from batchrun import sink as sink_module
+from batchrun import lock as lock_module
 from batchrun.errors import UsageError
 from batchrun.journal import RESULT_FIELDS
 from batchrun.records import ResultRecord
@@ -415,10 +415,10 @@ def test_an_unreadable_lock_is_taken_over(tmp_path):
 def test_a_killed_child_not_yet_reaped_holds_no_lock():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert sink_module.pid_alive(child.pid)
+        assert lock_module.pid_alive(child.pid)
         child.kill()
         os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, left as a zombie
-        assert not sink_module.pid_alive(child.pid)
+        assert not lock_module.pid_alive(child.pid)
     finally:
         child.kill()
         child.wait()

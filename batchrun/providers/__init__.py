@@ -18,7 +18,6 @@ from .gemini import (
     InputImageChanged,
     parse_reply,
     parse_sse,
-    warn_model_status,
 )
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "parse_sse",
     "quota_reset_time",
     "retry_after_header",
-    "warn_model_status",
 ]

@@ -35,7 +35,6 @@ from .classify import (
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
-WARN_STAGES = frozenset({"DEPRECATED", "RETIRED", "LEGACY"})
 REDACTED = "[redacted]"
 
 _PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
@@ -375,20 +374,3 @@ def merge_stream(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     if candidate is not None:
         merged["candidates"] = [candidate]
     return merged
-
-
-def warn_model_status(reply: ProviderReply, warned: set[str]) -> str | None:
-    """A one-line warning the first time a model reports a retiring stage or a retirement time."""
-    stage = reply.model_stage if reply.model_stage in WARN_STAGES else None
-    if stage is None and not reply.retirement_time:
-        return None
-    model = reply.model_version or "the model"
-    if model in warned:
-        return None
-    warned.add(model)
-    said = f"model {model}"
-    if stage:
-        said += f" is {stage.lower()}"
-    if reply.retirement_time:
-        said += f"{' and' if stage else ''} retires at {reply.retirement_time}"
-    return said + "; move the job to a newer model before then"
