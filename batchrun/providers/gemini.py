@@ -68,6 +68,7 @@ class GeminiProvider:
         self._api_key = api_key or None
         self._headers = {"content-type": "application/json", **_auth_header(auth, api_key)}
         self._timeout = httpx.Timeout(timeout_s, connect=min(30.0, timeout_s))
+        self._extensions = {"timeout": self._timeout.as_dict()}
         self._urls: dict[tuple[str, bool], httpx.URL] = {}  # parsing a URL costs more than the rest
 
     def __repr__(self) -> str:
@@ -120,9 +121,9 @@ class GeminiProvider:
         self, client: httpx.AsyncClient, record: RequestRecord, body: bytes
     ) -> httpx.Request:
         url = self.endpoint(record.model, self._streams(record))
-        return client.build_request(
-            "POST", url, content=body, headers=self._headers, timeout=self._timeout
-        )
+        # httpx.Request directly, not client.build_request: a run's client has no default headers,
+        # cookies or params to merge, and the merge was a tenth of the runner's time per request
+        return httpx.Request("POST", url, content=body, headers=self._headers, extensions=self._extensions)
 
     def _streams(self, record: RequestRecord) -> bool:
         return self.stream and not record.wants_image  # image parts arrive whole: nothing to stream

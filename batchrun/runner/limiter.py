@@ -19,7 +19,10 @@ the level the same way. Configured limits are paced at `PACE_FRACTION` of their 
 the server shifted by event-loop and network jitter, and a pace exactly at a server's limit would
 put about every other request over it in a strict window.
 
-With no requests-per-minute limit the request rate adapts to 429s (see `AdaptiveRate`).
+With no requests-per-minute limit the request rate adapts to 429s (see `AdaptiveRate`). A run
+passes `unpaced_until_429`: until the first 429 only concurrency binds, so a job that never meets a
+limit is never slowed by a guessed one (a slow start from 1 req/s cost 7 s of a 20,000-request run,
+bench/RESULTS.md); that 429 then starts the adaptive rate from the pace granted over the last second.
 """
 
 from __future__ import annotations

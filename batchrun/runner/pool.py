@@ -90,7 +90,6 @@ class WorkerPool:
         self.on_tick, self.tick_s, self.on_reply = on_tick, tick_s, on_reply
         self.stop = PoolStop()
         self._waits: set[anyio.CancelScope] = set()
-        self._stopped = anyio.Event()
         self._settled = anyio.Event()
 
     # -- stopping -------------------------------------------------------------------------------
@@ -101,7 +100,6 @@ class WorkerPool:
             return
         self.stop.reason, self.stop.message = reason, message
         log.warning("stopping (%s)%s", reason.value, f": {message}" if message else "")
-        self._stopped.set()
         for scope in list(self._waits):
             scope.cancel()
 
@@ -120,7 +118,9 @@ class WorkerPool:
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self, records: Iterable[RequestRecord]) -> PoolStop:
-        send, receive = anyio.create_memory_object_stream[RequestRecord](self.concurrency)
+        # Workers pull from the pending iterator themselves: `next()` is synchronous, so two workers
+        # never step it at once, and no stream or producer task stands between them and the manifest.
+        self._records = iter(records)
         async with anyio.create_task_group() as background:
             if self.handle_signals:
                 background.start_soon(self._watch_signals)
@@ -130,27 +130,19 @@ class WorkerPool:
                 background.start_soon(self._tick)
             async with anyio.create_task_group() as workers:
                 self._workers = workers
-                workers.start_soon(self._produce, send, records)
-                async with receive:
-                    for _ in range(self.concurrency):
-                        workers.start_soon(self._work, receive.clone())
+                for _ in range(self.concurrency):
+                    workers.start_soon(self._work)
             background.cancel_scope.cancel()
         return self.stop
 
-    async def _produce(self, send, records: Iterable[RequestRecord]) -> None:
-        async with send:
-            for record in records:
-                if self.stop.reason is not None:
-                    return
-                await send.send(record)
+    def _next_record(self) -> RequestRecord | None:
+        if self.stop.reason is not None:
+            return None
+        return next(self._records, None)
 
-    async def _work(self, receive) -> None:
-        async with receive:
-            async for record in receive:
-                if self.stop.reason is not None:
-                    self.stop.abandoned += 1
-                    continue
-                await self._process(record)
+    async def _work(self) -> None:
+        while (record := self._next_record()) is not None:
+            await self._process(record)
 
     async def _process(self, record: RequestRecord) -> None:
         worst = self.worst_case(record)
@@ -159,15 +151,33 @@ class WorkerPool:
             return
         started = time.time()
         try:
-            reply, attempts = await send_with_retries(
-                lambda: self._attempt(record), self.policy, _InterruptibleClock(self),
-                on_retry=self._count_retry,
-            )
+            reply, attempts = await self._attempts(record)
         except _Abandoned:
             self._settle(worst, None)
             self.stop.abandoned += 1
             return
         await self._record(record, reply, attempts, started, worst)
+
+    async def _attempts(self, record: RequestRecord) -> tuple[ProviderReply, int]:
+        """The first attempt directly; tenacity's retry loop only for a reply worth retrying.
+
+        Most requests succeed at once, and building a retry loop for each cost about a tenth of the
+        runner's time per request (bench/RESULTS.md). The loop is handed the first reply as its own
+        first attempt, so its attempt count and backoff schedule are the same as if it had sent it.
+        """
+        reply = await self._attempt(record)
+        if reply.outcome is not Outcome.RETRY:
+            return reply, 1
+        first: ProviderReply | None = reply
+
+        async def send() -> ProviderReply:
+            nonlocal first
+            if first is not None:
+                replay, first = first, None
+                return replay
+            return await self._attempt(record)
+
+        return await send_with_retries(send, self.policy, _InterruptibleClock(self), on_retry=self._count_retry)
 
     async def _reserve(self, worst: float | None) -> bool:
         """Reserve a request's worst case; while others are in flight, wait for them to settle first.
