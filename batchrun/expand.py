@@ -20,16 +20,17 @@ from .checks import config_problem
 from .errors import SpecError, SpecErrors
 from .inputimages import ImageInspector, ImageProblem
 from .models import lookup_model
-from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, RequestRecord
+from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, RequestRecord, TokenEstimate
 from .spec import LoadedSpec, is_template
 from .templates import CompiledTemplate, TemplateProblem, make_environment
-from .tokens import estimate_tokens
+from .tokens import ConfigTokens, config_tokens, estimate_with, text_tokens
 
 NUMERIC_KEYS = frozenset(
     "temperature topP topK candidateCount maxOutputTokens seed presencePenalty frequencyPenalty "
     "thinkingBudget logprobs".split()
 )
 ID_COLUMNS = ("id", "sku")
+ESTIMATES_KEPT = 4096  # text-only requests: distinct input text token counts whose TokenEstimate is shared
 
 
 def canonical_json(value: Any) -> bytes:
@@ -104,12 +105,24 @@ class Expander:
         self.combos = [dict(zip(spec.matrix, values)) for values in itertools.product(*spec.matrix.values())]
         self.prompt = _compile(env, request.prompt, "request.prompt", shown)
         self.system = _compile(env, request.system, "request.system", shown) if request.system else None
+        self._system_text = self.system.constant if self.system is not None else None
         self.images = [_compile(env, s, f"request.images[{i}]", shown) for i, s in enumerate(request.images)]
         self.config, self.config_templated = compile_tree(
             env, request.generation_config, "request.generation_config", shown
         )
-        self.safety, _ = compile_tree(env, request.safety_settings, "request.safety_settings", shown)
-        self.tools, _ = compile_tree(env, request.tools, "request.tools", shown)
+        # Parts without templates are the same for every request: worked out once, here.
+        self._constant_config = None if self.config_templated else self.config({})
+        self._extras = [
+            (key, *compile_tree(env, value, path, shown), path)
+            for key, value, path in (
+                ("safetySettings", request.safety_settings, "request.safety_settings"),
+                ("tools", request.tools, "request.tools"),
+            )
+        ]
+        kind_json = orjson.dumps(spec.provider.kind)
+        self._id_tail = b',"model":' + orjson.dumps(spec.model) + b',"provider":' + kind_json + b"}"
+        self._config_tokens: ConfigTokens | None = None
+        self._estimates: dict[int, TokenEstimate] = {}
         name = spec.output.image_name
         self.image_name = _compile(env, name, "output.image_name", shown) if name else None
         self.model_info = lookup_model(spec.model)
@@ -118,7 +131,8 @@ class Expander:
         self.image_problem_rows = 0
         self._last_problem_row = 0
         self.counts = PlanCounts(models={spec.model})
-        self._seen_ids: set[bytes] = set()
+        # A dict of bytes keys is not tracked by the garbage collector; a set is walked by every full collection.
+        self._seen_ids: dict[bytes, None] = {}
         self._id_column: str | None = spec.inputs.id_column
         self._checked_columns = False
 
@@ -173,29 +187,57 @@ class Expander:
     def _record(self, variables: dict[str, Any], number: int, row: dict[str, Any]) -> RequestRecord | None:
         spec = self.loaded.spec
         prompt = self._render(self.prompt, variables, "request.prompt", number, row)
-        refs = self._image_refs(variables, number, row)
+        refs = self._image_refs(variables, number, row) if self.images else []
         if refs is None:
             return None
         body = self._body(prompt, refs, variables, number, row)
-        rid = request_id(spec.provider.kind, spec.model, body)
-        key = bytes.fromhex(rid)
+        digest = self._digest(body)
+        key = digest[:16]
         if key in self._seen_ids:
             self.counts.duplicates += 1
             return None
-        self._seen_ids.add(key)
+        self._seen_ids[key] = None
         output_name = self._output_name(variables, number, row)
         seq = self.counts.requests
         self.counts.requests += 1
         return RequestRecord(
-            request_id=rid,
+            request_id=key.hex(),
             seq=seq,
             model=spec.model,
             body=body,
             variables=variables,
             images=refs,
             output_name=output_name,
-            estimate=estimate_tokens(spec.model, body, refs),
+            estimate=self._estimate(body, prompt, refs),
         )
+
+    def _digest(self, body: dict[str, Any]) -> bytes:
+        """The sha256 whose first 16 bytes, in hex, are `request_id(kind, model, body)`."""
+        try:  # the canonical JSON of {"body", "model", "provider"}: sorted keys put the body first
+            payload = b'{"body":' + orjson.dumps(body, option=orjson.OPT_SORT_KEYS) + self._id_tail
+        except TypeError:
+            spec = self.loaded.spec
+            return bytes.fromhex(request_id(spec.provider.kind, spec.model, body))
+        return hashlib.sha256(payload).digest()
+
+    def _estimate(self, body: dict[str, Any], prompt: str, refs: list[ImageRef]) -> TokenEstimate:
+        """`tokens.estimate_tokens` of this request; a constant config's part is worked out once."""
+        fixed = self._config_tokens
+        if fixed is None:
+            fixed = config_tokens(self.loaded.spec.model, body.get("generationConfig") or {})
+            if not self.config_templated:
+                self._config_tokens = fixed
+        input_text = text_tokens(prompt)
+        if self.system is not None:
+            input_text += text_tokens(body["systemInstruction"]["parts"][0]["text"])
+        if refs or self.config_templated:
+            return estimate_with(fixed, input_text, refs)
+        estimate = self._estimates.get(input_text)  # frozen, so requests alike can share one
+        if estimate is None:
+            estimate = estimate_with(fixed, input_text, refs)
+            if len(self._estimates) < ESTIMATES_KEPT:
+                self._estimates[input_text] = estimate
+        return estimate
 
     def _image_refs(self, variables, number: int, row) -> list[ImageRef] | None:
         refs: list[ImageRef] = []
@@ -218,15 +260,19 @@ class Expander:
             parts.append({"inlineData": {"mimeType": ref.mime, "data": IMAGE_PLACEHOLDER_PREFIX + ref.sha256}})
         body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
         if self.system is not None:
-            system = self._render(self.system, variables, "request.system", number, row)
+            system = self._system_text
+            if system is None:
+                system = self._render(self.system, variables, "request.system", number, row)
             body["systemInstruction"] = {"parts": [{"text": system}]}
-        config = self._rendered(self.config, variables, "request.generation_config", number, row)
+        config = self._constant_config
+        if self.config_templated:
+            config = self._rendered(self.config, variables, "request.generation_config", number, row)
         if config:
             body["generationConfig"] = config
             if self.config_templated and self.model_info is not None:
                 self._check_config(config, number, row)
-        for key, render, path in (("safetySettings", self.safety, "request.safety_settings"), ("tools", self.tools, "request.tools")):
-            value = self._rendered(render, variables, path, number, row)
+        for key, render, templated, path in self._extras:
+            value = self._rendered(render, variables, path, number, row) if templated else render(variables)
             if value:
                 body[key] = value
         return body

@@ -49,6 +49,15 @@ def _substitution(source: str) -> list[str] | None:
     return pieces
 
 
+def _format_string(pieces: list[str]) -> str:
+    """[text, name, text, ...] -> a `str.format` string: 'text{name}text', literal braces doubled."""
+    texts = [text.replace("{", "{{").replace("}", "}}") for text in pieces[0::2]]
+    out = [texts[0]]
+    for name, text in zip(pieces[1::2], texts[1:]):
+        out.append("{" + name + "}" + text)
+    return "".join(out)
+
+
 class CompiledTemplate:
     """One template string, compiled once.
 
@@ -57,31 +66,33 @@ class CompiledTemplate:
     renders several templates per request.
     """
 
-    __slots__ = ("source", "_template", "_pieces")
+    __slots__ = ("source", "_template", "_pieces", "_format")
 
     def __init__(self, env: ImmutableSandboxedEnvironment, source: str) -> None:
         self.source = source
         self._pieces = _substitution(source)
+        self._format = None if self._pieces is None else _format_string(self._pieces)
         try:
             self._template = env.from_string(source)  # also checks the syntax of fast-path templates
         except TemplateSyntaxError as exc:
             raise TemplateProblem(f"template syntax error: {exc.message}") from None
+
+    @property
+    def constant(self) -> str | None:
+        """The text every render gives when the template uses no variables; else None."""
+        pieces = self._pieces
+        return pieces[0] if pieces is not None and len(pieces) == 1 else None
 
     def render(self, variables: dict[str, Any]) -> str:
         pieces = self._pieces
         if pieces is not None:
             if len(pieces) == 1:
                 return pieces[0]
-            out = [pieces[0]]
-            for index in range(1, len(pieces), 2):
-                name = pieces[index]
-                try:
-                    value = variables[name]
-                except KeyError:
-                    raise TemplateProblem(_undefined(name), name) from None
-                out.append(value if isinstance(value, str) else str(value))
-                out.append(pieces[index + 1])
-            return "".join(out)
+            try:  # format(value, "") is str(value) for every type an input row holds
+                return self._format.format_map(variables)
+            except KeyError as missing:  # the first missing name, in template order
+                name = missing.args[0]
+                raise TemplateProblem(_undefined(name), name) from None
         try:
             return self._template.render(variables)
         except UndefinedError as exc:

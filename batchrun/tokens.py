@@ -71,30 +71,60 @@ def _get(mapping: dict[str, Any], camel: str, snake: str) -> Any:
     return mapping.get(camel, mapping.get(snake))
 
 
-def _image_input_tokens(model: str, config: dict[str, Any], images: list[ImageRef]) -> int:
-    info = lookup_model(model)
-    resolution = str(_get(config, "mediaResolution", "media_resolution") or "").upper()
-    fixed = MEDIA_RESOLUTION_TOKENS.get(resolution)
-    if fixed is not None and info is not None and info.input_image_tokens is not None:
-        return fixed * len(images)
-    return sum(input_image_tokens(model, im.width, im.height) for im in images)
+@dataclass(frozen=True, slots=True)
+class ConfigTokens:
+    """The parts of an estimate that depend only on the model and the generationConfig.
+
+    Planning works them out once per distinct config, not once per request.
+    """
+
+    model: str
+    tokens_per_image: int | None  # fixed by mediaResolution; None: by each image's size
+    output_text_max: int
+    output_image: int
+    images_out: int
+
+    def input_image(self, images: list[ImageRef]) -> int:
+        """Input image tokens of these images under this config."""
+        if not images:
+            return 0
+        if self.tokens_per_image is not None:
+            return self.tokens_per_image * len(images)
+        return sum(input_image_tokens(self.model, im.width, im.height) for im in images)
 
 
-def estimate_tokens(model: str, body: dict[str, Any], images: list[ImageRef]) -> TokenEstimate:
-    """Expected input tokens and the most output one request can use."""
-    config = _config(body)
+def config_tokens(model: str, config: dict[str, Any]) -> ConfigTokens:
+    """What a generationConfig (camelCase or snake_case keys) fixes of a request's estimate."""
     info = lookup_model(model)
     modalities = [str(m).upper() for m in _get(config, "responseModalities", "response_modalities") or []]
     wants_image = "IMAGE" in modalities or (info is not None and info.image_output and not modalities)
     size = (_get(config, "imageConfig", "image_config") or {}).get("imageSize")
-    out_image = info.tokens_for_image_size(size) if (wants_image and info is not None) else 0
     limit = info.max_output_tokens if info is not None else DEFAULT_MAX_OUTPUT_TOKENS
-    return TokenEstimate(
-        input_text=sum(text_tokens(t) for t in _texts(body)),
-        input_image=_image_input_tokens(model, config, images),
+    resolution = str(_get(config, "mediaResolution", "media_resolution") or "").upper()
+    fixed = MEDIA_RESOLUTION_TOKENS.get(resolution)
+    return ConfigTokens(
+        model=model,
+        tokens_per_image=fixed if (info is not None and info.input_image_tokens is not None) else None,
         output_text_max=int(_get(config, "maxOutputTokens", "max_output_tokens") or limit),
-        output_image=out_image,
+        output_image=info.tokens_for_image_size(size) if (wants_image and info is not None) else 0,
         images_out=1 if wants_image else 0,
+    )
+
+
+def estimate_tokens(model: str, body: dict[str, Any], images: list[ImageRef]) -> TokenEstimate:
+    """Expected input tokens and the most output one request can use."""
+    fixed = config_tokens(model, _config(body))
+    return estimate_with(fixed, sum(text_tokens(t) for t in _texts(body)), images)
+
+
+def estimate_with(fixed: ConfigTokens, input_text: int, images: list[ImageRef]) -> TokenEstimate:
+    """A request's estimate from its config's parts, its input text tokens and its input images."""
+    return TokenEstimate(
+        input_text=input_text,
+        input_image=fixed.input_image(images),
+        output_text_max=fixed.output_text_max,
+        output_image=fixed.output_image,
+        images_out=fixed.images_out,
     )
 
 

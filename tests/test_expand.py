@@ -283,3 +283,30 @@ def test_safety_settings_and_tools_are_rendered_into_the_body(tmp_path):
     assert record.body["safetySettings"] == [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
     assert record.body["tools"] == [{"googleSearch": {}}]
     assert "generationConfig" not in record.body and "systemInstruction" not in record.body
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "{maxOutputTokens: 300}",
+        "{maxOutputTokens: '{{ n }}'}",
+        "{responseModalities: [IMAGE], imageConfig: {aspectRatio: '1:1', imageSize: 2K}}",
+        "{responseModalities: [TEXT, IMAGE], imageConfig: {imageSize: '{{ size }}'}, mediaResolution: MEDIA_RESOLUTION_LOW}",
+    ],
+)
+@pytest.mark.parametrize("with_image", [False, True])
+def test_expander_estimates_equal_estimate_tokens_of_the_body(tmp_path, config, with_image):
+    from batchrun.tokens import estimate_tokens
+
+    make_image(tmp_path / "p.png", size=(900, 500))
+    images = "images: ['p.png']" if with_image else "images: []"
+    loaded = loaded_spec(
+        tmp_path,
+        "name: n\nmodel: gemini-3.1-flash-image\n"
+        "inputs: {rows: [{n: 100, size: 1K, t: short}, {n: 2000, size: 4K, t: a much longer product title here}]}\n"
+        f"request: {{system: 'Be brief.', prompt: 'Describe {{{{ t }}}}', {images}, generation_config: {config}}}\n",
+    )
+    records = expand_all(loaded)
+    assert len(records) == 2
+    for record in records:
+        assert record.estimate == estimate_tokens(record.model, record.body, record.images)

@@ -442,3 +442,45 @@ def test_adaptive_rate_probes_at_full_speed_well_past_a_stale_ceiling() -> None:
     before = rate.rate
     rate.on_success()
     assert (rate.rate - before) * before == pytest.approx(PROBE_CLIMB * rate.ceiling)  # type: ignore[operator]
+
+
+# --- unpaced until the first 429 (what a run uses when no rpm is given) ------------------------
+
+
+async def test_unpaced_until_the_first_429_then_paced_from_the_granted_rate() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=16, unpaced_until_429=True, clock=clock)
+    assert limiter.current_rate_per_minute is None
+    permits = [await limiter.acquire() for _ in range(10)]
+    assert clock.now() == 0  # only concurrency binds: ten grants at once
+    for permit in permits[1:]:
+        limiter.release(permit)
+    limiter.release(permits[0], rate_limited=True)
+    # ten granted in the last second, halved by the first 429 (the slow-start exit)
+    assert limiter.current_rate_per_minute == pytest.approx(10 * 0.5 * 60)
+    granted: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(3):
+            permit = await limiter.acquire()
+            granted.append(clock.now())
+            limiter.release(permit)
+
+    await run_workers(clock, worker)
+    assert granted[:2] == pytest.approx([0.0, 0.2], abs=1e-9)  # paced at 5/s from the 429 on
+    assert 0 < granted[2] - granted[1] < 0.2  # a success while rate-bound climbs again
+
+
+async def test_unpaced_limiter_never_paces_without_a_429() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=4, unpaced_until_429=True, clock=clock)
+    granted: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(50):
+            permit = await limiter.acquire()
+            granted.append(clock.now())
+            limiter.release(permit)
+
+    await run_workers(clock, worker, worker)
+    assert granted == [0.0] * 100 and limiter.current_rate_per_minute is None

@@ -103,3 +103,16 @@ def test_a_runtime_error_is_one_line():
 
 def test_no_autoescape():
     assert render("{{ t }}", t="<b>&'\"") == "<b>&'\""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "JSON-like {braces} and {{ title }} with } and { alone",
+        "{{ title }}{{ n }}{{ price }}",
+        "a {{ tags }} b {{ flag }} c {{ nothing }}",
+        "{0} {title} {{ title }}",
+    ],
+)
+def test_fast_path_renders_literal_braces_and_values_as_jinja(source):
+    assert render(source, **VARIABLES) == ENV.from_string(source).render(VARIABLES)
