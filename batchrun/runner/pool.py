@@ -240,9 +240,9 @@ class WorkerPool:
         status = FINAL_STATUS[reply.outcome]
         image = None
         if reply.image is not None and status == "ok":
-            image = await anyio.to_thread.run_sync(
-                self.sink.write_image, reply.image, reply.image_mime or "image/png", record.output_name, record.request_id
-            )
+            # written on the event loop's thread: a few milliseconds into the page cache, and worker
+            # threads would each grow a malloc arena of image-sized buffers (bench/RESULTS.md, images)
+            image = self.sink.write_image(reply.image, reply.image_mime or "image/png", record.output_name, record.request_id)
         cost = self.cost(record, reply.usage)
         result = _result(record, reply, status, attempts, started, cost, image)
         self.sink.write_result(result)
