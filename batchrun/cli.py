@@ -91,7 +91,7 @@ def _add_plan(commands, common) -> None:
 
 def _add_run(commands, common) -> None:
     p = _command(commands, common, "run", "Send the job's pending requests; resumes where the last run stopped.")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--until", metavar="HH:MM", help="stop sending at this local time (deadline, exit 5)")
     p.add_argument("--max-duration", metavar="DURATION", help="stop sending after this long, e.g. 90s, 45m, 7h")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
@@ -106,14 +106,14 @@ def _add_run(commands, common) -> None:
 
 def _add_status(commands, common) -> None:
     p = _command(commands, common, "status", "Show a job's progress from its output folder alone (no network).")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
 
 
 def _add_estimate(commands, common) -> None:
     p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key).")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget to compare against")

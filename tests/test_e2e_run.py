@@ -54,6 +54,19 @@ def test_every_request_503_ends_with_exit_3_rows_failed_and_a_second_run_sends_t
     assert_no_key(tmp_path, first.stderr, second.stderr)
 
 
+def test_no_retry_failed_sends_nothing_again_and_still_reports_the_failures(tmp_path, serve):
+    simulator = serve(faults="all_503.yaml")
+    spec = write_spec(tmp_path, text_job("keepfailed", simulator.url, 6, retry={"max_attempts": 2}))
+    assert run_job(tmp_path, spec).returncode == 3
+    assert len(simulator.requests()) == 6 * 2
+
+    again = run_job(tmp_path, spec, "--no-retry-failed")
+
+    assert again.returncode == 3, again.stderr  # the job is not all done: its failures remain
+    assert len(simulator.requests()) == 6 * 2  # nothing sent again
+    assert {r["status"] for r in outputs(tmp_path, "keepfailed").rows()} == {"failed"}
+
+
 def test_a_bad_key_stops_the_run_with_exit_6_after_at_most_concurrency_requests(tmp_path, serve):
     simulator = serve(faults="bad_key.yaml")
     spec = write_spec(tmp_path, text_job("badkey", simulator.url, 200, limits={"concurrency": 4}))

@@ -168,6 +168,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
                 "and may have been billed twice", recovery.in_flight_at_crash,
             )
         pending = pending_table(manifest_path(loaded), sink, options.retry_failed)
+        kept_failed = 0 if options.retry_failed else len(sink.failed_ids())
         spent = spent_so_far(loaded.output_dir)
         progress = Progress(total=pending.num_rows, prior_spend_usd=spent)
         log.info("%s requests pending; spent so far $%.4f", f"{pending.num_rows:,}", spent)
@@ -175,7 +176,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     finally:
         sink.close()
     _calibrate(loaded, catalog)
-    return _finish(stop, progress, time.monotonic() - started)
+    return _finish(stop, progress, time.monotonic() - started, kept_failed)
 
 
 def _run_id() -> str:
@@ -322,7 +323,7 @@ def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
     write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
 
 
-def _finish(stop: PoolStop, progress: Progress, elapsed: float) -> int:
+def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int = 0) -> int:
     log.info(
         "run ended after %.1fs: ok %d, blocked %d, invalid %d, failed %d; spent $%.4f this run",
         elapsed, progress.ok, progress.blocked, progress.invalid, progress.failed, progress.spend_usd,
@@ -335,5 +336,8 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float) -> int:
         )
     if progress.failed:
         log.warning("%d requests failed after their last attempt; `batchrun run` again sends them", progress.failed)
+        return EXIT_FAILURES
+    if kept_failed:
+        log.warning("%d requests failed in an earlier run and were not sent (--no-retry-failed)", kept_failed)
         return EXIT_FAILURES
     return EXIT_OK
