@@ -9,13 +9,14 @@ Runs `batchrun plan` as a child process and reads its peak RSS from getrusage(RU
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import write_catalog
 
 SPEC = """name: bench-plan
 provider: {{kind: simulator}}
@@ -30,15 +31,6 @@ request:
 output:
   dir: {out}
 """
-
-
-def write_catalog(path: Path, rows: int) -> None:
-    colors = ["red", "green", "blue", "black", "white", "sage", "ivory"]
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sku", "title", "color"])
-        for i in range(rows):
-            writer.writerow([f"SKU-{i:07d}", f"Product number {i}", colors[i % len(colors)]])
 
 
 def run(rows: int, work: Path) -> dict:
