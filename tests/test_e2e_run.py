@@ -154,3 +154,25 @@ def test_ctrl_c_waits_for_requests_in_flight_exits_130_and_a_later_run_finishes_
     assert sorted(r["request_id"] for r in job.rows()) == sorted(job.ids)
     assert sends_by_id(simulator.requests(), job.body_hashes()) == dict.fromkeys(job.ids, 1)
     assert_no_key(tmp_path, stderr.text(), rest.stderr)
+
+
+def test_a_streamed_text_job_gets_the_same_text_and_usage_as_a_plain_one(tmp_path, serve):
+    simulator = serve(profile="clean")
+    plain = write_spec(tmp_path, text_job("plain", simulator.url, 12))
+    streamed = write_spec(tmp_path, text_job("streamed", simulator.url, 12, provider={"stream": True}))
+
+    assert run_job(tmp_path, plain).returncode == 0
+    assert [line["rpc"] for line in simulator.requests()] == ["generateContent"] * 12
+    assert run_job(tmp_path, streamed).returncode == 0
+    assert [line["rpc"] for line in simulator.requests()[12:]] == ["streamGenerateContent"] * 12
+
+    def by_id(name):
+        return {r["request_id"]: r for r in outputs(tmp_path, name).rows()}
+
+    plain_rows, streamed_rows = by_id("plain"), by_id("streamed")
+    assert len(streamed_rows) == 12 and {r["status"] for r in streamed_rows.values()} == {"ok"}
+    # ids differ by nothing but the job's bodies, which are the same: pair rows through the manifest order
+    plain_ids, streamed_ids = outputs(tmp_path, "plain").ids, outputs(tmp_path, "streamed").ids
+    for a, b in zip(plain_ids, streamed_ids):
+        assert streamed_rows[b]["text"] == plain_rows[a]["text"] and streamed_rows[b]["text"]
+        assert streamed_rows[b]["total_tokens"] == plain_rows[a]["total_tokens"] > 0

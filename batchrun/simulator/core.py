@@ -107,7 +107,8 @@ class SimulatorCore:
             reply = _json_reply(404, "not_found", not_found(path))
         else:
             reply = self._serve(model, route.group(2), query, headers, body, now)
-        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status)
+        rpc = route.group(2) if route else None
+        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
         return reply
 
     def close(self) -> None:

@@ -18,11 +18,12 @@ class RequestLog:
         self.path = Path(path) if path is not None else None
         self._file = open(self.path, "a", encoding="utf-8", buffering=1) if self.path else None
 
-    def write(self, t: float, model: str | None, body_sha256: str, outcome: str, status: int | None) -> None:
+    def write(self, t: float, model: str | None, body_sha256: str, outcome: str, status: int | None,
+              rpc: str | None = None) -> None:
         """Append one line and flush it (line buffering flushes at the newline)."""
         if self._file is None:
             return
-        line = {"t": t, "model": model, "body_sha256": body_sha256, "outcome": outcome, "status": status}
+        line = {"t": t, "model": model, "rpc": rpc, "body_sha256": body_sha256, "outcome": outcome, "status": status}
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
