@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .records import ImageRef, RequestRecord, TokenEstimate
@@ -128,15 +129,13 @@ def read_fingerprint(path: Path) -> str | None:
     return value.decode() if value else None
 
 
-def iter_records(path: Path, *, seqs: Iterable[int] | None = None, batch_rows: int = 4096) -> Iterator[RequestRecord]:
-    """RequestRecords from a manifest, in order; only the given `seq`s when `seqs` is set."""
-    wanted = None if seqs is None else pa.array(sorted(seqs), type=pa.int64())
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        if wanted is not None:
-            import pyarrow.compute as pc
-
-            batch = batch.filter(pc.is_in(batch.column("seq"), value_set=wanted))
+def iter_records(path: Path, *, request_ids: pa.Array | None = None, batch_rows: int = 4096) -> Iterator[RequestRecord]:
+    """RequestRecords from a manifest, in order; only those in `request_ids` when it is given."""
+    if request_ids is not None and len(request_ids) == 0:
+        return
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        if request_ids is not None:
+            batch = batch.filter(pc.is_in(batch.column("request_id"), value_set=request_ids))
             if batch.num_rows == 0:
                 continue
         yield from batch_to_records(batch)

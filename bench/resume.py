@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 
 import harness
 from batchrun.journal import result_values
+from batchrun.plan import manifest_is_current
+from batchrun.spec import load_spec
 from batchrun.records import ResultRecord
 from batchrun.sink import rows_to_table, write_part
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for run in range(args.runs):
         with harness.canned_server("--port", port) as server:  # fresh, so its first request is this run's
             spec = harness.write_job(work, "resume", args.requests, server.url, limits={"concurrency": 64})
-            if not (harness.output_dir(spec) / "manifest.parquet").exists():
+            if not manifest_is_current(load_spec(spec)):  # a new port rewrites the spec: plan untimed
                 harness.plan(spec)
             done_parts(spec, args.done, work / f"resume-done-{args.done}")
             seconds.append(one_run(spec, work / f"resume-done-{args.done}", server))

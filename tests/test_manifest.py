@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -64,13 +65,14 @@ def test_manifest_holds_references_not_image_bytes(tmp_path):
     assert '"data":"sha256:' in row["body"]
 
 
-def test_iter_records_selects_by_seq(tmp_path):
+def test_iter_records_selects_by_request_id_in_manifest_order(tmp_path):
     path = tmp_path / "manifest.parquet"
     writer = ManifestWriter(path, "fp")
     writer.write([record(i) for i in range(10)])
     writer.commit()
-    assert [r.seq for r in iter_records(path, seqs=[7, 2, 9], batch_rows=3)] == [2, 7, 9]
-    assert list(iter_records(path, seqs=[])) == []
+    wanted = pa.array([f"{seq:032x}" for seq in (7, 2, 9)])
+    assert [r.seq for r in iter_records(path, request_ids=wanted, batch_rows=3)] == [2, 7, 9]
+    assert list(iter_records(path, request_ids=pa.array([], pa.string()))) == []
 
 
 def test_abort_leaves_no_file(tmp_path):

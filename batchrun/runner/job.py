@@ -15,7 +15,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import anyio
 import pyarrow as pa
@@ -34,13 +33,13 @@ from ..errors import (
     missing_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
-from ..manifest import batch_to_records
+from ..manifest import iter_records
 from ..plan import manifest_is_current, manifest_path, plan_job
 from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
 from ..progress import Progress, make_display
 from ..providers.gemini import GeminiProvider
 from ..records import RequestRecord, Usage
-from ..sink import Sink
+from ..sink import Sink, list_parts, pending_ids, read_parts
 from ..spec import LoadedSpec, load_spec
 from .clock import MonotonicClock
 from .limiter import Limiter
@@ -167,11 +166,11 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
                 "%d requests were in flight when an earlier run stopped without finishing; they are sent again "
                 "and may have been billed twice", recovery.in_flight_at_crash,
             )
-        pending = pending_table(manifest_path(loaded), sink, options.retry_failed)
+        pending = pending_request_ids(manifest_path(loaded), sink, options.retry_failed)
         kept_failed = 0 if options.retry_failed else len(sink.failed_ids())
         spent = spent_so_far(loaded.output_dir)
-        progress = Progress(total=pending.num_rows, prior_spend_usd=spent)
-        log.info("%s requests pending; spent so far $%.4f", f"{pending.num_rows:,}", spent)
+        progress = Progress(total=len(pending), prior_spend_usd=spent)
+        log.info("%s requests pending; spent so far $%.4f", f"{len(pending):,}", spent)
         stop = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, pending, Budget(cap, spent))
     finally:
         sink.close()
@@ -183,37 +182,22 @@ def _run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def pending_table(manifest: Path, sink: Sink, retry_failed: bool) -> pa.Table:
-    """request_id and seq of every request without a final result (columnar: fast for millions)."""
-    table = pq.read_table(manifest, columns=["request_id", "seq"])
+def pending_request_ids(manifest: Path, sink: Sink, retry_failed: bool) -> pa.Array:
+    """Ids of every request without a final result, in manifest order (columnar: fast for millions)."""
     done = sink.final_ids()
     if not retry_failed:
         done = pa.concat_arrays([done, sink.failed_ids()])
-    if len(done):
-        table = table.filter(pc.invert(pc.is_in(table["request_id"], value_set=done)))
-    return table
+    ids = pq.read_table(manifest, columns=["request_id"])["request_id"].combine_chunks()
+    return pending_ids(ids, done)
 
 
-def iter_pending(manifest: Path, pending: pa.Table, batch_rows: int = 2048) -> Iterator[RequestRecord]:
-    """The pending RequestRecords in manifest order, read batch by batch."""
-    if pending.num_rows == 0:
-        return
-    wanted = pending["request_id"].combine_chunks()
-    parquet = pq.ParquetFile(manifest)
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        keep = pc.is_in(batch.column("request_id"), value_set=wanted)
-        if pc.any(keep).as_py():
-            yield from batch_to_records(batch.filter(keep))
+def results_table(out_dir: Path, columns: tuple[str, ...]) -> pa.Table:
+    """Some columns of every result part of a job (an empty table before its first part)."""
+    return read_parts(list_parts(out_dir / "results"), columns)
 
 
 def spent_so_far(out_dir: Path) -> float:
-    from ..sink import list_parts
-
-    parts = list_parts(out_dir / "results")
-    if not parts:
-        return 0.0
-    total = pq.ParquetDataset(parts).read(columns=["cost_usd"])["cost_usd"]
-    return float(pc.sum(total).as_py() or 0.0)
+    return float(pc.sum(results_table(out_dir, ("cost_usd",))["cost_usd"]).as_py() or 0.0)
 
 
 async def _run_pool(loaded, options, key, catalog, sink, progress, pending, budget) -> PoolStop:
@@ -252,7 +236,7 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, pending, budg
     try:
         async with make_client(transport, spec.limits.timeout_s) as client:
             pool.client = client
-            return await pool.run(iter_pending(manifest_path(loaded), pending))
+            return await pool.run(iter_records(manifest_path(loaded), request_ids=pending, batch_rows=2048))
     finally:
         sink.flush()
         display.stop()
@@ -314,13 +298,10 @@ def _status_warner():
 
 def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
     from ..estimate import write_calibration
-    from ..sink import list_parts
 
-    parts = list_parts(loaded.output_dir / "results")
-    if not parts:
-        return
-    results = pq.ParquetDataset(parts).read(columns=["request_id", "status", "cost_usd"])
-    write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
+    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd"))
+    if results.num_rows:
+        write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
 
 
 def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int = 0) -> int:
