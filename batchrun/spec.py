@@ -254,8 +254,6 @@ _EXPECTED = {
     "list": "a list",
     "dict": "a mapping",
     "model": "a mapping",
-    "greater": None,
-    "less": None,
 }
 
 
