@@ -26,6 +26,8 @@ def check_spec(spec: Any, shown: str) -> list[str]:
             hint = difflib.get_close_matches(key, GENERATION_CONFIG_KEYS, n=1) or _camel_hint(key)
             fix = f"did you mean '{hint[0]}'?" if hint else "see the generationConfig reference"
             raise SpecError(shown, f"{GC}.{key}", f"unknown generationConfig key; {fix}")
+    if is_template(spec.model):  # each rendered model is checked during expansion
+        return warnings
     info = lookup_model(spec.model)
     if info is None:
         warnings.append(

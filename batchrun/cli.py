@@ -19,8 +19,10 @@ from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BatchrunError
 log = logging.getLogger("batchrun")
 
 EXIT_CODES = """exit codes:
-  0 all done   2 bad spec or usage   3 finished with failures   4 budget reached
-  5 deadline reached   6 authentication / permission   7 quota exhausted   130 interrupted"""
+  0 every row ok   2 bad spec or usage   3 finished with failures (run again)   4 budget reached
+  5 deadline reached   6 authentication / permission   7 quota exhausted
+  8 finished, some rows blocked or invalid   10 write error (disk full, read-only)
+  11 configuration error (first replies all 400/404)   130 interrupted"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +99,9 @@ def _add_run(commands, common) -> None:
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
+    p.add_argument("--retry", metavar="STATUSES", help="also send again rows recorded invalid and/or blocked, e.g. --retry invalid,blocked")
+    p.add_argument("--no-config-check", action="store_true", help="record 400/404 replies as invalid even when the first replies all get one (by default that stops the run, exit 11)")
+    p.add_argument("--write-wait", type=float, default=120.0, metavar="SECONDS", help="after a write error (disk full), how long to wait for space to save the replies that arrived")
     p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto", help="progress display (auto: rich on a terminal, plain lines otherwise)")
@@ -140,6 +145,7 @@ def cmd_plan(args) -> int:
 
     _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
     summary = plan_job(loaded, show=max(args.show, 0))
+    _warn(summary.warnings)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
         return 0
@@ -163,14 +169,18 @@ def _warn(*groups: list[str]) -> None:
 
 
 def format_plan(summary) -> str:
+    variants = f" x variants {summary.variants:,}" if summary.variants > 1 else ""
     lines = [
         f"manifest: {summary.manifest}",
-        f"requests: {summary.requests:,}  (input rows {summary.input_rows:,} x matrix combinations {summary.combinations:,})",
+        f"rows: {summary.rows:,}  (input rows {summary.input_rows:,} x matrix combinations "
+        f"{summary.combinations:,}{variants}); each gets its own result",
+        f"requests: {summary.requests:,}  (sent and paid for)",
         f"models: {', '.join(summary.models)}",
         f"input images: {summary.images:,} distinct, {summary.image_bytes:,} bytes",
     ]
-    if summary.duplicates:
-        lines.append(f"skipped: {summary.duplicates:,} requests identical to an earlier one (each is sent once)")
+    if summary.shared_rows:
+        lines.append(f"shared: {summary.shared_rows:,} rows make the same request as another row; each such "
+                     "request is sent once and its reply (and image) copied to every row, its cost counted once")
     return "\n".join(lines)
 
 

@@ -8,7 +8,12 @@
           ├── DeadlineReached           5
           ├── AuthFailed                6   bad key, no permission: stop at once
           ├── QuotaExhausted            7   a per-day quota: wait for the reset
+          ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
+          ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           └── Interrupted             130   Ctrl-C
+
+    A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
+    (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
 
 Messages say what to do. None of them ever holds an API key or a header value.
 """
@@ -22,6 +27,9 @@ EXIT_BUDGET = 4
 EXIT_DEADLINE = 5
 EXIT_AUTH = 6
 EXIT_QUOTA = 7
+EXIT_NOT_OK = 8
+EXIT_WRITE = 10
+EXIT_CONFIG = 11
 EXIT_INTERRUPTED = 130
 
 
@@ -93,6 +101,14 @@ class AuthFailed(RunStopped):
 
 class QuotaExhausted(RunStopped):
     exit_code = EXIT_QUOTA
+
+
+class WriteFailed(RunStopped):
+    exit_code = EXIT_WRITE
+
+
+class ConfigRejected(RunStopped):
+    exit_code = EXIT_CONFIG
 
 
 class Interrupted(RunStopped):

@@ -1,9 +1,15 @@
-"""Expansion: input rows × matrix × templates → RequestRecords. Pure: no network, no clock.
+"""Expansion: input rows × matrix × variants × templates → RequestRecords. Pure: no network, no clock.
 
 Same spec and same inputs give the same records, in the same order, with the same request ids.
 Order: for each input row (file order), each matrix combination (product of the values in the order
-the spec lists keys and values). A missing template variable or a value the model refuses stops the
-plan at once; bad input images are collected (up to ten are named) and reported together.
+the spec lists keys and values), each variant (`request.variants`, innermost). A missing template
+variable, a value the model refuses or an image name no file system holds stops the plan at once;
+bad input images are collected (up to ten are named) and reported together.
+
+Every expanded row becomes a record, even when its rendered request is identical to an earlier
+row's: such rows share one paid request (`batchrun.identity` gives each its own row id). With
+`variants: N`, each variant is a distinct request: the variant number is part of the request id and,
+unless the spec sets `seed` from a template itself, the seed is the spec's seed (or 0) plus the variant.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 
 import orjson
 from dataclasses import dataclass, field
@@ -18,9 +25,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .checks import config_problem
 from .errors import SpecError, SpecErrors
+from .imagenames import name_max, name_problem
 from .inputimages import ImageInspector, ImageProblem
 from .models import lookup_model
-from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, RequestRecord, TokenEstimate
+from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, RequestRecord, TokenEstimate, body_wants_image
 from .spec import LoadedSpec, is_template
 from .templates import CompiledTemplate, TemplateProblem, make_environment
 from .tokens import ConfigTokens, config_tokens, estimate_with, text_tokens
@@ -41,10 +49,12 @@ def canonical_json(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def request_id(provider_kind: str, model: str, body: dict[str, Any]) -> str:
+def request_id(provider_kind: str, model: str, body: dict[str, Any], variant: int | None = None) -> str:
     """A stable id of what would be sent; images are in the body as their content hash."""
-    payload = canonical_json({"provider": provider_kind, "model": model, "body": body})
-    return hashlib.sha256(payload).hexdigest()[:32]
+    identity: dict[str, Any] = {"provider": provider_kind, "model": model, "body": body}
+    if variant is not None:
+        identity["variant"] = variant
+    return hashlib.sha256(canonical_json(identity)).hexdigest()[:32]
 
 
 Render = Callable[[dict[str, Any]], Any]
@@ -86,12 +96,25 @@ def _number(text: str) -> Any:
             return text
 
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$")
+VARIANT = "variant"
+
+
 @dataclass
 class PlanCounts:
     input_rows: int = 0
-    requests: int = 0
-    duplicates: int = 0
+    requests: int = 0  # records (expanded rows), shared requests included
+    duplicates: int = 0  # records whose request an earlier record makes too
     models: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _ModelFacts:
+    """What expansion works out once per model: its table entry, its id tail, its config's tokens."""
+
+    info: Any
+    id_tails: dict[int | None, bytes]
+    config_tokens: ConfigTokens | None = None
 
 
 class Expander:
@@ -103,6 +126,10 @@ class Expander:
         env = make_environment()
         request = spec.request
         self.combos = [dict(zip(spec.matrix, values)) for values in itertools.product(*spec.matrix.values())]
+        self.variants = request.variants
+        if self.variants > 1:
+            self.combos = [{**combo, VARIANT: k} for combo in self.combos for k in range(self.variants)]
+        self._seed_base = _seed_base(request.generation_config)
         self.prompt = _compile(env, request.prompt, "request.prompt", shown)
         self.system = _compile(env, request.system, "request.system", shown) if request.system else None
         self._system_text = self.system.constant if self.system is not None else None
@@ -119,21 +146,22 @@ class Expander:
                 ("tools", request.tools, "request.tools"),
             )
         ]
-        kind_json = orjson.dumps(spec.provider.kind)
-        self._id_tail = b',"model":' + orjson.dumps(spec.model) + b',"provider":' + kind_json + b"}"
-        self._config_tokens: ConfigTokens | None = None
-        self._estimates: dict[int, TokenEstimate] = {}
+        self._kind_json = orjson.dumps(spec.provider.kind)
+        self.model_template = _compile(env, spec.model, "model", shown) if is_template(spec.model) else None
+        self._models: dict[str, _ModelFacts] = {}
+        self._estimates: dict[tuple[str, int], TokenEstimate] = {}
         name = spec.output.image_name
         self.image_name = _compile(env, name, "output.image_name", shown) if name else None
-        self.model_info = lookup_model(spec.model)
+        self.name_max = name_max(loaded.output_dir)
+        self.warnings: list[str] = []  # found while expanding: a rendered model not in the model table
         self.inspector = ImageInspector(loaded.folder)
         self.image_problems: list[tuple[str, str]] = []  # the first ten; the rest are only counted
         self.image_problem_rows = 0
         self._last_problem_row = 0
-        self.counts = PlanCounts(models={spec.model})
+        self.counts = PlanCounts()
         # A dict of bytes keys is not tracked by the garbage collector; a set is walked by every full collection.
         self._seen_ids: dict[bytes, None] = {}
-        self._id_column: str | None = spec.inputs.id_column
+        self.id_column: str | None = spec.inputs.id_column
         self._checked_columns = False
 
     def expand(self, rows: Iterable[dict[str, Any]]) -> Iterator[RequestRecord]:
@@ -158,18 +186,20 @@ class Expander:
     def _check_columns(self, row: dict[str, Any]) -> None:
         self._checked_columns = True
         clash = [key for key in self.loaded.spec.matrix if key in row]
+        if self.variants > 1 and VARIANT in row:
+            raise self.loaded.error("request.variants", f"'{VARIANT}' is also an input column; rename the column")
         if clash:
             raise self.loaded.error(
                 f"matrix.{clash[0]}", f"'{clash[0]}' is also an input column; rename the matrix key"
             )
-        if self._id_column is None:
-            self._id_column = next((c for c in ID_COLUMNS if c in row), None)
-        elif self._id_column not in row:
-            raise self.loaded.error("inputs.id_column", f"no column '{self._id_column}' in the input")
+        if self.id_column is None:
+            self.id_column = next((c for c in ID_COLUMNS if c in row), None)
+        elif self.id_column not in row:
+            raise self.loaded.error("inputs.id_column", f"no column '{self.id_column}' in the input")
 
     def _where(self, number: int, row: dict[str, Any]) -> str:
-        if self._id_column and self._id_column in row:
-            return f"row {number} ({self._id_column} {row[self._id_column]!r})"
+        if self.id_column and self.id_column in row:
+            return f"row {number} ({self.id_column} {row[self.id_column]!r})"
         return f"row {number}"
 
     def _render(self, template: CompiledTemplate, variables, path: str, number: int, row) -> str:
@@ -185,58 +215,97 @@ class Expander:
         return f"; known variables: {known}"
 
     def _record(self, variables: dict[str, Any], number: int, row: dict[str, Any]) -> RequestRecord | None:
-        spec = self.loaded.spec
+        model = self._model(variables, number, row)
+        facts = self._facts(model, number, row)
         prompt = self._render(self.prompt, variables, "request.prompt", number, row)
         refs = self._image_refs(variables, number, row) if self.images else []
         if refs is None:
             return None
-        body = self._body(prompt, refs, variables, number, row)
-        digest = self._digest(body)
-        key = digest[:16]
+        body = self._body(prompt, refs, variables, number, row, model, facts)
+        variant = variables[VARIANT] if self.variants > 1 else None
+        key = self._digest(body, model, facts, variant)[:16]
         if key in self._seen_ids:
             self.counts.duplicates += 1
-            return None
-        self._seen_ids[key] = None
-        output_name = self._output_name(variables, number, row)
+        else:
+            self._seen_ids[key] = None
+        wants_image = body_wants_image(body)
         seq = self.counts.requests
         self.counts.requests += 1
         return RequestRecord(
             request_id=key.hex(),
             seq=seq,
-            model=spec.model,
+            model=model,
             body=body,
             variables=variables,
             images=refs,
-            output_name=output_name,
-            estimate=self._estimate(body, prompt, refs),
+            output_name=self._output_name(variables, number, row) if wants_image else None,
+            estimate=self._estimate(body, prompt, refs, model, facts),
+            input_row=number,
         )
 
-    def _digest(self, body: dict[str, Any]) -> bytes:
-        """The sha256 whose first 16 bytes, in hex, are `request_id(kind, model, body)`."""
-        try:  # the canonical JSON of {"body", "model", "provider"}: sorted keys put the body first
-            payload = b'{"body":' + orjson.dumps(body, option=orjson.OPT_SORT_KEYS) + self._id_tail
+    def _model(self, variables: dict[str, Any], number: int, row: dict[str, Any]) -> str:
+        if self.model_template is None:
+            return self.loaded.spec.model
+        model = self._render(self.model_template, variables, "model", number, row).strip()
+        if not MODEL_NAME.match(model):
+            raise self.loaded.error("model", f"{self._where(number, row)}: {model!r} is not a model id; "
+                                    "render a name such as gemini-3.1-flash-image")
+        return model
+
+    def _facts(self, model: str, number: int, row: dict[str, Any]) -> _ModelFacts:
+        """What is known of a model, worked out (and its constant config checked) when first met."""
+        facts = self._models.get(model)
+        if facts is None:
+            facts = _ModelFacts(lookup_model(model), {})
+            self._models[model] = facts
+            self.counts.models.add(model)
+            if self.model_template is not None:
+                self._check_model(model, facts, number, row)
+        return facts
+
+    def _check_model(self, model: str, facts: _ModelFacts, number: int, row: dict[str, Any]) -> None:
+        if facts.info is None:
+            self.warnings.append(f"{self.loaded.shown}: model: '{model}' is not in batchrun's model table; "
+                                 "its image sizes and thinking options are not checked")
+            return
+        config = self.loaded.spec.request.generation_config
+        problem = config_problem(facts.info, model, config, skip=is_template)
+        if problem:
+            where, message = problem
+            raise SpecError(self.loaded.shown, where, f"{self._where(number, row)}: model {model}: {message}")
+
+    def _digest(self, body: dict[str, Any], model: str, facts: _ModelFacts, variant: int | None) -> bytes:
+        """The sha256 whose first 16 bytes, in hex, are `request_id(kind, model, body, variant)`."""
+        tail = facts.id_tails.get(variant)
+        if tail is None:  # the canonical JSON's keys sorted: body, model, provider, variant
+            tail = b',"model":' + orjson.dumps(model) + b',"provider":' + self._kind_json
+            tail += (b',"variant":' + orjson.dumps(variant) if variant is not None else b"") + b"}"
+            facts.id_tails[variant] = tail
+        try:
+            payload = b'{"body":' + orjson.dumps(body, option=orjson.OPT_SORT_KEYS) + tail
         except TypeError:
-            spec = self.loaded.spec
-            return bytes.fromhex(request_id(spec.provider.kind, spec.model, body))
+            return bytes.fromhex(request_id(self.loaded.spec.provider.kind, model, body, variant))
         return hashlib.sha256(payload).digest()
 
-    def _estimate(self, body: dict[str, Any], prompt: str, refs: list[ImageRef]) -> TokenEstimate:
+    def _estimate(self, body: dict[str, Any], prompt: str, refs: list[ImageRef], model: str,
+                  facts: _ModelFacts) -> TokenEstimate:
         """`tokens.estimate_tokens` of this request; a constant config's part is worked out once."""
-        fixed = self._config_tokens
+        fixed = facts.config_tokens
         if fixed is None:
-            fixed = config_tokens(self.loaded.spec.model, body.get("generationConfig") or {})
-            if not self.config_templated:
-                self._config_tokens = fixed
+            fixed = config_tokens(model, body.get("generationConfig") or {})
+            if not self.config_templated and self.variants == 1:
+                facts.config_tokens = fixed
         input_text = text_tokens(prompt)
         if self.system is not None:
             input_text += text_tokens(body["systemInstruction"]["parts"][0]["text"])
-        if refs or self.config_templated:
+        if refs or self.config_templated or self.variants > 1:
             return estimate_with(fixed, input_text, refs)
-        estimate = self._estimates.get(input_text)  # frozen, so requests alike can share one
+        key = (model, input_text)
+        estimate = self._estimates.get(key)  # frozen, so requests alike can share one
         if estimate is None:
             estimate = estimate_with(fixed, input_text, refs)
             if len(self._estimates) < ESTIMATES_KEPT:
-                self._estimates[input_text] = estimate
+                self._estimates[key] = estimate
         return estimate
 
     def _image_refs(self, variables, number: int, row) -> list[ImageRef] | None:
@@ -254,7 +323,8 @@ class Expander:
                 return None
         return refs
 
-    def _body(self, prompt: str, refs: list[ImageRef], variables, number: int, row) -> dict[str, Any]:
+    def _body(self, prompt: str, refs: list[ImageRef], variables, number: int, row, model: str,
+              facts: _ModelFacts) -> dict[str, Any]:
         parts: list[dict[str, Any]] = [{"text": prompt}]
         for ref in refs:
             parts.append({"inlineData": {"mimeType": ref.mime, "data": IMAGE_PLACEHOLDER_PREFIX + ref.sha256}})
@@ -267,10 +337,12 @@ class Expander:
         config = self._constant_config
         if self.config_templated:
             config = self._rendered(self.config, variables, "request.generation_config", number, row)
+        if self.variants > 1 and self._seed_base is not None:
+            config = {**(config or {}), "seed": self._seed_base + variables[VARIANT]}
         if config:
             body["generationConfig"] = config
-            if self.config_templated and self.model_info is not None:
-                self._check_config(config, number, row)
+            if self.config_templated and facts.info is not None:
+                self._check_config(config, number, row, model, facts)
         for key, render, templated, path in self._extras:
             value = self._rendered(render, variables, path, number, row) if templated else render(variables)
             if value:
@@ -283,20 +355,26 @@ class Expander:
         except TemplateProblem as problem:
             raise SpecError(self.loaded.shown, path, f"{self._where(number, row)}: {problem}{self._names(problem, row)}") from None
 
-    def _check_config(self, config: dict[str, Any], number: int, row) -> None:
-        problem = config_problem(self.model_info, self.loaded.spec.model, config)
+    def _check_config(self, config: dict[str, Any], number: int, row, model: str, facts: _ModelFacts) -> None:
+        problem = config_problem(facts.info, model, config)
         if problem:
             where, message = problem
-            raise SpecError(self.loaded.shown, where, f"{self._where(number, row)}: {message}")
+            named = f"model {model}: " if self.model_template is not None else ""
+            raise SpecError(self.loaded.shown, where, f"{self._where(number, row)}: {named}{message}")
 
     def _output_name(self, variables, number: int, row) -> str | None:
         if self.image_name is None:
             return None
         name = self._render(self.image_name, variables, "output.image_name", number, row).strip().strip("/")
-        if not name or name.startswith(".") or ".." in name.split("/") or "\\" in name:
-            raise SpecError(
-                self.loaded.shown,
-                "output.image_name",
-                f"{self._where(number, row)}: {name!r} is not a safe relative file name; use letters, digits, '-', '/'",
-            )
+        problem = name_problem(name, self.name_max)
+        if problem:
+            raise SpecError(self.loaded.shown, "output.image_name", f"{self._where(number, row)}: {problem}")
         return name
+
+
+def _seed_base(config: dict[str, Any]) -> int | None:
+    """The seed variant 0 gets (the spec's own, or 0), or None when the spec sets it from a template."""
+    seed = config.get("seed", 0)
+    if is_template(seed):
+        return None
+    return int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else 0

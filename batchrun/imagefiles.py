@@ -62,7 +62,7 @@ def write_image_file(out_dir: Path, data: bytes, mime: str, relative: PurePosixP
     """Write image bytes completely (temp file, then rename) and describe the file."""
     path = out_dir.joinpath(*relative.parts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")  # short: the name itself may be as long as allowed
     try:
         with open(tmp, "wb") as image_file:
             image_file.write(data)

@@ -37,7 +37,9 @@ IMAGE_TYPE = pa.struct(
 MANIFEST_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
+        ("row_id", pa.string()),
         ("seq", pa.int64()),
+        ("input_row", pa.int64()),
         ("model", pa.string()),
         ("body", pa.string()),
         ("variables", pa.string()),
@@ -73,7 +75,9 @@ def records_to_batch(records: list[RequestRecord]) -> pa.RecordBatch:
     estimates = [r.estimate for r in records]
     columns = [
         [r.request_id for r in records],
+        [r.row_id for r in records],
         [r.seq for r in records],
+        [r.input_row for r in records],
         [r.model for r in records],
         _compact_column([r.body for r in records]),
         _compact_column([r.variables for r in records]),
@@ -103,6 +107,7 @@ class ManifestWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
         self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._closed = False
         self.rows = 0
 
     def write(self, records: list[RequestRecord]) -> None:
@@ -110,12 +115,19 @@ class ManifestWriter:
             self._writer.write_batch(records_to_batch(records))
             self.rows += len(records)
 
+    def close(self) -> Path:
+        """Finish writing; the manifest is complete in the returned temporary file, not yet in place."""
+        if not self._closed:
+            self._writer.close()
+            self._closed = True
+        return self._tmp
+
     def commit(self) -> None:
-        self._writer.close()
+        self.close()
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._writer.close()
+        self.close()
         self._tmp.unlink(missing_ok=True)
 
 
@@ -129,13 +141,23 @@ def read_fingerprint(path: Path) -> str | None:
     return value.decode() if value else None
 
 
-def iter_records(path: Path, *, request_ids: pa.Array | None = None, batch_rows: int = 4096) -> Iterator[RequestRecord]:
-    """RequestRecords from a manifest, in order; only those in `request_ids` when it is given."""
-    if request_ids is not None and len(request_ids) == 0:
+def read_columns(path: Path, columns: list[str]) -> pa.Table:
+    """Some columns of a manifest; one planned before rows had their own ids gives row_id = request_id."""
+    names = pq.read_schema(path).names
+    if "row_id" in columns and "row_id" not in names:
+        wanted = [c if c != "row_id" else "request_id" for c in columns]
+        table = pq.read_table(path, columns=list(dict.fromkeys(wanted)))
+        return pa.table({c: table[c if c != "row_id" else "request_id"] for c in columns})
+    return pq.read_table(path, columns=columns)
+
+
+def iter_records(path: Path, *, row_ids: pa.Array | None = None, batch_rows: int = 4096) -> Iterator[RequestRecord]:
+    """RequestRecords from a manifest, in order; only the rows in `row_ids` when it is given."""
+    if row_ids is not None and len(row_ids) == 0:
         return
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-        if request_ids is not None:
-            batch = batch.filter(pc.is_in(batch.column("request_id"), value_set=request_ids))
+        if row_ids is not None:
+            batch = batch.filter(pc.is_in(batch.column("row_id"), value_set=row_ids))
             if batch.num_rows == 0:
                 continue
         yield from batch_to_records(batch)
@@ -146,7 +168,9 @@ def batch_to_records(batch: pa.RecordBatch) -> Iterator[RequestRecord]:
     for i in range(batch.num_rows):
         yield RequestRecord(
             request_id=rows["request_id"][i],
+            row_id=rows["row_id"][i],
             seq=rows["seq"][i],
+            input_row=rows["input_row"][i],
             model=rows["model"][i],
             body=json.loads(rows["body"][i]),
             variables=json.loads(rows["variables"][i]),

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from . import __version__
 from .expand import Expander, canonical_json
+from .identity import settle_identity
 from .inputs import input_file, iter_row_batches
 from .manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint
 from .records import RequestRecord
@@ -25,25 +26,30 @@ from .spec import LoadedSpec
 @dataclass
 class PlanSummary:
     manifest: Path
-    requests: int
+    requests: int  # distinct requests: what is sent and paid for
+    rows: int  # expanded rows: input rows x matrix combinations x variants; each gets a result
     input_rows: int
     combinations: int
+    variants: int
     models: list[str]
     images: int
     image_bytes: int
-    duplicates: int
+    shared_rows: int  # rows whose request an earlier row makes too: sent once, the reply copied
     shown: list[RequestRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "manifest": str(self.manifest),
             "requests": self.requests,
+            "rows": self.rows,
             "input_rows": self.input_rows,
             "matrix_combinations": self.combinations,
+            "variants": self.variants,
             "models": self.models,
             "input_images": self.images,
             "input_image_bytes": self.image_bytes,
-            "duplicates_skipped": self.duplicates,
+            "rows_sharing_a_request": self.shared_rows,
         }
 
 
@@ -79,22 +85,38 @@ def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192) -> Pl
                     shown.extend(batch[: show - len(shown)])
                 writer.write(batch)
         expander.finish()
+        keys = [*([expander.id_column] if expander.id_column else []), *expander.combos[0]]
+        identity = settle_identity(writer.close(), loaded.shown, keys, hint=_name_hint(loaded))
     except BaseException:
         writer.abort()
         raise
     writer.commit()
     distinct = expander.inspector.distinct
+    spec = loaded.spec
     return PlanSummary(
         manifest=writer.path,
-        requests=writer.rows,
+        requests=identity.requests,
+        rows=identity.rows,
         input_rows=expander.counts.input_rows,
-        combinations=len(expander.combos),
+        combinations=len(expander.combos) // spec.request.variants,
+        variants=spec.request.variants,
         models=sorted(expander.counts.models),
         images=len(distinct),
         image_bytes=sum(ref.bytes for ref in distinct),
-        duplicates=expander.counts.duplicates,
+        shared_rows=identity.shared_rows,
         shown=shown,
+        warnings=expander.warnings,
     )
+
+
+def _name_hint(loaded: LoadedSpec) -> str:
+    """The variables `output.image_name` leaves out, as a hint for a collision message."""
+    spec = loaded.spec
+    name = spec.output.image_name or ""
+    missing = [key for key in spec.matrix if key not in name]
+    if spec.request.variants > 1 and "variant" not in name:
+        missing.append("variant")
+    return f" (it does not use {', '.join(missing)})" if missing else ""
 
 
 @contextlib.contextmanager

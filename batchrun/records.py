@@ -4,6 +4,11 @@ RequestRecord: one row of the manifest, made by `expand`, read by the runner.
 ProviderReply: what a provider adapter makes of one HTTP exchange (or transport failure).
 ResultRecord:  one final row of the results, written by the sink.
 
+Two ids: `request_id` names what is sent (a hash of it), `row_id` names one expanded row (input row ×
+matrix combination × variant). A request made by one row only has `row_id == request_id`; rows whose
+rendered requests are identical share one request, and each gets its own `row_id` (see
+`batchrun.identity`), its own result row and its own image file.
+
 The request `body` is a Gemini generateContent body in which every inline image's `data` is the
 placeholder "sha256:<hex>"; the bytes are read and encoded at send time, so manifests stay small and
 the request id covers the image content, not its path.
@@ -41,6 +46,14 @@ class TokenEstimate:
     images_out: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RowTarget:
+    """Another expanded row that shares a request's reply: its id and its image name."""
+
+    row_id: str
+    output_name: str | None
+
+
 @dataclass(slots=True)
 class RequestRecord:
     request_id: str
@@ -51,11 +64,23 @@ class RequestRecord:
     images: list[ImageRef] = field(default_factory=list)
     output_name: str | None = None
     estimate: TokenEstimate = field(default_factory=TokenEstimate)
+    row_id: str = ""  # "" until set: the request_id, or the shared row's own id
+    input_row: int = 0  # 1-based number of the input row it was expanded from
+    shares: tuple[RowTarget, ...] = ()  # pending rows of this run that take the same reply
+
+    def __post_init__(self) -> None:
+        if not self.row_id:
+            self.row_id = self.request_id
 
     @property
     def wants_image(self) -> bool:
-        modalities = self.body.get("generationConfig", {}).get("responseModalities") or []
-        return any(str(m).upper() == "IMAGE" for m in modalities)
+        return body_wants_image(self.body)
+
+
+def body_wants_image(body: dict[str, Any]) -> bool:
+    """Whether a request body asks for an image among its response modalities."""
+    modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+    return any(str(m).upper() == "IMAGE" for m in modalities)
 
 
 class Outcome(str, enum.Enum):
@@ -133,3 +158,5 @@ class ResultRecord:
     model_version: str | None = None
     response_id: str | None = None
     run_id: str | None = None
+    row_id: str | None = None  # None: the request_id (a row that shares its request with no other)
+    shared_from: str | None = None  # the row_id whose paid reply this row reuses; its cost is 0

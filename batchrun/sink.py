@@ -9,8 +9,8 @@ Invariants:
 - An image file is complete on disk (temp file, then `os.replace`) before its row is written.
 - A row is in the journal, handed to the OS, within `flush_every` rows or at `flush()`; it reaches a
   Parquet part (temp file, fsync, `os.replace`) before its journal segment is deleted. A crash between
-  the two leaves a row twice; recovery keeps one (same request_id and finished_at).
-- After `open()` and after `close()` the parts hold exactly one row per request_id: the latest by
+  the two leaves a row twice; recovery keeps one (same row_id and finished_at).
+- After `open()` and after `close()` the parts hold exactly one row per row_id: the latest by
   finished_at, a final status (ok, blocked, invalid) always beating `failed`.
 - Power loss is covered only up to the last fsync: journal segments every `fsync_interval_s`, parts
   when written. Image files are not fsynced one by one.
@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 FINAL_STATUSES = ("ok", "blocked", "invalid")
 FAILED = "failed"
 PART_PREFIX = "part-"
-INDEX_COLUMNS = ("request_id", "status", "finished_at")
+INDEX_COLUMNS = ("row_id", "request_id", "status", "finished_at")
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _TYPE_BY_NAME = {
@@ -91,7 +92,7 @@ def rows_to_table(rows: list[tuple[Any, ...]]) -> pa.Table:
     """A RESULT_SCHEMA table from rows of RESULT_FIELDS values (times as unix seconds)."""
     columns = list(zip(*rows)) if rows else [()] * len(RESULT_FIELDS)
     arrays = [_column(values, field.type) for values, field in zip(columns, RESULT_SCHEMA)]
-    return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
+    return _with_row_ids(pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA))
 
 
 def _column(values: tuple[Any, ...], arrow_type: pa.DataType) -> pa.Array:
@@ -118,7 +119,7 @@ def list_parts(results_dir: Path) -> list[Path]:
 def read_parts(parts: list[Path], columns: tuple[str, ...] = INDEX_COLUMNS, *,
                with_positions: bool = False) -> pa.Table:
     """Some columns of every part; with `part` (position in `parts`) and `row` if asked."""
-    tables = [pq.read_table(path, columns=list(columns), schema=RESULT_SCHEMA) for path in parts]
+    tables = [_with_row_ids(pq.read_table(path, columns=list(columns), schema=RESULT_SCHEMA)) for path in parts]
     if not tables:
         tables = [RESULT_SCHEMA.empty_table().select(list(columns))]
     table = pa.concat_tables(tables)
@@ -128,6 +129,16 @@ def read_parts(parts: list[Path], columns: tuple[str, ...] = INDEX_COLUMNS, *,
         table = table.append_column("part", pa.array(numbers, pa.int32()))
         table = table.append_column("row", pa.array(rows, pa.int64()))
     return table
+
+
+def _with_row_ids(table: pa.Table) -> pa.Table:
+    """Rows written before rows had ids of their own (or with none set) take their request_id."""
+    names = table.column_names
+    if "row_id" not in names or "request_id" not in names or table["row_id"].null_count == 0:
+        return table
+    position = names.index("row_id")
+    filled = pc.coalesce(table["row_id"], table["request_id"])
+    return table.set_column(position, table.schema.field(position), filled)
 
 
 def write_part(table: pa.Table, path: Path) -> None:
@@ -150,16 +161,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def has_repeated_ids(table: pa.Table) -> bool:
-    """Whether some request_id has more than one row."""
-    return pc.count_distinct(table["request_id"]).as_py() != len(table)
+    """Whether some row_id has more than one row."""
+    return pc.count_distinct(table["row_id"]).as_py() != len(table)
 
 
 def latest_row_indices(table: pa.Table) -> pa.Array:
-    """Index of the one row kept per request_id: a final status beats failed, then latest finished_at."""
+    """Index of the one row kept per row_id: a final status beats failed, then latest finished_at."""
     if not has_repeated_ids(table):
         return pa.array(range(len(table)), pa.int64())
     keys = pa.table({
-        "id": table["request_id"],
+        "id": table["row_id"],
         "final": pc.not_equal(table["status"], FAILED).cast(pa.int8()),
         "t": table["finished_at"],
         "i": pa.array(range(len(table)), pa.int64()),
@@ -174,8 +185,8 @@ def latest_row_indices(table: pa.Table) -> pa.Array:
 
 
 def final_and_failed_ids(index: pa.Table, *, one_row_per_id: bool = False) -> tuple[pa.Array, pa.Array]:
-    """Request ids with a final row, and ids whose only rows are `failed`."""
-    ids, status = index["request_id"], index["status"]
+    """Row ids with a final row, and ids whose only rows are `failed`."""
+    ids, status = index["row_id"], index["status"]
     final = ids.filter(pc.is_in(status, pa.array(FINAL_STATUSES))).combine_chunks()
     failed = ids.filter(pc.equal(status, FAILED)).combine_chunks()
     if one_row_per_id:  # skip hashing a million ids when the parts are known to be deduplicated
@@ -186,12 +197,12 @@ def final_and_failed_ids(index: pa.Table, *, one_row_per_id: bool = False) -> tu
 
 
 def pending_ids(manifest_ids: pa.Array, final_ids: pa.Array) -> pa.Array:
-    """Manifest ids without a final result, in manifest order."""
+    """Manifest row ids without a final result, in manifest order."""
     return manifest_ids.filter(pc.invert(pc.is_in(manifest_ids, final_ids)))
 
 
 def supersede(results_dir: Path) -> int:
-    """Rewrite only the parts holding superseded rows, so one row per request_id is left."""
+    """Rewrite only the parts holding superseded rows, so one row per row_id is left."""
     parts = list_parts(results_dir)
     index = read_parts(parts, with_positions=True)
     keep = latest_row_indices(index)
@@ -230,12 +241,13 @@ class Sink:
         self.journal_dir = self.out_dir / "journal"
         self._journal = JournalWriter(self.journal_dir, run_id, flush_every=flush_every,
                                       fsync_interval_s=fsync_interval_s, clock=clock)
-        self._prior_index = read_parts([])  # rows in parts when the run opened: one per request_id
+        self._prior_index = read_parts([])  # rows in parts when the run opened: one per row_id
         self._run_index: list[pa.Table] = []  # rows this run compacted into parts
         self._pending: list[tuple[Any, ...]] = []  # rows this run journaled, not yet in a part
         self._next_part = 0
         self._recovery = Recovery(0, 0, None)
         self._lock: Path | None = None
+        self.run_facts: dict[str, Any] = {}  # added to this run's summary in runs/ (endpoint, models)
 
     def open(self) -> Recovery:
         """Lock the folder, recover a crashed run's journal into parts, start this run's journal."""
@@ -246,7 +258,7 @@ class Sink:
             tmp.unlink()
         index = read_parts(list_parts(self.results_dir))
         self._recovery, index = self._recover(index)
-        # A clean close leaves one row per request_id and no journal; only a crash can leave more.
+        # A clean close leaves one row per row_id and no journal; only a crash can leave more.
         # The journal goes only after superseding, so a crash in between brings both back here.
         if self._recovery.crashed_run_id is not None and has_repeated_ids(index):
             supersede(self.results_dir)
@@ -260,6 +272,13 @@ class Sink:
         """Request ids whose latest row is final (ok, blocked, invalid)."""
         return self._final_and_failed()[0]
 
+    def latest_rows(self) -> pa.Table:
+        """The latest row of each row_id (row_id, request_id, status, finished_at)."""
+        if not self._run_index and not self._pending:
+            return self._prior_index
+        rows = pa.concat_tables([self._prior_index, self._run_rows()])
+        return rows.take(latest_row_indices(rows))
+
     def failed_ids(self) -> pa.Array:
         """Request ids whose latest row is `failed` (sent again by the next run unless told not to)."""
         return self._final_and_failed()[1]
@@ -268,9 +287,9 @@ class Sink:
         """Note in the journal that a request is about to be sent (buffered)."""
         self._journal.append_sent(request_id)
 
-    def write_image(self, data: bytes, mime: str, output_name: str | None, request_id: str) -> ImageFile:
+    def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile:
         """Write a reply's image before its row; safe to call from a worker thread."""
-        relative = image_relative_path(output_name, request_id, image_extension(mime, data))
+        relative = image_relative_path(output_name, row_id, image_extension(mime, data))
         return write_image_file(self.out_dir, data, mime, relative)
 
     def write_result(self, result: ResultRecord) -> None:
@@ -288,20 +307,28 @@ class Sink:
         self._journal.flush()
 
     def close(self) -> None:
-        """Compact what is pending, supersede older rows, remove the journal, release the lock."""
+        """Compact what is pending, supersede older rows, remove the journal, release the lock.
+
+        The lock is released even when a write fails (an OSError propagates): the journal then
+        stays, and the next run recovers its rows.
+        """
         if self._lock is None:
             return
-        self._compact()
-        in_flight = len(self._journal.in_flight)
-        self._journal.close()
-        if self._run_repeats_ids():
-            supersede(self.results_dir)
-        remove_segments(self._journal.segments)
-        rows_written = sum(len(table) for table in self._run_index)
-        self._write_run_summary(self.run_id, {"rows_written": rows_written, "in_flight_at_close": in_flight,
-                                              "recovered": asdict(self._recovery)})
-        release_lock(self._lock)
-        self._lock = None
+        try:
+            self._compact()
+            in_flight = len(self._journal.in_flight)
+            self._journal.close()
+            if self._run_repeats_ids():
+                supersede(self.results_dir)
+            remove_segments(self._journal.segments)
+            rows_written = sum(len(table) for table in self._run_index)
+            self._write_run_summary(self.run_id, {"rows_written": rows_written, "in_flight_at_close": in_flight,
+                                                  "recovered": asdict(self._recovery), **self.run_facts})
+        finally:
+            with contextlib.suppress(OSError):  # already reported by the write that failed
+                self._journal.close()
+            release_lock(self._lock)
+            self._lock = None
 
     # -- internals
 
@@ -315,12 +342,12 @@ class Sink:
         return final_and_failed_ids(pa.concat_tables([self._prior_index, self._run_rows()]))
 
     def _run_repeats_ids(self) -> bool:
-        """Whether a row of this run has the request_id of an older row (which it then supersedes)."""
+        """Whether a row of this run has the row_id of an older row (which it then supersedes)."""
         run_rows = self._run_rows()
         if has_repeated_ids(run_rows):
             return True
-        run_ids = run_rows["request_id"].combine_chunks()
-        return pc.any(pc.is_in(self._prior_index["request_id"], value_set=run_ids)).as_py() or False
+        run_ids = run_rows["row_id"].combine_chunks()
+        return pc.any(pc.is_in(self._prior_index["row_id"], value_set=run_ids)).as_py() or False
 
     def _compact(self) -> None:
         if not self._pending:
@@ -378,14 +405,14 @@ class Sink:
 
 
 def _rows_not_in_parts(rows: list[tuple[Any, ...]], index: pa.Table) -> list[tuple[Any, ...]]:
-    """Journal rows not already in a part (same request_id and finished_at), each kept once."""
+    """Journal rows not already in a part (same row_id and finished_at), each kept once."""
     if not rows:
         return []
-    times = rows_to_table(rows)["finished_at"].cast(pa.int64()).to_pylist()
-    keys = [(row[0], micros) for row, micros in zip(rows, times)]
+    table = rows_to_table(rows)
+    keys = list(zip(table["row_id"].to_pylist(), table["finished_at"].cast(pa.int64()).to_pylist()))
     ids = pa.array({key[0] for key in keys}, pa.string())
-    known = index.filter(pc.is_in(index["request_id"], ids))
-    seen = set(zip(known["request_id"].to_pylist(), known["finished_at"].cast(pa.int64()).to_pylist()))
+    known = index.filter(pc.is_in(index["row_id"], ids))
+    seen = set(zip(known["row_id"].to_pylist(), known["finished_at"].cast(pa.int64()).to_pylist()))
     fresh = []
     for key, row in zip(keys, rows):
         if key not in seen:

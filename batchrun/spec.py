@@ -84,6 +84,7 @@ class RequestSpec(_Strict):
     generation_config: dict[str, Any] = Field(default_factory=dict)
     safety_settings: list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
+    variants: int = Field(1, ge=1, le=1000)  # N distinct requests (and images) per expanded row
 
     @field_validator("prompt")
     @classmethod
@@ -144,6 +145,12 @@ class JobSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     pricing: dict[str, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _variant_is_free(self) -> "JobSpec":
+        if self.request.variants > 1 and "variant" in self.matrix:
+            raise ValueError("matrix.variant: 'variant' is the variable request.variants sets; rename the matrix key")
+        return self
 
 
 class LoadedSpec:

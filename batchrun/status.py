@@ -1,9 +1,9 @@
 """What an output folder says about its job, read from the folder alone (no network, no spec).
 
-Inputs: `manifest.parquet` (request_id, model), `results/part-*.parquet`, any `journal/` segments (a run
+Inputs: `manifest.parquet` (row_id, model), `results/part-*.parquet`, any `journal/` segments (a run
 in progress, or a crash not yet recovered), `runs/*.json` and `.lock`. Output: a `StatusSummary`.
 
-One row per request counts: the latest by finished_at, a final status beating `failed`, as the sink
+One row per expanded row (row_id) counts: the latest by finished_at, a final status beating `failed`, as the sink
 keeps them. Results whose request is no longer in the manifest are counted apart, never as done.
 """
 
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from batchrun.errors import UsageError
 from batchrun.journal import RunJournal, read_journal
 from batchrun.lock import lock_holder
+from batchrun.manifest import read_columns
 from batchrun.sink import (
     FAILED,
     FINAL_STATUSES,
@@ -33,7 +34,7 @@ from batchrun.sink import (
 STATUSES = (*FINAL_STATUSES, FAILED)
 TOKEN_COLUMNS = ("prompt_tokens", "output_text_tokens", "output_image_tokens", "thoughts_tokens",
                  "total_tokens")
-RESULT_COLUMNS = ("request_id", "status", "finished_at", "finish_reason", "error_kind", "cost_usd",
+RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "finish_reason", "error_kind", "cost_usd",
                   "model", *TOKEN_COLUMNS)
 
 
@@ -73,7 +74,7 @@ def summarize(out_dir: Path) -> StatusSummary:
     # The journal before the parts: a row a live run moves from one to the other is seen twice, never missed.
     runs = read_journal(out_dir / "journal")
     latest = _latest_results(out_dir, runs)
-    in_manifest = pc.is_in(latest["request_id"], manifest["request_id"])
+    in_manifest = pc.is_in(latest["row_id"], manifest["row_id"])
     summary.not_in_manifest = len(latest) - pc.sum(in_manifest.cast(pa.int64())).as_py() if len(latest) else 0
     latest = _with_model(latest.filter(in_manifest), manifest)
     _count_statuses(summary, latest)
@@ -86,11 +87,11 @@ def _read_manifest(out_dir: Path) -> pa.Table:
     path = out_dir / "manifest.parquet"
     if not path.exists():
         raise UsageError(f"{out_dir} has no manifest.parquet: run `batchrun plan` on the job first")
-    return pq.read_table(path, columns=["request_id", "model"])
+    return read_columns(path, ["row_id", "model"])
 
 
 def _latest_results(out_dir: Path, runs: dict[str, RunJournal]) -> pa.Table:
-    """One row per request_id from the parts and any journal left by a live or crashed run."""
+    """One row per row_id from the parts and any journal left by a live or crashed run."""
     tables = [read_parts(list_parts(out_dir / "results"), RESULT_COLUMNS)]
     journal_rows = [row for run in runs.values() for row in run.results]
     if journal_rows:
@@ -103,8 +104,8 @@ def _with_model(latest: pa.Table, manifest: pa.Table) -> pa.Table:
     """Fill a result's missing model from its manifest row."""
     if latest["model"].null_count == 0:
         return latest
-    planned = manifest.rename_columns(["request_id", "planned_model"])
-    joined = latest.join(planned, "request_id", join_type="left outer")
+    planned = manifest.rename_columns(["row_id", "planned_model"])
+    joined = latest.join(planned, "row_id", join_type="left outer")
     model = pc.coalesce(joined["model"], joined["planned_model"], pa.scalar("(unknown)"))
     return joined.set_column(joined.schema.get_field_index("model"), "model", model)
 
@@ -131,7 +132,7 @@ def _count_spend(summary: StatusSummary, latest: pa.Table) -> None:
     unpriced = pc.and_(has_usage, pc.is_null(latest["cost_usd"]))
     summary.unpriced_results = pc.sum(unpriced.cast(pa.int64())).as_py() or 0
     summary.tokens = {name: pc.sum(latest[name]).as_py() or 0 for name in TOKEN_COLUMNS}
-    grouped = latest.group_by(["model", "status"]).aggregate([("cost_usd", "sum"), ("request_id", "count")])
+    grouped = latest.group_by(["model", "status"]).aggregate([("cost_usd", "sum"), ("row_id", "count")])
     rows = grouped.rename_columns(["model", "status", "cost_usd", "results"]).to_pylist()
     for row in rows:
         row["cost_usd"] = row["cost_usd"] or 0.0
@@ -145,7 +146,7 @@ def _read_in_flight(summary: StatusSummary, out_dir: Path, runs: dict[str, RunJo
         summary.in_flight = len(set().union(*(run.sent for run in runs.values())) - answered)
         summary.crashed_run_id = None if summary.live_pid else list(runs)[-1]
         return
-    last = _last_run_record(out_dir / "runs")
+    last = last_run_record(out_dir / "runs")
     if last and last.get("crashed"):
         summary.in_flight, summary.crashed_run_id = last.get("in_flight_at_crash"), last.get("run_id")
     elif last and (last.get("recovered") or {}).get("crashed_run_id"):
@@ -153,7 +154,8 @@ def _read_in_flight(summary: StatusSummary, out_dir: Path, runs: dict[str, RunJo
         summary.crashed_run_id = last["recovered"]["crashed_run_id"]
 
 
-def _last_run_record(runs_dir: Path) -> dict[str, Any] | None:
+def last_run_record(runs_dir: Path) -> dict[str, Any] | None:
+    """The summary of the run that wrote `runs/` last, or None."""
     records = []
     for path in runs_dir.glob("*.json") if runs_dir.is_dir() else ():
         try:

@@ -114,7 +114,7 @@ def test_unknown_model_is_allowed_with_a_warning(tmp_path):
         f"{spec}: model: 'acme-imagen-9' is not in batchrun's model table; "
         "its image sizes and thinking options are not checked"
     )
-    assert "requests: 1  (input rows 1 x matrix combinations 1)" in done.stdout
+    assert "rows: 1  (input rows 1 x matrix combinations 1); each gets its own result" in done.stdout
 
 
 def test_demo_plan_prints_what_will_be_sent(tmp_path):
@@ -123,7 +123,8 @@ def test_demo_plan_prints_what_will_be_sent(tmp_path):
     image_bytes = sum(p.stat().st_size for p in (REPO / "jobs" / "data" / "photos").glob("*.png"))
     assert done.stdout.splitlines() == [
         "manifest: outputs/demo/manifest.parquet",
-        "requests: 48  (input rows 12 x matrix combinations 4)",
+        "rows: 48  (input rows 12 x matrix combinations 4); each gets its own result",
+        "requests: 48  (sent and paid for)",
         "models: gemini-3.1-flash-image",
         f"input images: 12 distinct, {image_bytes:,} bytes",
     ]
@@ -138,12 +139,14 @@ def test_demo_plan_json_summary(tmp_path):
     assert summary == {
         "manifest": "outputs/demo/manifest.parquet",
         "requests": 48,
+        "rows": 48,
         "input_rows": 12,
         "matrix_combinations": 4,
+        "variants": 1,
         "models": ["gemini-3.1-flash-image"],
         "input_images": 12,
         "input_image_bytes": image_bytes,
-        "duplicates_skipped": 0,
+        "rows_sharing_a_request": 0,
     }
 
 

@@ -190,7 +190,7 @@ def test_missing_variable_without_an_id_column_names_the_row_number(tmp_path):
     assert str(caught.value) == f"{loaded.shown}: request.system: row 1: undefined variable 'b'; known variables: a, m"
 
 
-def test_identical_requests_are_kept_once(tmp_path):
+def test_identical_requests_are_each_kept_as_a_row_and_counted_as_shared(tmp_path):
     loaded = loaded_spec(
         tmp_path,
         "name: n\nmodel: gemini-3-flash-preview\ninputs: {rows: [{a: x, b: 1}, {a: x, b: 2}, {a: y, b: 3}]}\n"
@@ -198,8 +198,11 @@ def test_identical_requests_are_kept_once(tmp_path):
     )
     expander = Expander(loaded)
     records = list(expander.expand(loaded.spec.inputs.rows))
-    assert [(r.seq, r.body["contents"][0]["parts"][0]["text"]) for r in records] == [(0, "x"), (1, "y")]
-    assert (expander.counts.requests, expander.counts.duplicates, expander.counts.input_rows) == (2, 4, 3)
+    texts = [r.body["contents"][0]["parts"][0]["text"] for r in records]
+    assert texts == ["x", "x", "x", "x", "y", "y"]
+    assert [r.input_row for r in records] == [1, 1, 2, 2, 3, 3]
+    assert len({r.request_id for r in records}) == 2
+    assert (expander.counts.requests, expander.counts.duplicates, expander.counts.input_rows) == (6, 4, 3)
 
 
 def test_rows_in_several_batches_are_numbered_on(tmp_path):
@@ -259,17 +262,45 @@ def test_matrix_key_equal_to_an_input_column_is_refused(tmp_path):
     assert str(caught.value) == f"{loaded.shown}: matrix.scene: 'scene' is also an input column; rename the matrix key"
 
 
-@pytest.mark.parametrize("name", ["../x", "/../{{ a }}", ".hidden", "a/../../b", "a\\b", "{{ a }}/.."])
-def test_unsafe_output_names_are_refused(tmp_path, name):
-    loaded = loaded_spec(
-        tmp_path,
-        f"name: n\nmodel: gemini-3-flash-preview\ninputs: {{rows: [{{a: q}}]}}\nrequest: {{prompt: x}}\noutput: {{image_name: '{name}'}}\n",
-    )
+IMAGE_JOB = ("name: n\nmodel: gemini-3.1-flash-image\ninputs: {{rows: [{{a: q}}]}}\n"
+             "request: {{prompt: x, generation_config: {{responseModalities: [IMAGE]}}}}\n")
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("../x", "'..', which is not a file name"),
+    ("/../{{ a }}", "'..', which is not a file name"),
+    (".hidden", "starts with '.'"),
+    ("a/../../b", "'..', which is not a file name"),
+    ("a\\\\b", "holds '\\\\', which file systems refuse"),
+    ("{{ a }}/..", "'..', which is not a file name"),
+    ("{{ a }}/x:y", "holds ':', which file systems refuse"),
+    ("{{ a }}/com1", "a device name Windows reserves"),
+    ("{{ a }}/end.", "ends with a dot or a space"),
+    ("{{ a }}/" + "n" * 251, "bytes long and this file system takes 250 at most"),
+])
+def test_unsafe_output_names_are_refused(tmp_path, name, reason):
+    loaded = loaded_spec(tmp_path, IMAGE_JOB.format() + f"output: {{image_name: '{name}'}}\n")
     with pytest.raises(SpecError) as caught:
         expand_all(loaded)
     assert caught.value.path == "output.image_name"
     assert caught.value.message.startswith("row 1: ")
-    assert caught.value.message.endswith("is not a safe relative file name; use letters, digits, '-', '/'")
+    assert reason in caught.value.message
+
+
+def test_a_name_with_a_nul_or_a_line_break_is_refused(tmp_path):
+    loaded = loaded_spec(tmp_path, "name: n\nmodel: gemini-3.1-flash-image\ninputs: {rows: [{a: \"x\\0y\"}, {a: \"p\\nq\"}]}\n"
+                         "request: {prompt: x, generation_config: {responseModalities: [IMAGE]}}\n"
+                         "output: {image_name: '{{ a }}'}\n")
+    with pytest.raises(SpecError) as caught:
+        expand_all(loaded)
+    assert caught.value.message == ("row 1: 'x\\x00y' holds a NUL character, which file systems refuse in a name; "
+                                    "use letters, digits, '-', '_' and '/', e.g. \"{{ sku | slug }}/{{ scene | slug }}\"")
+
+
+def test_a_text_job_renders_no_image_name(tmp_path):
+    loaded = loaded_spec(tmp_path, "name: n\nmodel: gemini-3-flash-preview\ninputs: {rows: [{a: q}]}\n"
+                         "request: {prompt: x}\noutput: {image_name: '../{{ a }}'}\n")
+    assert [r.output_name for r in expand_all(loaded)] == [None]
 
 
 def test_safety_settings_and_tools_are_rendered_into_the_body(tmp_path):

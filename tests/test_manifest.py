@@ -65,14 +65,14 @@ def test_manifest_holds_references_not_image_bytes(tmp_path):
     assert '"data":"sha256:' in row["body"]
 
 
-def test_iter_records_selects_by_request_id_in_manifest_order(tmp_path):
+def test_iter_records_selects_by_row_id_in_manifest_order(tmp_path):
     path = tmp_path / "manifest.parquet"
     writer = ManifestWriter(path, "fp")
     writer.write([record(i) for i in range(10)])
     writer.commit()
     wanted = pa.array([f"{seq:032x}" for seq in (7, 2, 9)])
-    assert [r.seq for r in iter_records(path, request_ids=wanted, batch_rows=3)] == [2, 7, 9]
-    assert list(iter_records(path, request_ids=pa.array([], pa.string()))) == []
+    assert [r.seq for r in iter_records(path, row_ids=wanted, batch_rows=3)] == [2, 7, 9]
+    assert list(iter_records(path, row_ids=pa.array([], pa.string()))) == []
 
 
 def test_abort_leaves_no_file(tmp_path):

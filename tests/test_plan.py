@@ -49,12 +49,14 @@ def test_demo_plans_48_requests_from_12_rows_and_4_combinations(tmp_path):
     assert summary.to_json() == {
         "manifest": "outputs/demo/manifest.parquet",
         "requests": 48,
+        "rows": 48,
         "input_rows": 12,
         "matrix_combinations": 4,
+        "variants": 1,
         "models": ["gemini-3.1-flash-image"],
         "input_images": 12,
         "input_image_bytes": sum(p.stat().st_size for p in photos),
-        "duplicates_skipped": 0,
+        "rows_sharing_a_request": 0,
     }
     records = list(iter_records(tmp_path / "outputs" / "demo" / "manifest.parquet"))
     assert [r.seq for r in records] == list(range(48))
@@ -142,16 +144,21 @@ def test_fingerprint_follows_the_spec_and_the_input_file(tmp_path):
     assert not manifest_is_current(load_spec(spec))
 
 
-def test_identical_rendered_requests_are_planned_once(tmp_path):
+def test_rows_with_identical_requests_share_one_request_and_keep_their_own_rows(tmp_path):
     spec = write_spec(
         tmp_path,
         "name: dup\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A1, c: red}, {sku: A1, c: blue}, {sku: B2, c: red}]}\n"
         "request: {prompt: 'Describe {{ sku }}'}\n",
     )
     summary = plan_job(load_spec(spec))
-    assert (summary.requests, summary.duplicates, summary.input_rows) == (2, 1, 3)
+    assert (summary.requests, summary.rows, summary.shared_rows, summary.input_rows) == (2, 3, 1, 3)
     records = list(iter_records(summary.manifest))
-    assert [(r.seq, r.variables) for r in records] == [(0, {"sku": "A1", "c": "red"}), (1, {"sku": "B2", "c": "red"})]
+    assert [(r.seq, r.input_row, r.variables) for r in records] == [
+        (0, 1, {"sku": "A1", "c": "red"}), (1, 2, {"sku": "A1", "c": "blue"}), (2, 3, {"sku": "B2", "c": "red"})]
+    assert records[0].request_id == records[1].request_id != records[2].request_id
+    # rows that share a request get ids of their own; a row alone with its request keeps the request's id
+    assert len({r.row_id for r in records}) == 3
+    assert records[0].row_id != records[0].request_id and records[2].row_id == records[2].request_id
 
 
 def test_manifest_holds_no_image_bytes(tmp_path):

@@ -7,6 +7,7 @@ close the sink, calibrate the estimate, and turn how it ended into an exit code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -27,24 +28,31 @@ from ..errors import (
     AuthFailed,
     BudgetReached,
     DeadlineReached,
+    EXIT_NOT_OK,
+    ConfigRejected,
     Interrupted,
     QuotaExhausted,
     UsageError,
+    WriteFailed,
     missing_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
-from ..manifest import iter_records
+from ..manifest import read_columns
 from ..plan import manifest_is_current, manifest_path, plan_job
 from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
 from ..progress import Progress, make_display
 from ..providers.gemini import GeminiProvider
 from ..records import RequestRecord, Usage
-from ..sink import Sink, list_parts, pending_ids, read_parts
+from ..sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
+from ..status import last_run_record
 from ..spec import LoadedSpec, load_spec
 from .clock import MonotonicClock
 from .limiter import Limiter
+from .pending import RETRYABLE_FINAL, Work, iter_work, plan_work
 from .pool import Budget, PoolStop, StopReason, WorkerPool
 from .retry import RetryPolicy
+from .saving import Finished, copy_replies, save_finished
+from .writeerrors import write_error_message
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,8 @@ STOP_ERRORS = {
     StopReason.AUTH: AuthFailed,
     StopReason.QUOTA: QuotaExhausted,
     StopReason.INTERRUPTED: Interrupted,
+    StopReason.WRITE: WriteFailed,
+    StopReason.CONFIG: ConfigRejected,
 }
 
 
@@ -63,6 +73,9 @@ class RunOptions:
     max_cost: float | None = None
     prices: Path | None = None
     retry_failed: bool = True
+    retry: frozenset[str] = frozenset()  # final statuses sent again: invalid, blocked
+    config_check: bool = True  # stop when the first replies are all 400/404 (a wrong endpoint or model)
+    write_wait_s: float = 120.0  # after a write error, how long to wait for space to save what arrived
     concurrency: int | None = None
     grace_s: float = 30.0
     progress: str = "auto"
@@ -76,12 +89,27 @@ def run_command(args) -> int:
         max_cost=args.max_cost,
         prices=args.prices,
         retry_failed=not args.no_retry_failed,
+        retry=parse_retry(args.retry),
+        config_check=not args.no_config_check,
+        write_wait_s=args.write_wait,
         concurrency=args.concurrency,
         grace_s=args.grace,
         progress=args.progress,
         status_every=args.status_every,
     )
     return run_job(load_spec(args.spec), options)
+
+
+def parse_retry(text: str | None) -> frozenset[str]:
+    """`--retry invalid,blocked` -> {"invalid", "blocked"}."""
+    if not text:
+        return frozenset()
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = names - set(RETRYABLE_FINAL)
+    if unknown:
+        raise UsageError(f"--retry {text!r}: {', '.join(sorted(unknown))} is not a status to send again; "
+                         f"use {' and/or '.join(RETRYABLE_FINAL)} (failed rows are sent again by default)")
+    return frozenset(names)
 
 
 def estimate_command(args) -> int:
@@ -123,12 +151,16 @@ def prepare(loaded: LoadedSpec) -> LoadedSpec:
 
     for line in loaded.warnings:
         log.warning(line)
-    retiring = lifecycle_warning(loaded.spec.model, dt.date.today())
-    if retiring:
-        log.warning(retiring)
     if not manifest_is_current(loaded):
         summary = plan_job(loaded)
-        log.info("planned %s requests into %s", f"{summary.requests:,}", summary.manifest)
+        for line in summary.warnings:
+            log.warning(line)
+        log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
+                 summary.manifest)
+    for model in manifest_models(manifest_path(loaded)):
+        retiring = lifecycle_warning(model, dt.date.today())
+        if retiring:
+            log.warning(retiring)
     return loaded
 
 
@@ -149,46 +181,120 @@ def api_key(loaded: LoadedSpec) -> str | None:
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
     started = time.monotonic()
-    spec = loaded.spec
     key = api_key(loaded)
     prepare(loaded)
+    models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
-    cap = options.max_cost if options.max_cost is not None else spec.budget.max_cost_usd
+    cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
     if cap is not None:
-        require_prices([spec.model], catalog)
+        require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
     sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
     recovery = sink.open()
+    held: list[Finished] = []
     try:
-        if recovery.in_flight_at_crash:
-            log.warning(
-                "%d requests were in flight when an earlier run stopped without finishing; they are sent again "
-                "and may have been billed twice", recovery.in_flight_at_crash,
-            )
-        pending = pending_request_ids(manifest_path(loaded), sink, options.retry_failed)
-        kept_failed = 0 if options.retry_failed else len(sink.failed_ids())
+        _report_recovery(recovery)
+        _report_endpoint_change(loaded, sink, options)
+        work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
+                         retry=options.retry)
+        _reuse_saved_replies(sink, work)
         spent = spent_so_far(loaded.output_dir)
-        progress = Progress(total=len(pending), prior_spend_usd=spent)
-        log.info("%s requests pending; spent so far $%.4f", f"{len(pending):,}", spent)
-        stop = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, pending, Budget(cap, spent))
+        progress = Progress(total=work.rows - work.reusable_rows, prior_spend_usd=spent)
+        log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
+                 f"{len(work.send):,}", spent)
+        pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
+        held = _save_held(sink, pool.held, options.write_wait_s, progress)
     finally:
-        sink.close()
+        _close(sink, held)
     _calibrate(loaded, catalog)
-    return _finish(stop, progress, time.monotonic() - started, kept_failed)
+    return _finish(pool.stop, progress, time.monotonic() - started, work.kept_failed, held,
+                   _not_ok_rows(loaded))
+
+
+def _report_recovery(recovery) -> None:
+    if recovery.in_flight_at_crash:
+        log.warning(
+            "%d requests were in flight when an earlier run stopped without finishing; they are sent again "
+            "and may have been billed twice", recovery.in_flight_at_crash,
+        )
+
+
+def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions) -> None:
+    """Record where this run sends; warn when the last run sent elsewhere and left rows invalid."""
+    endpoint = provider_endpoint(loaded)
+    sink.run_facts["endpoint"] = endpoint
+    last = last_run_record(loaded.output_dir / "runs")
+    before = (last or {}).get("endpoint")
+    if before is None or before == endpoint or "invalid" in options.retry:
+        return
+    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], "invalid")).as_py() or 0)
+    if invalid:
+        log.warning("the provider endpoint changed since the last run (%s, now %s); %d rows recorded invalid "
+                    "there stay so: `batchrun run --retry invalid` sends them again", before, endpoint, invalid)
+
+
+def provider_endpoint(loaded: LoadedSpec) -> str:
+    provider = loaded.spec.provider
+    return "simulator (in process)" if provider.kind == "simulator" else provider.url
+
+
+def _reuse_saved_replies(sink: Sink, work: Work) -> None:
+    """Rows whose request already has a saved reply take a copy of it; nothing is sent for them."""
+    if not work.reusable_rows:
+        return
+    again = copy_replies(sink, work.reusable)
+    if again:
+        work.send = pa.concat_arrays([work.send, pa.array(again, pa.string())])
+    log.info("%d rows took a copy of a reply already saved for the same request (nothing sent for them)",
+             work.reusable_rows - len(again))
+
+
+def _save_held(sink: Sink, held: list[Finished], wait_s: float, progress: Progress) -> list[Finished]:
+    """Write the replies a write error held back, waiting up to `wait_s` for the cause to go away."""
+    if not held:
+        return []
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            for done in list(held):
+                save_finished(sink, done)
+                held.remove(done)
+                for _ in range(done.rows):
+                    progress.count(done.status)
+            sink.flush()
+            return []
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                return held
+            if not told:
+                told = True
+                log.warning("%s; %d replies that arrived are held in memory: free the space (or fix the "
+                            "folder) within %gs and they are saved; Ctrl-C gives up", write_error_message(exc),
+                            len(held), wait_s)
+        try:
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        except KeyboardInterrupt:
+            return held
+
+
+def _close(sink: Sink, held: list[Finished]) -> None:
+    try:
+        sink.close()
+    except OSError as exc:
+        raise WriteFailed(f"run stopped: {write_error_message(exc)}; the results of this run are kept in "
+                          f"{sink.journal_dir} and `batchrun run` recovers them once it can write again") from None
 
 
 def _run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def pending_request_ids(manifest: Path, sink: Sink, retry_failed: bool) -> pa.Array:
-    """Ids of every request without a final result, in manifest order (columnar: fast for millions)."""
-    done = sink.final_ids()
-    if not retry_failed:
-        done = pa.concat_arrays([done, sink.failed_ids()])
-    ids = pq.read_table(manifest, columns=["request_id"])["request_id"].combine_chunks()
-    return pending_ids(ids, done)
+def manifest_models(manifest: Path) -> list[str]:
+    """The distinct models a manifest sends to."""
+    column = pq.read_table(manifest, columns=["model"])["model"]
+    return sorted(pc.unique(column.combine_chunks()).to_pylist())
 
 
 def results_table(out_dir: Path, columns: tuple[str, ...]) -> pa.Table:
@@ -200,7 +306,7 @@ def spent_so_far(out_dir: Path) -> float:
     return float(pc.sum(results_table(out_dir, ("cost_usd",))["cost_usd"]).as_py() or 0.0)
 
 
-async def _run_pool(loaded, options, key, catalog, sink, progress, pending, budget) -> PoolStop:
+async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, budget) -> WorkerPool:
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
@@ -232,13 +338,17 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, pending, budg
         grace_s=options.grace_s, handle_signals=options.handle_signals,
         on_tick=_ticker(display, sink, options.status_every), tick_s=0.5, on_reply=_status_warner(),
     )
+    if not options.config_check:
+        pool.probe.cleared = True
     display.start()
     try:
         async with make_client(transport, spec.limits.timeout_s) as client:
             pool.client = client
-            return await pool.run(iter_records(manifest_path(loaded), request_ids=pending, batch_rows=2048))
+            await pool.run(iter_work(manifest_path(loaded), work))
+            return pool
     finally:
-        sink.flush()
+        with contextlib.suppress(OSError):  # a failed flush already stopped the run
+            sink.flush()
         display.stop()
 
 
@@ -304,7 +414,8 @@ def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
         write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
 
 
-def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int = 0) -> int:
+def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int, held: list[Finished],
+            not_ok: dict[str, int]) -> int:
     log.info(
         "run ended after %.1fs: ok %d, blocked %d, invalid %d, failed %d; spent $%.4f this run",
         elapsed, progress.ok, progress.blocked, progress.invalid, progress.failed, progress.spend_usd,
@@ -312,13 +423,42 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
     if stop.reason is not None:
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
-            f"run stopped: {stop.message or stop.reason.value}; {left:,} requests left pending; "
-            "`batchrun run` again resumes"
+            f"run stopped: {stop.message or stop.reason.value}; {left:,} rows left pending"
+            f"{_held_note(stop, held)}; `batchrun run` again resumes"
         )
     if progress.failed:
-        log.warning("%d requests failed after their last attempt; `batchrun run` again sends them", progress.failed)
+        log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
         return EXIT_FAILURES
     if kept_failed:
-        log.warning("%d requests failed in an earlier run and were not sent (--no-retry-failed)", kept_failed)
+        log.warning("%d rows failed in an earlier run and were not sent (--no-retry-failed)", kept_failed)
         return EXIT_FAILURES
+    if not_ok:
+        counts = ", ".join(f"{status} {count:,}" for status, count in sorted(not_ok.items()))
+        log.warning("rows final but not ok: %s; `batchrun status` shows why, `batchrun run --retry %s` "
+                    "sends them again", counts, ",".join(sorted(not_ok)))
+        return EXIT_NOT_OK
     return EXIT_OK
+
+
+def _held_note(stop: PoolStop, held: list[Finished]) -> str:
+    if stop.reason is not StopReason.WRITE:
+        return ""
+    if not held:
+        return "; every reply that arrived is saved"
+    rows = sum(done.rows for done in held)
+    return (f"; {len(held)} replies that arrived ({rows} rows) could not be saved and are sent again by the "
+            "next run (they may be billed twice)")
+
+
+def _not_ok_rows(loaded: LoadedSpec) -> dict[str, int]:
+    """Rows of the current manifest whose result is final but not ok, by status."""
+    rows = results_table(loaded.output_dir, INDEX_COLUMNS)
+    latest = rows.take(latest_row_indices(rows))
+    manifest = read_columns(manifest_path(loaded), ["row_id"])["row_id"]
+    latest = latest.filter(pc.is_in(latest["row_id"], value_set=manifest.combine_chunks()))
+    counts = {}
+    for status in RETRYABLE_FINAL:
+        count = int(pc.sum(pc.equal(latest["status"], status)).as_py() or 0)
+        if count:
+            counts[status] = count
+    return counts

@@ -6,7 +6,12 @@ limiter, a retry policy, a sink, progress counters. Invariants:
 - a result is written only once final (ok / blocked / invalid / failed after the last attempt);
 - a request the run gives up on because it is stopping (deadline, bad key, daily quota, Ctrl-C,
   budget) is left pending, never recorded: the next run sends it;
-- the budget is kept by reserving each request's worst-case cost before it is sent.
+- the budget is kept by reserving each request's worst-case cost before it is sent;
+- a reply is fanned out to every row that shares its request (`saving.save_finished`);
+- a reply that arrived is never dropped: when writing it fails (disk full, read-only folder), the run
+  stops sending and the reply is held in `held` for the job to write once it can;
+- the first replies of a run are watched by a `ConfigProbe`: when they are all 400/404-like, the
+  endpoint or model is wrong, not the requests; they are not recorded, and the run stops.
 The pool knows no provider JSON: it acts on `ProviderReply.outcome` alone.
 """
 
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ import httpx
 
 from ..records import Outcome, ProviderReply, RequestRecord, ResultRecord, Usage
 from .retry import RetryPolicy, send_with_retries
+from .saving import Finished, save_finished
+from .writeerrors import write_error_message
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,44 @@ class StopReason(enum.Enum):
     AUTH = "auth"
     QUOTA = "quota"
     INTERRUPTED = "interrupted"
+    WRITE = "write"
+    CONFIG = "config"
+
+
+# Invalid replies that may say more about the endpoint or model than about the request itself.
+CONFIG_ERROR_KINDS = frozenset({"invalid_request", "not_found", "client_error", "unexpected_status"})
+
+
+class ConfigProbe:
+    """Holds back the first invalid replies of a run until a reply shows the endpoint and model work.
+
+    `needed` 400/404-like replies in a row before any other final reply mean a configuration error:
+    every request would get it, and recording them `invalid` would mark a whole catalog for good.
+    """
+
+    def __init__(self, needed: int = 3) -> None:
+        self.needed = needed
+        self.held: list[Finished] = []
+        self.cleared = False
+
+    def hold(self, done: Finished) -> bool:
+        """Whether this finished exchange is held back; the first other final reply clears the probe."""
+        if self.cleared or done.status == "failed":
+            return False
+        reply = done.reply
+        if done.status == "invalid" and reply.http_status is not None and reply.error_kind in CONFIG_ERROR_KINDS:
+            self.held.append(done)
+            return True
+        self.cleared = True
+        return False
+
+    @property
+    def tripped(self) -> bool:
+        return not self.cleared and len(self.held) >= self.needed
+
+    def release(self) -> list[Finished]:
+        held, self.held = self.held, []
+        return held
 
 
 class _Abandoned(Exception):
@@ -89,6 +133,8 @@ class WorkerPool:
         self.deadline, self.grace_s, self.handle_signals = deadline, grace_s, handle_signals
         self.on_tick, self.tick_s, self.on_reply = on_tick, tick_s, on_reply
         self.stop = PoolStop()
+        self.probe = ConfigProbe()
+        self.held: list[Finished] = []  # replies that arrived but could not be written
         self._waits: set[anyio.CancelScope] = set()
         self._settled = anyio.Event()
 
@@ -133,7 +179,17 @@ class WorkerPool:
                 for _ in range(self.concurrency):
                     workers.start_soon(self._work)
             background.cancel_scope.cancel()
+        self._settle_probe()
         return self.stop
+
+    def _settle_probe(self) -> None:
+        """At the end: replies still held by the probe were all the run got, a configuration error."""
+        if self.probe.cleared or not self.probe.held:
+            return
+        if self.stop.reason is None or self.stop.reason is StopReason.CONFIG:
+            self.stop.reason = None
+            self.request_stop(StopReason.CONFIG, self._config_message())
+        self.stop.abandoned += sum(done.rows for done in self.probe.release())
 
     def _next_record(self) -> RequestRecord | None:
         if self.stop.reason is not None:
@@ -208,7 +264,12 @@ class WorkerPool:
         if self.stop.reason is not None:
             self.limiter.release(permit)
             raise _Abandoned
-        self.sink.record_sent(record.request_id)
+        try:
+            self.sink.record_sent(record.request_id)
+        except OSError as exc:
+            self.limiter.release(permit)
+            self.request_stop(StopReason.WRITE, write_error_message(exc))
+            raise _Abandoned from None
         self.progress.in_flight += 1
         try:
             reply = await self.provider.send(self.client, record)
@@ -237,19 +298,44 @@ class WorkerPool:
         self.progress.retries += 1
 
     async def _record(self, record: RequestRecord, reply: ProviderReply, attempts: int, started: float, worst) -> None:
-        status = FINAL_STATUS[reply.outcome]
-        image = None
-        if reply.image is not None and status == "ok":
-            # written on the event loop's thread: a few milliseconds into the page cache, and worker
-            # threads would each grow a malloc arena of image-sized buffers (bench/RESULTS.md, images)
-            image = self.sink.write_image(reply.image, reply.image_mime or "image/png", record.output_name, record.request_id)
         cost = self.cost(record, reply.usage)
-        result = _result(record, reply, status, attempts, started, cost, image)
-        self.sink.write_result(result)
-        self._settle(worst, cost)
-        self.progress.count(status)
+        self._settle(worst, cost)  # paid whether or not it can be written
         self.progress.spend_usd += cost or 0.0
         self.progress.tokens += (reply.usage.total or 0) if reply.usage else 0
+        done = Finished(record, reply, FINAL_STATUS[reply.outcome], attempts, started, time.time(), cost)
+        if self.probe.hold(done):
+            if self.probe.tripped:
+                self.request_stop(StopReason.CONFIG, self._config_message())
+            return
+        for earlier in self.probe.release():
+            self._save(earlier)
+        self._save(done)
+
+    def _save(self, done: Finished) -> None:
+        """Write a finished exchange; once a write has failed, hold it (and every later one) instead."""
+        if self.held:
+            self.held.append(done)
+            return
+        try:
+            # written on the event loop's thread: a few milliseconds into the page cache, and worker
+            # threads would each grow a malloc arena of image-sized buffers (bench/RESULTS.md, images)
+            save_finished(self.sink, done)
+        except OSError as exc:
+            self.held.append(done)
+            self.request_stop(StopReason.WRITE, write_error_message(exc))
+            return
+        for _ in range(done.rows):
+            self.progress.count(done.status)
+
+    def _config_message(self) -> str:
+        held = self.probe.held
+        first = held[0]
+        reply, model = first.reply, first.record.model
+        endpoint = self.provider.endpoint(model) if hasattr(self.provider, "endpoint") else "the provider"
+        said = f": {reply.error_message}" if reply.error_message else ""
+        return (f"configuration error: the first {len(held)} replies were all HTTP {reply.http_status} "
+                f"({reply.error_kind}) from {endpoint} for model {model}{said}; check provider.base_url, "
+                "model and what the key may use; nothing was recorded")
 
     def _settle(self, worst: float | None, actual: float | None) -> None:
         self.budget.settle(worst, actual)
@@ -265,7 +351,10 @@ class WorkerPool:
     async def _tick(self) -> None:
         while True:
             await anyio.sleep(self.tick_s)
-            self.on_tick()
+            try:
+                self.on_tick()
+            except OSError as exc:  # the journal's flush or fsync
+                self.request_stop(StopReason.WRITE, write_error_message(exc))
 
     async def _watch_signals(self) -> None:
         """First Ctrl-C: stop sending, give in-flight requests `grace_s`. Second: abandon them now."""
@@ -292,39 +381,3 @@ class _InterruptibleClock:
 
     async def sleep(self, seconds: float) -> None:
         await self._pool._wait(lambda: self._pool.clock.sleep(seconds))
-
-
-def _result(record: RequestRecord, reply: ProviderReply, status: str, attempts: int, started: float,
-            cost: float | None, image) -> ResultRecord:
-    usage = reply.usage or Usage()
-    finished = time.time()
-    return ResultRecord(
-        request_id=record.request_id,
-        status=status,
-        attempts=attempts,
-        started_at=started,
-        finished_at=finished,
-        finish_reason=reply.finish_reason,
-        text=reply.text,
-        image_path=image.path if image else None,
-        image_sha256=image.sha256 if image else None,
-        image_mime=reply.image_mime if image else None,
-        image_width=image.width if image else None,
-        image_height=image.height if image else None,
-        image_bytes=image.bytes if image else None,
-        prompt_tokens=usage.prompt,
-        prompt_image_tokens=usage.prompt_image,
-        cached_tokens=usage.cached,
-        output_text_tokens=usage.output_text,
-        output_image_tokens=usage.output_image,
-        thoughts_tokens=usage.thoughts,
-        total_tokens=usage.total,
-        cost_usd=cost,
-        latency_ms=int(math.ceil((finished - started) * 1000)),
-        http_status=reply.http_status,
-        error_kind=reply.error_kind if status != "ok" else None,
-        error_message=reply.error_message if status != "ok" else None,
-        model=record.model,
-        model_version=reply.model_version,
-        response_id=reply.response_id,
-    )
