@@ -113,8 +113,9 @@ class JournalWriter:
     def flush(self) -> None:
         """Hand buffered lines to the OS; fsync when the fsync interval has passed."""
         if self._buffer and self._fd is not None:
-            _write_all(self._fd, "".join(self._buffer).encode("ascii"))
+            data = "".join(self._buffer).encode("ascii")
             self._buffer.clear()
+            _write_all(self._fd, data, keep_unwritten=self._buffer)
             if self.clock() - self._last_fsync >= self.fsync_interval_s:
                 self.sync()
 
@@ -142,10 +143,16 @@ class JournalWriter:
         return int(previous[-1].name[len(self.run_id) + 1 : -len(SEGMENT_SUFFIX)]) + 1
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, keep_unwritten: list[str]) -> None:
+    """Write all of `data`; when a write fails (disk full), what was not written goes back into
+    `keep_unwritten`, so the next flush completes a torn line instead of gluing a new one to it."""
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        if view:
+            keep_unwritten.append(bytes(view).decode("ascii"))
 
 
 def remove_segments(paths: Iterable[Path]) -> None:

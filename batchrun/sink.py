@@ -253,6 +253,14 @@ class Sink:
         """Lock the folder, recover a crashed run's journal into parts, start this run's journal."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._lock = acquire_lock(self.out_dir)
+        try:
+            return self._open_locked()
+        except BaseException:
+            release_lock(self._lock)
+            self._lock = None
+            raise
+
+    def _open_locked(self) -> Recovery:
         self.results_dir.mkdir(exist_ok=True)
         for tmp in self.results_dir.glob("*.tmp"):
             tmp.unlink()

@@ -155,3 +155,27 @@ def test_runs_are_kept_apart(tmp_path):
 
     assert runs["run-a"].results == [values("a")]
     assert runs["run-b"].in_flight == {"b"}
+
+
+def test_a_write_torn_by_a_full_disk_is_completed_by_the_next_flush_not_glued_to_a_new_line(tmp_path, monkeypatch):
+    w = writer(tmp_path)
+    real_write = journal.os.write
+    calls = {"n": 0}
+
+    def torn_write(fd, data):  # as the kernel does: a short write of what fits, then ENOSPC
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal.os, "write", torn_write)
+    with pytest.raises(OSError):
+        w.append_result(values("a", text="x" * 200))
+    w.append_result(values("b"))
+    w.close()
+
+    run = read_journal(tmp_path / "journal")["run-a"]
+    assert [row[0] for row in run.results] == ["a", "b"]
+    assert run.skipped_lines == 0

@@ -191,7 +191,10 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
     sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
-    recovery = sink.open()
+    try:
+        recovery = sink.open()
+    except OSError as exc:
+        raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     held: list[Finished] = []
     try:
         _report_recovery(recovery)
@@ -271,7 +274,7 @@ def _save_held(sink: Sink, held: list[Finished], wait_s: float, progress: Progre
             if not told:
                 told = True
                 log.warning("%s; %d replies that arrived are held in memory: free the space (or fix the "
-                            "folder) within %gs and they are saved; Ctrl-C gives up", write_error_message(exc),
+                            "folder) within %gs and they are saved; Ctrl-C gives up", write_error_message(exc, sink.out_dir),
                             len(held), wait_s)
         try:
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
@@ -283,7 +286,7 @@ def _close(sink: Sink, held: list[Finished]) -> None:
     try:
         sink.close()
     except OSError as exc:
-        raise WriteFailed(f"run stopped: {write_error_message(exc)}; the results of this run are kept in "
+        raise WriteFailed(f"run stopped: {write_error_message(exc, sink.out_dir)}; the results of this run are kept in "
                           f"{sink.journal_dir} and `batchrun run` recovers them once it can write again") from None
 
 
@@ -423,7 +426,7 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
     if stop.reason is not None:
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
-            f"run stopped: {stop.message or stop.reason.value}; {left:,} rows left pending"
+            f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
             f"{_held_note(stop, held)}; `batchrun run` again resumes"
         )
     if progress.failed:
@@ -438,6 +441,10 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
                     "sends them again", counts, ",".join(sorted(not_ok)))
         return EXIT_NOT_OK
     return EXIT_OK
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 def _held_note(stop: PoolStop, held: list[Finished]) -> str:

@@ -65,10 +65,10 @@ class ConfigProbe:
 
     def hold(self, done: Finished) -> bool:
         """Whether this finished exchange is held back; the first other final reply clears the probe."""
-        if self.cleared or done.status == "failed":
-            return False
         reply = done.reply
-        if done.status == "invalid" and reply.http_status is not None and reply.error_kind in CONFIG_ERROR_KINDS:
+        if self.cleared or done.status == "failed" or reply.http_status is None:  # nothing heard from the server
+            return False
+        if done.status == "invalid" and reply.error_kind in CONFIG_ERROR_KINDS:
             self.held.append(done)
             return True
         self.cleared = True
@@ -268,7 +268,7 @@ class WorkerPool:
             self.sink.record_sent(record.request_id)
         except OSError as exc:
             self.limiter.release(permit)
-            self.request_stop(StopReason.WRITE, write_error_message(exc))
+            self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
             raise _Abandoned from None
         self.progress.in_flight += 1
         try:
@@ -322,7 +322,7 @@ class WorkerPool:
             save_finished(self.sink, done)
         except OSError as exc:
             self.held.append(done)
-            self.request_stop(StopReason.WRITE, write_error_message(exc))
+            self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
             return
         for _ in range(done.rows):
             self.progress.count(done.status)
@@ -354,7 +354,7 @@ class WorkerPool:
             try:
                 self.on_tick()
             except OSError as exc:  # the journal's flush or fsync
-                self.request_stop(StopReason.WRITE, write_error_message(exc))
+                self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
 
     async def _watch_signals(self) -> None:
         """First Ctrl-C: stop sending, give in-flight requests `grace_s`. Second: abandon them now."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 _FIXES = {
     errno.ENOSPC: "the disk is full: free space on it",
@@ -15,9 +16,9 @@ _FIXES = {
 }
 
 
-def write_error_message(exc: OSError) -> str:
+def write_error_message(exc: OSError, folder: Path | None = None) -> str:
     """`could not write PATH: No space left on device (ENOSPC); the disk is full: free space on it`."""
-    where = f" {exc.filename}" if exc.filename else ""
+    where = f" {exc.filename}" if exc.filename else (f" in {folder}" if folder else "")
     code = errno.errorcode.get(exc.errno or 0, "")
     reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
     fix = _FIXES.get(exc.errno or 0, "fix the cause")
