@@ -149,8 +149,13 @@ def _model_json(m: ModelEstimate) -> dict[str, Any]:
 
 
 def read_manifest_columns(manifest_path: Path) -> pa.Table:
-    """The manifest columns the estimate needs."""
-    return pq.read_table(manifest_path, columns=MANIFEST_COLUMNS)
+    """The manifest columns the estimate needs, one row per request (rows sharing one are paid once)."""
+    table = pq.read_table(manifest_path, columns=MANIFEST_COLUMNS)
+    if pc.count_distinct(table["request_id"]).as_py() == len(table):
+        return table
+    numbered = table.append_column("_i", pa.array(range(len(table)), pa.int64()))
+    firsts = numbered.group_by("request_id", use_threads=False).aggregate([("_i", "min")])["_i_min"]
+    return table.take(firsts.take(pc.sort_indices(firsts)))
 
 
 def _with_row_rules(table: pa.Table) -> pa.Table:
@@ -323,6 +328,8 @@ def write_calibration(
 ) -> dict[str, float]:
     """Stores sum(actual cost_usd of ok rows) / sum(their expected cost) per model; returns them."""
     ok = results.filter(pc.and_(pc.equal(results["status"], "ok"), pc.is_valid(results["cost_usd"])))
+    if "shared_from" in results.column_names:  # a row that copied another's reply paid nothing
+        ok = ok.filter(pc.is_null(ok["shared_from"]))
     ok = ok.group_by("request_id", use_threads=False).aggregate([("cost_usd", "first")])  # a row per id
     manifest = read_manifest_columns(Path(manifest_path))
     manifest = manifest.filter(pc.is_in(manifest["request_id"], value_set=ok["request_id"]))

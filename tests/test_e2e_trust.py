@@ -80,6 +80,8 @@ def test_three_skus_sharing_one_request_are_sent_once_and_each_gets_its_own_file
     copies = [r for r in rows_by_id.values() if r["shared_from"] is not None]
     assert len(paid) == 1 and paid[0]["cost_usd"] > 0 and paid[0]["total_tokens"] > 0
     assert {(r["shared_from"], r["cost_usd"], r["total_tokens"]) for r in copies} == {(paid[0]["row_id"], 0.0, None)}
+    estimate = json.loads(batchrun(tmp_path, "estimate", str(spec), "--json").stdout)
+    assert [m["requests"] for m in estimate["models"]] == [1]
     status = json.loads(batchrun(tmp_path, "status", str(spec), "--json").stdout)
     assert (status["total"], status["done"]["ok"], status["pending"]) == (3, 3, 0)
     assert abs(status["spend_usd"] - paid[0]["cost_usd"]) < 1e-9

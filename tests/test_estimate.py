@@ -223,3 +223,17 @@ def test_empty_manifest(tmp_path, catalog):
     est = estimate_manifest(write_manifest(tmp_path / "m.parquet", []), catalog, budget_usd=1, today=TODAY)
     assert (est.requests, est.models, est.total("standard", "high")) == (0, [], 0)
     assert est.budget_verdict()[0] == "fits"
+
+
+def test_rows_that_share_a_request_are_estimated_once(tmp_path):
+    from batchrun.estimate import read_manifest_columns
+    from batchrun.manifest import ManifestWriter
+    from batchrun.records import RequestRecord, TokenEstimate
+
+    path = tmp_path / "manifest.parquet"
+    writer = ManifestWriter(path, "fp")
+    estimate = TokenEstimate(input_text=10, output_text_max=100)
+    writer.write([RequestRecord(request_id=rid, row_id=f"row{i}", seq=i, model="gemini-3-flash-preview", body={},
+                                variables={}, estimate=estimate) for i, rid in enumerate("abacb")])
+    writer.commit()
+    assert read_manifest_columns(path)["request_id"].to_pylist() == ["a", "b", "c"]

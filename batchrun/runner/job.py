@@ -412,7 +412,7 @@ def _status_warner():
 def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
     from ..estimate import write_calibration
 
-    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd"))
+    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from"))
     if results.num_rows:
         write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
 
