@@ -117,3 +117,10 @@ class Interrupted(RunStopped):
 
 def missing_key_message(env_var: str) -> str:
     return f"no API key: set the environment variable {env_var} (provider.api_key_env names it)"
+
+
+def unsendable_key_message(env_var: str) -> str:
+    return (
+        f"the key in {env_var} holds a character an HTTP header can't carry (a line break, a control "
+        "character or a non-ASCII character); set it again without it"
+    )

@@ -11,6 +11,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +22,9 @@ Scalar = Union[str, int, float, bool]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_KEY_ENV = "GEMINI_API_KEY"
+EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
+# The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped
+_API_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
 
 GENERATION_CONFIG_KEYS = (
     "temperature topP topK candidateCount maxOutputTokens stopSequences seed presencePenalty "
@@ -44,6 +48,11 @@ class ProviderSpec(_Strict):
     faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
     seed: int = 0  # simulator only
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else base_url(value)
+
     @property
     def key_env(self) -> str | None:
         if self.api_key_env:
@@ -53,6 +62,63 @@ class ProviderSpec(_Strict):
     @property
     def url(self) -> str:
         return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+def base_url(value: str) -> str:
+    """An http(s) URL to put the API path after: checked, a pasted API path and the end slash dropped."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [IPv6 bracket
+        parts = urlsplit("")
+    problem = (
+        _url_shape_problem(value, parts) or _url_secret_problem(value, parts) or _url_text_problem(value, parts)
+    )
+    if problem:
+        raise ValueError(problem)
+    scheme_and_host = value[: len(value) - len(parts.path)]
+    return (scheme_and_host + _API_SUFFIX.sub("", parts.path)).rstrip("/")
+
+
+def _url_shape_problem(value: str, parts: SplitResult) -> str | None:
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{_short(value)} is not an http(s) URL; use e.g. {EXAMPLE_URLS}"
+    if not parts.hostname:
+        return f"{_short(value)} has no host; use e.g. {EXAMPLE_URLS}"
+    return None
+
+
+def _url_secret_problem(value: str, parts: SplitResult) -> str | None:
+    # the URL is not echoed: a user name, a password or a query string may hold a key
+    if "@" in parts.netloc:
+        return (
+            "the URL holds a user name or password (user:pass@ before the host); remove it: the key is "
+            "read from the environment variable provider.api_key_env names"
+        )
+    bare = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if "?" in value.partition("#")[0]:
+        return (
+            "the URL has a query string (?...); batchrun adds each request's own path and query, and sends "
+            f"the key in a header; write {bare}"
+        )
+    if "#" in value:
+        return f"the URL has a fragment (#...), which is never sent to a server; write {bare}"
+    return None
+
+
+def _url_text_problem(value: str, parts: SplitResult) -> str | None:
+    shown = _short(value)
+    if any(char.isspace() or not char.isprintable() for char in value):
+        return f"{shown} holds a space, a line break or a control character; write the URL without them"
+    try:
+        parts.port
+    except ValueError:
+        return f"{shown} has a port that is not a number from 0 to 65535; write e.g. http://127.0.0.1:8089"
+    if "/v1beta/" in _API_SUFFIX.sub("", parts.path) + "/":
+        return (
+            "the URL holds the API path (/v1beta/...): batchrun adds /v1beta/models/MODEL:generateContent "
+            f"itself; write only what comes before /v1beta, e.g. {value.partition('/v1beta')[0]}"
+        )
+    return None
 
 
 class InputsSpec(_Strict):

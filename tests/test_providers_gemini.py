@@ -454,6 +454,54 @@ def test_the_key_is_scrubbed_from_an_echoing_gateway(tmp_path):
     assert KEY not in repr(reply) and reply.error_message == "Invalid token: Bearer [redacted]"
 
 
+GOOGLE_KEY = "AIzaSyD-4fakeKeyForLeakTests_0123456789"  # a key's shape: 39 characters
+
+
+def key_pieces(text: str, key: str = GOOGLE_KEY) -> list[str]:
+    """Every run of 8 or more of the key's first characters found in `text`."""
+    return [key[:n] for n in range(8, len(key) + 1) if key[:n] in text]
+
+
+def echoing(at: int, tail: str = " is not a valid API key.") -> str:
+    """A message that holds the key after `at` characters of text."""
+    return "The request was refused because " + "x" * (at - 32) + GOOGLE_KEY + tail
+
+
+@pytest.mark.parametrize(
+    ("at", "tail"), [*((at, " is not a valid API key.") for at in range(280, 321)), (5000, "")]
+)
+def test_a_key_echoed_around_the_cut_leaves_no_piece_of_itself(tmp_path, at, tail):
+    envelope = {"error": {"code": 400, "message": echoing(at, tail), "status": "INVALID_ARGUMENT"}}
+    provider = GeminiProvider(GOOGLE, GOOGLE_KEY, spec_dir=tmp_path)
+    reply, _ = exchange(provider, record(TEXT_BODY), status=400, content=json.dumps(envelope).encode())
+    assert reply.error_message.startswith("The request was refused because xxx")
+    assert len(reply.error_message) <= 300
+    assert key_pieces(reply.error_message) == [] and key_pieces(repr(reply)) == []
+
+
+@pytest.mark.parametrize("at", [262, 270, 277, 5000])  # "ConnectError: " moves the key 14 characters on
+def test_a_key_in_a_transport_error_around_the_cut_leaves_no_piece_of_itself(tmp_path, at):
+    exc = httpx.ConnectError(echoing(at))
+    reply, _ = exchange(GeminiProvider(GOOGLE, GOOGLE_KEY, spec_dir=tmp_path), record(TEXT_BODY), raises=exc)
+    assert reply.error_message.startswith("ConnectError: The request was refused")
+    assert key_pieces(reply.error_message) == []
+
+
+@pytest.mark.parametrize("at", [290, 5000])
+def test_a_key_in_a_block_message_around_the_cut_leaves_no_piece_of_itself(tmp_path, at):
+    payload = {"promptFeedback": {"blockReason": "OTHER", "blockReasonMessage": echoing(at)}}
+    provider = GeminiProvider(COMET, GOOGLE_KEY, auth="bearer", spec_dir=tmp_path)
+    reply, _ = exchange(provider, record(TEXT_BODY), content=json.dumps(payload).encode())
+    assert reply.outcome is Outcome.BLOCKED and key_pieces(reply.error_message) == []
+
+
+def test_a_key_the_gateway_cut_itself_is_scrubbed(tmp_path):
+    echo = json.dumps({"error": {"message": f"Invalid token: Bearer {GOOGLE_KEY[:20]}", "type": "comet_api_error"}})
+    provider = GeminiProvider(COMET, GOOGLE_KEY, auth="bearer", spec_dir=tmp_path)
+    reply, _ = exchange(provider, record(TEXT_BODY), status=401, content=echo.encode())
+    assert reply.error_message == "Invalid token: Bearer [redacted]"
+
+
 def test_the_key_is_in_no_reply_of_any_fixture(tmp_path):
     provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path)
     for path in sorted(FIXTURES.iterdir()):

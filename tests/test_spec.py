@@ -54,6 +54,61 @@ def test_provider_details(tmp_path):
     assert simulator.key_env is None
 
 
+EXAMPLES = "use e.g. https://generativelanguage.googleapis.com or https://api.cometapi.com"
+USER_PASS = (
+    "the URL holds a user name or password (user:pass@ before the host); remove it: the key is read from "
+    "the environment variable provider.api_key_env names"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", f"'not a url' is not an http(s) URL; {EXAMPLES}"),
+        ("api.cometapi.com", f"'api.cometapi.com' is not an http(s) URL; {EXAMPLES}"),
+        ("ftp://api.cometapi.com", f"'ftp://api.cometapi.com' is not an http(s) URL; {EXAMPLES}"),
+        ("https://", f"'https://' is not an http(s) URL; {EXAMPLES}"),
+        ("http://[::1", f"'http://[::1' is not an http(s) URL; {EXAMPLES}"),
+        ("https://:8089", f"'https://:8089' has no host; {EXAMPLES}"),
+        ("https://api.comet api.com", "'https://api.comet api.com' holds a space, a line break or a control character; "
+         "write the URL without them"),
+        ("http://127.0.0.1:80899", "'http://127.0.0.1:80899' has a port that is not a number from 0 to 65535; "
+         "write e.g. http://127.0.0.1:8089"),
+        ("https://me:AIzaSecret@api.cometapi.com", USER_PASS),
+        ("https://AIzaSecret@api.cometapi.com", USER_PASS),
+        ("https://api.cometapi.com/?key=AIzaSecret", "the URL has a query string (?...); batchrun adds each request's "
+         "own path and query, and sends the key in a header; write https://api.cometapi.com/"),
+        ("https://api.cometapi.com/gw#top", "the URL has a fragment (#...), which is never sent to a server; "
+         "write https://api.cometapi.com/gw"),
+        ("https://api.cometapi.com/v1beta/models/gemini-3-flash-preview:generateContent",
+         "the URL holds the API path (/v1beta/...): batchrun adds /v1beta/models/MODEL:generateContent itself; "
+         "write only what comes before /v1beta, e.g. https://api.cometapi.com"),
+    ],
+)
+def test_a_base_url_that_is_not_an_http_url_is_refused_with_the_fix(tmp_path, url, message):
+    text = MINIMAL + f"provider: {{base_url: {url!r}}}\n"
+    assert error_of(tmp_path, text)[:2] == ("provider.base_url", message)
+    assert "AIzaSecret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "used"),
+    [
+        ("http://127.0.0.1:8089", "http://127.0.0.1:8089"),
+        ("http://[::1]:8089/", "http://[::1]:8089"),
+        ("https://api.cometapi.com/", "https://api.cometapi.com"),
+        ("https://generativelanguage.googleapis.com/v1beta", "https://generativelanguage.googleapis.com"),
+        ("https://generativelanguage.googleapis.com/v1beta/", "https://generativelanguage.googleapis.com"),
+        ("https://api.cometapi.com/v1beta/models", "https://api.cometapi.com"),
+        ("https://gateway.example/gemini/v1beta/models/", "https://gateway.example/gemini"),
+        ("https://v1beta.example", "https://v1beta.example"),
+    ],
+)
+def test_a_base_url_is_used_without_a_pasted_api_path_or_end_slash(tmp_path, url, used):
+    provider = load_spec(write(tmp_path, MINIMAL + f"provider: {{base_url: {url!r}}}\n")).spec.provider
+    assert provider.url == used
+
+
 def test_output_dir_from_the_spec(tmp_path):
     loaded = load_spec(write(tmp_path, MINIMAL + "output: {dir: out/here}\n"))
     assert loaded.output_dir == Path("out/here")

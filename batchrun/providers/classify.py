@@ -48,6 +48,9 @@ a short `error_kind`, and a retry delay when the server named one. Only structur
 A RETRY's `retry_after_s` comes from `RetryInfo.retryDelay`, else `Retry-After` (seconds or an
 HTTP date), else `retry-after-ms`. A daily-quota STOP_QUOTA's `retry_after_s` is the time left until
 the quota resets (midnight Pacific time), when `now` is given.
+
+Error messages come out whole, on one line: the provider scrubs the API key from all of a message
+before it cuts it short (`messages.safe_message`), so that no cut can leave part of the key behind.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from ..records import Outcome, ProviderReply
+from .messages import one_line
 
-MAX_MESSAGE_CHARS = 300
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -145,7 +148,7 @@ def classify_error(
     """Classify a non-2xx reply, or a 2xx reply whose body is an error envelope."""
     error = error_envelope(payload) or {}
     code = status if not 200 <= status < 300 else envelope_status(error)
-    message = short_message(error.get("message")) or f"HTTP {code or status}"
+    message = one_line(error.get("message")) or f"HTTP {code or status}"
     outcome, kind = classify_status(code, error)
     reply = ProviderReply(outcome, http_status=status, error_kind=kind, error_message=message)
     if kind == "daily_quota":
@@ -205,7 +208,7 @@ def classify_transport(exc: BaseException) -> ProviderReply:
     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
     detail = str(exc)
     message = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return ProviderReply(Outcome.RETRY, error_kind=kind, error_message=short_message(message))
+    return ProviderReply(Outcome.RETRY, error_kind=kind, error_message=one_line(message))
 
 
 def _marker(error: Mapping[str, Any], field: str) -> str | None:
@@ -315,12 +318,3 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
             return value
     return None
 
-
-def short_message(message: Any) -> str | None:
-    """A message cut to MAX_MESSAGE_CHARS on one line, or None when there is none."""
-    if not isinstance(message, str) or not message:
-        return None
-    one_line = " ".join(message.split())
-    if len(one_line) <= MAX_MESSAGE_CHARS:
-        return one_line
-    return one_line[: MAX_MESSAGE_CHARS - 1] + "…"

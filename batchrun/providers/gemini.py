@@ -30,12 +30,11 @@ from .classify import (
     classify_finish,
     classify_transport,
     error_envelope,
-    short_message,
 )
+from .messages import one_line, safe_message
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
-REDACTED = "[redacted]"
 
 _PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
 
@@ -136,7 +135,8 @@ class GeminiProvider:
             else:
                 body = self.encode_body(record)
         except InputImageChanged as exc:
-            return ProviderReply(Outcome.INVALID, error_kind="input_changed", error_message=str(exc))
+            reply = ProviderReply(Outcome.INVALID, error_kind="input_changed", error_message=str(exc))
+            return self._redact(reply)
         request = self._request(client, record, body)
         try:
             response = await client.send(request)
@@ -155,10 +155,8 @@ class GeminiProvider:
         return self._redact(reply)
 
     def _redact(self, reply: ProviderReply) -> ProviderReply:
-        """Scrub the key from an error message (a gateway or a transport may echo it)."""
-        key, message = self._api_key, reply.error_message
-        if key and message and key in message:
-            reply.error_message = message.replace(key, REDACTED)
+        """Scrub the key from all of an error message (a gateway or a transport may echo it), then cut it."""
+        reply.error_message = safe_message(reply.error_message, self._api_key)
         return reply
 
 
@@ -233,7 +231,7 @@ def _read_response(payload: dict[str, Any], status: int, wants_image: bool) -> P
         reply.finish_reason, blob is not None, wants_image, bool(text)
     )
     if reply.outcome is not Outcome.OK:
-        reply.error_message = short_message(candidate.get("finishMessage")) or (
+        reply.error_message = one_line(candidate.get("finishMessage")) or (
             f"finishReason {reply.finish_reason}"
         )
     elif blob is not None:
@@ -245,7 +243,7 @@ def _no_candidates(reply: ProviderReply, feedback: Mapping[str, Any]) -> Provide
     reason = feedback.get("blockReason")
     if reason:
         reply.outcome, reply.error_kind = Outcome.BLOCKED, "prompt_blocked"
-        reply.error_message = short_message(feedback.get("blockReasonMessage")) or (
+        reply.error_message = one_line(feedback.get("blockReasonMessage")) or (
             f"prompt blocked: {reason}"
         )
     else:

@@ -35,6 +35,7 @@ from ..errors import (
     UsageError,
     WriteFailed,
     missing_key_message,
+    unsendable_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
 from ..manifest import read_columns
@@ -169,12 +170,25 @@ def load_catalog(loaded: LoadedSpec, prices: Path | None) -> PriceCatalog:
 
 
 def api_key(loaded: LoadedSpec) -> str | None:
+    """The key from the variable provider.api_key_env names (None for a provider that needs none)."""
     env = loaded.spec.provider.key_env
     if env is None:
         return None
-    key = os.environ.get(env)
+    return usable_key(os.environ.get(env), env, loaded.shown)
+
+
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what httpx and aiohttp send in a header
+
+
+def usable_key(value: str | None, env: str, shown: str) -> str:
+    """`value` without surrounding whitespace; UsageError, naming `env` but never the value, if unusable."""
+    # A key file's trailing newline or a .env file's CR is never part of a key: dropped without a word.
+    # Anything else a header can't carry is refused here, at start, not by the HTTP client per request.
+    key = (value or "").strip()
     if not key:
-        raise UsageError(f"{loaded.shown}: provider.api_key_env: {missing_key_message(env)}")
+        raise UsageError(f"{shown}: provider.api_key_env: {missing_key_message(env)}")
+    if not _HEADER_SAFE.fullmatch(key):
+        raise UsageError(f"{shown}: provider.api_key_env: {unsendable_key_message(env)}")
     return key
 
 

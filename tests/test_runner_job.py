@@ -1,0 +1,73 @@
+"""Wiring a run: the API key is read once, at start, and refused there if no header can carry it."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchrun.errors import UsageError
+from batchrun.runner.job import api_key, usable_key
+from batchrun.spec import load_spec
+
+KEY = "AIzaSyD-4fakeKeyForJobTests_0123456789ab"
+SHOWN = "jobs/x.yaml"
+UNSENDABLE = (
+    "jobs/x.yaml: provider.api_key_env: the key in GEMINI_API_KEY holds a character an HTTP header can't "
+    "carry (a line break, a control character or a non-ASCII character); set it again without it"
+)
+SPEC = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
+
+
+@pytest.mark.parametrize(
+    "value", [KEY + "\n", KEY + "\r\n", f"  {KEY}\t", f"\n{KEY}\n\n", KEY + "\u00a0"]
+)
+def test_surrounding_whitespace_is_dropped(value):
+    assert usable_key(value, "GEMINI_API_KEY", SHOWN) == KEY
+
+
+def test_a_plain_key_is_kept_as_it_is():
+    assert usable_key(KEY, "GEMINI_API_KEY", SHOWN) == KEY
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        KEY[:10] + "\n" + KEY[10:],
+        KEY[:10] + "\r" + KEY[10:],
+        KEY[:10] + "\r\nX-Injected: 1",
+        KEY + "\x00",
+        KEY[:10] + "\t" + KEY[10:],
+        KEY + "\x07",
+        KEY + "\x7f",
+        KEY[:10] + "é" + KEY[10:],
+        KEY[:10] + "\u2028" + KEY[10:],
+        KEY[:10] + "\udcff" + KEY[10:],  # an undecodable byte, as os.environ holds it
+        "ключ-" + KEY,
+    ],
+)
+def test_a_key_no_header_can_carry_is_refused_naming_the_variable_not_the_value(value):
+    with pytest.raises(UsageError) as caught:
+        usable_key(value, "GEMINI_API_KEY", SHOWN)
+    assert str(caught.value) == UNSENDABLE
+    assert KEY[:8] not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", "\n", "\r\n\t"])
+def test_a_missing_or_blank_key_says_to_set_the_variable(value):
+    with pytest.raises(UsageError) as caught:
+        usable_key(value, "COMETAPI_KEY", SHOWN)
+    assert str(caught.value) == (
+        "jobs/x.yaml: provider.api_key_env: no API key: set the environment variable COMETAPI_KEY "
+        "(provider.api_key_env names it)"
+    )
+
+
+def test_api_key_reads_the_variable_the_spec_names(tmp_path, monkeypatch):
+    (tmp_path / "x.yaml").write_text(SPEC + "provider: {api_key_env: BATCHRUN_TEST_KEY}\n", encoding="utf-8")
+    monkeypatch.setenv("BATCHRUN_TEST_KEY", f"{KEY}\n")
+    assert api_key(load_spec(tmp_path / "x.yaml")) == KEY
+
+
+def test_api_key_of_the_simulator_is_none(tmp_path, monkeypatch):
+    (tmp_path / "x.yaml").write_text(SPEC + "provider: {kind: simulator}\n", encoding="utf-8")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert api_key(load_spec(tmp_path / "x.yaml")) is None
