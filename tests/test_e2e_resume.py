@@ -12,6 +12,7 @@ import json
 import random
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -39,15 +40,19 @@ def flaky(tmp_path):
 
 
 def kill_at_random_moments(tmp_path, spec, simulator, rng: random.Random, kills: int, name: str,
-                           moments=(0.4, 2.5)) -> list[tuple[set[str], int]]:
-    """Start the run and SIGKILL it after a random delay (drawn from `rng`), `kills` times.
+                           moments=(0.05, 0.8)) -> list[tuple[set[str], int]]:
+    """Start the run and SIGKILL it a random delay (drawn from `rng`) after its first request, `kills` times.
 
+    The delay counts from something observable (the simulator logged a request of this run), not from
+    the start, which on a loaded machine may take longer than the whole window.
     Returns, for each kill, the ids with a durable result right after it and the request-log length.
     """
     out = []
     for number in range(kills):
+        logged = len(simulator.requests())
         process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain",
                                  stderr=tmp_path / f"killed-{number}.err")
+        wait_for_a_request(simulator, logged, process)
         try:
             process.wait(timeout=rng.uniform(*moments))
         except subprocess.TimeoutExpired:
@@ -58,6 +63,21 @@ def kill_at_random_moments(tmp_path, spec, simulator, rng: random.Random, kills:
         planned = (tmp_path / "outputs" / name / "manifest.parquet").exists()
         out.append((outputs(tmp_path, name).answered_ids() if planned else set(), len(simulator.requests())))
     return out
+
+
+def wait_for_a_request(simulator, logged: int, process: subprocess.Popen) -> None:
+    """Until the simulator has logged more than `logged` requests (bounded; fails if the run ends first)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while len(simulator.requests()) <= logged:
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before sending anything")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the run sent nothing within the time limit")
+        try:
+            process.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def crashed_runs_in_flight(out_dir) -> int:
@@ -104,7 +124,7 @@ def test_text_job_killed_six_times_then_resumed_has_one_final_row_per_request(tm
 def test_image_job_killed_then_resumed_has_every_image_matching_its_row(tmp_path, flaky):
     spec = write_spec(tmp_path, image_job("photos", flaky.url, tmp_path, photos=12, scenes=4,
                                           limits={"concurrency": 2, "requests_per_minute": 480}))
-    kills = kill_at_random_moments(tmp_path, spec, flaky, random.Random(7), 3, "photos", moments=(0.8, 2.0))
+    kills = kill_at_random_moments(tmp_path, spec, flaky, random.Random(7), 3, "photos", moments=(0.2, 1.2))
 
     final = run_job(tmp_path, spec)
 

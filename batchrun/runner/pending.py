@@ -45,16 +45,25 @@ class Work:
 def plan_work(manifest: Path, latest: pa.Table, *, retry_failed: bool = True,
               retry: frozenset[str] = frozenset()) -> Work:
     """The rows of a manifest this run must finish, and how."""
-    rows = read_columns(manifest, ["row_id", "request_id", "output_name"])
+    rows = read_columns(manifest, ["row_id", "request_id"])
     kept = (set(FINAL_STATUSES) - retry) | (set() if retry_failed else {FAILED})
     done = latest.filter(pc.is_in(latest["status"], pa.array(sorted(kept), pa.string())))
     pending = rows.filter(pc.invert(pc.is_in(rows["row_id"], value_set=done["row_id"])))
     kept_failed = 0 if retry_failed else int(pc.sum(pc.equal(done["status"], FAILED)).as_py() or 0)
     replies = _reusable_replies(latest, retry)
     reusable_mask = pc.is_in(pending["request_id"], value_set=replies["request_id"])
-    reusable = _with_sources(pending.filter(reusable_mask), replies)
-    send, shares = _group_by_request(pending.filter(pc.invert(reusable_mask)))
+    reusable = _with_sources(_with_names(manifest, pending.filter(reusable_mask)), replies)
+    send, shares = _group_by_request(manifest, pending.filter(pc.invert(reusable_mask)))
     return Work(send, shares, reusable, len(pending), kept_failed)
+
+
+def _with_names(manifest: Path, rows: pa.Table) -> pa.Table:
+    """`rows` with their output_name column, read only for these rows (usually none or a few)."""
+    if not len(rows):
+        return rows.append_column("output_name", pa.array([], pa.string()))
+    names = read_columns(manifest, ["row_id", "output_name"])
+    names = names.filter(pc.is_in(names["row_id"], value_set=rows["row_id"].combine_chunks()))
+    return rows.join(names, "row_id", join_type="left outer", use_threads=False)
 
 
 def _reusable_replies(latest: pa.Table, retry: frozenset[str]) -> pa.Table:
@@ -70,7 +79,7 @@ def _with_sources(rows: pa.Table, replies: pa.Table) -> pa.Table:
     return joined.select(["row_id", "output_name", "source_row_id"])
 
 
-def _group_by_request(rows: pa.Table) -> tuple[pa.Array, dict[str, tuple[RowTarget, ...]]]:
+def _group_by_request(manifest: Path, rows: pa.Table) -> tuple[pa.Array, dict[str, tuple[RowTarget, ...]]]:
     """The first row of each request (manifest order) and the other rows of requests made twice."""
     ids = rows["request_id"].combine_chunks()
     if pc.count_distinct(ids).as_py() == len(ids):
@@ -79,7 +88,7 @@ def _group_by_request(rows: pa.Table) -> tuple[pa.Array, dict[str, tuple[RowTarg
     firsts = numbered.group_by("request_id", use_threads=False).aggregate([("i", "min")])["i_min"]
     first_mask = pc.is_in(numbered["i"], value_set=firsts)
     send = rows.filter(first_mask)
-    riders = rows.filter(pc.invert(first_mask)).to_pydict()
+    riders = _with_names(manifest, rows.filter(pc.invert(first_mask))).to_pydict()
     by_request = dict(zip(send["request_id"].to_pylist(), send["row_id"].to_pylist()))
     shares: dict[str, list[RowTarget]] = {}
     for request, row, name in zip(riders["request_id"], riders["row_id"], riders["output_name"]):
