@@ -236,11 +236,13 @@ class Sink:
         self._next_part = 0
         self._recovery = Recovery(0, 0, None)
         self._lock: Path | None = None
+        self._owns_lock = True
 
-    def open(self) -> Recovery:
-        """Lock the folder, recover a crashed run's journal into parts, start this run's journal."""
+    def open(self, held_lock: Path | None = None) -> Recovery:
+        """Lock the folder (or use the caller's `held_lock`), recover a crashed run's journal, start this run's."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_lock(self.out_dir)
+        self._owns_lock = held_lock is None  # a lock the caller holds is the caller's to release
+        self._lock = held_lock or acquire_lock(self.out_dir)
         self.results_dir.mkdir(exist_ok=True)
         for tmp in self.results_dir.glob("*.tmp"):
             tmp.unlink()
@@ -288,7 +290,7 @@ class Sink:
         self._journal.flush()
 
     def close(self) -> None:
-        """Compact what is pending, supersede older rows, remove the journal, release the lock."""
+        """Compact what is pending, supersede older rows, remove the journal, release the lock it took."""
         if self._lock is None:
             return
         self._compact()
@@ -300,7 +302,8 @@ class Sink:
         rows_written = sum(len(table) for table in self._run_index)
         self._write_run_summary(self.run_id, {"rows_written": rows_written, "in_flight_at_close": in_flight,
                                               "recovered": asdict(self._recovery)})
-        release_lock(self._lock)
+        if self._owns_lock:
+            release_lock(self._lock)
         self._lock = None
 
     # -- internals

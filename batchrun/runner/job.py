@@ -1,8 +1,9 @@
 """`batchrun run` and `batchrun estimate`: from a spec to a finished (or cleanly stopped) run.
 
-Wires the stages: load the spec, plan if the manifest is stale, open the sink (recovering a crashed
-run), compute what is pending, build the client, limiter, retry policy and provider, run the pool,
-close the sink, calibrate the estimate, and turn how it ended into an exit code.
+Wires the stages: load the spec, take the output folder's lock (held to the end), plan if the manifest
+is stale, open the sink (recovering a crashed run), compute what is pending, build the client, limiter,
+retry policy and provider, run the pool, close the sink, calibrate the estimate, and turn how it ended
+into an exit code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import anyio
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import (
@@ -33,6 +33,7 @@ from ..errors import (
     missing_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
+from ..lock import folder_lock
 from ..manifest import iter_records
 from ..plan import manifest_is_current, manifest_path, plan_job
 from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
@@ -41,6 +42,7 @@ from ..providers.gemini import GeminiProvider
 from ..records import RequestRecord, Usage
 from ..sink import Sink, list_parts, pending_ids, read_parts
 from ..spec import LoadedSpec, load_spec
+from ..spend import job_spend
 from .clock import MonotonicClock
 from .limiter import Limiter
 from .pool import Budget, PoolStop, StopReason, WorkerPool
@@ -117,8 +119,8 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
 
 
-def prepare(loaded: LoadedSpec) -> LoadedSpec:
-    """Warn, and plan again when the manifest is missing or older than the spec or its inputs."""
+def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
+    """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec."""
     from ..lifecycle import lifecycle_warning
 
     for line in loaded.warnings:
@@ -127,7 +129,7 @@ def prepare(loaded: LoadedSpec) -> LoadedSpec:
     if retiring:
         log.warning(retiring)
     if not manifest_is_current(loaded):
-        summary = plan_job(loaded)
+        summary = plan_job(loaded, lock_held=lock_held)
         log.info("planned %s requests into %s", f"{summary.requests:,}", summary.manifest)
     return loaded
 
@@ -148,10 +150,16 @@ def api_key(loaded: LoadedSpec) -> str | None:
 
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
+    # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
+    with folder_lock(loaded.output_dir) as lock:
+        return _run_locked(loaded, options, lock)
+
+
+def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path) -> int:
     started = time.monotonic()
     spec = loaded.spec
     key = api_key(loaded)
-    prepare(loaded)
+    prepare(loaded, lock_held=True)
     catalog = load_catalog(loaded, options.prices)
     cap = options.max_cost if options.max_cost is not None else spec.budget.max_cost_usd
     if cap is not None:
@@ -159,7 +167,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
     sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
-    recovery = sink.open()
+    recovery = sink.open(held_lock=lock)
     try:
         if recovery.in_flight_at_crash:
             log.warning(
@@ -197,7 +205,8 @@ def results_table(out_dir: Path, columns: tuple[str, ...]) -> pa.Table:
 
 
 def spent_so_far(out_dir: Path) -> float:
-    return float(pc.sum(results_table(out_dir, ("cost_usd",))["cost_usd"]).as_py() or 0.0)
+    """Every result's cost, in the manifest or not: the figure `status` and `estimate` show too."""
+    return job_spend(out_dir).usd
 
 
 async def _run_pool(loaded, options, key, catalog, sink, progress, pending, budget) -> PoolStop:
