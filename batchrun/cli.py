@@ -21,8 +21,9 @@ log = logging.getLogger("batchrun")
 EXIT_CODES = """exit codes:
   0 every row ok   2 bad spec or usage   3 finished with failures (run again)   4 budget reached
   5 deadline reached   6 authentication / permission   7 quota exhausted
-  8 finished, some rows blocked or invalid   10 write error (disk full, read-only)
-  11 configuration error (first replies all 400/404)   130 interrupted"""
+  8 finished, some rows blocked or invalid   9 another run or plan is writing the output folder
+  10 write error (disk full, read-only)   11 configuration error (first replies all 400/404)
+  130 interrupted"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,15 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(commands, common, name: str, help_text: str) -> argparse.ArgumentParser:
+def _command(commands, common, name: str, help_text: str, details: str = "") -> argparse.ArgumentParser:
     return commands.add_parser(
-        name, parents=[common], help=help_text, description=help_text, epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        name, parents=[common], help=help_text, description=help_text + (f"\n\n{details}" if details else ""),
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
 def _add_plan(commands, common) -> None:
-    p = _command(commands, common, "plan", "Validate a job spec and write its request manifest.")
+    p = _command(commands, common, "plan", "Validate a job spec and write its request manifest.",
+                 "Holds the output folder's lock while it writes: exits 9 while another run or plan does.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print the first N fully rendered requests")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -92,7 +94,9 @@ def _add_plan(commands, common) -> None:
 
 
 def _add_run(commands, common) -> None:
-    p = _command(commands, common, "run", "Send the job's pending requests; resumes where the last run stopped.")
+    p = _command(commands, common, "run", "Send the job's pending requests; resumes where the last run stopped.",
+                 "Holds the output folder's lock from planning to the end: a second run or plan exits 9.\n"
+                 "The budget counts every result's cost, also of results no longer in the manifest.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--until", metavar="HH:MM", help="stop sending at this local time (deadline, exit 5)")
     p.add_argument("--max-duration", metavar="DURATION", help="stop sending after this long, e.g. 90s, 45m, 7h")
@@ -110,14 +114,20 @@ def _add_run(commands, common) -> None:
 
 
 def _add_status(commands, common) -> None:
-    p = _command(commands, common, "status", "Show a job's progress from its output folder alone (no network).")
+    p = _command(commands, common, "status", "Show a job's progress from its output folder alone (no network).",
+                 "Counts are for the manifest; failed, invalid and blocked results are broken down by error\n"
+                 "kind (blocked: finish reason), each with an example message. Spend is every result's, as\n"
+                 "the run's budget counts it, and says how much went on results no longer in the manifest.\n"
+                 "A spec changed since the last plan is pointed out (`batchrun plan` refreshes the manifest).")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (money rounded to 6 decimals)")
     p.set_defaults(handler=cmd_status)
 
 
 def _add_estimate(commands, common) -> None:
-    p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key).")
+    p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key).",
+                 "Also shows what its results already cost (the figure the run's budget starts from); a budget\n"
+                 "is compared less what results no longer in the manifest cost.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
@@ -191,11 +201,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from .plan import manifest_is_current
     from .spec import load_spec
     from .status import format_status, summarize
 
     loaded = load_spec(args.spec)
-    summary = summarize(loaded.output_dir)
+    # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
+    summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
     print(json.dumps(summary.to_json(), indent=2) if args.json else format_status(summary))
     return 0
 

@@ -3,6 +3,7 @@
     BatchrunError                      exit code
      ├── SpecError                      2   a job spec or its inputs are wrong (names file, YAML path, fix)
      ├── UsageError                     2   a command line or an output folder is wrong
+     │    └── AlreadyRunning            9   another run or plan holds the output folder's lock
      └── RunStopped                         a run stopped by itself, cleanly and resumably
           ├── BudgetReached             4
           ├── DeadlineReached           5
@@ -28,6 +29,7 @@ EXIT_DEADLINE = 5
 EXIT_AUTH = 6
 EXIT_QUOTA = 7
 EXIT_NOT_OK = 8
+EXIT_RUNNING = 9
 EXIT_WRITE = 10
 EXIT_CONFIG = 11
 EXIT_INTERRUPTED = 130
@@ -81,6 +83,18 @@ class UsageError(BatchrunError):
     """A command-line option or an output folder is wrong."""
 
     exit_code = EXIT_USAGE
+
+
+class AlreadyRunning(UsageError):
+    """Another batchrun process holds an output folder's lock; its own exit code, so cron can tell."""
+
+    exit_code = EXIT_RUNNING
+
+    def __init__(self, out_dir: object, pid: int | None = None) -> None:
+        self.pid = pid
+        holder = f" (pid {pid})" if pid is not None else ""
+        super().__init__(f"another batchrun run is writing {out_dir}{holder}; wait for it to end or stop it, "
+                         f"then run again")
 
 
 class RunStopped(BatchrunError):

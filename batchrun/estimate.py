@@ -1,8 +1,10 @@
 """What a planned job will cost, from its manifest alone (no network, no key), and calibration.
 
 Inputs: `manifest.parquet` (its estimate columns and bodies), a PriceCatalog, optional calibration
-ratios from an earlier run (`calibration.json` in the output folder). Output: a JobEstimate per model
-and tier (standard, flex, batch), expected and high, and whether the job fits its budget.
+ratios from an earlier run (`calibration.json` in the output folder), and what the folder's results
+already cost (`batchrun.spend`, the figure the run's budget starts from). Output: a JobEstimate per
+model and tier (standard, flex, batch), expected and high, and whether the job fits its budget: the
+cap less what results no longer in the manifest cost, since those were paid for all the same.
 The work is vectorised with pyarrow: rows are grouped by what prices them alike (model, thinking
 setting, >200k prompt, tier named in the body, image size), and only the few groups reach Python.
 
@@ -34,6 +36,8 @@ from .pricing import (
     missing_price_message,
     price_tokens,
 )
+from .manifest import read_columns
+from .spend import JobSpend, job_spend
 
 CALIBRATION_FILE = "calibration.json"
 MANIFEST_COLUMNS = [
@@ -83,6 +87,7 @@ class JobEstimate:
     models: list[ModelEstimate]
     budget_usd: float | None = None
     budget_tier: str = "standard"
+    spent: JobSpend = field(default_factory=JobSpend)  # what the folder's results already cost
 
     @property
     def requests(self) -> int:
@@ -93,26 +98,44 @@ class JobEstimate:
         costs = [m.cost[tier][kind] for m in self.models]
         return None if any(c is None for c in costs) else round(sum(costs), 6)
 
+    @property
+    def headroom_usd(self) -> float | None:
+        """What the budget leaves for sending, after every result's cost (as the run's budget counts it)."""
+        return None if self.budget_usd is None else self.budget_usd - self.spent.usd
+
     def budget_verdict(self) -> tuple[str, str] | None:
-        """('fits' | 'expected_fits' | 'over' | 'unknown', one line), or None without a budget."""
+        """('fits' | 'expected_fits' | 'over' | 'spent' | 'unknown', one line), or None without a budget."""
         if self.budget_usd is None:
             return None
-        cap, tier = self.budget_usd, self.budget_tier
+        if self.spent.usd > 0 and self.spent.usd >= self.budget_usd:
+            return "spent", (
+                f"the budget is spent: results in the folder already cost {_usd(self.spent.usd)} of the "
+                f"{_usd(self.budget_usd)} cap, so a run stops at once; raise --max-cost or budget.max_cost_usd to go on"
+            )
+        # Results no longer in the manifest were paid for; the manifest's own results are in its estimate.
+        cap, tier = self.budget_usd - self.spent.not_in_manifest_usd, self.budget_tier
         expected, high = self.total(tier, "expected"), self.total(tier, "high")
         if expected is None or high is None:
             unknown = [m.model for m in self.models if not m.price_known]
             return "unknown", "cannot check the budget: " + missing_price_message(unknown)
+        budget = self._budget_words(cap)
         if high <= cap:
-            return "fits", f"fits: even the high bound {_usd(high)} is within the {_usd(cap)} budget"
+            return "fits", f"fits: even the high bound {_usd(high)} is within the {budget}"
         if expected <= cap:
             return "expected_fits", (
-                f"expected {_usd(expected)} fits the {_usd(cap)} budget; the high bound {_usd(high)} "
+                f"expected {_usd(expected)} fits the {budget}; the high bound {_usd(high)} "
                 "does not, and the run stops at the cap if spending goes that way"
             )
         return "over", (
-            f"does not fit: expected {_usd(expected)} is over the {_usd(cap)} budget; "
+            f"does not fit: expected {_usd(expected)} is over the {budget}; "
             "the run will stop at the cap (exit 4) and a later run with a higher cap goes on"
         )
+
+    def _budget_words(self, cap: float) -> str:
+        if not self.spent.not_in_manifest_usd:
+            return f"{_usd(cap)} budget"
+        return (f"{_usd(cap)} left of the {_usd(self.budget_usd)} budget after {_usd(self.spent.not_in_manifest_usd)} "
+                f"spent on results no longer in the manifest")
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict with every figure of the text report."""
@@ -122,8 +145,11 @@ class JobEstimate:
             "requests": self.requests,
             "models": [_model_json(m) for m in self.models],
             "total": {t: {k: self.total(t, k) for k in ("expected", "high")} for t in TIERS},
+            "spend_usd": round(self.spent.usd, 6),
+            "not_in_manifest_spend_usd": round(self.spent.not_in_manifest_usd, 6),
             "budget": None if verdict is None else {
                 "max_cost_usd": self.budget_usd, "tier": self.budget_tier,
+                "headroom_usd": round(self.headroom_usd, 6),
                 "verdict": verdict[0], "message": verdict[1],
             },
             "rules": RULES,
@@ -281,11 +307,21 @@ def format_estimate(est: JobEstimate) -> str:
     lines += [f"{'Total':<18}" + "".join(f"{t:>14}" for t in TIERS)]
     for kind in ("expected", "high"):
         lines.append(f"  {kind:<16}" + "".join(f"{_usd(est.total(t, kind)):>14}" for t in TIERS))
+    if est.spent.results:
+        lines += ["", _spent_line(est.spent)]
     verdict = est.budget_verdict()
     if verdict is not None:
         lines += ["", f"Budget {_usd(est.budget_usd)} ({est.budget_tier}): {verdict[1]}"]
     lines += ["", "Rules:"] + [f"  {k.replace('_', ' ')}: {v}" for k, v in RULES.items()]
     return "\n".join(lines)
+
+
+def _spent_line(spent: JobSpend) -> str:
+    line = f"Spent so far: ${spent.usd:,.4f} on {spent.results:,} results"  # as `status` shows it
+    if spent.not_in_manifest_results:
+        line += (f" (${spent.not_in_manifest_usd:,.4f} on {spent.not_in_manifest_results:,} results no longer "
+                 "in the manifest: the spec changed since they ran)")
+    return line
 
 
 def _model_lines(m: ModelEstimate) -> list[str]:
@@ -372,8 +408,9 @@ def estimate_report(
     manifest_path: Path, out_dir: Path, catalog: PriceCatalog, *, json_out: bool = False,
     budget_usd: float | None = None, today: dt.date | None = None,
 ) -> str:
-    """What `batchrun estimate` prints: the calibrated estimate of a planned job, as text or JSON."""
+    """What `batchrun estimate` prints: the calibrated estimate of a planned job and its spend, as text or JSON."""
     est = estimate_manifest(
         manifest_path, catalog, calibration=read_calibration(out_dir), budget_usd=budget_usd, today=today
     )
+    est.spent = job_spend(out_dir, read_columns(manifest_path, ["row_id"])["row_id"])
     return json.dumps(est.to_json(), indent=2) if json_out else format_estimate(est)

@@ -1,12 +1,15 @@
-"""The lock of an output folder: one run writes it at a time; a lock left by a dead process is taken over."""
+"""The lock of an output folder: one run or plan writes it at a time; a dead process's lock is taken over."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 from pathlib import Path
+from typing import Iterator
 
-from batchrun.errors import UsageError
+from batchrun.errors import AlreadyRunning
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +47,57 @@ def _read_lock_pid(path: Path) -> int | None:
 
 
 def acquire_lock(out_dir: Path) -> Path:
-    """Take the folder's lock file, taking over one left by a dead process."""
+    """Take the folder's lock file, taking over one left by a dead process; AlreadyRunning if it is held."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LOCK_NAME
     for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            holder = _read_lock_pid(path)
-            if holder is not None and pid_alive(holder):
-                raise UsageError(
-                    f"another batchrun run is writing {out_dir} (pid {holder}); wait for it to end "
-                    f"or stop it, then run again") from None
-            log.info("taking over the lock of %s left by dead pid %s", out_dir, holder)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as lock_file:
-            lock_file.write(f"{os.getpid()}\n")
-        return path
-    raise UsageError(f"could not take the lock {path}: another run keeps taking it; try again")
+        if _create_lock_file(path):
+            return path
+        holder = _read_lock_pid(path)
+        if holder is not None and pid_alive(holder):
+            raise AlreadyRunning(out_dir, holder)
+        log.info("taking over the lock of %s left by dead pid %s", out_dir, holder)
+        path.unlink(missing_ok=True)
+    raise AlreadyRunning(out_dir)
+
+
+def _create_lock_file(path: Path) -> bool:
+    """Create the lock file already holding this pid, or return False when it exists.
+
+    Linked into place from a temporary file, so no other process ever reads it empty and takes it
+    for a dead run's; a file system without hard links gets an exclusive create instead.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:
+        return _create_exclusive(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _create_exclusive(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as lock_file:
+        lock_file.write(f"{os.getpid()}\n")
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path) -> Iterator[Path]:
+    """Hold the folder's lock for the block (see `acquire_lock`)."""
+    path = acquire_lock(out_dir)
+    try:
+        yield path
+    finally:
+        release_lock(path)
 
 
 def release_lock(path: Path) -> None:

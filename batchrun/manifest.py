@@ -1,6 +1,7 @@
 """The manifest: `outputs/NAME/manifest.parquet`, one row per request in expansion order.
 
-Written in batches to a temporary file and renamed into place, so a reader never sees half a manifest.
+Written in batches to a temporary file of the writer's own and renamed into place, so a reader never sees
+half a manifest and two writers never share a file.
 Holds no image bytes: input images are references (path, sha256, mime, size, width, height). The
 schema metadata carries the fingerprint of the spec and inputs it was planned from, so `run` can tell
 whether it must plan again.
@@ -8,8 +9,10 @@ whether it must plan again.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -99,14 +102,21 @@ def _image_dict(ref: ImageRef) -> dict[str, Any]:
 
 
 class ManifestWriter:
-    """Streams batches of RequestRecords into a manifest; `commit()` renames it into place."""
+    """Streams batches of RequestRecords into a manifest; `commit()` renames it into place.
+
+    Its temporary file has a name of its own (pid and a random part), so two writers never share one.
+    """
 
     def __init__(self, path: Path, fingerprint: str) -> None:
         self.path = path
-        self._tmp = path.with_name(path.name + ".tmp")
+        self._tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
         schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._closed = False
         self.rows = 0
 
@@ -123,12 +133,26 @@ class ManifestWriter:
         return self._tmp
 
     def commit(self) -> None:
-        self.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
-        self.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove the temporary manifests a killed plan left beside `path`; call it holding the folder's lock."""
+    stale = list(path.parent.glob(f"{glob.escape(path.name)}*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
 
 
 def read_fingerprint(path: Path) -> str | None:

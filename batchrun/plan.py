@@ -1,6 +1,7 @@
 """Planning: a loaded spec → `outputs/NAME/manifest.parquet`, and what will be sent.
 
 Streams: rows are read, expanded and written in batches, so memory stays flat for any catalog size.
+Writes under the output folder's lock, so two first plans (or a plan and a run) never interleave.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import gc
 import hashlib
 import itertools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -18,9 +20,12 @@ from . import __version__
 from .expand import Expander, canonical_json
 from .identity import settle_identity
 from .inputs import input_file, iter_row_batches
-from .manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint
+from .lock import folder_lock
+from .manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint, remove_stale_temps
 from .records import RequestRecord
 from .spec import LoadedSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +77,18 @@ def manifest_is_current(loaded: LoadedSpec) -> bool:
     return read_fingerprint(manifest_path(loaded)) == fingerprint(loaded)
 
 
-def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192) -> PlanSummary:
-    """Expand the spec and write its manifest; raises SpecError before anything is replaced."""
+def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192, lock_held: bool = False) -> PlanSummary:
+    """Write the spec's manifest under the folder's lock (taken here unless `lock_held`); SpecError replaces nothing."""
+    if lock_held:
+        return _plan(loaded, show, batch_rows)
+    with folder_lock(loaded.output_dir):
+        return _plan(loaded, show, batch_rows)
+
+
+def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
     expander = Expander(loaded)
+    if remove_stale_temps(manifest_path(loaded)):
+        log.info("removed temporary manifests an interrupted plan left in %s", loaded.output_dir)
     writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
     shown: list[RequestRecord] = []
     try:

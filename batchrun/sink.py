@@ -248,16 +248,17 @@ class Sink:
         self._recovery = Recovery(0, 0, None)
         self._lock: Path | None = None
         self.run_facts: dict[str, Any] = {}  # added to this run's summary in runs/ (endpoint, models)
+        self._owns_lock = True
 
-    def open(self) -> Recovery:
-        """Lock the folder, recover a crashed run's journal into parts, start this run's journal."""
+    def open(self, held_lock: Path | None = None) -> Recovery:
+        """Lock the folder (or use the caller's `held_lock`), recover a crashed run's journal, start this run's."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_lock(self.out_dir)
+        self._owns_lock = held_lock is None  # a lock the caller holds is the caller's to release
+        self._lock = held_lock or acquire_lock(self.out_dir)
         try:
             return self._open_locked()
         except BaseException:
-            release_lock(self._lock)
-            self._lock = None
+            self._release_lock()
             raise
 
     def _open_locked(self) -> Recovery:
@@ -315,7 +316,7 @@ class Sink:
         self._journal.flush()
 
     def close(self) -> None:
-        """Compact what is pending, supersede older rows, remove the journal, release the lock.
+        """Compact what is pending, supersede older rows, remove the journal, release the lock it took.
 
         The lock is released even when a write fails (an OSError propagates): the journal then
         stays, and the next run recovers its rows.
@@ -335,8 +336,12 @@ class Sink:
         finally:
             with contextlib.suppress(OSError):  # already reported by the write that failed
                 self._journal.close()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._owns_lock and self._lock is not None:
             release_lock(self._lock)
-            self._lock = None
+        self._lock = None
 
     # -- internals
 

@@ -3,8 +3,11 @@
 Inputs: `manifest.parquet` (row_id, model), `results/part-*.parquet`, any `journal/` segments (a run
 in progress, or a crash not yet recovered), `runs/*.json` and `.lock`. Output: a `StatusSummary`.
 
-One row per expanded row (row_id) counts: the latest by finished_at, a final status beating `failed`, as the sink
-keeps them. Results whose request is no longer in the manifest are counted apart, never as done.
+One row per expanded row (row_id) counts: the latest by finished_at, a final status beating `failed`,
+as the sink keeps them. Results whose row is no longer in the manifest are counted apart, never as
+done, but their cost is in the spend: it is `batchrun.spend`'s, the figure the run's budget and
+`estimate` use. Every non-ok status is broken down by error kind (blocked: by finish reason and error
+kind), each with a count and one result's error message as an example.
 """
 
 from __future__ import annotations
@@ -16,26 +19,23 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batchrun.errors import UsageError
 from batchrun.journal import RunJournal, read_journal
 from batchrun.lock import lock_holder
 from batchrun.manifest import read_columns
-from batchrun.sink import (
-    FAILED,
-    FINAL_STATUSES,
-    latest_row_indices,
-    list_parts,
-    read_parts,
-    rows_to_table,
-)
+from batchrun.sink import FAILED, FINAL_STATUSES
+from batchrun.spend import latest_results, spend_of
 
 STATUSES = (*FINAL_STATUSES, FAILED)
 TOKEN_COLUMNS = ("prompt_tokens", "output_text_tokens", "output_image_tokens", "thoughts_tokens",
                  "total_tokens")
-RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "finish_reason", "error_kind", "cost_usd",
-                  "model", *TOKEN_COLUMNS)
+RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "finish_reason", "error_kind", "error_message",
+                  "cost_usd", "model", *TOKEN_COLUMNS)
+# What each non-ok status is broken down by, in the order `status` shows them.
+PROBLEM_KEYS = {FAILED: ("error_kind",), "invalid": ("error_kind",), "blocked": ("finish_reason", "error_kind")}
+NONE = "(none)"
+EXAMPLE_CHARS = 120  # of an example message in the text output; JSON has it whole
 
 
 @dataclass
@@ -48,11 +48,15 @@ class StatusSummary:
     pending: int = 0  # manifest requests without a final result (failed ones included)
     failed_by_error_kind: dict[str, int] = field(default_factory=dict)
     blocked_by_finish_reason: dict[str, int] = field(default_factory=dict)
-    spend_usd: float = 0.0
-    spend: list[dict[str, Any]] = field(default_factory=list)  # per model and status
+    # status -> [{error_kind (blocked: and finish_reason), count, example}], most frequent first
+    problems: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    spend_usd: float = 0.0  # every result's, in the manifest or not: what the run's budget counts
+    spend: list[dict[str, Any]] = field(default_factory=list)  # per model and status, manifest results only
     unpriced_results: int = 0  # results that report usage but have no cost (no price for their model)
     tokens: dict[str, int] = field(default_factory=dict)
     not_in_manifest: int = 0
+    not_in_manifest_spend_usd: float = 0.0
+    spec_changed: bool = False  # the spec or its inputs changed since the manifest was planned
     live_pid: int | None = None
     in_flight: int | None = None  # now (live run) or at the last crash
     crashed_run_id: str | None = None
@@ -62,21 +66,24 @@ class StatusSummary:
         return sum(self.done[status] for status in FINAL_STATUSES)
 
     def to_json(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (`json.dumps` takes it as is)."""
-        return {**asdict(self), "final": self.final}
+        """The summary as a JSON-ready dict (`json.dumps` takes it as is), money rounded to 6 decimals."""
+        document = {**asdict(self), "final": self.final}
+        document["spend_usd"] = round(self.spend_usd, 6)
+        document["not_in_manifest_spend_usd"] = round(self.not_in_manifest_spend_usd, 6)
+        document["spend"] = [{**row, "cost_usd": round(row["cost_usd"], 6)} for row in self.spend]
+        return document
 
 
-def summarize(out_dir: Path) -> StatusSummary:
+def summarize(out_dir: Path, *, spec_changed: bool = False) -> StatusSummary:
     """Read an output folder and count what is done, pending, failed, blocked and spent."""
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir)
-    summary = StatusSummary(str(out_dir), total=len(manifest), live_pid=lock_holder(out_dir))
-    # The journal before the parts: a row a live run moves from one to the other is seen twice, never missed.
+    summary = StatusSummary(str(out_dir), total=len(manifest), live_pid=lock_holder(out_dir),
+                            spec_changed=spec_changed)
     runs = read_journal(out_dir / "journal")
-    latest = _latest_results(out_dir, runs)
-    in_manifest = pc.is_in(latest["row_id"], manifest["row_id"])
-    summary.not_in_manifest = len(latest) - pc.sum(in_manifest.cast(pa.int64())).as_py() if len(latest) else 0
-    latest = _with_model(latest.filter(in_manifest), manifest)
+    latest = latest_results(out_dir, RESULT_COLUMNS, runs)
+    _count_all_spend(summary, latest, manifest["row_id"])
+    latest = _with_model(latest.filter(pc.is_in(latest["row_id"], manifest["row_id"])), manifest)
     _count_statuses(summary, latest)
     _count_spend(summary, latest)
     _read_in_flight(summary, out_dir, runs)
@@ -90,14 +97,15 @@ def _read_manifest(out_dir: Path) -> pa.Table:
     return read_columns(path, ["row_id", "model"])
 
 
-def _latest_results(out_dir: Path, runs: dict[str, RunJournal]) -> pa.Table:
-    """One row per row_id from the parts and any journal left by a live or crashed run."""
-    tables = [read_parts(list_parts(out_dir / "results"), RESULT_COLUMNS)]
-    journal_rows = [row for run in runs.values() for row in run.results]
-    if journal_rows:
-        tables.append(rows_to_table(journal_rows).select(list(RESULT_COLUMNS)))
-    rows = pa.concat_tables(tables)
-    return rows.take(latest_row_indices(rows))
+def _count_all_spend(summary: StatusSummary, latest: pa.Table, manifest_ids: pa.ChunkedArray) -> None:
+    """Spend of every result and of those no longer in the manifest, and how many results lack a price."""
+    spend = spend_of(latest, manifest_ids)
+    summary.spend_usd = spend.usd
+    summary.not_in_manifest, summary.not_in_manifest_spend_usd = (spend.not_in_manifest_results,
+                                                                  spend.not_in_manifest_usd)
+    has_usage = pc.or_(pc.is_valid(latest["prompt_tokens"]), pc.is_valid(latest["total_tokens"]))
+    unpriced = pc.and_(has_usage, pc.is_null(latest["cost_usd"]))
+    summary.unpriced_results = pc.sum(unpriced.cast(pa.int64())).as_py() or 0
 
 
 def _with_model(latest: pa.Table, manifest: pa.Table) -> pa.Table:
@@ -118,6 +126,17 @@ def _count_statuses(summary: StatusSummary, latest: pa.Table) -> None:
     summary.failed_by_error_kind = _value_counts(failed["error_kind"])
     blocked = latest.filter(pc.equal(latest["status"], "blocked"))
     summary.blocked_by_finish_reason = _value_counts(blocked["finish_reason"])
+    summary.problems = {status: _problems(latest, status, keys) for status, keys in PROBLEM_KEYS.items()}
+
+
+def _problems(latest: pa.Table, status: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Results of one status grouped by `keys`: each group's count and one error message as an example."""
+    rows = latest.filter(pc.equal(latest["status"], status))
+    rows = pa.table({**{key: rows[key].fill_null(NONE) for key in keys}, "message": rows["error_message"]})
+    grouped = rows.group_by(list(keys), use_threads=False).aggregate([("message", "first"), ([], "count_all")])
+    groups = [{**{key: group[key] for key in keys}, "count": group["count_all"], "example": group["message_first"]}
+              for group in grouped.to_pylist()]
+    return sorted(groups, key=lambda group: (-group["count"], *(group[key] for key in keys)))
 
 
 def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
@@ -127,10 +146,7 @@ def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
 
 
 def _count_spend(summary: StatusSummary, latest: pa.Table) -> None:
-    summary.spend_usd = pc.sum(latest["cost_usd"]).as_py() or 0.0
-    has_usage = pc.or_(pc.is_valid(latest["prompt_tokens"]), pc.is_valid(latest["total_tokens"]))
-    unpriced = pc.and_(has_usage, pc.is_null(latest["cost_usd"]))
-    summary.unpriced_results = pc.sum(unpriced.cast(pa.int64())).as_py() or 0
+    """Tokens, and spend per model and status, of the manifest's results."""
     summary.tokens = {name: pc.sum(latest[name]).as_py() or 0 for name in TOKEN_COLUMNS}
     grouped = latest.group_by(["model", "status"]).aggregate([("cost_usd", "sum"), ("row_id", "count")])
     rows = grouped.rename_columns(["model", "status", "cost_usd", "results"]).to_pylist()
@@ -169,16 +185,18 @@ def format_status(summary: StatusSummary) -> str:
     """The summary as a plain-text table."""
     live = f"  (run in progress, pid {summary.live_pid})" if summary.live_pid else ""
     failed = summary.done[FAILED]
-    lines = [
-        summary.out_dir + live,
+    lines = [summary.out_dir + live]
+    if summary.spec_changed:
+        lines.append("the spec changed since the last plan: counts are for the old manifest; "
+                     "`batchrun plan` refreshes it")
+    lines += [
         _row("requests", summary.total),
         _row("done", summary.final, ", ".join(f"{s} {summary.done[s]:,}" for s in FINAL_STATUSES)),
         _row("pending", summary.pending, f"failed {failed:,}, never sent {summary.pending - failed:,}"),
     ]
-    lines += [_row(f"  failed: {kind}", count) for kind, count in summary.failed_by_error_kind.items()]
-    lines += [_row(f"  blocked: {reason}", n) for reason, n in summary.blocked_by_finish_reason.items()]
-    unpriced = f"   {summary.unpriced_results:,} results without a price" if summary.unpriced_results else ""
-    lines.append(f"{'spend':<24}{'$' + format(summary.spend_usd, ',.4f'):>16}{unpriced}")
+    for status, groups in summary.problems.items():
+        lines += [line for group in groups for line in _problem_lines(status, group)]
+    lines.append(_spend_line(summary))
     lines += [f"  {row['model'] + ' ' + row['status']:<22}{'$' + format(row['cost_usd'], ',.4f'):>16}"
               f"   {row['results']:,} results" for row in summary.spend]
     tokens = (f"{name.removesuffix('_tokens')} {count:,}" for name, count in summary.tokens.items())
@@ -190,10 +208,35 @@ def _row(label: str, count: int, detail: str = "") -> str:
     return f"{label:<24}{count:>16,}" + (f"   {detail}" if detail else "")
 
 
+def _problem_lines(status: str, group: dict[str, Any]) -> list[str]:
+    """`  failed: timeout   3`, and under it one example message cut to EXAMPLE_CHARS."""
+    label = group.get("finish_reason", NONE)
+    if label == NONE:
+        label = group["error_kind"]
+    lines = [_row(f"  {status}: {label}", group["count"])]
+    if group["example"]:
+        lines.append(f"      e.g. {_cut(group['example'], EXAMPLE_CHARS)}")
+    return lines
+
+
+def _cut(message: str, chars: int) -> str:
+    one_line = " ".join(message.split())
+    return one_line if len(one_line) <= chars else one_line[: chars - 1] + "…"
+
+
+def _spend_line(summary: StatusSummary) -> str:
+    details = []
+    if summary.not_in_manifest_spend_usd or summary.not_in_manifest:
+        details.append(f"(${summary.not_in_manifest_spend_usd:,.4f} on {summary.not_in_manifest:,} results no "
+                       f"longer in the manifest: the spec changed since they ran)")
+    if summary.unpriced_results:
+        details.append(f"{summary.unpriced_results:,} results without a price")
+    detail = "   " + "; ".join(details) if details else ""
+    return f"{'spend':<24}{'$' + format(summary.spend_usd, ',.4f'):>16}{detail}"
+
+
 def _notes(summary: StatusSummary) -> list[str]:
     notes = []
-    if summary.not_in_manifest:
-        notes.append(f"{summary.not_in_manifest:,} results belong to requests no longer in the manifest")
     if summary.in_flight is not None and summary.live_pid:
         notes.append(f"in flight now: {summary.in_flight:,}")
     elif summary.in_flight is not None:

@@ -2,7 +2,8 @@
 
 Each test drives the CLI as a subprocess and checks its exit code, the rows it left, and what the
 simulator's request log says it received: retries spent (exit 3), a bad key (exit 6), a spent daily
-quota (exit 7), a deadline (exit 5) and Ctrl-C (exit 130), each resumable by running again.
+quota (exit 7), a deadline (exit 5) and Ctrl-C (exit 130), each resumable by running again; and two
+first runs started at once, of which one runs and the other exits 9 (in-process simulator).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     serve,
     start_batchrun,
     text_job,
+    write_faults,
     write_spec,
 )
 
 REVOKED_KEY = "test-key-e2e-revoked-4242"  # listed in e2e_jobs/bad_key.yaml
+IN_PROCESS = {"kind": "simulator", "base_url": None, "api_key_env": None}
 
 
 def test_every_request_503_ends_with_exit_3_rows_failed_and_a_second_run_sends_them_again(tmp_path, serve):
@@ -176,3 +179,29 @@ def test_a_streamed_text_job_gets_the_same_text_and_usage_as_a_plain_one(tmp_pat
     for a, b in zip(plain_ids, streamed_ids):
         assert streamed_rows[b]["text"] == plain_rows[a]["text"] and streamed_rows[b]["text"]
         assert streamed_rows[b]["total_tokens"] == plain_rows[a]["total_tokens"] > 0
+
+
+def test_two_first_runs_at_once_one_runs_and_the_other_exits_9_with_one_line(tmp_path):
+    (tmp_path / "jobs").mkdir()
+    write_faults(tmp_path / "jobs", "slow", {"latency": {"distribution": "fixed", "ms": 200}})
+    provider = {**IN_PROCESS, "faults": "slow.yaml"}  # 60 requests, 2 at a time: the first run lasts ~6 s
+    spec = write_spec(tmp_path, text_job("twice", "", 60, provider=provider, limits={"concurrency": 2}))
+    logs = [tmp_path / "first.err", tmp_path / "second.err"]
+
+    runs = [start_batchrun(tmp_path, "run", str(spec), "--progress", "none", stderr=log, key=None) for log in logs]
+    try:
+        codes = [run.wait(timeout=RUN_TIMEOUT_S) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=RUN_TIMEOUT_S)
+
+    assert sorted(codes) == [0, 9], [log.read_text() for log in logs]
+    winner, loser = codes.index(0), codes.index(9)
+    refused = logs[loser].read_text().splitlines()
+    assert len(refused) == 1 and refused[0].startswith("batchrun: error: another batchrun run is writing ")
+    assert f"(pid {runs[winner].pid}); wait for it to end or stop it, then run again" in refused[0]
+    job = outputs(tmp_path, "twice")
+    assert len(job.ids) == 60 and sorted(r["request_id"] for r in job.rows()) == sorted(job.ids)
+    assert sorted(p.name for p in job.folder.iterdir() if p.is_file()) == ["calibration.json", "manifest.parquet"]

@@ -17,7 +17,11 @@ from batchrun.estimate import (
     read_calibration,
     write_calibration,
 )
+from batchrun.journal import result_values
 from batchrun.pricing import PriceCatalog
+from batchrun.records import ResultRecord
+from batchrun.sink import rows_to_table, write_part
+from batchrun.spend import JobSpend
 from batchrun.tokens import estimate_tokens
 
 TODAY = dt.date(2026, 11, 21)
@@ -138,6 +142,46 @@ def test_budget_verdict(image_job, catalog, budget, verdict):
     est = estimate_manifest(image_job, catalog, budget_usd=budget, today=TODAY)
     assert est.budget_verdict()[0] == verdict
     assert est.to_json()["budget"]["verdict"] == verdict
+
+
+@pytest.mark.parametrize(("stale", "verdict", "left"), [
+    (0.3, "fits", "$1.70 left of the $2.00 budget after $0.3000 spent"),
+    (1.0, "expected_fits", "$1.00 left of the $2.00 budget after $1.00 spent"),
+    (1.4, "over", "$0.6000 left of the $2.00 budget after $1.40 spent"),
+])
+def test_results_no_longer_in_the_manifest_take_their_cost_off_the_budget(image_job, catalog, stale, verdict, left):
+    # a $2 budget less what results of an older plan cost, against expected $0.68105 and high $1.65509
+    est = estimate_manifest(image_job, catalog, budget_usd=2.0, today=TODAY)
+    est.spent = JobSpend(usd=stale + 0.1, results=3, not_in_manifest_usd=stale, not_in_manifest_results=2)
+    assert est.budget_verdict()[0] == verdict
+    assert f"{left} on results no longer in the manifest" in est.budget_verdict()[1]
+    assert est.to_json()["budget"]["headroom_usd"] == round(2.0 - stale - 0.1, 6)
+
+
+def test_a_budget_already_spent_says_the_run_stops_at_once_and_how_to_go_on(image_job, catalog):
+    est = estimate_manifest(image_job, catalog, budget_usd=6.0, today=TODAY)
+    est.spent = JobSpend(usd=6.2, results=24, not_in_manifest_usd=6.2, not_in_manifest_results=24)
+    verdict, message = est.budget_verdict()
+    assert verdict == "spent"
+    assert "already cost $6.20 of the $6.00 cap, so a run stops at once; raise --max-cost" in message
+    data = est.to_json()
+    assert (data["spend_usd"], data["not_in_manifest_spend_usd"], data["budget"]["headroom_usd"]) == (6.2, 6.2, -0.2)
+
+
+def test_the_report_shows_what_the_folders_results_cost(image_job, catalog, tmp_path):
+    rows = [result_values(ResultRecord(request_id, "ok", 1, 1.0, 2.0, cost_usd=cost))
+            for request_id, cost in [("r0", 0.0675), ("old-1", 0.5), ("old-2", 0.25)]]
+    (tmp_path / "results").mkdir()
+    write_part(rows_to_table(rows), tmp_path / "results" / "part-000001.parquet")
+
+    text = estimate_report(image_job, tmp_path, catalog, budget_usd=2, today=TODAY)
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=2, today=TODAY))
+
+    assert ("Spent so far: $0.8175 on 3 results ($0.7500 on 2 results no longer in the manifest: "
+            "the spec changed since they ran)") in text.splitlines()
+    assert (data["spend_usd"], data["not_in_manifest_spend_usd"]) == (0.8175, 0.75)
+    assert data["budget"]["headroom_usd"] == 1.1825
+    assert data["budget"]["verdict"] == "expected_fits"  # $1.25 left for the manifest: high $1.66 is over it
 
 
 def test_no_budget_no_verdict(image_job, catalog):

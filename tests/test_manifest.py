@@ -6,7 +6,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchrun.manifest import MANIFEST_SCHEMA, ManifestWriter, batch_to_records, iter_records, read_fingerprint, records_to_batch
+from batchrun.manifest import (
+    MANIFEST_SCHEMA,
+    ManifestWriter,
+    batch_to_records,
+    iter_records,
+    read_fingerprint,
+    records_to_batch,
+    remove_stale_temps,
+)
 from batchrun.records import ImageRef, RequestRecord, TokenEstimate
 
 IMAGE = ImageRef(path="photos/mug.png", sha256="ab" * 32, mime="image/png", bytes=123_456, width=1024, height=768)
@@ -82,6 +90,40 @@ def test_abort_leaves_no_file(tmp_path):
     assert not path.exists()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_writers_on_one_path_do_not_collide(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    first, second = ManifestWriter(path, "fp-first"), ManifestWriter(path, "fp-second")
+    first.write([record(i) for i in range(3)])
+    second.write([record(i) for i in range(2)])
+
+    first.commit()
+    assert [r.seq for r in iter_records(path)] == [0, 1, 2]
+    second.commit()
+
+    assert [r.seq for r in iter_records(path)] == [0, 1]
+    assert read_fingerprint(path) == "fp-second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.parquet"]
+
+
+def test_an_aborted_writer_removes_only_its_own_temporary_file(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    kept, aborted = ManifestWriter(path, "fp-kept"), ManifestWriter(path, "fp-aborted")
+    kept.write([record(0)])
+    aborted.abort()
+    kept.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.parquet"]
+    assert read_fingerprint(path) == "fp-kept"
+
+
+def test_temporary_manifests_of_a_killed_plan_are_removed(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    for name in ("manifest.parquet.tmp", "manifest.parquet.4242-0a1b2c3d.tmp"):
+        (tmp_path / name).write_bytes(b"half a manifest")
+    (tmp_path / "other.parquet.tmp").write_bytes(b"not ours")
+    assert remove_stale_temps(path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.parquet.tmp"]
 
 
 def test_commit_replaces_an_older_manifest(tmp_path):

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from batchrun.errors import SpecError
+from batchrun.errors import AlreadyRunning, SpecError
+from batchrun.lock import LOCK_NAME
 from batchrun.manifest import iter_records, read_fingerprint
 from batchrun.plan import fingerprint, manifest_is_current, manifest_path, plan_job, render_request
 from batchrun.spec import load_spec
@@ -127,6 +128,30 @@ def test_a_failed_plan_keeps_the_previous_manifest(tmp_path):
         plan_job(load_spec(spec))
     assert manifest.read_bytes() == before
     assert sorted(p.name for p in manifest.parent.iterdir()) == ["manifest.parquet"]
+
+
+def test_a_plan_while_another_process_holds_the_folders_lock_is_refused_and_replaces_nothing(tmp_path):
+    loaded = load_spec(DEMO)
+    plan_job(loaded)
+    before = manifest_path(loaded).read_bytes()
+    lock = loaded.output_dir / LOCK_NAME
+    lock.write_text(f"{os.getpid()}\n")  # a live pid: a run writing the folder
+    with pytest.raises(AlreadyRunning, match="another batchrun run is writing outputs/demo"):
+        plan_job(loaded)
+    assert lock.read_text() == f"{os.getpid()}\n"
+    assert manifest_path(loaded).read_bytes() == before
+    plan_job(loaded, lock_held=True)  # a run planning under the lock it holds
+    assert lock.read_text() == f"{os.getpid()}\n"
+
+
+def test_a_plan_removes_what_a_killed_plan_left_and_releases_its_lock(tmp_path):
+    loaded = load_spec(DEMO)
+    folder = loaded.output_dir
+    folder.mkdir(parents=True)
+    for name in ("manifest.parquet.tmp", "manifest.parquet.4242-0a1b2c3d.tmp"):
+        (folder / name).write_bytes(b"half a manifest")
+    plan_job(loaded)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.parquet"]
 
 
 def test_fingerprint_follows_the_spec_and_the_input_file(tmp_path):

@@ -18,6 +18,7 @@ from PIL import Image
 from batchrun import lock as lock_module
 from batchrun.errors import UsageError
 from batchrun.journal import RESULT_FIELDS
+from batchrun.lock import folder_lock
 from batchrun.records import ResultRecord
 from batchrun.sink import RESULT_SCHEMA, ImageFile, Recovery, Sink, pending_ids
 
@@ -402,6 +403,16 @@ def test_a_stale_lock_is_taken_over_and_released_at_close(tmp_path):
     sink = open_sink(out)
     assert (out / ".lock").read_text() == f"{os.getpid()}\n"
     sink.close()
+    assert not (out / ".lock").exists()
+
+
+def test_a_sink_opened_on_a_held_lock_leaves_it_to_its_holder(tmp_path):
+    out = tmp_path / "out"
+    with folder_lock(out) as lock:
+        sink = Sink(out, run_id="r")
+        sink.open(held_lock=lock)
+        sink.close()
+        assert lock_module.lock_holder(out) == os.getpid()  # still held, by the run around the sink
     assert not (out / ".lock").exists()
 
 

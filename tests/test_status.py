@@ -128,11 +128,91 @@ def test_the_crash_the_last_run_recovered_from_is_reported(tmp_path):
     assert summarize(out).in_flight is None
 
 
-def test_results_outside_the_manifest_are_counted_apart(tmp_path):
+def test_results_outside_the_manifest_are_counted_apart_but_their_cost_is_spent(tmp_path):
     out = make_folder(tmp_path, manifest_size=2)
-    write_rows(out, 1, [result("id0"), result("gone-1"), result("gone-2", cost_usd=9.0)])
+    write_rows(out, 1, [result("id0", cost_usd=0.5), result("gone-1"), result("gone-2", cost_usd=9.0)])
+
     summary = summarize(out)
-    assert (summary.final, summary.pending, summary.not_in_manifest, summary.spend_usd) == (1, 1, 2, 0.0)
+
+    assert (summary.final, summary.pending, summary.not_in_manifest) == (1, 1, 2)
+    assert (summary.spend_usd, summary.not_in_manifest_spend_usd) == (9.5, 9.0)
+    assert summary.spend == [{"model": "gemini-2.5-flash", "status": "ok", "cost_usd": 0.5, "results": 1}]
+    assert ("spend                            $9.5000   ($9.0000 on 2 results no longer in the manifest: "
+            "the spec changed since they ran)") in format_status(summary).splitlines()
+
+
+def test_a_journal_row_outside_the_manifest_is_spent_too(tmp_path):
+    out = make_folder(tmp_path, manifest_size=1)
+    write_rows(out, 1, [result("gone-1", "failed", finished_at=10.0, cost_usd=0.25)])
+    journal(out, "run-3", sent=["gone-1"], rows=[result("gone-1", finished_at=20.0, cost_usd=1.0)])
+
+    summary = summarize(out)
+
+    assert (summary.spend_usd, summary.not_in_manifest_spend_usd, summary.not_in_manifest) == (1.0, 1.0, 1)
+
+
+def test_a_spec_changed_since_the_plan_is_said_in_one_line(tmp_path):
+    out = make_folder(tmp_path)
+
+    changed, current = summarize(out, spec_changed=True), summarize(out)
+
+    line = ("the spec changed since the last plan: counts are for the old manifest; "
+            "`batchrun plan` refreshes it")
+    assert format_status(changed).splitlines()[1] == line
+    assert line not in format_status(current)
+    assert (changed.to_json()["spec_changed"], current.to_json()["spec_changed"]) == (True, False)
+
+
+def test_every_non_ok_status_is_broken_down_by_error_kind_with_an_example(tmp_path):
+    out = make_folder(tmp_path)
+    long_message = "Request contains an invalid argument: " + "x" * 200
+    write_rows(out, 1, [
+        result("id0", "invalid", error_kind="http_400", error_message=long_message),
+        result("id1", "invalid", error_kind="http_400", error_message="another 400"),
+        result("id2", "invalid", error_kind="unsupported_language", error_message="finishReason LANGUAGE"),
+        result("id3", "blocked", finish_reason="IMAGE_SAFETY", error_kind="safety_block",
+               error_message="finishReason IMAGE_SAFETY"),
+        result("id4", "blocked", error_kind="prompt_blocked", error_message="prompt blocked: OTHER"),
+        result("id5", "failed", error_kind="timeout"),
+        result("id6", "failed", error_kind="unavailable", error_message="The model is overloaded."),
+        result("id7", "failed", error_kind="unavailable", error_message="The model is overloaded."),
+        result("id8", "ok"),
+    ])
+
+    summary = summarize(out)
+
+    assert summary.problems == {
+        "failed": [{"error_kind": "unavailable", "count": 2, "example": "The model is overloaded."},
+                   {"error_kind": "timeout", "count": 1, "example": None}],
+        "invalid": [{"error_kind": "http_400", "count": 2, "example": long_message},
+                    {"error_kind": "unsupported_language", "count": 1, "example": "finishReason LANGUAGE"}],
+        "blocked": [{"finish_reason": "(none)", "error_kind": "prompt_blocked", "count": 1,
+                     "example": "prompt blocked: OTHER"},
+                    {"finish_reason": "IMAGE_SAFETY", "error_kind": "safety_block", "count": 1,
+                     "example": "finishReason IMAGE_SAFETY"}],
+    }
+    assert json.loads(json.dumps(summary.to_json()))["problems"] == summary.problems
+    text = format_status(summary).splitlines()
+    invalid = text.index("  invalid: http_400                    2")
+    assert text[invalid + 1] == "      e.g. " + long_message[:119] + "…"
+    assert "  blocked: prompt_blocked               1" in text
+    assert "  blocked: IMAGE_SAFETY                1" in text
+    assert "e.g." not in text[text.index("  failed: timeout                      1") + 1]  # no message, no example
+    assert summary.blocked_by_finish_reason == {"(none)": 1, "IMAGE_SAFETY": 1}  # the older keys still hold
+    assert summary.failed_by_error_kind == {"unavailable": 2, "timeout": 1}
+
+
+def test_json_money_is_rounded_to_six_decimals(tmp_path):
+    out = make_folder(tmp_path)
+    write_rows(out, 1, [result("id0", cost_usd=0.1), result("id1", cost_usd=0.2), result("gone", cost_usd=0.1),
+                        result("id2", cost_usd=3.2991080000000004)])
+
+    text = json.dumps(summarize(out).to_json())
+    document = json.loads(text)
+
+    assert (document["spend_usd"], document["not_in_manifest_spend_usd"]) == (3.699108, 0.1)
+    assert [row["cost_usd"] for row in document["spend"]] == [3.599108]
+    assert "00000" not in text and "99999" not in text
 
 
 def test_usage_without_a_cost_is_counted_as_unpriced(tmp_path):

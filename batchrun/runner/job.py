@@ -1,8 +1,9 @@
 """`batchrun run` and `batchrun estimate`: from a spec to a finished (or cleanly stopped) run.
 
-Wires the stages: load the spec, plan if the manifest is stale, open the sink (recovering a crashed
-run), compute what is pending, build the client, limiter, retry policy and provider, run the pool,
-close the sink, calibrate the estimate, and turn how it ended into an exit code.
+Wires the stages: load the spec, take the output folder's lock (held to the end), plan if the manifest
+is stale, open the sink (recovering a crashed run), compute what is pending, build the client, limiter,
+retry policy and provider, run the pool, close the sink, calibrate the estimate, and turn how it ended
+into an exit code.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..errors import (
     unsendable_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
+from ..lock import acquire_lock, release_lock
 from ..manifest import read_columns
 from ..plan import manifest_is_current, manifest_path, plan_job
 from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
@@ -47,6 +49,7 @@ from ..records import RequestRecord, Usage
 from ..sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
 from ..status import last_run_record
 from ..spec import LoadedSpec, load_spec
+from ..spend import job_spend
 from .clock import MonotonicClock
 from .limiter import Limiter
 from .pending import RETRYABLE_FINAL, Work, iter_work, plan_work
@@ -146,14 +149,14 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
 
 
-def prepare(loaded: LoadedSpec) -> LoadedSpec:
-    """Warn, and plan again when the manifest is missing or older than the spec or its inputs."""
+def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
+    """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec."""
     from ..lifecycle import lifecycle_warning
 
     for line in loaded.warnings:
         log.warning(line)
     if not manifest_is_current(loaded):
-        summary = plan_job(loaded)
+        summary = plan_job(loaded, lock_held=lock_held)
         for line in summary.warnings:
             log.warning(line)
         log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
@@ -194,9 +197,21 @@ def usable_key(value: str | None, env: str, shown: str) -> str:
 
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
+    # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
+    try:
+        lock = acquire_lock(loaded.output_dir)
+    except OSError as exc:
+        raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
+    try:
+        return _run_locked(loaded, options, lock)
+    finally:
+        release_lock(lock)
+
+
+def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path) -> int:
     started = time.monotonic()
     key = api_key(loaded)
-    prepare(loaded)
+    prepare(loaded, lock_held=True)
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
     cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
@@ -206,7 +221,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
     sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
     try:
-        recovery = sink.open()
+        recovery = sink.open(held_lock=lock)
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     held: list[Finished] = []
@@ -320,7 +335,8 @@ def results_table(out_dir: Path, columns: tuple[str, ...]) -> pa.Table:
 
 
 def spent_so_far(out_dir: Path) -> float:
-    return float(pc.sum(results_table(out_dir, ("cost_usd",))["cost_usd"]).as_py() or 0.0)
+    """Every result's cost, in the manifest or not: the figure `status` and `estimate` show too."""
+    return job_spend(out_dir).usd
 
 
 async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, budget) -> WorkerPool:

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import anyio
 import httpx
 
-from ..records import Outcome, ProviderReply, RequestRecord, ResultRecord, Usage
+from ..records import Outcome, ProviderReply, RequestRecord, Usage
 from .retry import RetryPolicy, send_with_retries
 from .saving import Finished, save_finished
 from .writeerrors import write_error_message
