@@ -190,7 +190,7 @@ def format_status(summary: StatusSummary) -> str:
         lines.append("the spec changed since the last plan: counts are for the old manifest; "
                      "`batchrun plan` refreshes it")
     lines += [
-        _row("requests", summary.total),
+        _row("rows", summary.total),
         _row("done", summary.final, ", ".join(f"{s} {summary.done[s]:,}" for s in FINAL_STATUSES)),
         _row("pending", summary.pending, f"failed {failed:,}, never sent {summary.pending - failed:,}"),
     ]

@@ -241,7 +241,7 @@ def test_the_text_table_and_json_carry_the_numbers(tmp_path):
     text = format_status(summary)
     document = json.loads(json.dumps(summary.to_json()))
 
-    assert "requests                              10" in text
+    assert "rows                                  10" in text
     assert "pending                                9   failed 1, never sent 8" in text
     assert "  failed: http_503                     1" in text
     assert "$1.2500" in text

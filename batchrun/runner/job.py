@@ -197,20 +197,20 @@ def usable_key(value: str | None, env: str, shown: str) -> str:
 
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
+    key = api_key(loaded)  # before anything is written: a bad key leaves no trace
     # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
     try:
         lock = acquire_lock(loaded.output_dir)
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     try:
-        return _run_locked(loaded, options, lock)
+        return _run_locked(loaded, options, lock, key)
     finally:
         release_lock(lock)
 
 
-def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path) -> int:
+def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None) -> int:
     started = time.monotonic()
-    key = api_key(loaded)
     prepare(loaded, lock_held=True)
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
