@@ -105,6 +105,7 @@ class PlanCounts:
     input_rows: int = 0
     requests: int = 0  # records (expanded rows), shared requests included
     duplicates: int = 0  # records whose request an earlier record makes too
+    named: bool = False  # some record has an image name
     models: set[str] = field(default_factory=set)
 
 
@@ -176,6 +177,10 @@ class Expander:
                 if record is not None:
                     yield record
 
+    def forget_ids(self) -> None:
+        """Drop the request ids seen so far (memory), once every row is expanded."""
+        self._seen_ids = {}
+
     def finish(self) -> None:
         """Raise the collected image problems, if any."""
         if self.image_problem_rows == 1:
@@ -228,7 +233,8 @@ class Expander:
             self.counts.duplicates += 1
         else:
             self._seen_ids[key] = None
-        wants_image = body_wants_image(body)
+        output_name = self._output_name(variables, number, row) if body_wants_image(body) else None
+        self.counts.named = self.counts.named or output_name is not None
         seq = self.counts.requests
         self.counts.requests += 1
         return RequestRecord(
@@ -238,7 +244,7 @@ class Expander:
             body=body,
             variables=variables,
             images=refs,
-            output_name=self._output_name(variables, number, row) if wants_image else None,
+            output_name=output_name,
             estimate=self._estimate(body, prompt, refs, model, facts),
             input_row=number,
         )

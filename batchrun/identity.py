@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,34 +26,27 @@ import pyarrow.parquet as pq
 from .errors import SpecError
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """What the check found: rows in all, distinct requests, rows that reuse another row's request."""
-
-    rows: int
-    requests: int
-    shared_rows: int
-
-
 def shared_row_id(request_id: str, output_name: str | None, variables: str, occurrence: int) -> str:
     """The row id of one of several rows that make the same request."""
     key = output_name if output_name is not None else f"{variables}\x00{occurrence}"
     return hashlib.sha256(f"{request_id}\x00{key}".encode()).hexdigest()[:32]
 
 
-def settle_identity(path: Path, shown: str, keys: list[str], *, hint: str = "") -> Identity:
-    """Check image names are distinct and give rows that share a request their own ids.
+def settle_identity(path: Path, shown: str, keys: list[str], *, named: bool, shared: bool, hint: str = "") -> None:
+    """Check image names are distinct (when rows are `named`) and give rows that share a request their own ids.
 
     `keys` are the variables that name a row in a message: the input's id column, the matrix keys.
+    Each check reads only the column it needs, and only when the expansion says it is needed.
     """
-    index = pq.read_table(path, columns=["request_id", "output_name"])
-    _refuse_colliding_names(path, index["output_name"], shown, keys, hint)
-    counts = pc.value_counts(index["request_id"])
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-    rows, requests = len(index), len(counts)
-    if len(repeated):
-        _rewrite_row_ids(path, pc.is_in(index["request_id"], value_set=repeated))
-    return Identity(rows, requests, rows - requests)
+    if named:
+        names = pq.read_table(path, columns=["output_name"])["output_name"]
+        _refuse_colliding_names(path, names, shown, keys, hint)
+        del names
+    if shared:
+        requests = pq.read_table(path, columns=["request_id"])["request_id"]
+        counts = pc.value_counts(requests)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        _rewrite_row_ids(path, pc.is_in(requests, value_set=repeated))
 
 
 def _refuse_colliding_names(path: Path, names: pa.ChunkedArray, shown: str, keys: list[str], hint: str) -> None:
@@ -107,6 +99,6 @@ def _rewrite_row_ids(path: Path, shared: pa.ChunkedArray) -> None:
         row_ids[position] = shared_row_id(request, name, variables, occurrence)
     column = table.schema.get_field_index("row_id")
     table = table.set_column(column, table.schema.field(column), pa.array(row_ids, pa.string()))
-    tmp = path.with_name(path.name + ".ids")
+    tmp = path.with_name(path.name + ".ids.tmp")  # a temporary name remove_stale_temps knows
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)

@@ -21,7 +21,7 @@ from .expand import Expander, canonical_json
 from .identity import settle_identity
 from .inputs import input_file, iter_row_batches
 from .lock import folder_lock
-from .manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint, remove_stale_temps
+from .manifest import MANIFEST_NAME, ManifestWriter, iter_records, read_fingerprint, remove_stale_temps
 from .records import RequestRecord
 from .spec import LoadedSpec
 
@@ -90,17 +90,16 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
     if remove_stale_temps(manifest_path(loaded)):
         log.info("removed temporary manifests an interrupted plan left in %s", loaded.output_dir)
     writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
-    shown: list[RequestRecord] = []
     try:
         with _full_collections_deferred():
             records = expander.expand(itertools.chain.from_iterable(iter_row_batches(loaded, batch_rows)))
             while batch := list(itertools.islice(records, batch_rows)):
-                if len(shown) < show:
-                    shown.extend(batch[: show - len(shown)])
                 writer.write(batch)
         expander.finish()
+        expander.forget_ids()  # the check below reads the file; the ids seen are no longer needed
         keys = [*([expander.id_column] if expander.id_column else []), *expander.combos[0]]
-        identity = settle_identity(writer.close(), loaded.shown, keys, hint=_name_hint(loaded))
+        settle_identity(writer.close(), loaded.shown, keys, named=expander.counts.named,
+                        shared=expander.counts.duplicates > 0, hint=_name_hint(loaded))
     except BaseException:
         writer.abort()
         raise
@@ -109,16 +108,16 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
     spec = loaded.spec
     return PlanSummary(
         manifest=writer.path,
-        requests=identity.requests,
-        rows=identity.rows,
+        requests=writer.rows - expander.counts.duplicates,
+        rows=writer.rows,
         input_rows=expander.counts.input_rows,
         combinations=len(expander.combos) // spec.request.variants,
         variants=spec.request.variants,
         models=sorted(expander.counts.models),
         images=len(distinct),
         image_bytes=sum(ref.bytes for ref in distinct),
-        shared_rows=identity.shared_rows,
-        shown=shown,
+        shared_rows=expander.counts.duplicates,
+        shown=list(itertools.islice(iter_records(writer.path), show)) if show else [],
         warnings=expander.warnings,
     )
 
@@ -152,6 +151,8 @@ def _full_collections_deferred() -> Iterator[None]:
 def render_request(record: RequestRecord) -> str:
     """One request as a person reviews it: id, output name and the body (image bytes as their hash)."""
     head = {"request_id": record.request_id, "seq": record.seq, "model": record.model}
+    if record.row_id != record.request_id:
+        head["row_id"] = record.row_id
     if record.output_name:
         head["output_name"] = record.output_name
     return json.dumps({**head, "body": record.body}, indent=2, ensure_ascii=False)

@@ -281,6 +281,12 @@ class Sink:
         """Request ids whose latest row is final (ok, blocked, invalid)."""
         return self._final_and_failed()[0]
 
+    def spent_usd(self) -> float:
+        """What every result of the folder cost: after `open()` the parts hold one row per row_id, so a
+        plain sum over them is `spend.job_spend` without the work of finding the latest rows."""
+        parts = read_parts(list_parts(self.results_dir), ("cost_usd",))
+        return float(pc.sum(parts["cost_usd"]).as_py() or 0.0)
+
     def latest_rows(self) -> pa.Table:
         """The latest row of each row_id (row_id, request_id, status, finished_at)."""
         if not self._run_index and not self._pending:

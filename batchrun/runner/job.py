@@ -231,7 +231,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
                          retry=options.retry)
         _reuse_saved_replies(sink, work)
-        spent = spent_so_far(loaded.output_dir)
+        spent = sink.spent_usd()
         progress = Progress(total=work.rows - work.reusable_rows, prior_spend_usd=spent)
         log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
                  f"{len(work.send):,}", spent)

@@ -47,10 +47,11 @@ def plan_work(manifest: Path, latest: pa.Table, *, retry_failed: bool = True,
     """The rows of a manifest this run must finish, and how."""
     rows = read_columns(manifest, ["row_id", "request_id"])
     kept = (set(FINAL_STATUSES) - retry) | (set() if retry_failed else {FAILED})
-    done = latest.filter(pc.is_in(latest["status"], pa.array(sorted(kept), pa.string())))
-    pending = rows.filter(pc.invert(pc.is_in(rows["row_id"], value_set=done["row_id"])))
-    kept_failed = 0 if retry_failed else int(pc.sum(pc.equal(done["status"], FAILED)).as_py() or 0)
-    replies = _reusable_replies(latest, retry)
+    done = pc.is_in(latest["status"], pa.array(sorted(kept), pa.string()))
+    done_ids = latest["row_id"].filter(done).combine_chunks()  # one column: a resumed job has many
+    pending = rows.filter(pc.invert(pc.is_in(rows["row_id"], value_set=done_ids)))
+    kept_failed = 0 if retry_failed else int(pc.sum(pc.and_(done, pc.equal(latest["status"], FAILED))).as_py() or 0)
+    replies = _reusable_replies(latest, pending["request_id"], retry)
     reusable_mask = pc.is_in(pending["request_id"], value_set=replies["request_id"])
     reusable = _with_sources(_with_names(manifest, pending.filter(reusable_mask)), replies)
     send, shares = _group_by_request(manifest, pending.filter(pc.invert(reusable_mask)))
@@ -66,10 +67,12 @@ def _with_names(manifest: Path, rows: pa.Table) -> pa.Table:
     return rows.join(names, "row_id", join_type="left outer", use_threads=False)
 
 
-def _reusable_replies(latest: pa.Table, retry: frozenset[str]) -> pa.Table:
-    """One final row per request_id whose reply other rows may copy (request_id, source_row_id)."""
+def _reusable_replies(latest: pa.Table, wanted: pa.ChunkedArray, retry: frozenset[str]) -> pa.Table:
+    """One final row per wanted request_id whose reply other rows may copy (request_id, source_row_id)."""
     usable = sorted(set(FINAL_STATUSES) - retry)
-    final = latest.filter(pc.is_in(latest["status"], pa.array(usable, pa.string())))
+    # the pending requests are few beside the results of a resumed job: filter by them first
+    final = latest.filter(pc.is_in(latest["request_id"], value_set=pc.unique(wanted.combine_chunks())))
+    final = final.filter(pc.is_in(final["status"], pa.array(usable, pa.string())))
     firsts = final.group_by("request_id", use_threads=False).aggregate([("row_id", "first")])
     return firsts.rename_columns(["request_id", "source_row_id"])
 
