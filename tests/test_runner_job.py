@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import pytest
 
 from batchrun.errors import UsageError
@@ -71,3 +75,29 @@ def test_api_key_of_the_simulator_is_none(tmp_path, monkeypatch):
     (tmp_path / "x.yaml").write_text(SPEC + "provider: {kind: simulator}\n", encoding="utf-8")
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     assert api_key(load_spec(tmp_path / "x.yaml")) is None
+
+
+def test_retry_names_the_final_statuses_to_send_again():
+    from batchrun.runner.job import parse_retry
+
+    assert parse_retry(None) == frozenset()
+    assert parse_retry("invalid, Blocked") == {"invalid", "blocked"}
+    with pytest.raises(UsageError) as caught:
+        parse_retry("ok,invalid")
+    assert str(caught.value) == ("--retry 'ok,invalid': ok is not a status to send again; use invalid and/or "
+                                 "blocked (failed rows are sent again by default)")
+
+
+@pytest.mark.parametrize("code, fix", [
+    (errno.ENOSPC, "the disk is full: free space on it"),
+    (errno.EROFS, "the file system is read-only: remount it writable, or set output.dir to a writable folder"),
+    (errno.EACCES, "no permission to write there"),
+    (errno.ENOENT, "fix the cause"),
+])
+def test_a_write_error_says_where_and_what_to_do(code, fix):
+    from batchrun.runner.writeerrors import write_error_message
+
+    named = write_error_message(OSError(code, os.strerror(code), "/out/images/a.png"))
+    assert named.startswith(f"could not write /out/images/a.png: {os.strerror(code)} ({errno.errorcode[code]}); ")
+    assert fix in named
+    assert write_error_message(OSError(code, os.strerror(code)), Path("/out")).startswith("could not write in /out: ")

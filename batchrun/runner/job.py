@@ -230,9 +230,9 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         _report_endpoint_change(loaded, sink, options)
         work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
                          retry=options.retry)
-        _reuse_saved_replies(sink, work)
+        copied = _reuse_saved_replies(sink, work)
         spent = sink.spent_usd()
-        progress = Progress(total=work.rows - work.reusable_rows, prior_spend_usd=spent)
+        progress = Progress(total=work.rows - copied, prior_spend_usd=spent)
         log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
                  f"{len(work.send):,}", spent)
         pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
@@ -271,15 +271,19 @@ def provider_endpoint(loaded: LoadedSpec) -> str:
     return "simulator (in process)" if provider.kind == "simulator" else provider.url
 
 
-def _reuse_saved_replies(sink: Sink, work: Work) -> None:
-    """Rows whose request already has a saved reply take a copy of it; nothing is sent for them."""
+def _reuse_saved_replies(sink: Sink, work: Work) -> int:
+    """Rows whose request already has a saved reply take a copy of it (nothing is sent); how many did."""
     if not work.reusable_rows:
-        return
-    again = copy_replies(sink, work.reusable)
+        return 0
+    try:
+        again = copy_replies(sink, work.reusable)
+    except OSError as exc:
+        raise WriteFailed(f"run stopped: {write_error_message(exc, sink.out_dir)}; nothing was sent") from None
     if again:
         work.send = pa.concat_arrays([work.send, pa.array(again, pa.string())])
-    log.info("%d rows took a copy of a reply already saved for the same request (nothing sent for them)",
-             work.reusable_rows - len(again))
+    copied = work.reusable_rows - len(again)
+    log.info("%d rows took a copy of a reply already saved for the same request (nothing sent for them)", copied)
+    return copied
 
 
 def _save_held(sink: Sink, held: list[Finished], wait_s: float, progress: Progress) -> list[Finished]:
@@ -315,8 +319,9 @@ def _close(sink: Sink, held: list[Finished]) -> None:
     try:
         sink.close()
     except OSError as exc:
+        lost = f"; {len(held)} replies that arrived could not be saved" if held else ""
         raise WriteFailed(f"run stopped: {write_error_message(exc, sink.out_dir)}; the results of this run are kept in "
-                          f"{sink.journal_dir} and `batchrun run` recovers them once it can write again") from None
+                          f"{sink.journal_dir} and `batchrun run` recovers them once it can write again{lost}") from None
 
 
 def _run_id() -> str:
@@ -443,8 +448,12 @@ def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
     from ..estimate import write_calibration
 
     results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from"))
-    if results.num_rows:
+    if not results.num_rows:
+        return
+    try:
         write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
+    except OSError as exc:  # only the next estimate's calibration is lost
+        log.warning("calibration not saved: %s", write_error_message(exc, loaded.output_dir))
 
 
 def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int, held: list[Finished],
