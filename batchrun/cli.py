@@ -6,6 +6,7 @@ Nothing imports this module. Logging is configured here and only here, from -v /
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BatchrunError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BatchrunError, UsageError
 
 log = logging.getLogger("batchrun")
 
@@ -224,10 +225,16 @@ def cmd_simulate(args) -> int:
     def ready(port: int) -> None:
         print(f"batchrun simulator listening on http://{args.host}:{port}", flush=True)
 
-    serve(
-        args.host, args.port, profile=args.profile, faults_file=args.faults, seed=args.seed,
-        request_log=args.request_log, on_ready=ready,
-    )
+    try:
+        serve(
+            args.host, args.port, profile=args.profile, faults_file=args.faults, seed=args.seed,
+            request_log=args.request_log, on_ready=ready,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(f"port {args.port} on {args.host} is in use; pick another with --port, "
+                         "or --port 0 for a free one") from None
     return 0
 
 

@@ -9,6 +9,7 @@
           ├── DeadlineReached           5
           ├── AuthFailed                6   bad key, no permission: stop at once
           ├── QuotaExhausted            7   a per-day quota: wait for the reset
+          ├── BillingStopped           12   the prepaid credit is used up (402): add credit
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           └── Interrupted             130   Ctrl-C
@@ -32,6 +33,7 @@ EXIT_NOT_OK = 8
 EXIT_RUNNING = 9
 EXIT_WRITE = 10
 EXIT_CONFIG = 11
+EXIT_BILLING = 12
 EXIT_INTERRUPTED = 130
 
 
@@ -115,6 +117,10 @@ class AuthFailed(RunStopped):
 
 class QuotaExhausted(RunStopped):
     exit_code = EXIT_QUOTA
+
+
+class BillingStopped(RunStopped):
+    exit_code = EXIT_BILLING
 
 
 class WriteFailed(RunStopped):

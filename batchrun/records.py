@@ -92,6 +92,7 @@ class Outcome(str, enum.Enum):
     RETRY = "retry"  # worth sending again (429, 5xx, timeout, no image ...)
     STOP_AUTH = "stop_auth"  # stop the run: bad key or no permission
     STOP_QUOTA = "stop_quota"  # stop the run: a per-day quota is spent
+    STOP_BILLING = "stop_billing"  # stop the run: the account's prepaid credit is used up
 
 
 @dataclass(slots=True)

@@ -166,6 +166,7 @@ class LimitsSpec(_Strict):
     tokens_per_minute: float | None = Field(None, gt=0)
     images_per_minute: float | None = Field(None, gt=0)
     timeout_s: float = Field(180.0, gt=0)
+    input_image_mb_in_flight: float = Field(256.0, gt=0)  # input image bytes held by requests in flight
 
 
 class RetrySpec(_Strict):

@@ -325,3 +325,24 @@ def test_quota_reset_time_is_the_next_pacific_midnight(now, reset):
 def test_quota_reset_time_eve_of_dst_is_half_an_hour_away():
     now = datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc)
     assert quota_reset_time(now) - now == timedelta(minutes=30)
+
+
+DEPLETED = {"@type": ERROR_INFO, "reason": "PREPAYMENT_CREDITS_DEPLETED", "domain": "googleapis.com"}
+
+
+@pytest.mark.parametrize("status, payload", [
+    (402, google_error(402, "RESOURCE_EXHAUSTED", DEPLETED, message="Your prepayment credits are depleted.")),
+    (402, {"error": {"code": 402, "message": "Payment required"}}),
+    (429, google_error(429, "RESOURCE_EXHAUSTED", DEPLETED, message="Your prepayment credits are depleted.")),
+    (200, google_error(429, "RESOURCE_EXHAUSTED", DEPLETED)),
+    (403, google_error(403, "PERMISSION_DENIED", {"@type": ERROR_INFO, "reason": "BILLING_DISABLED"})),
+])
+def test_a_spent_prepaid_balance_stops_the_run_as_a_billing_stop(status, payload):
+    reply = classify_error(status, payload, now=NOW)
+    assert (reply.outcome, reply.error_kind) == (Outcome.STOP_BILLING, "billing")
+
+
+def test_a_429_without_a_billing_reason_is_still_a_rate_limit():
+    other = {"@type": ERROR_INFO, "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"}
+    reply = classify_error(429, google_error(429, "RESOURCE_EXHAUSTED", other), now=NOW)
+    assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "rate_limited")

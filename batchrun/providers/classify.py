@@ -32,6 +32,9 @@ a short `error_kind`, and a retry delay when the server named one. Only structur
     401                                                      STOP_AUTH    auth
     403                                                      STOP_AUTH    permission
     error.type / error.code insufficient_quota (any status)  STOP_QUOTA   insufficient_quota
+    402 (a prepaid balance used up)                          STOP_BILLING billing
+    ErrorInfo reason PREPAYMENT_CREDITS_DEPLETED or          STOP_BILLING billing
+      BILLING_DISABLED (any status, a 429 included)
     429 + QuotaFailure quotaId containing "PerDay"           STOP_QUOTA   daily_quota
     429                                                      RETRY        rate_limited
     408, 504, 524                                            RETRY        timeout
@@ -87,6 +90,8 @@ INSUFFICIENT_QUOTA = frozenset(
         "organization_usage_limit_exceeded",
     }
 )
+# ErrorInfo reasons that say the account can't pay: no request will pass until someone adds credit.
+BILLING_REASONS = frozenset({"PREPAYMENT_CREDITS_DEPLETED", "BILLING_DISABLED"})
 # An error envelope in an HTTP 200 may carry only a Google status; this gives it a code.
 _GOOGLE_STATUS_CODES = {
     "INVALID_ARGUMENT": 400,
@@ -172,6 +177,8 @@ def classify_status(code: int | None, error: Mapping[str, Any]) -> tuple[Outcome
     """The outcome of an error from its status code and the envelope's structured fields."""
     if _marker(error, "type") in INSUFFICIENT_QUOTA or _marker(error, "code") in INSUFFICIENT_QUOTA:
         return Outcome.STOP_QUOTA, "insufficient_quota"
+    if code == 402 or BILLING_REASONS & set(error_info_reasons(error)):
+        return Outcome.STOP_BILLING, "billing"
     if code is None:
         if _marker(error, "code") == "invalid_request":
             return Outcome.INVALID, "invalid_request"

@@ -27,6 +27,7 @@ from ..errors import (
     EXIT_FAILURES,
     EXIT_OK,
     AuthFailed,
+    BillingStopped,
     BudgetReached,
     DeadlineReached,
     EXIT_NOT_OK,
@@ -68,6 +69,7 @@ STOP_ERRORS = {
     StopReason.INTERRUPTED: Interrupted,
     StopReason.WRITE: WriteFailed,
     StopReason.CONFIG: ConfigRejected,
+    StopReason.BILLING: BillingStopped,
 }
 
 
@@ -98,7 +100,7 @@ def run_command(args) -> int:
         write_wait_s=args.write_wait,
         concurrency=args.concurrency,
         grace_s=args.grace,
-        progress=args.progress,
+        progress="none" if args.quiet and args.progress == "auto" else args.progress,
         status_every=args.status_every,
     )
     return run_job(load_spec(args.spec), options)
@@ -235,13 +237,16 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         progress = Progress(total=work.rows - copied, prior_spend_usd=spent)
         log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
                  f"{len(work.send):,}", spent)
-        pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
-        held = _save_held(sink, pool.held, options.write_wait_s, progress)
+        stop = PoolStop()
+        if progress.total:
+            pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
+            stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
+        else:
+            log.info("nothing to send: every row of the job has a final result")
     finally:
         _close(sink, held)
     _calibrate(loaded, catalog)
-    return _finish(pool.stop, progress, time.monotonic() - started, work.kept_failed, held,
-                   _not_ok_rows(loaded))
+    return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
 
 
 def _report_recovery(recovery) -> None:
@@ -375,6 +380,7 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
         budget=budget, deadline=None if options.deadline_s is None else clock.now() + options.deadline_s,
         grace_s=options.grace_s, handle_signals=options.handle_signals,
         on_tick=_ticker(display, sink, options.status_every), tick_s=0.5, on_reply=_status_warner(),
+        input_image_bytes=int(limits.input_image_mb_in_flight * 1_000_000),
     )
     if not options.config_check:
         pool.probe.cleared = True
@@ -466,7 +472,7 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
             f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
-            f"{_held_note(stop, held)}; `batchrun run` again resumes"
+            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes"
         )
     if progress.failed:
         log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
@@ -484,6 +490,15 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
 
 def _rows(count: int) -> str:
     return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _in_flight_note(stop: PoolStop) -> str:
+    if stop.in_flight_abandoned:
+        return (f"; {stop.in_flight_abandoned} requests in flight were abandoned (they may be billed; the next "
+                "run sends them again)")
+    if stop.reason is StopReason.INTERRUPTED:
+        return "; every request in flight finished and was saved"
+    return ""
 
 
 def _held_note(stop: PoolStop, held: list[Finished]) -> str:

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from ..records import Outcome, ProviderReply, RequestRecord, Usage
+from .inputbytes import DEFAULT_MB, InputBytesBudget
 from .retry import RetryPolicy, send_with_retries
 from .saving import Finished, save_finished
 from .writeerrors import write_error_message
@@ -45,10 +47,18 @@ class StopReason(enum.Enum):
     INTERRUPTED = "interrupted"
     WRITE = "write"
     CONFIG = "config"
+    BILLING = "billing"
 
 
 # Invalid replies that may say more about the endpoint or model than about the request itself.
 CONFIG_ERROR_KINDS = frozenset({"invalid_request", "not_found", "client_error", "unexpected_status"})
+
+
+def billing_message(reply: ProviderReply) -> str:
+    """The stop line of a billing error: what the server said, and what to do."""
+    said = f" ({reply.error_message})" if reply.error_message else ""
+    return (f"billing: HTTP {reply.http_status}, the account cannot pay for more requests{said}; add credit or "
+            "turn on postpaid billing for the key's project, then run again; nothing was recorded")
 
 
 class ConfigProbe:
@@ -118,6 +128,7 @@ class PoolStop:
     reason: StopReason | None = None
     message: str = ""
     abandoned: int = 0
+    in_flight_abandoned: int = 0  # sends cut off by a second Ctrl-C or the end of the grace period
 
 
 class WorkerPool:
@@ -126,7 +137,8 @@ class WorkerPool:
                  worst_case: Callable[[RequestRecord], float | None], budget: Budget,
                  deadline: float | None = None, grace_s: float = 30.0, handle_signals: bool = False,
                  on_tick: Callable[[], None] | None = None, tick_s: float = 1.0,
-                 on_reply: Callable[[ProviderReply], None] | None = None) -> None:
+                 on_reply: Callable[[ProviderReply], None] | None = None,
+                 input_image_bytes: int = DEFAULT_MB * 1_000_000) -> None:
         self.provider, self.client, self.limiter, self.policy = provider, client, limiter, policy
         self.sink, self.progress, self.clock, self.concurrency = sink, progress, clock, concurrency
         self.cost, self.worst_case, self.budget = cost, worst_case, budget
@@ -134,6 +146,7 @@ class WorkerPool:
         self.on_tick, self.tick_s, self.on_reply = on_tick, tick_s, on_reply
         self.stop = PoolStop()
         self.probe = ConfigProbe()
+        self.input_bytes = InputBytesBudget(input_image_bytes)
         self.held: list[Finished] = []  # replies that arrived but could not be written
         self._waits: set[anyio.CancelScope] = set()
         self._settled = anyio.Event()
@@ -199,6 +212,9 @@ class WorkerPool:
     async def _work(self) -> None:
         while (record := self._next_record()) is not None:
             await self._process(record)
+            # a transport that answers without suspending (the simulator in process, a mock) would
+            # otherwise starve the signal and deadline watchers for the whole run
+            await anyio.lowlevel.checkpoint()
 
     async def _process(self, record: RequestRecord) -> None:
         worst = self.worst_case(record)
@@ -258,6 +274,17 @@ class WorkerPool:
         return True
 
     async def _attempt(self, record: RequestRecord) -> ProviderReply:
+        """One exchange, holding the record's input image bytes (if any) of the budget meanwhile."""
+        size = sum(ref.bytes for ref in record.images)
+        if not size:
+            return await self._exchange(record)
+        await self._wait(lambda: self.input_bytes.hold(size))
+        try:
+            return await self._exchange(record)
+        finally:
+            self.input_bytes.release(size)
+
+    async def _exchange(self, record: RequestRecord) -> ProviderReply:
         estimate = record.estimate
         tokens = estimate.input_text + estimate.input_image + estimate.output_image
         permit = await self._wait(lambda: self.limiter.acquire(tokens=tokens, images=estimate.images_out))
@@ -273,6 +300,9 @@ class WorkerPool:
         self.progress.in_flight += 1
         try:
             reply = await self.provider.send(self.client, record)
+        except anyio.get_cancelled_exc_class():
+            self.stop.in_flight_abandoned += 1
+            raise
         finally:
             self.progress.in_flight -= 1
         actual = reply.usage.total if reply.usage is not None else None
@@ -287,6 +317,9 @@ class WorkerPool:
             raise _Abandoned
         if reply.outcome is Outcome.STOP_QUOTA:
             self.request_stop(StopReason.QUOTA, reply.error_message or "daily quota exhausted")
+            raise _Abandoned
+        if reply.outcome is Outcome.STOP_BILLING:
+            self.request_stop(StopReason.BILLING, billing_message(reply))
             raise _Abandoned
         if reply.outcome is Outcome.RETRY:
             self.progress.errors[reply.error_kind or "retry"] += 1
@@ -360,14 +393,22 @@ class WorkerPool:
         """First Ctrl-C: stop sending, give in-flight requests `grace_s`. Second: abandon them now."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             interrupted = False
-            async for _ in signals:
+            async for received in signals:
                 if interrupted:
+                    log.warning("%s again: abandoning %d requests in flight", _signal_name(received),
+                                self.progress.in_flight)
                     self._workers.cancel_scope.cancel()
                     return
                 interrupted = True
                 self.stop.reason = None  # Ctrl-C overrides any earlier stop: exit 130
-                self.request_stop(StopReason.INTERRUPTED, f"waiting up to {self.grace_s:g}s for requests in flight")
+                self.request_stop(StopReason.INTERRUPTED, f"interrupted by {_signal_name(received)}")
+                log.warning("waiting up to %gs for %d requests in flight (Ctrl-C again abandons them)",
+                            self.grace_s, self.progress.in_flight)
                 self._workers.cancel_scope.deadline = anyio.current_time() + self.grace_s
+
+
+def _signal_name(number: int) -> str:
+    return "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
 
 
 class _InterruptibleClock:
