@@ -247,6 +247,22 @@ def start_batchrun(folder: Path, *args: str, stderr: Path | None = None, key: st
             err.close()
 
 
+def signal_when(process: subprocess.Popen, steps: list[tuple[re.Pattern[str], int]]) -> tuple[int, str]:
+    """For each (pattern, signal): wait for a stderr line matching it, then send the signal; then wait for
+    the end. Returns the exit code and the whole stderr; the process is killed if a wait fails."""
+    stderr = LineReader(process.stderr)
+    try:
+        for pattern, number in steps:
+            stderr.wait_for(pattern, RUN_TIMEOUT_S)
+            process.send_signal(number)
+        code = process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=RUN_TIMEOUT_S)
+    return code, stderr.text()
+
+
 def run_job(folder: Path, spec: Path, *extra: str, **kwargs: Any) -> subprocess.CompletedProcess:
     """`batchrun run SPEC --progress plain EXTRA...`."""
     return batchrun(folder, "run", str(spec), "--progress", "plain", *extra, **kwargs)

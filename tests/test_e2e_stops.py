@@ -16,11 +16,11 @@ import sys
 
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
-    LineReader,
     batchrun,
     outputs,
     run_job,
     serve,
+    signal_when,
     start_batchrun,
     text_job,
     write_spec,
@@ -56,17 +56,9 @@ def test_ctrl_c_stops_an_in_process_simulator_run_and_says_the_requests_in_fligh
     spec = write_spec(tmp_path, in_process_job("inproc-ctrl-c", 20_000))
     assert batchrun(tmp_path, "plan", str(spec)).returncode == 0
     process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--status-every", "0.2", key=None)
-    stderr = LineReader(process.stderr)
-    try:
-        stderr.wait_for(re.compile(r"done [1-9][\d,]*/20,000"), RUN_TIMEOUT_S)
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=RUN_TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=RUN_TIMEOUT_S)
 
-    text = stderr.text()
+    code, text = signal_when(process, [(re.compile(r"done [1-9][\d,]*/20,000"), signal.SIGINT)])
+
     assert code == 130, text
     last = text.strip().splitlines()[-1]
     assert last.startswith("batchrun: error: run stopped: interrupted by Ctrl-C; ")
@@ -80,19 +72,10 @@ def test_a_second_signal_abandons_the_requests_in_flight_and_the_last_line_count
     spec = write_spec(tmp_path, text_job("abandon", simulator.url, 300, limits={"concurrency": 4}))
     process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--status-every", "0.2",
                              "--grace", "60")
-    stderr = LineReader(process.stderr)
-    try:
-        stderr.wait_for(re.compile(r"done [1-9][\d,]*/300"), RUN_TIMEOUT_S)
-        process.send_signal(signal.SIGTERM)
-        stderr.wait_for(re.compile(r"waiting up to 60s for \d+ requests in flight"), RUN_TIMEOUT_S)
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=RUN_TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=RUN_TIMEOUT_S)
 
-    text = stderr.text()
+    code, text = signal_when(process, [(re.compile(r"done [1-9][\d,]*/300"), signal.SIGTERM),
+                                       (re.compile(r"waiting up to 60s for \d+ requests in flight"), signal.SIGINT)])
+
     assert code == 130, text
     last = text.strip().splitlines()[-1]
     assert last.startswith("batchrun: error: run stopped: interrupted by SIGTERM; ")
