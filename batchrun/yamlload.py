@@ -251,6 +251,8 @@ def _expansion_overflow(root: yaml.Node, max_nodes: int) -> tuple[int, bool] | N
 
 
 def _check_expansion(root: yaml.Node, text: str, loader_class: type, max_nodes: int) -> None:
+    if "&" not in text:  # no anchor, so no alias: the document is as large as it looks
+        return
     overflow = _expansion_overflow(root, max_nodes)
     if overflow is None:
         return

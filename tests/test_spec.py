@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
 
 
-@pytest.fixture(autouse=True, params=[
-    pytest.param("c", marks=pytest.mark.skipif("c" not in yamlload.LOADERS, reason="PyYAML built without libyaml")),
-    "pure",
-])
+NEEDS_LIBYAML = pytest.mark.skipif("c" not in yamlload.LOADERS, reason="PyYAML was built without libyaml")
+
+
+@pytest.fixture(autouse=True, params=[pytest.param("c", marks=NEEDS_LIBYAML), "pure"])
 def yaml_loader(request, monkeypatch) -> None:
     """Every spec is read by libyaml's parser and by PyYAML's pure-Python one."""
     monkeypatch.setattr(yamlload, "DEFAULT_LOADER", yamlload.LOADERS[request.param])
