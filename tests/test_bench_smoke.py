@@ -111,3 +111,11 @@ def test_sink_micro_prints_each_figure() -> None:
 def test_limiter_micro_prints_its_figures() -> None:
     lines = run_bench("limiter_micro.py", "--seconds", "0.2", "--workers", "4").stdout.splitlines()
     assert lines and all("per second" in line or "/s" in line for line in lines)
+
+
+def test_spec_load_reports_the_old_and_the_new_loader(tmp_path: Path) -> None:
+    result = figures("spec_load.py", "--rows", "50", "--runs", "1", "--work", str(tmp_path))
+    assert result["rows"] == 50 and result["benchmark"] == "spec_load"
+    assert {"old", "new_pure", "load_spec"} <= set(result["load_s"])
+    assert all(positive(v) for v in result["load_s"].values())
+    assert positive(result["old_over_new"]) and set(result["cli_s"]) == set(result["cli_cpu_s"]) == {"plan", "status", "help"}

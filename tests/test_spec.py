@@ -6,11 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.errors import SpecError
+from batchrun import yamlload
+from batchrun.errors import EXIT_USAGE, SpecError
 from batchrun.spec import DEFAULT_BASE_URL, LoadedSpec, is_template, load_spec, yaml_path
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
+
+
+NEEDS_LIBYAML = pytest.mark.skipif("c" not in yamlload.LOADERS, reason="PyYAML was built without libyaml")
+
+
+@pytest.fixture(autouse=True, params=[pytest.param("c", marks=NEEDS_LIBYAML), "pure"])
+def yaml_loader(request, monkeypatch) -> None:
+    """Every spec is read by libyaml's parser and by PyYAML's pure-Python one."""
+    monkeypatch.setattr(yamlload, "DEFAULT_LOADER", yamlload.LOADERS[request.param])
 
 
 def write(folder: Path, text: str) -> Path:
@@ -212,6 +222,45 @@ def test_unquoted_aspect_ratio_in_the_config(tmp_path):
     )
     config = load_spec(write(tmp_path, text)).spec.request.generation_config
     assert config == {"imageConfig": {"aspectRatio": "16:9"}}
+
+
+def test_rows_and_config_may_share_parts_through_anchors_and_merge_keys(tmp_path):
+    text = MINIMAL.replace("inputs: {rows: [{sku: A}]}\n", (
+        "inputs:\n"
+        "  rows:\n"
+        "    - &mug {sku: A, color: red, size: M}\n"
+        "    - {<<: *mug, sku: B}\n"
+        "    - {<<: *mug, sku: C, color: blue}\n"
+    )).replace("{prompt: 'Describe {{ sku }}'}", (
+        "\n  prompt: 'Describe {{ sku }}'\n"
+        "  generation_config: &config {temperature: 0.5}\n"
+        "  safety_settings: [{category: HARM_CATEGORY_HARASSMENT, threshold: BLOCK_NONE}]\n"
+    ))
+    spec = load_spec(write(tmp_path, text)).spec
+    assert spec.inputs.rows == [
+        {"sku": "A", "color": "red", "size": "M"},
+        {"sku": "B", "color": "red", "size": "M"},
+        {"sku": "C", "color": "blue", "size": "M"},
+    ]
+    assert spec.request.generation_config == {"temperature": 0.5}
+
+
+def test_an_alias_bomb_in_the_response_schema_is_refused_before_it_is_expanded(tmp_path):
+    levels = "abcdefghi"
+    schema = ["    responseSchema:", "      type: object", "      a: &a [x, x, x, x, x, x, x, x, x]"]
+    schema += [f"      {name}: &{name} [{', '.join([f'*{before}'] * 9)}]" for before, name in zip(levels, levels[1:])]
+    text = MINIMAL.replace("request: {prompt: 'Describe {{ sku }}'}\n", (
+        "request:\n  prompt: 'Describe {{ sku }}'\n  generation_config:\n    responseMimeType: application/json\n"
+    )) + "\n".join(schema) + "\n"
+    path = write(tmp_path, text)
+    assert text.splitlines()[15].startswith("      g: &g [*f, *f")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == (
+        f"{path}: line 16: the alias *f takes the spec past 1,000,000 nodes once expanded; "
+        "expand the aliases by hand, or keep the spec under 1,000,000 nodes"
+    )
+    assert caught.value.exit_code == EXIT_USAGE
 
 
 def test_the_spec_is_immutable(tmp_path):
