@@ -58,19 +58,8 @@ def image_server(args: argparse.Namespace, body: bytes):
     return harness.canned_server("--image-mb", str(args.image_mb))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--image-mb", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--work", type=Path, default=None)
-    parser.add_argument("--no-nginx", action="store_true", help="use the aiohttp canned server")
-    parser.add_argument("--simulator", action="store_true", help="against `batchrun simulate`, 1K images")
-    parser.add_argument("--simulator-source", type=Path, default=None, help="a source tree holding batchrun/")
-    args = parser.parse_args(argv)
-    work = harness.work_dir(args.work)
-    body = b"" if args.simulator else image_reply(args.image_mb)
+def measure(args: argparse.Namespace, work: Path, body: bytes) -> tuple[str, dict[str, list[float]], list[float]]:
+    """The server's name, images/s of the runner and of the loop run by run, the runner's peak RSS."""
     rates: dict[str, list[float]] = {"runner": [], "bare_image_loop": []}
     peaks: list[float] = []
     with image_server(args, body) as server:
@@ -88,9 +77,25 @@ def main(argv: list[str] | None = None) -> None:
                                                       args.simulator))
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.1f} images/s" for k, v in rates.items())
                   + f", runner peak RSS {peak:,.0f} MB", flush=True)
+    return server.name, rates, peaks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--image-mb", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--no-nginx", action="store_true", help="use the aiohttp canned server")
+    parser.add_argument("--simulator", action="store_true", help="against `batchrun simulate`, 1K images")
+    parser.add_argument("--simulator-source", type=Path, default=None, help="a source tree holding batchrun/")
+    args = parser.parse_args(argv)
+    body = b"" if args.simulator else image_reply(args.image_mb)
+    server, rates, peaks = measure(args, harness.work_dir(args.work), body)
     medians = {k: round(harness.median(v), 1) for k, v in rates.items()}
     harness.report("image-throughput", {
-        "server": server.name, "requests": args.requests, "image_mb": None if args.simulator else args.image_mb,
+        "server": server, "requests": args.requests, "image_mb": None if args.simulator else args.image_mb,
         "reply_bytes": len(body) or None, "concurrency": args.concurrency, "runs": args.runs,
         "images_per_s": medians, "all_runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "ratio_to_bare_image_loop": round(medians["runner"] / medians["bare_image_loop"], 2),

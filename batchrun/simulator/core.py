@@ -197,6 +197,10 @@ class SimulatorCore:
         content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, decision.thought_images)
         if fault == "max_tokens":
             content = _cut_short(content)
+        return self._content_reply(model, request, plan, fault, response_id, content, streaming, sse)
+
+    def _content_reply(self, model, request, plan, fault, response_id, content, streaming, sse) -> SimReply:
+        """A 200 whose body (drawn images, JSON, then a drop or malformed fault) is built by complete()."""
         outcome = fault if fault in (*_CONTENTLESS, "drop", "malformed") else None
         outcome = outcome or ("max_tokens" if content.truncated else "ok")
 
