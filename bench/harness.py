@@ -1,8 +1,9 @@
 """What the benchmarks share: servers on 127.0.0.1, job specs, a timed `batchrun run`, result figures.
 
-Servers: nginx serving one canned Gemini reply (when Debian's nginx is installed), else
-`bench/canned_server.py` (aiohttp), which also does latency, a requests-per-second limit with 429s
-and image replies. Every server is a child process stopped by the `with` block that started it.
+Servers: nginx serving one canned Gemini reply (when Debian's nginx is installed; a large one, such as
+an image reply, from a file), else `bench/canned_server.py` (aiohttp), which also does latency, a
+requests-per-second limit with 429s and image replies. Every server is a child process stopped by the
+`with` block that started it.
 A run is `python -m batchrun run SPEC` in a child process, timed from spawn to exit, its peak RSS read
 from `os.wait4` (that child's own, not the maximum over every child so far).
 """
@@ -25,7 +26,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -92,15 +93,25 @@ http {{
     scgi_temp_path {prefix}/scgi;
     keepalive_requests 1000000;
     keepalive_timeout 300s;
+    client_max_body_size 64m;
     server {{
         listen 127.0.0.1:{port} reuseport;
-        location / {{
-            default_type application/json;
-            return 200 '{body}';
-        }}
+        {location}
     }}
 }}
 """
+NGINX_RETURN_LOCATION = """location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}"""
+
+
+NGINX_FILE_LOCATION = """location / {{
+            root {root};
+            default_type application/json;
+            try_files /{name} =404;
+            error_page 405 =200 /{name};  # the static module refuses POST: answer it with the file too
+        }}"""
 
 
 @contextlib.contextmanager
@@ -109,15 +120,35 @@ def nginx_server(body: bytes, workers: int = 1) -> Iterator[Server]:
     text = body.decode()
     if "'" in text:
         raise ValueError("the canned body must not hold a single quote")
+    with _nginx(lambda prefix: NGINX_RETURN_LOCATION.format(body=text), workers, "nginx") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def nginx_file_server(body: bytes, workers: int = 1) -> Iterator[Server]:
+    """nginx on a free port of 127.0.0.1 answering every request with `body`, served from a file (any size)."""
+
+    def location(prefix: Path) -> str:
+        (prefix / "reply.json").write_bytes(body)
+        prefix.chmod(0o755)  # nginx's workers may run as another user (mkdtemp makes the folder 0700)
+        (prefix / "reply.json").chmod(0o644)
+        return NGINX_FILE_LOCATION.format(root=prefix, name="reply.json")
+
+    with _nginx(location, workers, "nginx (file)") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _nginx(location: Callable[[Path], str], workers: int, name: str) -> Iterator[Server]:
     prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(workers=workers, prefix=prefix, port=port, body=text))
+    conf.write_text(NGINX_CONF.format(workers=workers, prefix=prefix, port=port, location=location(prefix)))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         wait_until_listening(port, proc)
-        yield Server("nginx", f"http://127.0.0.1:{port}", proc)
+        yield Server(name, f"http://127.0.0.1:{port}", proc)
     finally:
         stop(proc, signal.SIGQUIT)
         shutil.rmtree(prefix, ignore_errors=True)
@@ -133,6 +164,22 @@ def canned_server(*args: str) -> Iterator[Server]:
         if "listening on" not in line:
             raise RuntimeError(f"canned server did not start: {line!r}")
         yield Server("aiohttp canned server", line.split("listening on", 1)[1].strip(), proc)
+    finally:
+        stop(proc, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def simulator_server(source: Path | None = None) -> Iterator[Server]:
+    """`python -m batchrun.simulator` (clean), of the `source` tree holding batchrun/ if given."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
+    proc = subprocess.Popen([sys.executable, "-m", "batchrun.simulator", "--port", "0"], stdout=subprocess.PIPE,
+                            text=True, cwd=source, env=env)
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        name = f"batchrun simulator ({source})" if source else "batchrun simulator"
+        yield Server(name, line.rsplit(" ", 1)[1].strip(), proc)
     finally:
         stop(proc, signal.SIGTERM)
 

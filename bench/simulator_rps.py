@@ -2,9 +2,12 @@
 
 Starts `python -m batchrun.simulator --port 0` (clean profile), then drives it from one aiohttp
 client with CONCURRENCY requests in flight: TEXT_COUNT small text requests, then IMAGE_COUNT 1K image
-requests with distinct prompts (each one drawn and encoded, not served from the cache). Prints the
-median req/s of three runs of each. Run by hand: `python bench/simulator_rps.py`
-(`--text N --images N --runs N` for a smaller run).
+requests with distinct prompts (each image its own: drawn and encoded, not served from the image
+cache; the simulator's per-colour canvases are reused once drawn). Prints the median req/s of three
+runs of each. Run by hand: `python bench/simulator_rps.py` (`--text N --images N --runs N` for a
+smaller run). `--baseline-source DIR` also serves the simulator of another source tree (say, an
+earlier commit: `git archive COMMIT batchrun | tar -x -C DIR`) and measures the two in turn, run by
+run, so that their ratio is taken in the same minutes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -27,12 +32,15 @@ TEXT_MODEL = "gemini-2.5-flash"
 IMAGE_MODEL = "gemini-3.1-flash-image"
 
 
-def start_server() -> tuple[subprocess.Popen, int]:
-    """The simulator in a subprocess, and the port it listens on."""
+def start_server(source: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """The simulator (of `source`, else the installed one) in a subprocess, and the port it listens on."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchrun.simulator", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=source,
+        env=env,
     )
     line = proc.stdout.readline()
     return proc, int(line.rsplit(":", 1)[1])
@@ -66,22 +74,46 @@ async def drive(url: str, bodies: list[bytes]) -> float:
         return len(bodies) / (time.perf_counter() - started)
 
 
-async def main(text_count: int = TEXT_COUNT, image_count: int = IMAGE_COUNT, runs: int = RUNS) -> None:
-    proc, port = start_server()
-    base = f"http://127.0.0.1:{port}/v1beta/models"
+async def measure(servers: dict[str, int], text_count: int, image_count: int, runs: int) -> dict:
+    """req/s of each server, run by run: {name: {"text": [...], "image": [...]}}."""
+    rates = {name: {"text": [], "image": []} for name in servers}
+    base = {name: f"http://127.0.0.1:{port}/v1beta/models" for name, port in servers.items()}
+    for name in servers:
+        await drive(f"{base[name]}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(min(500, text_count))])
+    for run in range(runs):
+        for name in servers:
+            url = f"{base[name]}/{TEXT_MODEL}:generateContent"
+            rates[name]["text"].append(await drive(url, [text_body(i) for i in range(text_count)]))
+        for name in servers:
+            url = f"{base[name]}/{IMAGE_MODEL}:generateContent"
+            rates[name]["image"].append(await drive(url, [image_body(run, i) for i in range(image_count)]))
+    return rates
+
+
+def summary(label: str, kind: str, count: int, runs: list[float]) -> str:
+    what = f"requests: {count} x {len(runs)}, concurrency {CONCURRENCY}" if kind == "text" else \
+        f"requests (1K PNG, each distinct): {count} x {len(runs)}"
+    digits = 0 if kind == "text" else 1
+    return (f"{label}{kind:<5} {what}: median {statistics.median(runs):,.{digits}f} req/s "
+            f"(runs: {', '.join(f'{r:,.{digits}f}' for r in runs)})")
+
+
+async def main(text_count: int = TEXT_COUNT, image_count: int = IMAGE_COUNT, runs: int = RUNS,
+               baseline: Path | None = None) -> None:
+    sources = {"": None, **({"baseline ": baseline} if baseline else {})}
+    started = {name: start_server(source) for name, source in sources.items()}
     try:
-        await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(min(500, text_count))])
-        text = [await drive(f"{base}/{TEXT_MODEL}:generateContent", [text_body(i) for i in range(text_count)])
-                for _ in range(runs)]
-        image = [await drive(f"{base}/{IMAGE_MODEL}:generateContent", [image_body(r, i) for i in range(image_count)])
-                 for r in range(runs)]
+        rates = await measure({name: port for name, (_, port) in started.items()}, text_count, image_count, runs)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    print(f"text  requests: {text_count} x {runs}, concurrency {CONCURRENCY}: "
-          f"median {statistics.median(text):,.0f} req/s (runs: {', '.join(f'{r:,.0f}' for r in text)})")
-    print(f"image requests (1K PNG, uncached): {image_count} x {runs}: "
-          f"median {statistics.median(image):,.1f} req/s (runs: {', '.join(f'{r:,.1f}' for r in image)})")
+        for proc, _ in started.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+    for name in sources:
+        print(summary(name, "text", text_count, rates[name]["text"]))
+        print(summary(name, "image", image_count, rates[name]["image"]))
+    if baseline:
+        ratio = statistics.median(rates[""]["image"]) / statistics.median(rates["baseline "]["image"])
+        print(f"image rate vs baseline: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
@@ -89,5 +121,7 @@ if __name__ == "__main__":
     parser.add_argument("--text", type=int, default=TEXT_COUNT)
     parser.add_argument("--images", type=int, default=IMAGE_COUNT)
     parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--baseline-source", type=Path, default=None,
+                        help="a source tree holding batchrun/ whose simulator is measured alongside")
     args = parser.parse_args()
-    asyncio.run(main(args.text, args.images, args.runs))
+    asyncio.run(main(args.text, args.images, args.runs, args.baseline_source))

@@ -148,7 +148,7 @@ def text_job(name: str, url: str, rows: int, **overrides: Any) -> dict[str, Any]
         "inputs": {"rows": [{"n": i, "topic": f"topic {i}"} for i in range(rows)]},
         "request": {
             "prompt": "Write one line about {{ topic }}, number {{ n }}.",
-            "generation_config": {"maxOutputTokens": 64},
+            "generation_config": {"maxOutputTokens": 1024},  # room for thinking (64-574) and text
         },
         "limits": {"concurrency": 8, "timeout_s": 10, "requests_per_minute": 100_000},
         "retry": {"max_attempts": 6, "initial_s": 0.02, "max_wait_s": 0.2},

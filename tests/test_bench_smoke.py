@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,20 @@ def test_images_reports_peak_rss_at_both_sizes(tmp_path: Path) -> None:
     assert isinstance(result["growth"], float)
 
 
+@pytest.mark.parametrize("server,flags", [("aiohttp canned server", ["--no-nginx"]), ("nginx (file)", []),
+                                          ("batchrun simulator", ["--simulator"])])
+def test_image_throughput_reports_the_runner_and_the_bare_image_loop(tmp_path: Path, server: str, flags) -> None:
+    if server.startswith("nginx") and shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("nginx is not installed")
+    result = figures("image_throughput.py", "--requests", "6", "--image-mb", "0.05", "--runs", "1",
+                     "--work", str(tmp_path), *flags)
+    assert result["server"] == server
+    assert set(result["images_per_s"]) == {"runner", "bare_image_loop"}
+    assert all(positive(v) for v in result["images_per_s"].values())
+    assert positive(result["ratio_to_bare_image_loop"]) and positive(result["runner_peak_rss_mb"])
+    assert not list(tmp_path.glob("**/*.png"))  # the images written are removed after each run
+
+
 def test_resume_reports_the_time_to_the_first_request(tmp_path: Path) -> None:
     result = figures("resume.py", "--requests", "60", "--done", "40", "--runs", "1", "--work", str(tmp_path))
     assert positive(result["seconds_to_first_request"])
@@ -100,6 +115,14 @@ def test_simulator_rps_prints_text_and_image_rates() -> None:
     lines = run_bench("simulator_rps.py", "--text", "20", "--images", "2", "--runs", "1").stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["text", "image"]
     assert all("median" in line and "req/s" in line for line in lines)
+
+
+def test_simulator_rps_measures_a_baseline_source_tree_alongside(tmp_path: Path) -> None:
+    shutil.copytree(BENCH.parent / "batchrun", tmp_path / "batchrun")
+    lines = run_bench("simulator_rps.py", "--text", "20", "--images", "2", "--runs", "1",
+                      "--baseline-source", str(tmp_path)).stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["text", "image", "baseline", "baseline", "image"]
+    assert lines[-1].startswith("image rate vs baseline: ") and lines[-1].endswith("x")
 
 
 def test_sink_micro_prints_each_figure() -> None:

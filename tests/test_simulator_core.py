@@ -168,6 +168,25 @@ def _reply_check(predicate):
     return check
 
 
+# The bodies Google sends for a spent prepaid balance (HTTP 402 since about August 2026; some accounts
+# get a 429 with the same details), byte for byte what a runner classifies on.
+DEPLETED_MESSAGE = ("Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects "
+                    "to manage your project and billing.")
+
+
+def depleted_body(code: int) -> dict:
+    return {"error": {"code": code, "message": DEPLETED_MESSAGE, "status": "RESOURCE_EXHAUSTED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "PREPAYMENT_CREDITS_DEPLETED",
+         "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]}}
+
+
+def _exact_error(status: int, body: dict):
+    def check(reply):
+        assert (reply.status, json.loads(reply.body)) == (status, body)
+        assert reply.content_type.startswith("application/json")
+    return check
+
+
 def _malformed(reply):
     assert reply.status == 200 and reply.content_type.startswith("application/json")
     with pytest.raises(json.JSONDecodeError):
@@ -192,6 +211,8 @@ FAULTS = {
     "max_tokens": (TEXT_MODEL, text_body(), _reply_check(
         lambda o: o["candidates"][0]["finishReason"] == "MAX_TOKENS"
         and o["usageMetadata"]["candidatesTokenCount"] > 0)),
+    "billing_402": (TEXT_MODEL, text_body(), _exact_error(402, depleted_body(402))),
+    "prepaid_429": (IMAGE_MODEL, image_body(), _exact_error(429, depleted_body(429))),
 }
 
 
@@ -212,6 +233,51 @@ def test_schedules_every_and_first():
     got = [r.outcome for r in outcomes(core, text_body(), n=10)]
     assert got == ["server_error", "server_error", "ok", "ok", "unavailable",
                    "ok", "ok", "ok", "ok", "unavailable"]
+
+
+def test_billing_faults_follow_their_schedules_too():
+    core = make_core(billing_402={"every": 3}, prepaid_429={"first": 1})
+    assert [r.outcome for r in outcomes(core, text_body(), n=6)] == [
+        "prepaid_429", "ok", "billing_402", "ok", "ok", "billing_402"]
+
+
+def test_thinking_that_spends_max_output_tokens_ends_max_tokens_with_no_content():
+    reply = call(make_core(), text_body(maxOutputTokens=30))
+    obj = json.loads(reply.body)
+    assert (reply.status, reply.outcome) == (200, "max_tokens")
+    assert obj["candidates"][0] == {"finishReason": "MAX_TOKENS", "index": 0}  # no content, as Google sends it
+    usage = obj["usageMetadata"]
+    assert (usage["thoughtsTokenCount"], usage["candidatesTokenCount"]) == (30, 0)
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + 30
+
+
+def test_thinking_that_leaves_a_little_gives_cut_text_with_max_tokens():
+    reply = call(make_core(), text_body(maxOutputTokens=44, thinkingConfig={"thinkingBudget": 40}))
+    obj = json.loads(reply.body)
+    assert reply.outcome == "max_tokens" and obj["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert len(obj["candidates"][0]["content"]["parts"][0]["text"]) == 16
+    assert (obj["usageMetadata"]["thoughtsTokenCount"], obj["usageMetadata"]["candidatesTokenCount"]) == (40, 4)
+
+
+def test_a_schema_no_value_fits_is_a_400():
+    reply = call(make_core(), text_body(responseMimeType="application/json",
+                                        responseJsonSchema={"$ref": "#/$defs/Nowhere"}))
+    error = json.loads(reply.body)["error"]
+    assert (reply.status, reply.outcome, error["status"]) == (400, "invalid", "INVALID_ARGUMENT")
+    assert "nothing is there" in error["message"]
+
+
+def test_receive_decides_and_logs_and_leaves_drawing_to_complete(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    core = SimulatorCore(FaultConfig(), clock=FakeClock(), request_log=RequestLog(path))
+    image, text = core.receive("POST", f"/v1beta/models/{IMAGE_MODEL}:generateContent", {}, {}, image_body()), \
+        core.receive("POST", f"/v1beta/models/{TEXT_MODEL}:generateContent", {}, {}, text_body())
+    assert [(line["outcome"], line["status"]) for line in read_request_log(path)] == [("ok", 200), ("ok", 200)]
+    assert (image.draws, image.body, text.draws) == (True, b"", False)
+    image.complete()
+    image.complete()  # once built, a body is not built again
+    assert decoded_image(json.loads(image.body)["candidates"][0]["content"]["parts"][-1]).size == (512, 512)
+    core.close()
 
 
 def test_no_image_leaves_text_requests_alone():

@@ -52,6 +52,21 @@ def test_a_bad_faults_file_names_the_yaml_path_and_the_fix(tmp_path, text, path,
     assert fix in caught.value.message
 
 
+def test_billing_faults_are_read_by_rate_or_schedule_and_count_in_the_rates(tmp_path):
+    config = load_faults_file(write(tmp_path, "billing_402: {every: 50}\nprepaid_429: 0.25\n"))
+    assert config.billing_402.every == 50 and config.prepaid_429.rate == 0.25
+    with pytest.raises(SpecError, match="add up to 1.05"):
+        load_faults_file(write(tmp_path, "billing_402: 0.5\nprepaid_429: 0.3\nserver_error: 0.25\n"))
+
+
+def test_new_faults_leave_the_draws_of_existing_ones_alone():
+    old = FaultConfig(server_error=0.1, unavailable=0.1)
+    new = FaultConfig(server_error=0.1, unavailable=0.1, prepaid_429=0.1)
+    both = [(decide(old, 3, n).fault, decide(new, 3, n).fault) for n in range(500)]
+    assert all(a == b for a, b in both if a is not None)  # the new fault only takes requests that were ok
+    assert {b for a, b in both if a is None} == {None, "prepaid_429"}
+
+
 def test_a_faults_file_that_is_not_a_mapping_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match="mapping"):
         load_faults_file(write(tmp_path, "- 1\n- 2\n"))

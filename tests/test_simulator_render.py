@@ -1,13 +1,18 @@
-"""Drawn images: the requested size, deterministic bytes, colours told apart, a small LRU."""
+"""Drawn images: the requested size, deterministic bytes, colours told apart, canvases reused, LRUs."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 
+import pytest
 from PIL import Image
 
-from batchrun.simulator.render import ImageCache, caption_lines, digest_colour, render_image
+import batchrun.simulator.render as render
+from batchrun.simulator.render import (
+    BAND_COLOUR, CanvasCache, ImageCache, band_lines, band_rows, caption_lines, digest_colour, draw_image,
+    hue_index, render_image,
+)
 
 PROMPT = "Photograph the Classic Mug in red on a kitchen counter, soft morning light."
 
@@ -50,3 +55,46 @@ def test_cache_renders_once_and_evicts_the_least_recent():
     cache.get_or_render(("c",), render("c"))  # evicts b, the least recently used
     cache.get_or_render(("b",), render("b"))
     assert calls == ["a", "b", "c", "b"]
+
+
+@pytest.mark.parametrize("size", [(1024, 1024), (848, 1264), (1536, 192), (192, 1536), (31, 17)])
+def test_a_png_holds_exactly_the_picture_drawn_in_one_piece(size):
+    png = render_image(*size, PROMPT, digest("a"), canvases=CanvasCache())
+    assert Image.open(io.BytesIO(png)).convert("RGB").tobytes() == draw_image(*size, PROMPT, digest("a")).tobytes()
+
+
+def test_the_band_shows_the_prompt_and_the_requests_reference():
+    lines = band_lines(PROMPT, 1024, 1024, digest("a"), label="thinking draft 1")
+    assert lines[0] == "thinking draft 1" and lines[-1] == "ref " + digest("a").hex()[:16]
+    start, stop = band_rows(1024, 1024, len(lines))
+    band = draw_image(1024, 1024, PROMPT, digest("a")).crop((0, start, 1024, stop))
+    colours = {colour for _, colour in band.getcolors(maxcolors=1 << 16)}
+    assert BAND_COLOUR in colours and any(sum(c) < 100 for c in colours)  # dark text on the light band
+
+
+def test_two_requests_with_the_same_prompt_and_colour_still_differ():
+    same_hue = [d for d in (digest(str(i)) for i in range(400)) if hue_index(d) == hue_index(digest("a"))]
+    first, second = (render_image(256, 256, PROMPT, d) for d in same_hue[:2])
+    assert first != second
+
+
+def test_a_canvas_is_drawn_once_per_size_and_colour(monkeypatch):
+    drawn = []
+    original = render.draw_canvas
+    monkeypatch.setattr(render, "draw_canvas", lambda *args: drawn.append(args) or original(*args))
+    cache = CanvasCache()
+    same_hue = [d for d in (digest(str(i)) for i in range(400)) if hue_index(d) == 0]
+    for d in same_hue[:3]:
+        render_image(128, 128, PROMPT + d.hex(), d, canvases=cache)
+    render_image(64, 128, PROMPT, same_hue[0], canvases=cache)
+    assert drawn == [(128, 128, 0), (64, 128, 0)]
+
+
+def test_the_canvas_cache_drops_the_least_recent_past_its_bytes(monkeypatch):
+    drawn = []
+    original = render.draw_canvas
+    monkeypatch.setattr(render, "draw_canvas", lambda *args: drawn.append(args[2]) or original(*args))
+    cache = CanvasCache(max_bytes=1)  # holds one canvas, whatever its size
+    for hue in (0, 1, 0):
+        cache.get(32, 32, hue)
+    assert drawn == [0, 1, 0]

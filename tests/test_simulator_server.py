@@ -1,12 +1,15 @@
-"""The simulator as a real HTTP server: the official google-genai SDK against it, and the faults
-that only exist on a socket (a dropped connection, no reply, a broken body), over 127.0.0.1."""
+"""The simulator as a real HTTP server: the official google-genai SDK against it (text, images in and
+out, structured output, thinking past maxOutputTokens, billing errors), and the faults that only exist
+on a socket (a dropped connection, no reply, a broken body), over 127.0.0.1."""
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import io
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
+from pydantic import BaseModel, Field
 
 from batchrun.simulator.requestlog import read_request_log
 
@@ -84,6 +88,75 @@ def test_sdk_parses_an_image_reply_of_the_requested_size(clean_server):
     assert modalities == {types.MediaModality.IMAGE: 1680}
 
 
+def noisy_png(width: int, height: int) -> bytes:
+    """A PNG whose base64 is sure to hold '+' and '/' (so URL-safe base64 differs from standard)."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), random.Random(7).randbytes(width * height * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_sdk_sends_an_input_image_made_with_part_from_bytes(clean_server):
+    base_url, log = clean_server
+    photo = types.Part.from_bytes(data=noisy_png(1000, 800), mime_type="image/png")
+    client = sdk_client(base_url)
+    response = client.models.generate_content(
+        model="gemini-2.5-flash", contents=[photo, "Describe the mug in this photo."],
+    )
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP and response.text
+    prompt = {d.modality: d.token_count for d in response.usage_metadata.prompt_tokens_details}
+    assert prompt == {types.MediaModality.TEXT: 8, types.MediaModality.IMAGE: 4 * 258}  # 2 x 2 tiles of 768 px
+
+
+def test_sdk_edits_an_image_it_sends_with_part_from_bytes(clean_server):
+    base_url, _ = clean_server
+    photo = types.Part.from_bytes(data=noisy_png(640, 480), mime_type="image/png")
+    config = types.GenerateContentConfig(response_modalities=["IMAGE"],
+                                         image_config=types.ImageConfig(aspect_ratio="4:5", image_size="512"))
+    client = sdk_client(base_url)
+    response = client.models.generate_content(
+        model="gemini-3.1-flash-image", contents=[photo, "Put this mug on a picnic table."], config=config,
+    )
+    final = [p.inline_data for p in response.candidates[0].content.parts if p.inline_data and not p.thought][-1]
+    assert Image.open(io.BytesIO(final.data)).size == (464, 576)
+    assert response.usage_metadata.prompt_tokens_details[-1].token_count == 1120
+
+
+class Tone(enum.Enum):
+    PLAYFUL = "playful"
+    FORMAL = "formal"
+
+
+class Listing(BaseModel):
+    headline: str = Field(max_length=60)
+    tone: Tone
+    price_usd: float = Field(ge=1, le=90)
+    bullets: list[str] = Field(min_length=2, max_length=4)
+
+
+@pytest.mark.parametrize("field", ["response_schema", "response_json_schema"])
+def test_sdk_parses_structured_output_into_its_model(clean_server, field):
+    base_url, _ = clean_server
+    schema = Listing if field == "response_schema" else Listing.model_json_schema()
+    config = types.GenerateContentConfig(response_mime_type="application/json", **{field: schema})
+    client = sdk_client(base_url)
+    for i in range(5):
+        response = client.models.generate_content(model="gemini-2.5-flash", contents=f"Mug {i}", config=config)
+        listing = Listing.model_validate_json(response.text)  # raises unless every constraint holds
+        if field == "response_schema":
+            assert response.parsed == listing
+
+
+def test_sdk_sees_thinking_spend_max_output_tokens_as_max_tokens_and_no_text(clean_server):
+    base_url, _ = clean_server
+    client = sdk_client(base_url)
+    response = client.models.generate_content(
+        model="gemini-2.5-flash", contents="Describe a mug.",
+        config=types.GenerateContentConfig(max_output_tokens=32),
+    )
+    assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert response.text is None and response.usage_metadata.thoughts_token_count == 32
+
+
 def test_sdk_streams_the_same_text_as_the_plain_call(clean_server):
     base_url, _ = clean_server
     client = sdk_client(base_url)
@@ -120,6 +193,24 @@ def test_request_log_lets_a_client_count_what_was_received(clean_server):
     digest = hashlib.sha256(body).hexdigest()
     lines = [line for line in read_request_log(log) if line["body_sha256"] == digest]
     assert [(line["outcome"], line["status"]) for line in lines] == [("ok", 200)] * 3
+
+
+def test_billing_faults_reach_the_sdk_as_402_and_429_with_their_error_info(tmp_path):
+    faults = "billing_402: {first: 1}\nprepaid_429: {every: 2}\n"
+    with running_simulator(tmp_path, faults) as (base_url, log):
+        client = sdk_client(base_url)
+        errors = []
+        for _ in range(2):
+            with pytest.raises(genai_errors.ClientError) as caught:
+                client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+            errors.append(caught.value)
+        outcomes = [(line["outcome"], line["status"]) for line in read_request_log(log)]
+    assert [(e.code, e.status) for e in errors] == [(402, "RESOURCE_EXHAUSTED"), (429, "RESOURCE_EXHAUSTED")]
+    for error in errors:
+        info = error.details["error"]["details"][0]
+        assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert (info["reason"], info["domain"]) == ("PREPAYMENT_CREDITS_DEPLETED", "googleapis.com")
+    assert outcomes == [("billing_402", 402), ("prepaid_429", 429)]
 
 
 FAULTS_ON_THE_WIRE = """\

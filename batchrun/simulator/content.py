@@ -4,19 +4,27 @@ Everything here is a function of (request, model, seed): the same request with t
 the same text and the same image bytes, in any run. Token counts follow batchrun's own rules (text
 four characters a token, input images by model family, output images by model and imageSize), so an
 estimate made before sending can be compared with what the simulator reports.
+
+Output tokens are spent as Gemini spends them: thinking first, then the answer's text, both out of
+`maxOutputTokens`; when it runs out the reply is cut (`truncated`: MAX_TOKENS), with empty text if
+thinking used it all, and no image. Image tokens are not counted against it (Google documents
+nothing either way). `make` decides all of this without drawing: its images are `ImageSpec`s,
+drawn later by `ContentMaker.draw`, which a server may run off its event loop.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 
 from ..models import ModelInfo, input_image_tokens, lookup_model
-from ..tokens import text_tokens
+from ..tokens import CHARS_PER_TOKEN, text_tokens
 from .inbound import GenerateRequest
 from .pixels import image_pixels
-from .render import ImageCache, render_image
+from .render import CanvasCache, ImageCache, render_image
+from .schema import schema_instance
 
 _VOCAB = (
     "the batch", "runs", "quietly", "overnight", "and", "each", "request", "returns", "a",
@@ -24,6 +32,9 @@ _VOCAB = (
     "light", "texture", "detail", "balanced", "crisp", "soft", "warm", "bright", "clean", "simple",
 )
 _UNKNOWN_OUTPUT_IMAGE_TOKENS = 1290
+MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 16, 111  # a text answer's length, as the README states
+MIN_THINKING_TOKENS = 64  # a thinking model thinks 64 to 574 tokens a request, before any answer
+ENUM_MIME = "text/x.enum"  # Gemini's enum mode: the answer is one of the schema's enum values, bare
 
 
 @dataclass(slots=True)
@@ -40,13 +51,24 @@ class ModelPlan:
     gemini3_image: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ImageSpec:
+    """One image to draw: its size, the prompt it shows, the digest its colours come from, a label."""
+
+    width: int
+    height: int
+    prompt: str
+    digest: bytes
+    label: str = ""
+
+
 @dataclass(slots=True)
 class Content:
     """The parts of one successful reply, before any fault touches it."""
 
     text: str | None
-    image: bytes | None
-    thought_images: list[bytes] = field(default_factory=list)
+    image: ImageSpec | None
+    thought_images: list[ImageSpec] = field(default_factory=list)
     prompt_text_tokens: int = 0
     prompt_image_tokens: int = 0
     out_text_tokens: int = 0
@@ -56,7 +78,7 @@ class Content:
 
 
 def plan_for(model: str, request: GenerateRequest) -> ModelPlan:
-    """The model plan; raises pixels.UnsupportedImageConfig for an image option the model lacks."""
+    """The model plan; UnsupportedImageConfig for an image option the model lacks, SchemaError for a bad schema."""
     info = lookup_model(model)
     modalities = request.modalities
     wants_image = "IMAGE" in modalities or (not modalities and info is not None and info.image_output)
@@ -70,6 +92,8 @@ def plan_for(model: str, request: GenerateRequest) -> ModelPlan:
             allowed_ratios=info.aspect_ratios if info else (),
             allowed_sizes=info.image_sizes if info else (),
         )
+    if request.response_schema is not None:
+        schema_instance(request.response_schema, random.Random(0), _VOCAB)  # SchemaError: no value fits it
     tokens = info.tokens_for_image_size(request.image_size) if info and info.image_output else 0
     thinks = info is not None and bool(info.default_thinking or info.thinking_levels)
     gemini3_image = info is not None and info.image_output and info.family.startswith("gemini-3")
@@ -89,61 +113,119 @@ def _filler(digest: bytes, count: int) -> str:
     return " ".join(_VOCAB[b % len(_VOCAB)] for b in stream)
 
 
+def _filler_chars(digest: bytes, chars: int) -> str:
+    """Filler words from the same stream as `_filler`, just enough of them to pass `chars` characters."""
+    words, length = [], 0
+    for b in hashlib.shake_256(digest).digest(chars // 2 + 1):  # a word and its space take 2 or more
+        words.append(_VOCAB[b % len(_VOCAB)])
+        length += len(words[-1]) + 1
+        if length > chars:
+            break
+    return " ".join(words)
+
+
 def reply_text(request: GenerateRequest, plan: ModelPlan, digest: bytes) -> str:
-    """A deterministic answer that quotes the prompt, 16 to 111 tokens long for text models."""
+    """A deterministic answer: JSON for a schema, else text quoting the prompt, 16 to 111 tokens long."""
     subject = " ".join(request.prompt.split())[:80] or "(no prompt)"
     if plan.wants_image:
         return f"Here is the image: {subject}"
-    words = 12 + digest[20] % 80
-    text = f"Simulated answer from {plan.model} to: {subject}. {_filler(digest, words)}."
+    if request.response_schema is not None:
+        return _schema_answer(request.response_schema, request.response_mime, digest)
     if request.response_mime == "application/json":
-        return json.dumps({"prompt": subject, "answer": _filler(digest, words)})
-    return text
+        return json.dumps({"prompt": subject, "answer": _filler(digest, 12 + digest[20] % 80)})
+    tokens = MIN_TEXT_TOKENS + digest[20] % (MAX_TEXT_TOKENS - MIN_TEXT_TOKENS + 1)
+    text = f"Simulated answer from {plan.model} to: {subject}. {_filler_chars(digest, tokens * CHARS_PER_TOKEN)}"
+    return text[: tokens * CHARS_PER_TOKEN - 1].rstrip() + "."
 
 
-def _truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
-    if max_tokens is None or text_tokens(text) <= max_tokens:
-        return text, False
-    return text[: max(1, max_tokens) * 4], True
+def _schema_answer(schema: dict, mime: str, digest: bytes) -> str:
+    value = schema_instance(schema, random.Random(digest), _VOCAB)
+    if mime == ENUM_MIME and isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def thinking_tokens(plan: ModelPlan, request: GenerateRequest, digest: bytes) -> int:
+    """Tokens the model thinks before answering (interim images aside), within its thinkingBudget."""
+    if not plan.thinks:
+        return 0
+    tokens = MIN_THINKING_TOKENS + digest[24] * 2
+    budget = request.thinking_budget
+    return min(tokens, budget) if budget is not None and budget > 0 else tokens
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpend:
+    """How `maxOutputTokens` was spent: thinking, interim images kept, text tokens allowed."""
+
+    thoughts: int
+    thought_images: int
+    text_allowed: int | None  # None: no limit left to apply
+    truncated: bool
+
+
+def spend_output(limit: int | None, thinking: int, thought_images: int, image_tokens: int,
+                 text: int) -> OutputSpend:
+    """Spend `limit` on thinking (interim images included), then on `text` tokens, as Gemini does."""
+    wanted = thinking + thought_images * image_tokens
+    if limit is None:
+        return OutputSpend(wanted, thought_images, None, False)
+    limit = max(0, limit)
+    kept_images = 0
+    while kept_images < thought_images and thinking + (kept_images + 1) * image_tokens <= limit:
+        kept_images += 1
+    thoughts = min(wanted, limit)
+    left = limit - thoughts
+    return OutputSpend(thoughts, kept_images, left, wanted > limit or text > left)
+
+
+def _cut(text: str, tokens: int | None) -> str | None:
+    """`text` within `tokens` (4 characters a token); None when no token is left for it."""
+    if tokens is None or text_tokens(text) <= tokens:
+        return text
+    return text[: tokens * CHARS_PER_TOKEN] or None
 
 
 class ContentMaker:
-    """Makes the content of successful replies, keeping recent images in a small LRU."""
+    """Makes the content of successful replies, and draws its images, keeping recent ones in an LRU."""
 
     def __init__(self, seed: int, image_mime: str = "image/png", cache_size: int = 64) -> None:
         self.seed = seed
         self.image_mime = image_mime
         self.cache = ImageCache(cache_size)
+        self.canvases = CanvasCache()
 
-    def image(self, request: GenerateRequest, size: tuple[int, int], digest: bytes, label: str = "") -> bytes:
-        """The encoded image for a request at a size, cached by (digest, size, label)."""
-        key = (digest, size, label, self.image_mime)
+    def draw(self, spec: ImageSpec) -> bytes:
+        """The encoded image for a spec (cached: a retried request is not drawn again); thread-safe."""
         return self.cache.get_or_render(
-            key, lambda: render_image(*size, request.prompt, digest, label=label, mime=self.image_mime)
+            (spec, self.image_mime),
+            lambda: render_image(spec.width, spec.height, spec.prompt, spec.digest, label=spec.label,
+                                 mime=self.image_mime, canvases=self.canvases),
         )
 
     def make(self, model: str, request: GenerateRequest, plan: ModelPlan, thought_images: int) -> Content:
-        """Text, image(s) and token counts of the normal reply to `request`."""
+        """Text, images to draw and token counts of the normal reply to `request`."""
         digest = reply_digest(request, self.seed)
-        text, truncated = (None, False)
-        if plan.wants_text:
-            text, truncated = _truncate(reply_text(request, plan, digest), request.max_output_tokens)
-        image, thoughts_imgs = None, []
-        if plan.wants_image and plan.pixels and not truncated:
-            image = self.image(request, plan.pixels, digest)
-            if plan.gemini3_image:
-                half = (plan.pixels[0] // 2, plan.pixels[1] // 2)
-                thoughts_imgs = [self.image(request, half, digest, f"thinking draft {i + 1}")
-                                 for i in range(thought_images)]
-        thoughts = (64 + digest[24] * 2) if plan.thinks else 0
+        full_text = reply_text(request, plan, digest) if plan.wants_text else None
+        interim = thought_images if plan.gemini3_image and plan.wants_image and plan.pixels else 0
+        spend = spend_output(request.max_output_tokens, thinking_tokens(plan, request, digest), interim,
+                             plan.image_tokens, text_tokens(full_text) if full_text else 0)
+        text = _cut(full_text, spend.text_allowed) if full_text is not None else None
+        image, drafts = None, []
+        if plan.wants_image and plan.pixels and not spend.truncated:
+            image = ImageSpec(*plan.pixels, request.prompt, digest)
+        if plan.wants_image and plan.pixels:
+            half = (plan.pixels[0] // 2, plan.pixels[1] // 2)
+            drafts = [ImageSpec(*half, request.prompt, digest, f"thinking draft {i + 1}")
+                      for i in range(spend.thought_images)]
         return Content(
             text=text,
             image=image,
-            thought_images=thoughts_imgs,
+            thought_images=drafts,
             prompt_text_tokens=request.prompt_text_tokens,
             prompt_image_tokens=sum(input_image_tokens(model, i.width, i.height) for i in request.images),
             out_text_tokens=text_tokens(text) if text else 0,
             out_image_tokens=plan.image_tokens if image is not None else 0,
-            thoughts_tokens=thoughts + len(thoughts_imgs) * plan.image_tokens,
-            truncated=truncated,
+            thoughts_tokens=spend.thoughts,
+            truncated=spend.truncated,
         )

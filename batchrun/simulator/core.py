@@ -4,6 +4,10 @@ Shared by the HTTP server and the in-process transport, so both answer identical
 synchronous and does no I/O except appending to the request log; what to do with the reply (wait,
 send, cut the connection, never answer) is written in the SimReply and carried out by the caller.
 
+Two steps: `receive` decides everything (status, outcome, fault, token counts) in arrival order and
+logs the request; a reply that carries generated content leaves its body to `SimReply.complete`,
+which draws the images and encodes the JSON and may run on a worker thread. `handle` does both.
+
 Order of checks for a generate request: route, API key, body, then (with the request's arrival
 number n) the per-day quota, per-minute limits, and the seeded fault decision for n.
 """
@@ -26,16 +30,24 @@ from .limits import LimitBook
 from .pixels import UnsupportedImageConfig
 from .replies import (
     bad_key_error, blocked_reply, count_tokens_reply, gateway_envelope, generate_reply, image_part,
-    invalid_argument, missing_key_error, not_found, quota_error, server_error, stream_chunks,
-    unavailable_error, usage_metadata,
+    invalid_argument, missing_key_error, not_found, prepayment_depleted_error, quota_error, server_error,
+    stream_chunks, unavailable_error, usage_metadata,
 )
 from .requestlog import RequestLog
+from .schema import SchemaError
 
 JSON_TYPE = "application/json; charset=UTF-8"
 SSE_TYPE = "text/event-stream"
 _ROUTE = re.compile(r"^/(?:v1beta|v1|v1alpha)/(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
 _GENERATE = ("generateContent", "streamGenerateContent")
 _THOUGHT_SIGNATURE = base64.b64encode(b"simulated-thought-signature").decode()
+_ERROR_FAULTS = {  # faults answered with a Google error body: (HTTP status, body)
+    "server_error": (500, server_error),
+    "unavailable": (503, unavailable_error),
+    "billing_402": (402, lambda: prepayment_depleted_error(402)),
+    "prepaid_429": (429, lambda: prepayment_depleted_error(429)),
+}
+_CONTENTLESS = ("blocked", "safety", "no_image")
 
 
 @dataclass(slots=True)
@@ -51,6 +63,14 @@ class SimReply:
     action: Literal["reply", "drop", "hang"] = "reply"
     cut_at: int = 0  # drop: bytes of the payload sent before the connection closes
     hang_s: float | None = None  # hang: seconds before the connection closes (None: never)
+    build: Callable[["SimReply"], None] | None = None  # fills in body/events: see complete
+    draws: bool = False  # building the body draws images: worth a worker thread
+
+    def complete(self) -> None:
+        """Build the body if it is still to be built; may run on a worker thread, once per reply."""
+        build, self.build = self.build, None
+        if build is not None:
+            build(self)
 
     def payload(self) -> bytes:
         """The whole body as bytes, events joined."""
@@ -99,7 +119,15 @@ class SimulatorCore:
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> SimReply:
-        """Answer one request; `headers` must be a case-insensitive mapping."""
+        """Answer one request, body built; `headers` must be a case-insensitive mapping."""
+        reply = self.receive(method, path, query, headers, body)
+        reply.complete()
+        return reply
+
+    def receive(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> SimReply:
+        """Decide and log the answer to one request; its body may still need `complete()`."""
         now = self.clock()
         route = _ROUTE.match(path)
         model = route.group(1) if route else None
@@ -129,7 +157,7 @@ class SimulatorCore:
                 return _json_reply(404, "not_found", not_found(f"models/{model}:{rpc}"))
             request = read_generate_request(parsed)
             plan = plan_for(model, request)
-        except (InvalidRequest, UnsupportedImageConfig) as exc:
+        except (InvalidRequest, UnsupportedImageConfig, SchemaError) as exc:
             return _json_reply(400, "invalid", invalid_argument(str(exc)))
         streaming = rpc == "streamGenerateContent"
         return self._generate(model, request, plan, streaming, query.get("alt") == "sse", now)
@@ -156,10 +184,9 @@ class SimulatorCore:
         fault = decision.fault
         if fault == "no_image" and not plan.wants_image:
             fault = None  # documented: NO_IMAGE only hits requests that ask for an image
-        if fault == "server_error":
-            return _json_reply(500, "server_error", server_error())
-        if fault == "unavailable":
-            return _json_reply(503, "unavailable", unavailable_error())
+        if fault in _ERROR_FAULTS:
+            status, error_body = _ERROR_FAULTS[fault]
+            return _json_reply(status, fault, error_body())
         if fault == "hang":
             return SimReply(None, "hang", action="hang", hang_s=self.config.hang.seconds)
         response_id = base64.urlsafe_b64encode(
@@ -167,43 +194,64 @@ class SimulatorCore:
         ).decode()
         if fault == "envelope200":
             return _json_reply(200, "envelope200", gateway_envelope(response_id))
-        obj, outcome = self._reply_object(model, request, plan, decision, fault, response_id)
-        reply = self._encode(obj, outcome, streaming, sse)
-        if fault == "drop":
-            reply.outcome, reply.action = "drop", "drop"
-            reply.cut_at = len(reply.events[0]) if len(reply.events) > 1 else len(reply.payload()) // 2
-        elif fault == "malformed":
-            _break_json(reply)
-        return reply
-
-    def _reply_object(self, model, request, plan, decision, fault, response_id) -> tuple[dict, str]:
-        stage = "PREVIEW" if model.endswith("-preview") else None
-        if fault in ("blocked", "safety", "no_image"):
-            usage = usage_metadata(request.prompt_text_tokens, _image_in(model, request), 0, 0, 0)
-            if fault == "blocked":
-                return blocked_reply(usage, model, response_id), "blocked"
-            reason = "SAFETY" if fault == "safety" else "NO_IMAGE"
-            return generate_reply([], reason, usage, model, response_id, stage), fault
-        content = self.content.make(model, request, plan, decision.thought_images)
+        content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, decision.thought_images)
         if fault == "max_tokens":
             content = _cut_short(content)
-        parts = _parts(content, self.config.image_mime, plan.gemini3_image)
+        return self._content_reply(model, request, plan, fault, response_id, content, streaming, sse)
+
+    def _content_reply(self, model, request, plan, fault, response_id, content, streaming, sse) -> SimReply:
+        """A 200 whose body (drawn images, JSON, then a drop or malformed fault) is built by complete()."""
+        outcome = fault if fault in (*_CONTENTLESS, "drop", "malformed") else None
+        outcome = outcome or ("max_tokens" if content.truncated else "ok")
+
+        def build(reply: SimReply) -> None:
+            obj = self._reply_object(model, request, plan, fault, response_id, content)
+            self._encode(reply, obj, streaming, sse)
+            if fault == "drop":
+                reply.action = "drop"
+                reply.cut_at = len(reply.events[0]) if len(reply.events) > 1 else len(reply.payload()) // 2
+            elif fault == "malformed":
+                _break_json(reply)
+
+        draws = content is not None and (content.image is not None or bool(content.thought_images))
+        return SimReply(200, outcome, build=build, draws=draws)
+
+    def _reply_object(self, model, request, plan, fault, response_id, content: Content | None) -> dict:
+        stage = "PREVIEW" if model.endswith("-preview") else None
+        if content is None:  # blocked, safety, no_image
+            usage = usage_metadata(request.prompt_text_tokens, _image_in(model, request), 0, 0, 0)
+            if fault == "blocked":
+                return blocked_reply(usage, model, response_id)
+            reason = "SAFETY" if fault == "safety" else "NO_IMAGE"
+            return generate_reply([], reason, usage, model, response_id, stage)
+        parts = self._parts(content, plan.gemini3_image)
         usage = usage_metadata(
             content.prompt_text_tokens, content.prompt_image_tokens,
             content.out_text_tokens, content.out_image_tokens, content.thoughts_tokens,
         )
         finish = "MAX_TOKENS" if content.truncated else "STOP"
-        outcome = "max_tokens" if content.truncated else "ok"
-        return generate_reply(parts, finish, usage, model, response_id, stage), outcome
+        return generate_reply(parts, finish, usage, model, response_id, stage)
 
-    def _encode(self, obj: dict, outcome: str, streaming: bool, sse: bool) -> SimReply:
+    def _parts(self, content: Content, signed: bool) -> list[dict]:
+        mime, draw = self.config.image_mime, self.content.draw
+        parts: list[dict] = [image_part(draw(spec), mime, thought=True) for spec in content.thought_images]
+        if content.text is not None:
+            parts.append({"text": content.text})
+        if content.image is not None:
+            parts.append(image_part(draw(content.image), mime, signature=_THOUGHT_SIGNATURE if signed else ""))
+        return parts
+
+    @staticmethod
+    def _encode(reply: SimReply, obj: dict, streaming: bool, sse: bool) -> None:
         if not streaming:
-            return SimReply(200, outcome, _dumps(obj))
+            reply.body = _dumps(obj)
+            return
         chunks = stream_chunks(obj)
         if not sse:
-            return SimReply(200, outcome, _dumps(chunks))
-        events = tuple(b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
-        return SimReply(200, outcome, content_type=SSE_TYPE, events=events)
+            reply.body = _dumps(chunks)
+            return
+        reply.content_type = SSE_TYPE
+        reply.events = tuple(b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
 
 
 def _image_in(model: str, request: GenerateRequest) -> int:
@@ -218,15 +266,6 @@ def _cut_short(content: Content) -> Content:
     content.out_text_tokens = -(-len(half) // 4) if half else 0
     content.out_image_tokens, content.truncated = 0, True
     return content
-
-
-def _parts(content: Content, mime: str, signed: bool) -> list[dict]:
-    parts: list[dict] = [image_part(img, mime, thought=True) for img in content.thought_images]
-    if content.text is not None:
-        parts.append({"text": content.text})
-    if content.image is not None:
-        parts.append(image_part(content.image, mime, signature=_THOUGHT_SIGNATURE if signed else ""))
-    return parts
 
 
 def _break_json(reply: SimReply) -> None:

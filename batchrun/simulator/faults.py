@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import SpecError, UsageError
 
-# Order matters: it is the precedence of schedules and the layout of the shared uniform draw.
+# Order matters: it is the precedence of schedules and the layout of the shared uniform draw. New faults
+# go at the end, so that a seed gives the faults it always gave.
 FAULT_NAMES = (
     "server_error",
     "unavailable",
@@ -33,6 +34,8 @@ FAULT_NAMES = (
     "safety",
     "no_image",
     "max_tokens",
+    "billing_402",
+    "prepaid_429",
 )
 
 
@@ -112,6 +115,8 @@ class FaultConfig(_Strict):
     safety: Schedule | None = None
     no_image: Schedule | None = None
     max_tokens: Schedule | None = None
+    billing_402: Schedule | None = None
+    prepaid_429: Schedule | None = None
     thought_images: float = Field(0.0, ge=0.0, le=1.0)
     bad_keys: list[str] = []
     require_key: bool = False

@@ -1,8 +1,11 @@
 """What one generateContent or countTokens request asks for, read from its JSON body.
 
-Accepts camelCase and snake_case field names, as Google's REST front end does. Input images are
-measured from their header only (a base64 prefix is decoded, never the whole image) so that token
-counts stay cheap; a part whose bytes are not an image makes the request invalid.
+Accepts camelCase and snake_case field names, as Google's REST front end does, and image data in
+standard or URL-safe base64, with or without padding (proto3 JSON accepts both; the google-genai SDK
+sends URL-safe). Input images are measured from their header only (a base64 prefix is decoded, never
+the whole image) so that token counts stay cheap; a part whose bytes are not an image makes the
+request invalid. A response schema is read as given (`responseSchema`, Gemini's OpenAPI subset, or
+`responseJsonSchema`, JSON Schema); the two are mutually exclusive.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from ..tokens import text_tokens
 
 _HEADER_CHARS = 1 << 16  # base64 characters decoded to find an image's size (48 KiB of bytes)
+_URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 class InvalidRequest(ValueError):
@@ -48,6 +52,7 @@ class GenerateRequest:
     max_output_tokens: int | None = None
     thinking_budget: int | None = None
     response_mime: str = "text/plain"
+    response_schema: dict[str, Any] | None = None  # responseSchema or responseJsonSchema, as sent
 
 
 def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
@@ -64,11 +69,17 @@ def _object(mapping: dict[str, Any], camel: str, snake: str) -> dict[str, Any]:
     return value
 
 
+def decode_base64(text: str) -> bytes:
+    """Bytes from standard or URL-safe base64, padded or not; binascii.Error if it is neither."""
+    standard = text.strip().translate(_URL_SAFE_TO_STANDARD)
+    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+
+
 def _image_size(data: str) -> tuple[int, int]:
     prefix = data[:_HEADER_CHARS]
     for chunk in (prefix[: len(prefix) - len(prefix) % 4], data):
         try:
-            with Image.open(io.BytesIO(base64.b64decode(chunk))) as image:
+            with Image.open(io.BytesIO(decode_base64(chunk))) as image:
                 return image.size
         except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
             continue
@@ -125,6 +136,17 @@ def body_digest(body: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
+def _response_schema(config: dict[str, Any]) -> dict[str, Any] | None:
+    openapi = _get(config, "responseSchema", "response_schema")
+    json_schema = _get(config, "responseJsonSchema", "response_json_schema")
+    if openapi is not None and json_schema is not None:
+        raise InvalidRequest("responseSchema and responseJsonSchema are mutually exclusive: send one of them.")
+    schema = openapi if openapi is not None else json_schema
+    if schema is not None and not isinstance(schema, dict):
+        raise InvalidRequest("Invalid JSON payload received. The response schema must be an object.")
+    return schema
+
+
 def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
     """What a generateContent body asks for."""
     texts: list[str] = []
@@ -151,6 +173,7 @@ def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
         max_output_tokens=_typed(_get(config, "maxOutputTokens", "max_output_tokens"), int, "maxOutputTokens"),
         thinking_budget=_typed(_get(thinking, "thinkingBudget", "thinking_budget"), int, "thinkingBudget"),
         response_mime=_get(config, "responseMimeType", "response_mime_type") or "text/plain",
+        response_schema=_response_schema(config),
     )
 
 

@@ -182,6 +182,17 @@ def unavailable_error() -> dict:
     return google_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
 
 
+def prepayment_depleted_error(code: int) -> dict:
+    """A spent prepaid balance: RESOURCE_EXHAUSTED, ErrorInfo PREPAYMENT_CREDITS_DEPLETED (as HTTP 402 or 429)."""
+    message = (
+        "Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects "
+        "to manage your project and billing."
+    )
+    details = [{"@type": _TYPE + "ErrorInfo", "reason": "PREPAYMENT_CREDITS_DEPLETED", "domain": "googleapis.com",
+                "metadata": {"service": _SERVICE}}]
+    return google_error(code, "RESOURCE_EXHAUSTED", message, details)
+
+
 def bad_key_error() -> dict:
     """Google's answer to a bad API key: 400 INVALID_ARGUMENT, ErrorInfo reason API_KEY_INVALID."""
     message = "API key not valid. Please pass a valid API key."

@@ -1,16 +1,20 @@
 """The simulator as a real HTTP server on 127.0.0.1, for end-to-end tests, benchmarks and SDKs.
 
-aiohttp's low-level server hands each request to `SimulatorCore.handle` and carries out the reply:
-wait the injected latency, then answer, stream SSE events one by one, cut the connection part way
-through the body (drop), or hold the request and close without answering (hang).
+aiohttp's low-level server hands each request to `SimulatorCore.receive`, has a reply that draws
+images built on a worker thread (so the event loop keeps answering while images are drawn; Pillow
+and zlib release the GIL for much of it), and carries out the reply: wait the injected latency,
+then answer, stream SSE events one by one, cut the connection part way through the body (drop), or
+hold the request and close without answering (hang).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from aiohttp import web
@@ -21,6 +25,8 @@ from .faults import FaultConfig, load_faults_file, profile_config
 from .requestlog import RequestLog
 
 log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Google's limit on an inline request (reference §1.2); aiohttp's is 1 MiB
 
 
 def load_config(profile: str | None, faults_file: str | None) -> FaultConfig:
@@ -45,16 +51,25 @@ def build_core(
     return SimulatorCore(config, effective_seed, clock=clock, request_log=RequestLog(request_log))
 
 
-class SimulatorServer:
-    """Serves one SimulatorCore over HTTP/1.1."""
+def drawing_threads() -> int:
+    """Worker threads that draw images: one per core, at least two."""
+    return max(2, os.cpu_count() or 1)
 
-    def __init__(self, core: SimulatorCore) -> None:
+
+class SimulatorServer:
+    """Serves one SimulatorCore over HTTP/1.1, drawing images on `pool`."""
+
+    def __init__(self, core: SimulatorCore, pool: ThreadPoolExecutor) -> None:
         self.core = core
+        self.pool = pool
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        """aiohttp's request handler: ask the core, then carry out its reply."""
+        """aiohttp's request handler: ask the core, build the body, then carry out its reply."""
         body = await request.read()
-        reply = self.core.handle(request.method, request.path, request.query, request.headers, body)
+        reply = self.core.receive(request.method, request.path, request.query, request.headers, body)
+        if reply.draws:
+            await asyncio.get_running_loop().run_in_executor(self.pool, reply.complete)
+        reply.complete()  # a body with no image is quicker to build here than to hand to a thread
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.action == "hang":
@@ -90,6 +105,15 @@ class SimulatorServer:
         raise asyncio.CancelledError
 
 
+def _large_requests(loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
+    """aiohttp's request factory, taking bodies up to MAX_REQUEST_BYTES (product photos sent inline)."""
+
+    def make(message, payload, protocol, writer, task) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_REQUEST_BYTES)
+
+    return make
+
+
 def _abort(request: web.BaseRequest) -> None:
     transport = request.transport
     if transport is not None:
@@ -104,10 +128,12 @@ async def run_server(
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until `stop` is set; `on_ready(actual_port)` once listening."""
-    low_level = web.Server(
-        SimulatorServer(core).handle, handler_cancellation=True, access_log=None
-    )
+    pool = ThreadPoolExecutor(drawing_threads(), thread_name_prefix="simulator-draw")
     loop = asyncio.get_running_loop()
+    low_level = web.Server(
+        SimulatorServer(core, pool).handle, request_factory=_large_requests(loop), handler_cancellation=True,
+        access_log=None,
+    )
     listener = await loop.create_server(low_level, host, port, backlog=1024)
     actual_port = listener.sockets[0].getsockname()[1]
     log.debug("simulator listening on http://%s:%d", host, actual_port)
@@ -119,6 +145,7 @@ async def run_server(
         listener.close()
         await low_level.shutdown(0.25)  # hanging requests would otherwise hold the exit
         await listener.wait_closed()
+        pool.shutdown(wait=True, cancel_futures=True)
         core.close()
 
 

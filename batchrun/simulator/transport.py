@@ -1,9 +1,10 @@
 """The simulator in process: an httpx transport that answers with the server's logic, no sockets.
 
-Used for `provider: {kind: simulator}`. Latency is awaited with `anyio.sleep`. Faults that need a
-socket become the httpx exceptions a client would see: a dropped connection yields the first part
-of the body and then raises `httpx.RemoteProtocolError`; a request that never gets an answer waits
-for the request's read timeout (or the fault's `seconds`, whichever is shorter) and then raises
+Used for `provider: {kind: simulator}`. Images are drawn on a worker thread (`anyio.to_thread`), so
+the run's event loop is not held while they are. Latency is awaited with `anyio.sleep`. Faults that
+need a socket become the httpx exceptions a client would see: a dropped connection yields the first
+part of the body and then raises `httpx.RemoteProtocolError`; a request that never gets an answer
+waits for the request's read timeout (or the fault's `seconds`, whichever is shorter) and then raises
 `httpx.ReadTimeout` (or `RemoteProtocolError` if the server side gave up first).
 """
 
@@ -14,6 +15,7 @@ import time
 from typing import AsyncIterator, Callable
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from .core import SimReply, SimulatorCore
@@ -55,7 +57,10 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
         """Answer one request in process."""
         body = await request.aread()
         query = dict(request.url.params)
-        reply = self.core.handle(request.method, request.url.path, query, request.headers, body)
+        reply = self.core.receive(request.method, request.url.path, query, request.headers, body)
+        if reply.draws:
+            await anyio.to_thread.run_sync(reply.complete)
+        reply.complete()
         if reply.delay_s:
             await anyio.sleep(reply.delay_s)
         if reply.action == "hang":
