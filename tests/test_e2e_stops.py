@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
     batchrun,
@@ -22,7 +24,9 @@ from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     serve,
     signal_when,
     start_batchrun,
+    start_simulator,
     text_job,
+    write_faults,
     write_spec,
 )
 
@@ -106,3 +110,22 @@ def test_the_simulator_on_a_port_in_use_says_so_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr == (f"batchrun: error: port {port} on 127.0.0.1 is in use; pick another with --port, "
                            "or --port 0 for a free one\n")
+
+
+@pytest.mark.parametrize("fault, status", [("billing_402", 402), ("prepaid_429", 429)])
+def test_a_spent_prepaid_balance_stops_the_run_at_once_records_nothing_and_says_what_to_do(tmp_path, fault, status):
+    faults = write_faults(tmp_path, fault, {fault: {"first": 1000}})
+    simulator = start_simulator(tmp_path, faults=faults)
+    try:
+        spec = write_spec(tmp_path, text_job("billing", simulator.url, 20, limits={"concurrency": 4}))
+        done = run_job(tmp_path, spec)
+        sent = len(simulator.requests())
+    finally:
+        simulator.stop()
+
+    assert done.returncode == 12, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"batchrun: error: run stopped: billing: HTTP {status}, the account cannot pay")
+    assert "add credit or turn on postpaid billing" in last and "20 rows left pending" in last
+    assert outputs(tmp_path, "billing").rows() == []
+    assert sent <= 4  # the requests already in flight, never a retry
