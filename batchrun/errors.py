@@ -8,7 +8,7 @@
           ├── BudgetReached             4
           ├── DeadlineReached           5
           ├── AuthFailed                6   bad key, no permission: stop at once
-          ├── QuotaExhausted            7   a per-day quota: wait for the reset
+          ├── QuotaExhausted            7   a per-day quota, or a server delay past the cap: wait
           ├── BillingStopped           12   the prepaid credit is used up (402): add credit
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
@@ -144,3 +144,19 @@ def unsendable_key_message(env_var: str) -> str:
         f"the key in {env_var} holds a character an HTTP header can't carry (a line break, a control "
         "character or a non-ASCII character); set it again without it"
     )
+
+
+def server_delay_message(delay_s: float, cap_s: float) -> str:
+    """A server asked to wait longer than `retry.max_server_delay_s`: the run stops on it."""
+    return (f"the server asked to wait {duration_text(delay_s)} before sending again, more than "
+            f"retry.max_server_delay_s ({duration_text(cap_s)}): a quota is likely spent; run `batchrun run` "
+            "again later, or raise retry.max_server_delay_s to wait it out")
+
+
+def duration_text(seconds: float) -> str:
+    """`45s`, `12m30s`, `1h05m`: how long, in a message."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.3g}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

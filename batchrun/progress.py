@@ -2,11 +2,14 @@
 
 The counters are their own object (not the limiter's, not the sink's). The rich display refreshes a
 live panel on a terminal; the plain one prints a status line every N seconds for cron and CI logs.
+While every sender is paused (a 429 storm, the server's retryDelay), both say so, why, and for how
+long; the rate and the ETA count sending time only, so a pause does not stretch them.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +32,10 @@ class Progress:
     errors: collections.Counter = field(default_factory=collections.Counter)
     started: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
+    pause_reason: str | None = None  # of the current (or last) pause of every sender
+    paused_until: float = -math.inf  # on `clock`
+    _pause_started: float = field(default=0.0, repr=False)
+    _paused_before_s: float = field(default=0.0, repr=False)  # pauses ended before the current one
 
     @property
     def finished(self) -> int:
@@ -37,19 +44,50 @@ class Progress:
     def count(self, status: str) -> None:
         setattr(self, status, getattr(self, status) + 1)
 
+    def pause(self, seconds: float, reason: str) -> None:
+        """Every sender is held back `seconds` from now, for `reason` (a longer pause set stands)."""
+        now = self.clock()
+        if self.paused_until <= now:  # a new pause, not the extension of one
+            self._paused_before_s += self._pause_span(now)
+            self._pause_started = now
+        self.paused_until = max(self.paused_until, now + seconds)
+        self.pause_reason = reason
+
+    def pause_left_s(self) -> float:
+        """Seconds until sending resumes (0 when not paused)."""
+        return max(0.0, self.paused_until - self.clock())
+
+    def paused_s(self) -> float:
+        """Seconds spent paused since the start."""
+        return self._paused_before_s + self._pause_span(self.clock())
+
+    def _pause_span(self, now: float) -> float:
+        return max(0.0, min(now, self.paused_until) - self._pause_started)
+
     def rate(self) -> float:
-        elapsed = self.clock() - self.started
-        return self.finished / elapsed if elapsed > 0 else 0.0
+        """Finished requests per second of sending (pauses left out)."""
+        sending = self.clock() - self.started - self.paused_s()
+        return self.finished / sending if sending > 0 else 0.0
 
     def eta_s(self) -> float | None:
+        """What is left at the sending rate, after what is left of a pause."""
         rate = self.rate()
         left = self.total - self.finished
-        return left / rate if rate > 0 else None
+        return self.pause_left_s() + left / rate if rate > 0 else None
+
+    def pause_text(self) -> str | None:
+        """`paused, 0m42s left: REASON` while paused, else None."""
+        left = self.pause_left_s()
+        if left <= 0:
+            return None
+        return f"paused, {_duration(math.ceil(left))} left: {self.pause_reason or 'the server asked to wait'}"
 
     def line(self) -> str:
         eta = self.eta_s()
         errors = " ".join(f"{k}={v}" for k, v in sorted(self.errors.items())) or "none"
+        pause = self.pause_text()
         return (
+            (f"{pause} | " if pause else "") +
             f"done {self.finished:,}/{self.total:,} (ok {self.ok:,} blocked {self.blocked:,} "
             f"invalid {self.invalid:,} failed {self.failed:,}) in flight {self.in_flight} | "
             f"{self.rate():.1f} req/s | errors {errors} | tokens {self.tokens:,} | "
@@ -100,6 +138,9 @@ class RichDisplay:
         table.add_row(ProgressBar(total=max(p.total, 1), completed=p.finished, width=40), f"{p.finished:,}/{p.total:,}")
         table.add_row("status", f"ok {p.ok:,}  blocked {p.blocked:,}  invalid {p.invalid:,}  failed {p.failed:,}  in flight {p.in_flight}")
         table.add_row("rate", f"{p.rate():.1f} req/s   eta {_duration(p.eta_s())}")
+        pause = p.pause_text()
+        if pause:
+            table.add_row("paused", pause.removeprefix("paused, "))
         table.add_row("errors", " ".join(f"{k} {v}" for k, v in sorted(p.errors.items())) or "none")
         table.add_row("tokens", f"{p.tokens:,}")
         table.add_row("spend", f"${p.prior_spend_usd + p.spend_usd:,.4f}")

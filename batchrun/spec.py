@@ -174,6 +174,7 @@ class RetrySpec(_Strict):
     initial_s: float = Field(1.0, ge=0)
     max_wait_s: float = Field(60.0, ge=0)
     no_image_attempts: int = Field(3, ge=1, le=100)
+    max_server_delay_s: float = Field(300.0, gt=0)  # a longer retryDelay stops the run (a quota is spent)
 
 
 class BudgetSpec(_Strict):

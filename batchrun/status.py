@@ -1,7 +1,8 @@
 """What an output folder says about its job, read from the folder alone (no network, no spec).
 
 Inputs: `manifest.parquet` (row_id, model), `results/part-*.parquet`, any `journal/` segments (a run
-in progress, or a crash not yet recovered), `runs/*.json` and `.lock`. Output: a `StatusSummary`.
+in progress, or a crash not yet recovered), `runs/*.json`, `.lock`, and the live run's
+`runs/<run_id>.live.json` (whether it is paused, see `batchrun.live`). Output: a `StatusSummary`.
 
 One row per expanded row (row_id) counts: the latest by finished_at, a final status beating `failed`,
 as the sink keeps them. Results whose row is no longer in the manifest are counted apart, never as
@@ -13,6 +14,7 @@ kind), each with a count and one result's error message as an example.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchrun.errors import UsageError
+from batchrun.errors import UsageError, duration_text
 from batchrun.journal import RunJournal, read_journal
+from batchrun.live import LIVE_SUFFIX, read_live_pause
 from batchrun.lock import lock_holder
 from batchrun.manifest import read_columns
 from batchrun.sink import FAILED, FINAL_STATUSES
@@ -60,6 +63,7 @@ class StatusSummary:
     live_pid: int | None = None
     in_flight: int | None = None  # now (live run) or at the last crash
     crashed_run_id: str | None = None
+    pause: dict[str, Any] | None = None  # the live run's pause now: until (epoch s), left_s, reason
 
     @property
     def final(self) -> int:
@@ -74,8 +78,11 @@ class StatusSummary:
         return document
 
 
-def summarize(out_dir: Path, *, spec_changed: bool = False) -> StatusSummary:
-    """Read an output folder and count what is done, pending, failed, blocked and spent."""
+def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = None) -> StatusSummary:
+    """Read an output folder and count what is done, pending, failed, blocked and spent.
+
+    `now`: the wall clock (seconds since the epoch) a live run's pause is measured against.
+    """
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir)
     summary = StatusSummary(str(out_dir), total=len(manifest), live_pid=lock_holder(out_dir),
@@ -87,7 +94,17 @@ def summarize(out_dir: Path, *, spec_changed: bool = False) -> StatusSummary:
     _count_statuses(summary, latest)
     _count_spend(summary, latest)
     _read_in_flight(summary, out_dir, runs)
+    _read_pause(summary, out_dir, time.time() if now is None else now)
     return summary
+
+
+def _read_pause(summary: StatusSummary, out_dir: Path, now: float) -> None:
+    """Whether the live run is holding back every request now, until when and why."""
+    if not summary.live_pid:
+        return
+    pause = read_live_pause(out_dir, summary.live_pid, now)
+    if pause is not None:
+        summary.pause = {"until": pause.until, "left_s": round(pause.left_s(now), 1), "reason": pause.reason}
 
 
 def _read_manifest(out_dir: Path) -> pa.Table:
@@ -174,6 +191,8 @@ def last_run_record(runs_dir: Path) -> dict[str, Any] | None:
     """The summary of the run that wrote `runs/` last, or None."""
     records = []
     for path in runs_dir.glob("*.json") if runs_dir.is_dir() else ():
+        if path.name.endswith(LIVE_SUFFIX):  # a live run's state, not a run's summary
+            continue
         try:
             records.append(json.loads(path.read_text()))
         except (OSError, ValueError):  # a summary being replaced right now
@@ -237,6 +256,8 @@ def _spend_line(summary: StatusSummary) -> str:
 
 def _notes(summary: StatusSummary) -> list[str]:
     notes = []
+    if summary.pause is not None:
+        notes.append(f"paused now: {duration_text(summary.pause['left_s'])} left: {summary.pause['reason']}")
     if summary.in_flight is not None and summary.live_pid:
         notes.append(f"in flight now: {summary.in_flight:,}")
     elif summary.in_flight is not None:

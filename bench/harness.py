@@ -275,10 +275,11 @@ def output_dir(spec: Path) -> Path:
     return Path(json.loads(spec.read_text())["output"]["dir"])
 
 
-def plan(spec: Path) -> None:
+def plan(spec: Path, python: str = sys.executable) -> None:
     """`batchrun plan` (untimed: the run benchmarks start from a manifest)."""
-    done = subprocess.run([sys.executable, "-m", "batchrun", "-q", "plan", str(spec)],
-                          capture_output=True, text=True)
+    spec = spec.resolve()
+    done = subprocess.run([python, "-m", "batchrun", "-q", "plan", str(spec)],
+                          capture_output=True, text=True, cwd=spec.parent)
     if done.returncode != 0:
         raise RuntimeError(f"plan failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
 
@@ -302,12 +303,18 @@ class RunFigures:
     stderr: str
 
 
-def run_job(spec: Path, *extra: str, progress: str = "none") -> RunFigures:
-    """`batchrun run SPEC` in a child process: wall seconds from spawn to exit, and its own peak RSS."""
+def run_job(spec: Path, *extra: str, progress: str = "none", python: str = sys.executable) -> RunFigures:
+    """`batchrun run SPEC` in a child process: wall seconds from spawn to exit, and its own peak RSS.
+
+    `python`: the interpreter whose batchrun runs (another checkout's virtual environment, to compare
+    two versions side by side); it runs in the spec's folder, so no checkout's source folder shadows it.
+    """
     env = {**os.environ, KEY_ENV: FAKE_KEY}
+    spec = spec.resolve()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "batchrun", "-q", "run", str(spec), "--progress", progress,
-                             *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([python, "-m", "batchrun", "-q", "run", str(spec), "--progress", progress,
+                             *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=spec.parent)
     stderr = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started

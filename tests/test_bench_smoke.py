@@ -64,6 +64,15 @@ def test_limits_report_the_rate_and_the_share_of_429s(tmp_path: Path, mode: str)
     assert result["all_runs"][0]["ok"] == 30
 
 
+def test_random_429_reports_the_ratio_to_the_clean_job_for_both_versions(tmp_path: Path) -> None:
+    result = figures("random_429.py", "--requests", "40", "--latency-s", "0.05", "--share", "0.2", "--runs", "1",
+                     "--reference", "--baseline-python", sys.executable, "--work", str(tmp_path))
+    assert result["benchmark"] == "random-429"
+    for version in ("this", "baseline"):
+        assert positive(result[version]["ratio"]) and positive(result[version]["reference_ratio"])
+        assert share(result[version]["all_runs"][0]["share_429"])
+
+
 def test_images_reports_peak_rss_at_both_sizes(tmp_path: Path) -> None:
     result = figures("images.py", "--small", "4", "--large", "8", "--image-mb", "0.05", "--runs", "1",
                      "--work", str(tmp_path))

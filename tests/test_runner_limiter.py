@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import random
 from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
 
+from batchrun.runner.adaptive import CLEAN_REPLIES, DECREASE, FLOOR_RATE, PROBE_CLIMB, TRIAL_REPLIES, AdaptiveRate
 from batchrun.runner.clock import FakeClock, settle
-from batchrun.runner.limiter import (
-    DECREASE,
-    FLOOR_RATE,
-    PACE_FRACTION,
-    PROBE_CLIMB,
-    AdaptiveRate,
-    Limiter,
-    TokenBucket,
-)
+from batchrun.runner.limiter import PACE_FRACTION, PACE_SAMPLE, STORM_LIMITED, Limiter, Pause, TokenBucket
 
 pytestmark = pytest.mark.anyio
 
@@ -261,6 +256,56 @@ async def test_a_pause_set_while_a_worker_waits_for_the_bucket_holds_it_too() ->
     assert granted == [3.5]
 
 
+# --- a server's delay: a lone 429 delays its own retry, a 429 storm every worker --------------
+
+
+async def test_a_lone_429_with_a_retry_delay_holds_no_other_worker_back() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=8, adaptive=False, clock=clock)
+    granted: list[float] = []
+    held: list[object] = []
+
+    async def unlucky() -> None:
+        permit = await limiter.acquire()
+        await clock.sleep(0.5)  # the reply: 429 with RetryInfo.retryDelay "7s"
+        limiter.release(permit, rate_limited=True)
+        held.append(limiter.hold_back(7.0))
+
+    async def worker() -> None:
+        await clock.sleep(1.0)
+        limiter.release(await limiter.acquire())
+        granted.append(clock.now())
+
+    await run_workers(clock, unlucky, *([worker] * 4))
+    assert held == [None] and granted == [1.0] * 4
+
+
+async def test_a_429_storm_holds_every_worker_back_for_the_servers_delay() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=32, adaptive=False, clock=clock)
+    permits = [await limiter.acquire() for _ in range(STORM_LIMITED)]
+    held = []
+    for permit in permits:
+        limiter.release(permit, rate_limited=True)
+        held.append(limiter.hold_back(7.0))
+    assert held[:-1] == [None] * (STORM_LIMITED - 1)
+    assert held[-1] == Pause(7.0, "a 429 storm (10 of the last 10 replies); the server asked for 7s")
+    async with clock.autojump():
+        limiter.release(await limiter.acquire())
+    assert clock.now() == 7.0
+
+
+async def test_a_429_storm_ends_when_half_the_last_twenty_replies_are_no_longer_429s() -> None:
+    limiter = Limiter(concurrency=32, adaptive=False, clock=FakeClock())
+    for limited in [True] * STORM_LIMITED + [False] * 10:
+        limiter.release(await limiter.acquire(), rate_limited=limited)
+    assert limiter.storming  # 10 of the last 20
+    limiter.release(await limiter.acquire())
+    assert not limiter.storming  # 9 of the last 20
+    limiter.release(await limiter.acquire(), rate_limited=True)
+    assert limiter.hold_back(7.0) is None
+
+
 # --- adaptive rate ---------------------------------------------------------------------------
 
 
@@ -361,6 +406,48 @@ def test_adaptive_rate_probes_at_full_speed_again_when_the_ceiling_moves() -> No
     assert rate.rate == pytest.approx(30.0 + PROBE_CLIMB * 30.0 / 30.0)
 
 
+async def test_a_decrease_on_trial_holds_its_rate_then_climbs_after_thirty_clean_replies() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=4, requests_per_minute=600, adaptive=True, clock=clock)
+    async with clock.autojump():
+        limiter.release(await limiter.acquire(), rate_limited=True)  # 588/min -> 529.2/min
+        for _ in range(CLEAN_REPLIES - 1):
+            limiter.release(await limiter.acquire())
+        assert limiter.current_rate_per_minute == pytest.approx(600 * PACE_FRACTION * DECREASE)
+        limiter.release(await limiter.acquire())  # the 30th clean reply: the decrease stays
+        limiter.release(await limiter.acquire())  # and the rate climbs again
+    assert limiter.current_rate_per_minute > 600 * PACE_FRACTION * DECREASE
+
+
+async def test_429s_as_frequent_at_half_the_rate_are_taken_for_background_and_the_pace_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="batchrun.runner.limiter")
+    clock = FakeClock()
+    limiter = Limiter(concurrency=4, unpaced_until_429=True, clock=clock)
+    rates = []
+    async with clock.autojump():
+        for phase in range(3):  # before the first 429, the decrease on trial, the old rate again
+            for k in range(20 if phase == 0 else TRIAL_REPLIES):
+                limiter.release(await limiter.acquire(), rate_limited=(k + 1) % 20 == 0)  # 5%
+            rates.append(limiter.current_rate_per_minute)
+    assert rates == [20 * DECREASE * 60, None, None]  # 10% off 20 grants, then unpaced again
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "rate limited", "429s came as often at a lower rate", "429s came as often at both rates"]
+    assert "taking 5.0% of replies as the server's background 429s" in caplog.records[-1].getMessage()
+
+
+async def test_a_limit_with_no_background_is_paced_after_its_first_429_as_before() -> None:
+    clock = FakeClock()
+    limiter = Limiter(concurrency=4, unpaced_until_429=True, clock=clock)
+    async with clock.autojump():
+        for k in range(20):
+            limiter.release(await limiter.acquire(), rate_limited=k == 19)
+        for _ in range(TRIAL_REPLIES):  # under the limit now: no 429
+            limiter.release(await limiter.acquire())
+    assert limiter.current_rate_per_minute is not None
+
+
 # --- limits are checked ----------------------------------------------------------------------
 
 
@@ -378,17 +465,26 @@ def test_limits_below_one_are_refused(limits: dict[str, float]) -> None:
 
 
 class SlidingWindowServer:
-    """Accepts a request unless `limit` were accepted in the past second; a 429 says when to retry."""
+    """Accepts a request unless `limit` were accepted in the past second; a 429 says when to retry.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    `background`: also refuses that share of requests at random (seeded), whatever the rate, with a
+    1 s retry delay, as Gemini's shared-capacity 429s come. `limit=None`: no limit, only those.
+    """
+
+    def __init__(self, limit: int | None, background: float = 0.0, seed: int = 1) -> None:
+        self.limit, self.background = limit, background
+        self.rng = random.Random(seed)
         self.accepted: list[float] = []
-        self.refused = 0
+        self.refused = 0  # by the limit
+        self.refused_at_random = 0
 
     def answer(self, now: float) -> float | None:
-        """None if accepted, else the retry delay until the window frees a place."""
-        recent = [t for t in self.accepted[-self.limit :] if t > now - 1.0]
-        if len(recent) < self.limit:
+        """None if accepted, else the retry delay (until the window frees a place)."""
+        if self.background and self.rng.random() < self.background:
+            self.refused_at_random += 1
+            return 1.0
+        recent = [] if self.limit is None else [t for t in self.accepted[-self.limit :] if t > now - 1.0]
+        if self.limit is None or len(recent) < self.limit:
             self.accepted.append(now)
             return None
         self.refused += 1
@@ -397,16 +493,19 @@ class SlidingWindowServer:
 
 async def drive(limiter: Limiter, clock: FakeClock, server: SlidingWindowServer,
                 seconds: float, workers: int = 64, latency: float = 0.2) -> None:
-    """Workers as the runner drives them: a 429 is released as rate limited and pauses everyone."""
+    """Workers as the runner drives them: a 429 is released as rate limited, may hold every worker
+    back (a storm), and its request waits out the server's delay before it is sent again."""
 
     async def worker() -> None:
         while clock.now() < seconds:
             permit = await limiter.acquire()
             retry_after = server.answer(clock.now())
-            await clock.sleep(latency)
+            if retry_after is None:
+                await clock.sleep(latency)  # a 429 comes back at once
             limiter.release(permit, rate_limited=retry_after is not None)
             if retry_after is not None:
-                limiter.pause_all(retry_after)
+                limiter.hold_back(retry_after)
+                await clock.sleep(retry_after)
 
     await run_workers(clock, *([worker] * workers))
 
@@ -432,6 +531,27 @@ async def test_an_unknown_limit_is_found_and_kept_with_few_429s() -> None:
     assert server.refused <= 0.05 * (len(server.accepted) + server.refused)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_429s_at_5_percent_keep_four_fifths_of_the_throughput(seed: int) -> None:
+    async def requests_in(server: SlidingWindowServer) -> int:
+        clock = FakeClock()
+        limiter = Limiter(concurrency=64, unpaced_until_429=True, clock=clock)
+        await drive(limiter, clock, server, seconds=40.0, latency=0.5)
+        return len(server.accepted)
+
+    clean = await requests_in(SlidingWindowServer(limit=None))
+    with_429s = await requests_in(SlidingWindowServer(limit=None, background=0.05, seed=seed))
+    assert with_429s >= 0.8 * clean
+
+
+async def test_a_limit_is_found_and_kept_under_background_429s() -> None:
+    clock, server = FakeClock(), SlidingWindowServer(limit=20, background=0.05)
+    limiter = Limiter(concurrency=64, unpaced_until_429=True, clock=clock)
+    await drive(limiter, clock, server, seconds=90.0)
+    assert share_of_limit(server, 30.0, 90.0) >= 0.85
+    assert server.refused <= 0.1 * (len(server.accepted) + server.refused + server.refused_at_random)
+
+
 def test_adaptive_rate_probes_at_full_speed_well_past_a_stale_ceiling() -> None:
     rate = AdaptiveRate(start=20.0)
     rate.on_rate_limited(rate.epoch)
@@ -449,15 +569,15 @@ def test_adaptive_rate_probes_at_full_speed_well_past_a_stale_ceiling() -> None:
 
 async def test_unpaced_until_the_first_429_then_paced_from_the_granted_rate() -> None:
     clock = FakeClock()
-    limiter = Limiter(concurrency=16, unpaced_until_429=True, clock=clock)
+    limiter = Limiter(concurrency=32, unpaced_until_429=True, clock=clock)
     assert limiter.current_rate_per_minute is None
-    permits = [await limiter.acquire() for _ in range(10)]
-    assert clock.now() == 0  # only concurrency binds: ten grants at once
+    permits = [await limiter.acquire() for _ in range(PACE_SAMPLE)]
+    assert clock.now() == 0  # only concurrency binds: twenty grants at once
     for permit in permits[1:]:
         limiter.release(permit)
     limiter.release(permits[0], rate_limited=True)
-    # ten granted in the last second, halved by the first 429 (the slow-start exit)
-    assert limiter.current_rate_per_minute == pytest.approx(10 * 0.5 * 60)
+    # twenty granted in the last second, what concurrency allowed (not a doubling's overshoot): less 10%
+    assert limiter.current_rate_per_minute == pytest.approx(20 * DECREASE * 60)
     granted: list[float] = []
 
     async def worker() -> None:
@@ -467,8 +587,20 @@ async def test_unpaced_until_the_first_429_then_paced_from_the_granted_rate() ->
             limiter.release(permit)
 
     await run_workers(clock, worker)
-    assert granted[:2] == pytest.approx([0.0, 0.2], abs=1e-9)  # paced at 5/s from the 429 on
-    assert 0 < granted[2] - granted[1] < 0.2  # a success while rate-bound climbs again
+    # paced at 18/s from the 429 on, and held there while the decrease is on trial
+    assert granted == pytest.approx([0.0, 1 / 18, 2 / 18], abs=1e-9)
+
+
+async def test_unpaced_a_429_before_twenty_replies_starts_no_pace_unless_429s_storm() -> None:
+    limiter = Limiter(concurrency=32, unpaced_until_429=True, clock=FakeClock())
+    permits = [await limiter.acquire() for _ in range(5 + STORM_LIMITED)]
+    for permit in permits[:5]:
+        limiter.release(permit)
+    for permit in permits[5:-1]:
+        limiter.release(permit, rate_limited=True)
+    assert limiter.current_rate_per_minute is None  # 9 of 14 replies: too few to measure, no storm
+    limiter.release(permits[-1], rate_limited=True)
+    assert limiter.storming and limiter.current_rate_per_minute == pytest.approx(15 * DECREASE * 60)
 
 
 async def test_unpaced_limiter_never_paces_without_a_429() -> None:

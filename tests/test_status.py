@@ -8,9 +8,11 @@ import pytest
 
 from batchrun.errors import UsageError
 from batchrun.journal import JournalWriter, result_values
+from batchrun.live import LiveFile, live_path
+from batchrun.progress import Progress
 from batchrun.records import ResultRecord
 from batchrun.sink import rows_to_table, write_part
-from batchrun.status import format_status, summarize
+from batchrun.status import format_status, last_run_record, summarize
 
 DEAD_PID = 4_194_304 + 17
 
@@ -247,3 +249,41 @@ def test_the_text_table_and_json_carry_the_numbers(tmp_path):
     assert "$1.2500" in text
     assert (document["total"], document["final"], document["pending"]) == (10, 1, 9)
     assert document["failed_by_error_kind"] == {"http_503": 1}
+
+
+def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path):
+    out = make_folder(tmp_path)
+    (out / ".lock").write_text(f"{os.getpid()}\n")
+    wall = 1_800_000_000.0
+    progress = Progress(total=10, started=0.0, clock=lambda: 100.0)
+    progress.pause(45.0, "a 429 storm (12 of the last 20 replies); the server asked for 45s")
+    LiveFile(live_path(out, "run-1"), progress, wall=lambda: wall).sync()
+
+    summary = summarize(out, now=wall + 3.0)
+
+    assert summary.pause == {"until": wall + 45.0, "left_s": 42.0,
+                             "reason": "a 429 storm (12 of the last 20 replies); the server asked for 45s"}
+    assert ("paused now: 42s left: a 429 storm (12 of the last 20 replies); the server asked for 45s"
+            in format_status(summary).splitlines())
+    assert json.loads(json.dumps(summary.to_json()))["pause"]["left_s"] == 42.0
+
+
+def test_no_pause_is_shown_once_it_is_over_or_when_no_run_is_live(tmp_path):
+    out = make_folder(tmp_path)
+    wall = 1_800_000_000.0
+    progress = Progress(total=10, started=0.0, clock=lambda: 100.0)
+    progress.pause(45.0, "a 429 storm")
+    LiveFile(live_path(out, "run-1"), progress, pid=DEAD_PID, wall=lambda: wall).sync()  # left by a kill -9
+    (out / ".lock").write_text(f"{DEAD_PID}\n")
+    assert summarize(out, now=wall).pause is None
+    (out / ".lock").write_text(f"{os.getpid()}\n")
+    assert summarize(out, now=wall).pause is None  # the live run is another one
+    assert "paused" not in format_status(summarize(out, now=wall + 50.0))
+
+
+def test_a_live_file_is_not_taken_for_the_last_runs_summary(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "run-1.json").write_text(json.dumps({"run_id": "run-1", "written_at": 10.0}))
+    (runs / "run-2.live.json").write_text(json.dumps({"run_id": "run-2", "pid": 1, "written_at": 20.0}))
+    assert last_run_record(runs)["run_id"] == "run-1"

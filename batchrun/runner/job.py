@@ -40,6 +40,7 @@ from ..errors import (
     unsendable_key_message,
 )
 from ..http import SIMULATOR_BASE_URL, make_client, make_transport
+from ..live import LiveFile, live_path
 from ..lock import acquire_lock, release_lock
 from ..manifest import read_columns
 from ..plan import manifest_is_current, manifest_path, plan_job
@@ -371,15 +372,16 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
     retry = spec.retry
     policy = RetryPolicy(
         max_attempts=retry.max_attempts, initial_s=retry.initial_s, max_wait_s=retry.max_wait_s,
-        no_image_attempts=retry.no_image_attempts,
+        no_image_attempts=retry.no_image_attempts, max_server_delay_s=retry.max_server_delay_s,
     )
     display = make_display(options.progress, progress, options.status_every)
+    live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
     pool = WorkerPool(
         provider=provider, client=None, limiter=limiter, policy=policy, sink=sink, progress=progress,
         clock=clock, concurrency=concurrency, cost=_coster(catalog), worst_case=_worst(catalog),
         budget=budget, deadline=None if options.deadline_s is None else clock.now() + options.deadline_s,
         grace_s=options.grace_s, handle_signals=options.handle_signals,
-        on_tick=_ticker(display, sink, options.status_every), tick_s=0.5, on_reply=_status_warner(),
+        on_tick=_ticker(display, sink, options.status_every, live), tick_s=0.5, on_reply=_status_warner(),
         input_image_bytes=int(limits.input_image_mb_in_flight * 1_000_000),
     )
     if not options.config_check:
@@ -394,6 +396,7 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
         with contextlib.suppress(OSError):  # a failed flush already stopped the run
             sink.flush()
         display.stop()
+        live.remove()
 
 
 def _coster(catalog: PriceCatalog):
@@ -418,11 +421,12 @@ def _worst(catalog: PriceCatalog):
     return worst
 
 
-def _ticker(display, sink: Sink, every: float):
+def _ticker(display, sink: Sink, every: float, live: LiveFile):
     state = {"last": time.monotonic()}
 
     def tick() -> None:
         sink.flush()
+        live.sync()
         now = time.monotonic()
         if now - state["last"] >= getattr(display, "every", every):
             state["last"] = now

@@ -6,7 +6,8 @@ taught (actual token usage, whether it was a 429).
 
 Invariants:
 - At most `concurrency` permits are out at once.
-- No `acquire` returns before the end of a `pause_all`, whichever worker's reply asked for it.
+- No `acquire` returns before the end of a `pause_all` (or of a pause `hold_back` set), whichever
+  worker's reply asked for it.
 - Waiters are served first come, first served: one waiter at a time (the holder of the gate) sleeps
   on the clock until the pause and every bucket allow it; the rest queue behind it. No polling, no
   task per call; a call that needs no waiting costs a few attribute reads.
@@ -19,10 +20,18 @@ the level the same way. Configured limits are paced at `PACE_FRACTION` of their 
 the server shifted by event-loop and network jitter, and a pace exactly at a server's limit would
 put about every other request over it in a strict window.
 
-With no requests-per-minute limit the request rate adapts to 429s (see `AdaptiveRate`). A run
-passes `unpaced_until_429`: until the first 429 only concurrency binds, so a job that never meets a
-limit is never slowed by a guessed one (a slow start from 1 req/s cost 7 s of a 20,000-request run,
-bench/RESULTS.md); that 429 then starts the adaptive rate from the pace granted over the last second.
+With no requests-per-minute limit the request rate adapts to 429s (see `adaptive.py`: only 429s
+whose share rises with the rate lower it). A run passes `unpaced_until_429`: until the first 429 that
+lowers the rate only concurrency binds, so a job that never meets a limit is never slowed by a guessed
+one (a slow start from 1 req/s cost 7 s of a 20,000-request run, bench/RESULTS.md); that 429 then
+starts the adaptive rate from the pace granted over the last second, and if that decrease proves
+useless the limiter is unpaced again.
+
+A server's delay (`RetryInfo.retryDelay`) holds back every sender (`hold_back`) only when whatever
+is sent now would meet the same refusal: during a 429 storm (half of the last `STORM_REPLIES`
+replies), and while 429s come too often to be background (a limit overshot). Otherwise a 429 delays
+only the retry of its own request (the retry policy waits at least the delay): Gemini's
+shared-capacity 429s come at random, and pausing every worker for each cost more than the 429s did.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchrun.errors import duration_text
+from batchrun.runner.adaptive import START_RATE, AdaptiveRate, RateJudge, RateState, ReplyWindow, Step
 from batchrun.runner.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -42,16 +53,9 @@ BURST_SECONDS = 0.05  # a bucket holds 50 ms of its rate, and never less than on
 NEGLIGIBLE_WAIT_S = 1e-6  # a shortfall refilled within this counts as none (float rounding)
 NUDGE_MIN_S = 0.05  # a rate rise wakes the sleeping waiter only if it would sleep longer than this
 
-# Adaptive rate, in requests per second (see AdaptiveRate for the reasoning).
-START_RATE = 1.0  # 60/min: low enough for small image quotas, doubles every round trip
-FLOOR_RATE = 1.0 / 60  # 1/min: a storm of 429s never stops a run
-SLOW_START_EXIT = 0.5  # first 429: a doubling may have overshot by up to 2x
-DECREASE = 0.9  # later 429s: the ceiling is known, a gentle step back suffices
-NEAR_CEILING = 0.95  # below this share of the ceiling, climb fast
-FAST_CLIMB = 0.10  # share of the ceiling gained per second while far below it
-PROBE_CLIMB = 0.01  # share of the ceiling gained per second near and above it
-MIN_PROBE = 0.0005  # the slowest probe: 0.05%/s, 100 s from 95% to 100% of the ceiling
-SAME_CEILING = 0.05  # a 429 within 5% of the last ceiling confirms it
+STORM_REPLIES = 20  # a 429 storm: at least STORM_LIMITED 429s among the last STORM_REPLIES replies
+STORM_LIMITED = 10
+PACE_SAMPLE = 20  # unpaced, the replies a 429 waits for before it starts the pace (see _lowers_rate)
 
 
 @dataclass(slots=True)
@@ -105,63 +109,6 @@ class TokenBucket:
         self.level = min(self.level, self.capacity)
 
 
-class AdaptiveRate:
-    """A request rate learnt from 429s: additive increase, multiplicative decrease.
-
-    Classic AIMD halves on loss and so saws between 50% and 100% of the limit (75% on average), and
-    every 429 also pauses all workers for the server's retry delay. Here the rate of the last counted
-    429 is kept as the ceiling: below 95% of it the rate climbs fast (10% of the ceiling per second of
-    successes), near it slowly (1% per second, halved each time a 429 confirms the same ceiling, down
-    to 0.05%), and a 429 takes it back by only 10%. The rate so spends nearly all its time between 95%
-    and 100% of the limit and meets a 429 rarer and rarer, which matters because each 429 may pause
-    every worker: against a simulated server allowing 20 req/s (tests/test_runner_limiter.py) it holds
-    about 97% of the limit with under 1% 429s. More than 5% past the ceiling with no 429, the limit
-    has risen, and the probe goes back to full speed.
-
-    Before the first 429 the rate is unknown: it starts at START_RATE and grows by one request per
-    second per success (doubling every round trip), then halves on the first 429.
-
-    Only one 429 per round trip counts: a permit granted before the last decrease answers for the
-    old rate, so the burst of 429s one overload provokes lowers the rate once, not to the floor.
-    """
-
-    def __init__(self, *, start: float, cap: float | None = None) -> None:
-        self.rate = start
-        self.cap = cap
-        self.ceiling: float | None = start if cap is not None else None
-        self.epoch = 0
-        self._probe = PROBE_CLIMB
-
-    def on_success(self) -> None:
-        """One success while the rate was what held sends back: climb."""
-        rate = self.rate + self._slope() / self.rate
-        self.rate = rate if self.cap is None else min(rate, self.cap)
-
-    def _slope(self) -> float:
-        """Requests per second gained per second of successes at the current rate."""
-        if self.ceiling is None:
-            return self.rate
-        if self.rate < NEAR_CEILING * self.ceiling:
-            return FAST_CLIMB * self.ceiling
-        if self.rate > (1 + SAME_CEILING) * self.ceiling:
-            return PROBE_CLIMB * self.ceiling  # no 429 well past the ceiling: the limit has risen
-        return self._probe * self.ceiling
-
-    def on_rate_limited(self, epoch: int) -> bool:
-        """A 429 for a permit of `epoch`: step back unless that epoch's rate was already cut."""
-        if epoch != self.epoch:
-            return False
-        first = self.ceiling is None
-        if not first and abs(self.rate - self.ceiling) <= SAME_CEILING * self.ceiling:
-            self._probe = max(MIN_PROBE, self._probe / 2)
-        else:
-            self._probe = PROBE_CLIMB
-        self.ceiling = self.rate
-        self.rate = max(FLOOR_RATE, self.rate * (SLOW_START_EXIT if first else DECREASE))
-        self.epoch += 1
-        return True
-
-
 class GrantRate:
     """Grants per second over the last second, from two one-second counters (no per-grant list)."""
 
@@ -201,8 +148,8 @@ class Limiter:
         clock: Clock,
     ) -> None:
         """`unpaced_until_429`: with an adaptive rate and no rpm, only concurrency binds until the
-        first 429 (a limit never met never slows a run); the adaptive rate then starts from the pace
-        granted over the last second, an upper bound of what the server accepted."""
+        first 429 that lowers the rate (a limit never met never slows a run); the adaptive rate then
+        starts from the pace granted over the last second, an upper bound of what the server accepted."""
         _check_limits(concurrency, requests_per_minute, tokens_per_minute, images_per_minute)
         self._clock = clock
         now = clock.now()
@@ -214,6 +161,8 @@ class Limiter:
         self._nap_until = -math.inf
         self._rate_bound = False
         self._adaptive = _adaptive_rate(requests_per_minute, adaptive)
+        self._judge: RateJudge[_Before] | None = None if self._adaptive is None else RateJudge()
+        self._storm = ReplyWindow(STORM_REPLIES)
         self._requests = _bucket(requests_per_minute, now)
         self._unpaced = unpaced_until_429 and self._adaptive is not None and requests_per_minute is None
         self._grants = GrantRate()
@@ -294,6 +243,7 @@ class Limiter:
         self._in_flight -= 1
         self._slots.release()
         now = self._clock.now()
+        self._storm.add(rate_limited)
         if actual_tokens is not None and self._tokens is not None:
             self._tokens.correct(actual_tokens - permit.tokens, now)
             if actual_tokens < permit.tokens:
@@ -302,35 +252,130 @@ class Limiter:
             self._adapt(permit, rate_limited, now)
 
     def _adapt(self, permit: Permit, rate_limited: bool, now: float) -> None:
-        assert self._adaptive is not None
-        if self._requests is None:  # unpaced until this first 429
-            if rate_limited:
-                self._start_pacing(permit, now)
-            return
-        if rate_limited:
-            if self._adaptive.on_rate_limited(permit.epoch):
-                self._requests.set_rate(self._adaptive.rate, now)
-                log.info("rate limited: pacing at %.1f requests/min", self._adaptive.rate * 60)
-        elif self._rate_bound:
-            self._adaptive.on_success()
+        assert self._adaptive is not None and self._judge is not None
+        step = self._judge.record(permit.epoch, rate_limited)
+        if step is Step.UNDO:
+            self._undo_decrease(now)
+        elif step is Step.REDO:
+            self._redo_decrease(now)
+        elif step is Step.BACKGROUND:
+            self._adaptive.forget_ceiling()
+            log.info("429s came as often at both rates: taking %.1f%% of replies as the server's background "
+                     "429s, not a limit", self._judge.background * 100)
+        elif rate_limited:
+            if permit.epoch == self._adaptive.epoch and self._lowers_rate():
+                self._decrease(permit, now)
+        elif self._rate_bound and self._requests is not None and self._judge.trial is None:
+            self._adaptive.on_success()  # a rate on trial holds: its 429 share is measured at one rate
             self._requests.set_rate(self._adaptive.rate, now)
             self._nudge(now)
 
-    def _start_pacing(self, permit: Permit, now: float) -> None:
-        """The first 429 while unpaced: adapt from the rate granted over the last second."""
-        assert self._adaptive is not None
-        self._adaptive.rate = max(FLOOR_RATE, self._grants.per_second(now))
-        self._adaptive.on_rate_limited(permit.epoch)
-        self._requests = TokenBucket(self._adaptive.rate, now)
-        self._unpaced, self._gated = False, True
+    def _lowers_rate(self) -> bool:
+        """Whether a 429 for the current rate lowers it. Unpaced, not before PACE_SAMPLE replies (or a
+        storm): the pace starts from the grants of the last second, which an early 429 would catch
+        at a handful."""
+        assert self._judge is not None
+        storming = self.storming
+        if self._requests is None and not storming and self._judge.recent.replies < PACE_SAMPLE:
+            return False
+        return self._judge.lowers_rate(storming)
+
+    def _decrease(self, permit: Permit, now: float) -> None:
+        """Lower the rate for a 429 that says it is too high, and put the decrease on trial."""
+        assert self._adaptive is not None and self._judge is not None
+        before = _Before(paced=self._requests is not None, rate=self._adaptive.state())
+        if self._requests is None:
+            self._start_pacing(now)
+        else:
+            self._adaptive.on_rate_limited(permit.epoch, self._refused())
+            self._requests.set_rate(self._adaptive.rate, now)
+        self._judge.cut(before, self._adaptive.epoch)
         log.info("rate limited: pacing at %.1f requests/min", self._adaptive.rate * 60)
 
-    def pause_all(self, seconds: float) -> None:
+    def _start_pacing(self, now: float) -> None:
+        """The first decrease while unpaced: adapt from the rate granted over the last second."""
+        assert self._adaptive is not None
+        self._adaptive.start_from(self._grants.per_second(now), self._refused())
+        self._requests = TokenBucket(self._adaptive.rate, now)
+        self._unpaced, self._gated = False, True
+
+    def _undo_decrease(self, now: float) -> None:
+        """A decrease that did not lower the share of 429s: back to the rate (or no pace) before it."""
+        assert self._adaptive is not None and self._judge is not None and self._judge.trial is not None
+        before = self._judge.trial.undo
+        self._adaptive.undo(before.rate)
+        if not before.paced:
+            self._requests, self._unpaced = None, True
+            self._gated = self._tokens is not None or self._images is not None
+            pace = "no pace: only concurrency binds"
+        else:
+            assert self._requests is not None
+            self._requests.set_rate(self._adaptive.rate, now)
+            self._nudge(now)
+            pace = f"pacing at {self._adaptive.rate * 60:.1f} requests/min"
+        self._judge.undone(self._adaptive.epoch)
+        log.info("429s came as often at a lower rate: back to %s, to see if they are the server's", pace)
+
+    def _redo_decrease(self, now: float) -> None:
+        """The 429s rose again when a decrease was undone: they are about the rate; lower it for good."""
+        assert self._adaptive is not None and self._judge is not None
+        if self._requests is None:
+            self._start_pacing(now)
+        else:
+            self._adaptive.on_rate_limited(self._adaptive.epoch, self._refused())
+            self._requests.set_rate(self._adaptive.rate, now)
+        self._judge.new_rate(self._adaptive.epoch)
+        log.info("429s rose again at the higher rate: pacing at %.1f requests/min", self._adaptive.rate * 60)
+
+    def _refused(self) -> float:
+        """The share of 429s among the last STORM_REPLIES replies (0 until that many came)."""
+        storm = self._storm
+        return storm.limited / storm.replies if storm.replies == STORM_REPLIES else 0.0
+
+    @property
+    def storming(self) -> bool:
+        """Whether 429s storm: at least STORM_LIMITED of the last STORM_REPLIES replies."""
+        return self._storm.limited >= STORM_LIMITED
+
+    def hold_back(self, seconds: float) -> Pause | None:
+        """A reply asked to wait `seconds`: hold back every sender when 429s storm, or come too often
+        to be background (a limit's: whatever is sent now meets the same full window). Else only the
+        retry of its request waits (the retry policy does that). Returns the pause set, if any."""
+        over = None if self._judge is None else self._judge.over_limit()
+        if self.storming:
+            reason = f"a 429 storm ({self._storm.limited} of the last {self._storm.replies} replies)"
+        elif over is not None:
+            reason = f"over the server's limit ({over.limited} of {over.replies} replies were 429s)"
+        else:
+            return None
+        reason += f"; the server asked for {duration_text(seconds)}"
+        self.pause_all(seconds, reason)
+        return Pause(seconds, reason)
+
+    def pause_all(self, seconds: float, reason: str = "the server asked to wait") -> None:
         """Let no acquire return before now + seconds (a longer pause already set stands)."""
-        until = self._clock.now() + seconds
+        now = self._clock.now()
+        until = now + seconds
         if until > self._pause_until:
+            if self._pause_until <= now:  # one line per pause, not per extension of it
+                log.info("pausing all sends for %.1f s: %s", seconds, reason)
             self._pause_until = until
-            log.info("server asked to wait: pausing all sends for %.1f s", seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Every sender held back for `seconds`, and why, in words for a progress line."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """The limiter before a decrease: whether it paced requests, and the adaptive rate's state."""
+
+    paced: bool
+    rate: RateState
 
 
 def _check_limits(concurrency: int, *per_minute: float | None) -> None:

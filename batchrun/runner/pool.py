@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from ..errors import server_delay_message
 from ..records import Outcome, ProviderReply, RequestRecord, Usage
 from .inputbytes import DEFAULT_MB, InputBytesBudget
 from .retry import RetryPolicy, send_with_retries
@@ -324,8 +325,20 @@ class WorkerPool:
         if reply.outcome is Outcome.RETRY:
             self.progress.errors[reply.error_kind or "retry"] += 1
             if reply.retry_after_s:
-                self.limiter.pause_all(reply.retry_after_s)
+                self._hold_back(reply.retry_after_s)
         return reply
+
+    def _hold_back(self, delay_s: float) -> None:
+        """A server delay: past the cap, a quota signal that stops the run (this request stays pending);
+        when the limiter says so (a 429 storm, a limit overshot), a pause of every sender; else only
+        this request's retry waits it out."""
+        cap = self.policy.max_server_delay_s
+        if delay_s > cap:
+            self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
+            raise _Abandoned
+        pause = self.limiter.hold_back(delay_s)
+        if pause is not None:
+            self.progress.pause(pause.seconds, pause.reason)
 
     def _count_retry(self, *_args) -> None:
         self.progress.retries += 1

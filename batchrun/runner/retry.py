@@ -12,6 +12,7 @@ Built from tenacity's rules, so the same objects drive `tenacity.AsyncRetrying`:
   more times rarely draws one, and each try is billed.
 
 Only `Outcome.RETRY` is ever retried; every other outcome is final (or stops the run) and gets None.
+A server delay longer than `max_server_delay_s` is not waited out here: the pool stops the run on it.
 """
 
 from __future__ import annotations
@@ -87,12 +88,16 @@ class RetryPolicy:
         initial_s: float = 1.0,
         max_wait_s: float = 60.0,
         no_image_attempts: int = 3,
+        max_server_delay_s: float = 300.0,
         rng: random.Random | None = None,
     ) -> None:
         if max_attempts < 1 or no_image_attempts < 1:
             raise ValueError("max_attempts and no_image_attempts must be at least 1")
         if initial_s < 0 or max_wait_s < 0:
             raise ValueError("initial_s and max_wait_s cannot be negative")
+        if not max_server_delay_s > 0:
+            raise ValueError("max_server_delay_s must be above 0")
+        self.max_server_delay_s = max_server_delay_s
         backoff = wait_full_jitter(
             initial_s=initial_s, max_wait_s=max_wait_s, rng=rng or random.Random()
         )
