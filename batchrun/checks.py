@@ -10,7 +10,7 @@ import difflib
 from typing import Any
 
 from .errors import SpecError
-from .models import ModelInfo, lookup_model
+from .modeltable import ModelInfo, lookup_model
 from .templatesyntax import is_template
 
 GC = "request.generation_config"

@@ -2,6 +2,7 @@
 
     BatchrunError                      exit code
      ├── SpecError                      2   a job spec or its inputs are wrong (names file, YAML path, fix)
+     │    └── SpecProblems              2   several at once (bad rows, bad images): ten listed, and a count
      ├── UsageError                     2   a command line or an output folder is wrong
      │    └── AlreadyRunning            9   another run or plan holds the output folder's lock
      └── RunStopped                         a run stopped by itself, cleanly and resumably
@@ -56,7 +57,7 @@ class SpecError(BatchrunError):
         super().__init__(where + message)
 
 
-class SpecErrors(SpecError):
+class SpecProblems(SpecError):
     """Several problems at once (bad rows, bad images): the first ten on one line, and a count."""
 
     LISTED = 10

@@ -108,7 +108,7 @@ class _Refused(Exception):
 
 
 def load_yaml(path: Path, shown: str | None = None, *, loader: type | None = None, max_nodes: int = MAX_NODES) -> Any:
-    """Parse a YAML file; errors become one-line SpecErrors that name the file and the line."""
+    """Parse a YAML file; each error becomes a one-line SpecError that names the file and the line."""
     shown = shown or str(path)
     text = _read(path, shown)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.models import RATIOS_10, RATIOS_14, lookup_model
+from batchrun.modeltable import RATIOS_10, RATIOS_14, lookup_model
 from batchrun.simulator.pixels import UnsupportedImageConfig, image_pixels
 
 

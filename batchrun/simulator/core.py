@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
-from ..models import input_image_tokens
+from ..modeltable import input_image_tokens
 from .content import Content, ContentMaker, ModelPlan, plan_for
 from .faults import Decision, FaultConfig, decide
 from .inbound import GenerateRequest, InvalidRequest, load_body, read_count_tokens_request, read_generate_request
