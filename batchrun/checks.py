@@ -10,15 +10,20 @@ import difflib
 from typing import Any
 
 from .errors import SpecError
-from .models import ModelInfo, lookup_model
+from .modeltable import ModelInfo, lookup_model
+from .templatesyntax import is_template
 
 GC = "request.generation_config"
+GENERATION_CONFIG_KEYS = (
+    "temperature topP topK candidateCount maxOutputTokens stopSequences seed presencePenalty "
+    "frequencyPenalty responseMimeType responseSchema responseJsonSchema responseModalities "
+    "imageConfig thinkingConfig mediaResolution responseLogprobs logprobs speechConfig "
+    "enableEnhancedCivicAnswers"
+).split()
 
 
 def check_spec(spec: Any, shown: str) -> list[str]:
     """Validate the spec's literal generation config; return warnings (an unknown model)."""
-    from .spec import GENERATION_CONFIG_KEYS, is_template
-
     warnings: list[str] = []
     config = spec.request.generation_config
     for key in config:
@@ -42,8 +47,6 @@ def check_spec(spec: Any, shown: str) -> list[str]:
 
 
 def _camel_hint(key: str) -> list[str]:
-    from .spec import GENERATION_CONFIG_KEYS
-
     head, *rest = key.split("_")
     camel = head + "".join(word.title() for word in rest)
     return [camel] if camel in GENERATION_CONFIG_KEYS else []

@@ -1,4 +1,5 @@
-"""The `batchrun` command: wires subcommands to stages, prints one line per error, returns exit codes.
+"""The `batchrun` command: turns each command's flags into checked options, hands them to a stage, prints
+its result, prints one line per error, returns exit codes.
 
 Nothing imports this module. Logging is configured here and only here, from -v / -q.
 """
@@ -148,16 +149,18 @@ def _add_simulate(commands, common) -> None:
 
 
 def cmd_plan(args) -> int:
+    from .options import plan_options
     from .spec import load_spec
 
+    options = plan_options(args)
     loaded = load_spec(args.spec)  # before the heavier imports: a bad spec is reported at once
     from .lifecycle import lifecycle_warning
     from .plan import plan_job, render_request
 
     _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
-    summary = plan_job(loaded, show=max(args.show, 0))
+    summary = plan_job(loaded, show=options.show)
     _warn(summary.warnings)
-    if args.json:
+    if options.json:
         print(json.dumps(summary.to_json(), indent=2))
         return 0
     print(format_plan(summary))
@@ -196,44 +199,61 @@ def format_plan(summary) -> str:
 
 
 def cmd_run(args) -> int:
-    from .runner.job import run_command
+    import datetime
 
-    return run_command(args)
+    from .options import run_options
+    from .spec import load_spec
+
+    options = run_options(args, datetime.datetime.now())  # before the spec is read: a bad flag writes nothing
+    from .jobrun import run_job
+
+    return run_job(load_spec(args.spec), options)
 
 
 def cmd_status(args) -> int:
+    from .options import status_options
     from .plan import manifest_is_current
     from .spec import load_spec
     from .status import format_status, summarize
 
+    options = status_options(args)
     loaded = load_spec(args.spec)
     # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
     summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
-    print(json.dumps(summary.to_json(), indent=2) if args.json else format_status(summary))
+    print(json.dumps(summary.to_json(), indent=2) if options.json else format_status(summary))
     return 0
 
 
 def cmd_estimate(args) -> int:
-    from .runner.job import estimate_command
+    from .options import estimate_options
+    from .spec import load_spec
 
-    return estimate_command(args)
+    options = estimate_options(args)
+    from .jobrun import estimate_job
+
+    print(estimate_job(load_spec(args.spec), options))
+    return 0
 
 
 def cmd_simulate(args) -> int:
+    from .options import simulate_options
     from .simulator.server import serve
 
+    options = simulate_options(args)
+
     def ready(port: int) -> None:
-        print(f"batchrun simulator listening on http://{args.host}:{port}", flush=True)
+        print(f"batchrun simulator listening on http://{options.host}:{port}", flush=True)
 
     try:
         serve(
-            args.host, args.port, profile=args.profile, faults_file=args.faults, seed=args.seed,
-            request_log=args.request_log, on_ready=ready,
+            options.host, options.port, profile=options.profile,
+            faults_file=None if options.faults is None else str(options.faults), seed=options.seed,
+            request_log=None if options.request_log is None else str(options.request_log), on_ready=ready,
         )
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        raise UsageError(f"port {args.port} on {args.host} is in use; pick another with --port, "
+        raise UsageError(f"port {options.port} on {options.host} is in use; pick another with --port, "
                          "or --port 0 for a free one") from None
     return 0
 

@@ -2,6 +2,7 @@
 
     BatchrunError                      exit code
      ├── SpecError                      2   a job spec or its inputs are wrong (names file, YAML path, fix)
+     │    └── SpecProblems              2   several at once (bad rows, bad images): ten listed, and a count
      ├── UsageError                     2   a command line or an output folder is wrong
      │    └── AlreadyRunning            9   another run or plan holds the output folder's lock
      └── RunStopped                         a run stopped by itself, cleanly and resumably
@@ -13,6 +14,10 @@
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           └── Interrupted             130   Ctrl-C
+
+    Problems a stage hands to its caller, which words them for a user (never shown alone):
+    TemplateProblem, ImageProblem, BadInputLine, YamlRefused; in the simulator, InvalidRequest,
+    SchemaError, UnsupportedPattern, UnsupportedImageConfig (each an HTTP 400 reply).
 
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
     (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
@@ -56,7 +61,7 @@ class SpecError(BatchrunError):
         super().__init__(where + message)
 
 
-class SpecErrors(SpecError):
+class SpecProblems(SpecError):
     """Several problems at once (bad rows, bad images): the first ten on one line, and a count."""
 
     LISTED = 10
@@ -133,6 +138,50 @@ class ConfigRejected(RunStopped):
 
 class Interrupted(RunStopped):
     exit_code = EXIT_INTERRUPTED
+
+
+# Problems one stage reports to the stage that called it, which words them for a user (a SpecError naming
+# the file, row and fix; in the simulator, an HTTP 400 reply): their messages are never shown alone.
+
+
+class TemplateProblem(Exception):
+    """A template that does not compile or render; `variable` names a missing variable, if any."""
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class ImageProblem(Exception):
+    """An input image that cannot be sent; the message says why and what to do."""
+
+
+class BadInputLine(ValueError):
+    """A line of a jsonl input that is not one JSON object."""
+
+
+class YamlRefused(Exception):
+    """A YAML document that parsed but is refused: (YAML path or line, message)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(where, message)
+        self.where, self.message = where, message
+
+
+class InvalidRequest(ValueError):
+    """Simulator: the body is not a generateContent request the API would accept (HTTP 400)."""
+
+
+class SchemaError(ValueError):
+    """Simulator: the response schema admits no value the simulator can make."""
+
+
+class UnsupportedPattern(ValueError):
+    """Simulator: the pattern uses something its sampler cannot draw (a lookaround, a conditional)."""
+
+
+class UnsupportedImageConfig(ValueError):
+    """Simulator: the request asked for an aspect ratio or image size the model does not offer."""
 
 
 def missing_key_message(env_var: str) -> str:

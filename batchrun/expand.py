@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from .checks import config_problem
-from .errors import SpecError, SpecErrors
+from .errors import SpecError, SpecProblems
 from .imagenames import name_max, name_problem
 from .inputimages import ImageInspector, ImageProblem
-from .models import lookup_model
+from .modeltable import lookup_model
 from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, RequestRecord, TokenEstimate, body_wants_image
 from .spec import LoadedSpec, is_template
 from .templates import CompiledTemplate, TemplateProblem, make_environment
@@ -186,7 +186,7 @@ class Expander:
         if self.image_problem_rows == 1:
             raise self.loaded.error(*self.image_problems[0])
         if self.image_problems:
-            raise SpecErrors(self.loaded.shown, self.image_problems, self.image_problem_rows)
+            raise SpecProblems(self.loaded.shown, self.image_problems, self.image_problem_rows)
 
     def _check_columns(self, row: dict[str, Any]) -> None:
         self._checked_columns = True
@@ -324,7 +324,7 @@ class Expander:
                 if self._last_problem_row != number:  # once per row, not per matrix combination
                     self._last_problem_row = number
                     self.image_problem_rows += 1
-                    if len(self.image_problems) < SpecErrors.LISTED:
+                    if len(self.image_problems) < SpecProblems.LISTED:
                         self.image_problems.append((f"request.images[{index}]", f"{self._where(number, row)}: {problem}"))
                 return None
         return refs

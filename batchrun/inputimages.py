@@ -9,15 +9,12 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from .errors import ImageProblem
 from .records import ImageRef
 
 MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 INLINE_REQUEST_LIMIT = 100 * 1024 * 1024  # bytes of one request body; base64 adds a third
 MAX_IMAGE_BYTES = INLINE_REQUEST_LIMIT * 3 // 4
-
-
-class ImageProblem(Exception):
-    """An input image that cannot be sent; the message says why and what to do."""
 
 
 class ImageInspector:

@@ -14,13 +14,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .errors import BadInputLine
 from .spec import INPUT_FORMATS, LoadedSpec
 
 BATCH_ROWS = 8192
-
-
-class BadInputLine(ValueError):
-    """A line of a jsonl input that is not one JSON object."""
 
 
 def input_file(loaded: LoadedSpec) -> Path | None:

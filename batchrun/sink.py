@@ -39,7 +39,7 @@ from batchrun.journal import (
     remove_segments,
     result_values,
 )
-from batchrun.imagefiles import ImageFile, _remove_temp_images, image_extension, image_relative_path, write_image_file
+from batchrun.outputimages import ImageFile, _remove_temp_images, image_extension, image_relative_path, write_image_file
 from batchrun.lock import acquire_lock, release_lock
 from batchrun.records import ResultRecord
 

@@ -15,7 +15,9 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .checks import check_spec
 from .errors import SpecError
+from .templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from .yamlload import load_yaml
 
 Scalar = Union[str, int, float, bool]
@@ -25,14 +27,6 @@ DEFAULT_KEY_ENV = "GEMINI_API_KEY"
 EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
 # The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped
 _API_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
-
-GENERATION_CONFIG_KEYS = (
-    "temperature topP topK candidateCount maxOutputTokens stopSequences seed presencePenalty "
-    "frequencyPenalty responseMimeType responseSchema responseJsonSchema responseModalities "
-    "imageConfig thinkingConfig mediaResolution responseLogprobs logprobs speechConfig "
-    "enableEnhancedCivicAnswers"
-).split()
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -247,8 +241,6 @@ def load_spec(path: str | Path) -> LoadedSpec:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(shown, *_describe(exc, raw)) from None
-    from .checks import check_spec  # model-family checks live beside the model table
-
     warnings = check_spec(spec, shown)
     _check_pricing(spec, shown)
     return LoadedSpec(spec, path, shown, warnings)
@@ -356,9 +348,3 @@ def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
             return []
     return list(model.model_fields)
 
-
-_TEMPLATE = re.compile(r"{{|{%")
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and bool(_TEMPLATE.search(value))

@@ -13,6 +13,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .errors import TemplateProblem
+
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 _VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 _JINJA_SYNTAX = re.compile(r"{{|{%|{#|}}|%}|#}")
@@ -29,14 +31,6 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["slug"] = slug
     return env
-
-
-class TemplateProblem(Exception):
-    """A template that does not compile or render; `variable` names a missing variable, if any."""
-
-    def __init__(self, message: str, variable: str | None = None) -> None:
-        super().__init__(message)
-        self.variable = variable
 
 
 def _substitution(source: str) -> list[str] | None:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .models import input_image_tokens, lookup_model
+from .modeltable import input_image_tokens, lookup_model
 from .records import ImageRef, TokenEstimate
 
 CHARS_PER_TOKEN = 4

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .errors import SpecError
+from .errors import SpecError, YamlRefused
 
 MAX_NODES = 1_000_000
 
@@ -82,7 +82,7 @@ class SpecLoader(_PlainStrings, yaml.SafeLoader):
         # PyYAML rescans every open bracket at each token (time grows as the square of the depth):
         # stop where libyaml stops, before that takes seconds
         if self.flow_level >= _MAX_FLOW_DEPTH:
-            raise _Refused(f"line {self.get_mark().line + 1}", _TOO_DEEP)
+            raise YamlRefused(f"line {self.get_mark().line + 1}", _TOO_DEEP)
         super().fetch_flow_collection_start(TokenClass)
 
 
@@ -99,22 +99,14 @@ if getattr(yaml, "__with_libyaml__", False):
 DEFAULT_LOADER: type = next(iter(LOADERS.values()))
 
 
-class _Refused(Exception):
-    """A document that parsed but is refused: (YAML path or line, message)."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(where, message)
-        self.where, self.message = where, message
-
-
 def load_yaml(path: Path, shown: str | None = None, *, loader: type | None = None, max_nodes: int = MAX_NODES) -> Any:
-    """Parse a YAML file; errors become one-line SpecErrors that name the file and the line."""
+    """Parse a YAML file; each error becomes a one-line SpecError that names the file and the line."""
     shown = shown or str(path)
     text = _read(path, shown)
     try:
         with _collections_paused():
             return _load(text, _loader_for(text, loader or DEFAULT_LOADER), max_nodes)
-    except _Refused as exc:
+    except YamlRefused as exc:
         raise SpecError(shown, exc.where, exc.message) from None
     except yaml.YAMLError as exc:
         raise SpecError(shown, *_describe_yaml_error(exc)) from None
@@ -260,8 +252,8 @@ def _check_expansion(root: yaml.Node, text: str, loader_class: type, max_nodes: 
     line, anchor = _collection_alias_at(text, loader_class, index)
     fix = f"expand the aliases by hand, or keep the spec under {max_nodes:,} nodes"
     if recursive:
-        raise _Refused(f"line {line}", f"the alias *{anchor} is inside its own anchor and never ends; {fix}")
-    raise _Refused(f"line {line}", f"the alias *{anchor} takes the spec past {max_nodes:,} nodes once expanded; {fix}")
+        raise YamlRefused(f"line {line}", f"the alias *{anchor} is inside its own anchor and never ends; {fix}")
+    raise YamlRefused(f"line {line}", f"the alias *{anchor} takes the spec past {max_nodes:,} nodes once expanded; {fix}")
 
 
 def _collection_alias_at(text: str, loader_class: type, index: int) -> tuple[int, str]:
@@ -298,7 +290,7 @@ def _check_keys(root: yaml.Node) -> None:
 
 
 def _labelled(node: yaml.Node, path: str = "") -> Iterator[tuple[str | int, yaml.Node]]:
-    """A collection's lists and mappings with their labels (key or index); a repeated key raises _Refused.
+    """A collection's lists and mappings with their labels (key or index); a repeated key raises YamlRefused.
 
     Lazy, so a key is compared only after the values before it are walked: the first problem in
     document order is the one reported.
@@ -314,7 +306,7 @@ def _labelled(node: yaml.Node, path: str = "") -> Iterator[tuple[str | int, yaml
             if key in seen:
                 where = f"{path}.{key}" if path else key
                 line = key_node.start_mark.line + 1
-                raise _Refused(where, f"key '{key}' appears twice (line {line}); keep one")
+                raise YamlRefused(where, f"key '{key}' appears twice (line {line}); keep one")
             seen.add(key)
             if type(value_node) is not yaml.ScalarNode:
                 yield key, value_node

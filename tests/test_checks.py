@@ -8,8 +8,8 @@ import pytest
 
 from batchrun.checks import check_spec, config_problem
 from batchrun.errors import SpecError
-from batchrun.models import lookup_model
-from batchrun.spec import is_template
+from batchrun.modeltable import lookup_model
+from batchrun.templatesyntax import is_template
 
 GC = "request.generation_config"
 

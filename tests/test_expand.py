@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from batchrun.errors import SpecError, SpecErrors
+from batchrun.errors import SpecError, SpecProblems
 from batchrun.expand import Expander, canonical_json, request_id
 from batchrun.spec import load_spec
 
@@ -228,7 +228,7 @@ def test_several_bad_images_are_listed_up_to_ten(tmp_path):
     expander = Expander(loaded)
     records = list(expander.expand(loaded.spec.inputs.rows))
     assert len(records) == 2
-    with pytest.raises(SpecErrors) as caught:
+    with pytest.raises(SpecProblems) as caught:
         expander.finish()
     listed = "; ".join(
         f"row {i + 2} (sku 'S{i:02}'): image not found: gone-{i}.png (relative to the spec's folder)"
@@ -247,7 +247,7 @@ def test_one_bad_image_is_a_plain_spec_error(tmp_path):
     )
     with pytest.raises(SpecError) as caught:
         expand_all(loaded)
-    assert not isinstance(caught.value, SpecErrors)
+    assert not isinstance(caught.value, SpecProblems)
     assert str(caught.value) == (
         f"{loaded.shown}: request.images[0]: row 1: notes.png is not an image Pillow can read; use a PNG, JPEG or WebP"
     )

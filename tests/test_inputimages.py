@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from batchrun import inputimages
-from batchrun.inputimages import ImageInspector, ImageProblem
+from batchrun.errors import ImageProblem
+from batchrun.inputimages import ImageInspector
 from batchrun.records import ImageRef
 
 

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.models import lookup_model
+from batchrun.modeltable import lookup_model
 from batchrun.pricing import (
     PriceCatalog,
     PriceEntry,

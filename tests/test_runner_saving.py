@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from batchrun.imagefiles import ImageFile
+from batchrun.outputimages import ImageFile
 from batchrun.records import Outcome, ProviderReply, RequestRecord, RowTarget, Usage
 from batchrun.runner.pool import ConfigProbe
 from batchrun.runner.saving import Finished, save_finished

@@ -12,7 +12,7 @@ from batchrun.simulator.content import (
     MAX_TEXT_TOKENS, MIN_TEXT_TOKENS, ContentMaker, OutputSpend, plan_for, spend_output,
 )
 from batchrun.simulator.inbound import read_generate_request
-from batchrun.simulator.schema import SchemaError
+from batchrun.errors import SchemaError
 
 
 def make(model: str, config: dict | None = None, text: str = "a mug"):

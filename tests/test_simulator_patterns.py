@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from batchrun.simulator.patterns import UnsupportedPattern, sample_match
+from batchrun.errors import UnsupportedPattern
+from batchrun.simulator.patterns import sample_match
 
 PATTERNS = [
     r"^[A-Z]{3}-\d{4}$",

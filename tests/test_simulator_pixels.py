@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.models import RATIOS_10, RATIOS_14, lookup_model
-from batchrun.simulator.pixels import UnsupportedImageConfig, image_pixels
+from batchrun.modeltable import RATIOS_10, RATIOS_14, lookup_model
+from batchrun.errors import UnsupportedImageConfig
+from batchrun.simulator.pixels import image_pixels
 
 
 def pixels(model: str, ratio: str | None, size: str | None) -> tuple[int, int]:

@@ -8,7 +8,8 @@ import random
 import jsonschema
 import pytest
 
-from batchrun.simulator.schema import SchemaError, schema_instance
+from batchrun.errors import SchemaError
+from batchrun.simulator.schema import schema_instance
 from openapi_schema import as_json_schema
 
 WORDS = ("mug", "glazed", "stoneware", "soft", "morning", "light", "sage", "by hand")

@@ -12,7 +12,7 @@ from batchrun.journal import JournalWriter, result_values
 from batchrun.manifest import ManifestWriter
 from batchrun.pricing import PriceCatalog
 from batchrun.records import RequestRecord, ResultRecord, TokenEstimate
-from batchrun.runner.job import spent_so_far
+from batchrun.jobrun import spent_so_far
 from batchrun.sink import Sink
 from batchrun.sink import rows_to_table, write_part
 from batchrun.spend import JobSpend, job_spend, latest_results, spend_of

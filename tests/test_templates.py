@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.templates import CompiledTemplate, TemplateProblem, make_environment, slug
+from batchrun.errors import TemplateProblem
+from batchrun.templates import CompiledTemplate, make_environment, slug
 
 ENV = make_environment()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..imagefiles import ImageFile
+from ..outputimages import ImageFile
 from ..journal import RESULT_FIELDS
 from ..records import ProviderReply, RequestRecord, ResultRecord, RowTarget, Usage
 from ..sink import latest_row_indices, list_parts, read_parts

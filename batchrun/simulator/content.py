@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from ..models import ModelInfo, input_image_tokens, lookup_model
+from ..modeltable import ModelInfo, input_image_tokens, lookup_model
 from ..tokens import CHARS_PER_TOKEN, text_tokens
 from .inbound import GenerateRequest
 from .pixels import image_pixels

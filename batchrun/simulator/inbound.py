@@ -20,14 +20,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InvalidRequest
 from ..tokens import text_tokens
 
 _HEADER_CHARS = 1 << 16  # base64 characters decoded to find an image's size (48 KiB of bytes)
 _URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
-
-
-class InvalidRequest(ValueError):
-    """The body is not a generateContent request the API would accept (HTTP 400)."""
 
 
 @dataclass(frozen=True, slots=True)

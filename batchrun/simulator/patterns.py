@@ -14,6 +14,8 @@ import re
 import string
 from typing import Any
 
+from ..errors import UnsupportedPattern
+
 try:
     from re import _parser as _regex_parser  # the parser `re.compile` itself uses
 except ImportError:  # pragma: no cover - a future Python that moves it: patterns are left unsampled
@@ -31,10 +33,6 @@ _CATEGORY_CHARS = {
 }
 _CATEGORY_REGEX = {"DIGIT": r"\d", "NOT_DIGIT": r"\D", "SPACE": r"\s", "NOT_SPACE": r"\S",
                    "WORD": r"\w", "NOT_WORD": r"\W"}
-
-
-class UnsupportedPattern(ValueError):
-    """The pattern uses something this sampler cannot draw (a lookaround, a conditional)."""
 
 
 def sample_match(pattern: str, rng: random.Random) -> str:

@@ -8,6 +8,8 @@ tier of its own. A model the simulator does not know gets the Gemini 3 1K size w
 
 from __future__ import annotations
 
+from ..errors import UnsupportedImageConfig
+
 DEFAULT_ASPECT_RATIO = "1:1"
 DEFAULT_IMAGE_SIZE = "1K"
 
@@ -42,10 +44,6 @@ _GEMINI_3_1K: dict[str, tuple[int, int]] = {
 }
 
 _SCALE: dict[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
-
-
-class UnsupportedImageConfig(ValueError):
-    """The request asked for an aspect ratio or image size the model does not offer."""
 
 
 def _base_table(family: str | None) -> dict[str, tuple[int, int]]:

@@ -22,16 +22,13 @@ import re
 import uuid
 from typing import Any, Callable
 
-from .patterns import UnsupportedPattern, sample_match
+from ..errors import SchemaError, UnsupportedPattern
+from .patterns import sample_match
 
 MAX_DEPTH = 6  # below this, optional properties are left out and arrays hold their minimum
 _GIVE_UP_DEPTH = 64
 _DEFAULT_SPAN = 100  # integers and numbers with no bound fall within this span of the bound given
 _KINDS = ("object", "array", "string", "integer", "number", "boolean", "null")
-
-
-class SchemaError(ValueError):
-    """The schema admits no value the simulator can make."""
 
 
 def schema_instance(schema: dict[str, Any], rng: random.Random, words: tuple[str, ...]) -> Any:

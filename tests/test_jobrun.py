@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.runner.job import api_key, usable_key
+from batchrun.jobrun import api_key, usable_key
 from batchrun.spec import load_spec
 
 KEY = "AIzaSyD-4fakeKeyForJobTests_0123456789ab"
@@ -75,17 +75,6 @@ def test_api_key_of_the_simulator_is_none(tmp_path, monkeypatch):
     (tmp_path / "x.yaml").write_text(SPEC + "provider: {kind: simulator}\n", encoding="utf-8")
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     assert api_key(load_spec(tmp_path / "x.yaml")) is None
-
-
-def test_retry_names_the_final_statuses_to_send_again():
-    from batchrun.runner.job import parse_retry
-
-    assert parse_retry(None) == frozenset()
-    assert parse_retry("invalid, Blocked") == {"invalid", "blocked"}
-    with pytest.raises(UsageError) as caught:
-        parse_retry("ok,invalid")
-    assert str(caught.value) == ("--retry 'ok,invalid': ok is not a status to send again; use invalid and/or "
-                                 "blocked (failed rows are sent again by default)")
 
 
 @pytest.mark.parametrize("code, fix", [

@@ -1,0 +1,351 @@
+"""`batchrun run` and `batchrun estimate`: from a loaded spec and checked options to a finished run or a price.
+
+Wires the stages: read the key, take the output folder's lock (held to the end), plan if the manifest
+is stale, open the sink (recovering a crashed run), compute what is pending, run the pool
+(`runner.job` builds it), close the sink, calibrate the estimate, and turn how the run ended into an
+exit code or the RunStopped error that says why. Prints nothing: results go back to the CLI, state
+changes to the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import (
+    EXIT_FAILURES,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    AuthFailed,
+    BillingStopped,
+    BudgetReached,
+    ConfigRejected,
+    DeadlineReached,
+    Interrupted,
+    QuotaExhausted,
+    UsageError,
+    WriteFailed,
+    missing_key_message,
+    unsendable_key_message,
+)
+from .lock import acquire_lock, release_lock
+from .manifest import read_columns
+from .options import EstimateOptions, RunOptions
+from .plan import manifest_is_current, manifest_path, plan_job
+from .pricing import PriceCatalog, require_prices
+from .progress import Progress
+from .runner.job import _run_pool as run_pool
+from .runner.pending import RETRYABLE_FINAL, Work, plan_work
+from .runner.pool import Budget, PoolStop, StopReason
+from .runner.saving import Finished, copy_replies, save_finished
+from .runner.writeerrors import write_error_message
+from .sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
+from .spec import LoadedSpec
+from .spend import job_spend
+from .status import last_run_record
+
+log = logging.getLogger(__name__)
+
+STOP_ERRORS = {
+    StopReason.BUDGET: BudgetReached,
+    StopReason.DEADLINE: DeadlineReached,
+    StopReason.AUTH: AuthFailed,
+    StopReason.QUOTA: QuotaExhausted,
+    StopReason.INTERRUPTED: Interrupted,
+    StopReason.WRITE: WriteFailed,
+    StopReason.CONFIG: ConfigRejected,
+    StopReason.BILLING: BillingStopped,
+}
+
+
+def estimate_job(loaded: LoadedSpec, options: EstimateOptions) -> str:
+    """The estimate report (text, or JSON with `options.json`) of a job, planned first if stale."""
+    from .estimate import estimate_report
+
+    loaded = prepare(loaded)
+    catalog = load_catalog(loaded, options.prices)
+    budget = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    return estimate_report(manifest_path(loaded), loaded.output_dir, catalog, json_out=options.json, budget_usd=budget)
+
+
+def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
+    """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec."""
+    from .lifecycle import lifecycle_warning
+
+    for line in loaded.warnings:
+        log.warning(line)
+    if not manifest_is_current(loaded):
+        summary = plan_job(loaded, lock_held=lock_held)
+        for line in summary.warnings:
+            log.warning(line)
+        log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
+                 summary.manifest)
+    for model in manifest_models(manifest_path(loaded)):
+        retiring = lifecycle_warning(model, dt.date.today())
+        if retiring:
+            log.warning(retiring)
+    return loaded
+
+
+def load_catalog(loaded: LoadedSpec, prices: Path | None) -> PriceCatalog:
+    return PriceCatalog.load(overrides=loaded.spec.pricing, prices_file=prices)
+
+
+def api_key(loaded: LoadedSpec) -> str | None:
+    """The key from the variable provider.api_key_env names (None for a provider that needs none)."""
+    env = loaded.spec.provider.key_env
+    if env is None:
+        return None
+    return usable_key(os.environ.get(env), env, loaded.shown)
+
+
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what httpx and aiohttp send in a header
+
+
+def usable_key(value: str | None, env: str, shown: str) -> str:
+    """`value` without surrounding whitespace; UsageError, naming `env` but never the value, if unusable."""
+    # A key file's trailing newline or a .env file's CR is never part of a key: dropped without a word.
+    # Anything else a header can't carry is refused here, at start, not by the HTTP client per request.
+    key = (value or "").strip()
+    if not key:
+        raise UsageError(f"{shown}: provider.api_key_env: {missing_key_message(env)}")
+    if not _HEADER_SAFE.fullmatch(key):
+        raise UsageError(f"{shown}: provider.api_key_env: {unsendable_key_message(env)}")
+    return key
+
+
+def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
+    """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
+    key = api_key(loaded)  # before anything is written: a bad key leaves no trace
+    # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
+    try:
+        lock = acquire_lock(loaded.output_dir)
+    except OSError as exc:
+        raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
+    try:
+        return _run_locked(loaded, options, lock, key)
+    finally:
+        release_lock(lock)
+
+
+def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None) -> int:
+    started = time.monotonic()
+    prepare(loaded, lock_held=True)
+    models = manifest_models(manifest_path(loaded))
+    catalog = load_catalog(loaded, options.prices)
+    cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    if cap is not None:
+        require_prices(models, catalog)
+    # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
+    # had arrived, and no sent marker, so the next run reports every request it may send twice.
+    sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
+    try:
+        recovery = sink.open(held_lock=lock)
+    except OSError as exc:
+        raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
+    held: list[Finished] = []
+    try:
+        _report_recovery(recovery)
+        _report_endpoint_change(loaded, sink, options)
+        work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
+                         retry=options.retry)
+        copied = _reuse_saved_replies(sink, work)
+        spent = sink.spent_usd()
+        progress = Progress(total=work.rows - copied, prior_spend_usd=spent)
+        log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
+                 f"{len(work.send):,}", spent)
+        stop = PoolStop()
+        if progress.total:
+            pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
+            stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
+        else:
+            log.info("nothing to send: every row of the job has a final result")
+    finally:
+        _close(sink, held)
+    _calibrate(loaded, catalog)
+    return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
+
+
+def _report_recovery(recovery) -> None:
+    if recovery.in_flight_at_crash:
+        log.warning(
+            "%d requests were in flight when an earlier run stopped without finishing; they are sent again "
+            "and may have been billed twice", recovery.in_flight_at_crash,
+        )
+
+
+def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions) -> None:
+    """Record where this run sends; warn when the last run sent elsewhere and left rows invalid."""
+    endpoint = provider_endpoint(loaded)
+    sink.run_facts["endpoint"] = endpoint
+    last = last_run_record(loaded.output_dir / "runs")
+    before = (last or {}).get("endpoint")
+    if before is None or before == endpoint or "invalid" in options.retry:
+        return
+    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], "invalid")).as_py() or 0)
+    if invalid:
+        log.warning("the provider endpoint changed since the last run (%s, now %s); %d rows recorded invalid "
+                    "there stay so: `batchrun run --retry invalid` sends them again", before, endpoint, invalid)
+
+
+def provider_endpoint(loaded: LoadedSpec) -> str:
+    provider = loaded.spec.provider
+    return "simulator (in process)" if provider.kind == "simulator" else provider.url
+
+
+def _reuse_saved_replies(sink: Sink, work: Work) -> int:
+    """Rows whose request already has a saved reply take a copy of it (nothing is sent); how many did."""
+    if not work.reusable_rows:
+        return 0
+    try:
+        again = copy_replies(sink, work.reusable)
+    except OSError as exc:
+        raise WriteFailed(f"run stopped: {write_error_message(exc, sink.out_dir)}; nothing was sent") from None
+    if again:
+        work.send = pa.concat_arrays([work.send, pa.array(again, pa.string())])
+    copied = work.reusable_rows - len(again)
+    log.info("%d rows took a copy of a reply already saved for the same request (nothing sent for them)", copied)
+    return copied
+
+
+def _save_held(sink: Sink, held: list[Finished], wait_s: float, progress: Progress) -> list[Finished]:
+    """Write the replies a write error held back, waiting up to `wait_s` for the cause to go away."""
+    if not held:
+        return []
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            for done in list(held):
+                save_finished(sink, done)
+                held.remove(done)
+                for _ in range(done.rows):
+                    progress.count(done.status)
+            sink.flush()
+            return []
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                return held
+            if not told:
+                told = True
+                log.warning("%s; %d replies that arrived are held in memory: free the space (or fix the "
+                            "folder) within %gs and they are saved; Ctrl-C gives up", write_error_message(exc, sink.out_dir),
+                            len(held), wait_s)
+        try:
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        except KeyboardInterrupt:
+            return held
+
+
+def _close(sink: Sink, held: list[Finished]) -> None:
+    try:
+        sink.close()
+    except OSError as exc:
+        lost = f"; {len(held)} replies that arrived could not be saved" if held else ""
+        raise WriteFailed(f"run stopped: {write_error_message(exc, sink.out_dir)}; the results of this run are kept in "
+                          f"{sink.journal_dir} and `batchrun run` recovers them once it can write again{lost}") from None
+
+
+def _run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def manifest_models(manifest: Path) -> list[str]:
+    """The distinct models a manifest sends to."""
+    column = pq.read_table(manifest, columns=["model"])["model"]
+    return sorted(pc.unique(column.combine_chunks()).to_pylist())
+
+
+def results_table(out_dir: Path, columns: tuple[str, ...]) -> pa.Table:
+    """Some columns of every result part of a job (an empty table before its first part)."""
+    return read_parts(list_parts(out_dir / "results"), columns)
+
+
+def spent_so_far(out_dir: Path) -> float:
+    """Every result's cost, in the manifest or not: the figure `status` and `estimate` show too."""
+    return job_spend(out_dir).usd
+
+
+def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
+    from .estimate import write_calibration
+
+    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from"))
+    if not results.num_rows:
+        return
+    try:
+        write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
+    except OSError as exc:  # only the next estimate's calibration is lost
+        log.warning("calibration not saved: %s", write_error_message(exc, loaded.output_dir))
+
+
+def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int, held: list[Finished],
+            not_ok: dict[str, int]) -> int:
+    log.info(
+        "run ended after %.1fs: ok %d, blocked %d, invalid %d, failed %d; spent $%.4f this run",
+        elapsed, progress.ok, progress.blocked, progress.invalid, progress.failed, progress.spend_usd,
+    )
+    if stop.reason is not None:
+        left = progress.total - progress.finished
+        raise STOP_ERRORS[stop.reason](
+            f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
+            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes"
+        )
+    if progress.failed:
+        log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
+        return EXIT_FAILURES
+    if kept_failed:
+        log.warning("%d rows failed in an earlier run and were not sent (--no-retry-failed)", kept_failed)
+        return EXIT_FAILURES
+    if not_ok:
+        counts = ", ".join(f"{status} {count:,}" for status, count in sorted(not_ok.items()))
+        log.warning("rows final but not ok: %s; `batchrun status` shows why, `batchrun run --retry %s` "
+                    "sends them again", counts, ",".join(sorted(not_ok)))
+        return EXIT_NOT_OK
+    return EXIT_OK
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _in_flight_note(stop: PoolStop) -> str:
+    if stop.in_flight_abandoned:
+        return (f"; {stop.in_flight_abandoned} requests in flight were abandoned (they may be billed; the next "
+                "run sends them again)")
+    if stop.reason is StopReason.INTERRUPTED:
+        return "; every request in flight finished and was saved"
+    return ""
+
+
+def _held_note(stop: PoolStop, held: list[Finished]) -> str:
+    if stop.reason is not StopReason.WRITE:
+        return ""
+    if not held:
+        return "; every reply that arrived is saved"
+    rows = sum(done.rows for done in held)
+    return (f"; {len(held)} replies that arrived ({rows} rows) could not be saved and are sent again by the "
+            "next run (they may be billed twice)")
+
+
+def _not_ok_rows(loaded: LoadedSpec) -> dict[str, int]:
+    """Rows of the current manifest whose result is final but not ok, by status."""
+    rows = results_table(loaded.output_dir, INDEX_COLUMNS)
+    latest = rows.take(latest_row_indices(rows))
+    manifest = read_columns(manifest_path(loaded), ["row_id"])["row_id"]
+    latest = latest.filter(pc.is_in(latest["row_id"], value_set=manifest.combine_chunks()))
+    counts = {}
+    for status in RETRYABLE_FINAL:
+        count = int(pc.sum(pc.equal(latest["status"], status)).as_py() or 0)
+        if count:
+            counts[status] = count
+    return counts
