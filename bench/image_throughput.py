@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         "server": server, "requests": args.requests, "image_mb": None if args.simulator else args.image_mb,
         "reply_bytes": len(body) or None, "concurrency": args.concurrency, "runs": args.runs,
         "images_per_s": medians, "all_runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
-        "ratio_to_bare_image_loop": round(medians["runner"] / medians["bare_image_loop"], 2),
+        "ratio_to_bare_image_loop": float(f"{medians['runner'] / medians['bare_image_loop']:.3g}"),
         "runner_peak_rss_mb": round(harness.median(peaks)),
     })
 

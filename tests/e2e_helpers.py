@@ -1,6 +1,8 @@
 """Helpers of the end-to-end tests: the simulator as a real server, job specs, the CLI as a subprocess.
 
-Every wait is bounded: the simulator's listening line, a CLI run, a line of its progress output.
+Every wait is bounded and waits on something observable: the simulator's listening line, a CLI run,
+a line of its progress output, a number of durable results or of logged requests. None waits on the
+wall clock alone, so a loaded machine makes a test slower, never wrong.
 Specs are written into the test's tmp_path (the CLI runs with that folder as its working directory,
 so `outputs/NAME` lands there too) and point at the simulator by `provider.base_url`.
 """
@@ -15,6 +17,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ KEY_ENV = "BATCHRUN_E2E_KEY"
 FAKE_KEY = "test-key-e2e-7f3a9c-LEAKCHECK"
 STARTUP_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 90.0
+POLL_S = 0.05
 LISTENING = re.compile(r"batchrun simulator listening on (http://127\.0\.0\.1:\d+)")
 
 
@@ -263,6 +268,37 @@ def signal_when(process: subprocess.Popen, steps: list[tuple[re.Pattern[str], in
     return code, stderr.text()
 
 
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str,
+               timeout_s: float = RUN_TIMEOUT_S) -> None:
+    """Poll `condition` until it holds. AssertionError naming `what` if `process` ends first or on timeout
+    (the process is then killed)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process.poll() is not None:
+            if condition():
+                return
+            raise AssertionError(f"the run ended (exit {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=RUN_TIMEOUT_S)
+            raise AssertionError(f"not {what} within {timeout_s}s")
+        try:
+            process.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def wait_for_results(folder: Path, name: str, at_least: int, process: subprocess.Popen) -> None:
+    """Until job `name` has at least `at_least` durable results (results parts or journal)."""
+    wait_until(lambda: durable_results(folder, name) >= at_least, process,
+               f"{at_least} durable results of job {name!r}")
+
+
+def wait_for_requests(simulator: Simulator, at_least: int, process: subprocess.Popen) -> None:
+    """Until the simulator has logged at least `at_least` requests."""
+    wait_until(lambda: len(simulator.requests()) >= at_least, process, f"{at_least} requests logged")
+
+
 def run_job(folder: Path, spec: Path, *extra: str, **kwargs: Any) -> subprocess.CompletedProcess:
     """`batchrun run SPEC --progress plain EXTRA...`."""
     return batchrun(folder, "run", str(spec), "--progress", "plain", *extra, **kwargs)
@@ -274,6 +310,17 @@ def run_job(folder: Path, spec: Path, *extra: str, **kwargs: Any) -> subprocess.
 def outputs(folder: Path, name: str) -> Outputs:
     """The output folder of job `name` written by a CLI run in `folder`."""
     return Outputs(folder / "outputs" / name, folder / "jobs")
+
+
+def durable_results(folder: Path, name: str) -> int:
+    """How many ids of job `name` have a durable result now; safe to call while a run writes the folder
+    (a file caught mid-write or deleted by a compaction counts as not there yet: poll again)."""
+    if not (folder / "outputs" / name / "manifest.parquet").exists():
+        return 0
+    try:
+        return len(outputs(folder, name).answered_ids())
+    except (OSError, pa.ArrowInvalid):
+        return 0
 
 
 @dataclass

@@ -135,7 +135,8 @@ def test_simulator_rps_measures_a_baseline_source_tree_alongside(tmp_path: Path)
 
 
 def test_sink_micro_prints_each_figure() -> None:
-    lines = run_bench("sink_micro.py", "--rows", "200", "--manifest", "1000").stdout.splitlines()
+    lines = run_bench("sink_micro.py", "--rows", "200", "--manifest", "1000", "--images", "8").stdout.splitlines()
+    assert any(line.startswith("images: 8 x ") for line in lines)
     assert any(line.startswith("text results, flush_every=256:") for line in lines)
     assert any(line.startswith("resume set:") for line in lines)
 

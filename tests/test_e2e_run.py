@@ -112,9 +112,14 @@ def test_max_duration_and_until_stop_with_exit_5_and_a_later_run_sends_only_the_
     simulator = serve(faults="slow.yaml")
     spec = write_spec(tmp_path, text_job("deadline", simulator.url, 300, limits={"concurrency": 2}))
 
+    started = time.monotonic()
     by_duration = run_job(tmp_path, spec, "--max-duration", "1s")
     after_duration = len(outputs(tmp_path, "deadline").rows())
-    hhmm, tz = until_in(4)
+    # --until is a wall-clock time read when the run starts: leave room for twice what a run took besides
+    # its 1 s of sending (interpreter, imports, plan), or on a loaded machine it passes before the run starts
+    # and means tomorrow
+    overhead_s = max(time.monotonic() - started - 1, 0.5)
+    hhmm, tz = until_in(3 + 2 * overhead_s)
     by_clock = batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--until", hhmm, env=cli_env(**tz))
     after_clock = len(outputs(tmp_path, "deadline").rows())
     rest = run_job(tmp_path, spec, "--concurrency", "64")
