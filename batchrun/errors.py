@@ -14,6 +14,9 @@
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           └── Interrupted             130   Ctrl-C
 
+    RequestAbandoned                       internal, never shown: the run is stopping, so the pool leaves
+                                           this request pending (the next run sends it)
+
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
     (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
 
@@ -133,6 +136,10 @@ class ConfigRejected(RunStopped):
 
 class Interrupted(RunStopped):
     exit_code = EXIT_INTERRUPTED
+
+
+class RequestAbandoned(Exception):
+    """The run is stopping: the pool leaves this request pending, unrecorded. Never reaches a user."""
 
 
 def missing_key_message(env_var: str) -> str:

@@ -43,19 +43,21 @@ from ..http import SIMULATOR_BASE_URL, make_client, make_transport
 from ..live import LiveFile, live_path
 from ..lock import acquire_lock, release_lock
 from ..manifest import read_columns
+from ..outcomes import Status
 from ..plan import manifest_is_current, manifest_path, plan_job
-from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
+from ..pricing import PriceCatalog, require_prices
 from ..progress import Progress, make_display
 from ..providers.gemini import GeminiProvider
-from ..records import RequestRecord, Usage
 from ..sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
 from ..status import last_run_record
-from ..spec import LoadedSpec, load_spec
+from ..spec import JobSpec, LoadedSpec, load_spec
 from ..spend import job_spend
-from .clock import MonotonicClock
+from .account import CatalogPrices, SpendingAccount
+from .clock import Clock, MonotonicClock
+from .hooks import ModelStatusWarner, ProgressTicker, RunHooks
 from .limiter import Limiter
 from .pending import RETRYABLE_FINAL, Work, iter_work, plan_work
-from .pool import Budget, PoolStop, StopReason, WorkerPool
+from .pool import PoolSettings, PoolStop, StopReason, WorkerPool
 from .retry import RetryPolicy
 from .saving import Finished, copy_replies, save_finished
 from .writeerrors import write_error_message
@@ -240,7 +242,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
                  f"{len(work.send):,}", spent)
         stop = PoolStop()
         if progress.total:
-            pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
+            account = SpendingAccount(CatalogPrices(catalog), cap, spent)
+            pool = anyio.run(_run_pool, loaded, options, key, catalog, sink, progress, work, account)
             stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
             log.info("nothing to send: every row of the job has a final result")
@@ -264,9 +267,9 @@ def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions)
     sink.run_facts["endpoint"] = endpoint
     last = last_run_record(loaded.output_dir / "runs")
     before = (last or {}).get("endpoint")
-    if before is None or before == endpoint or "invalid" in options.retry:
+    if before is None or before == endpoint or Status.INVALID in options.retry:
         return
-    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], "invalid")).as_py() or 0)
+    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], Status.INVALID)).as_py() or 0)
     if invalid:
         log.warning("the provider endpoint changed since the last run (%s, now %s); %d rows recorded invalid "
                     "there stay so: `batchrun run --retry invalid` sends them again", before, endpoint, invalid)
@@ -350,7 +353,8 @@ def spent_so_far(out_dir: Path) -> float:
     return job_spend(out_dir).usd
 
 
-async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, budget) -> WorkerPool:
+async def _run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, catalog: PriceCatalog, sink: Sink,
+                    progress: Progress, work: Work, account: SpendingAccount) -> WorkerPool:
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
@@ -363,29 +367,17 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
         base_url, key, auth=spec.provider.auth, spec_dir=loaded.folder,
         stream=spec.provider.stream, timeout_s=spec.limits.timeout_s,
     )
-    limits = spec.limits
-    limiter = Limiter(
-        concurrency=concurrency, requests_per_minute=limits.requests_per_minute,
-        tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute, clock=clock,
-        unpaced_until_429=True,  # bench/RESULTS.md: a slow start from 1 req/s cost 7 s of a 20,000-request run
-    )
-    retry = spec.retry
-    policy = RetryPolicy(
-        max_attempts=retry.max_attempts, initial_s=retry.initial_s, max_wait_s=retry.max_wait_s,
-        no_image_attempts=retry.no_image_attempts, max_server_delay_s=retry.max_server_delay_s,
-    )
     display = make_display(options.progress, progress, options.status_every)
     live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
     pool = WorkerPool(
-        provider=provider, client=None, limiter=limiter, policy=policy, sink=sink, progress=progress,
-        clock=clock, concurrency=concurrency, cost=_coster(catalog), worst_case=_worst(catalog),
-        budget=budget, deadline=None if options.deadline_s is None else clock.now() + options.deadline_s,
-        grace_s=options.grace_s, handle_signals=options.handle_signals,
-        on_tick=_ticker(display, sink, options.status_every, live), tick_s=0.5, on_reply=_status_warner(),
-        input_image_bytes=int(limits.input_image_mb_in_flight * 1_000_000),
+        provider=provider, client=None, limiter=_limiter(spec, concurrency, clock), policy=_retry_policy(spec),
+        sink=sink, progress=progress, clock=clock, account=account,
+        settings=_pool_settings(spec, options, concurrency),
+        hooks=RunHooks(
+            on_tick=ProgressTicker(sink=sink, live=live, display=display, every=options.status_every, clock=clock),
+            on_reply=ModelStatusWarner(), tick_s=0.5,
+        ),
     )
-    if not options.config_check:
-        pool.probe.cleared = True
     display.start()
     try:
         async with make_client(transport, spec.limits.timeout_s) as client:
@@ -399,59 +391,29 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
         live.remove()
 
 
-def _coster(catalog: PriceCatalog):
-    def cost(record: RequestRecord, usage: Usage | None) -> float | None:
-        if usage is None:
-            return None
-        tier = str(record.body.get("serviceTier") or "standard").lower()
-        return cost_usd(usage, catalog.price_for(record.model), tier=tier if tier in ("flex", "batch") else "standard")
-
-    return cost
-
-
-def _worst(catalog: PriceCatalog):
-    cache: dict[tuple, float | None] = {}
-
-    def worst(record: RequestRecord) -> float | None:
-        key = (record.model, record.estimate)
-        if key not in cache:
-            cache[key] = worst_case_cost(record.estimate, catalog.lookup(record.model))
-        return cache[key]
-
-    return worst
+def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:
+    limits = spec.limits
+    return Limiter(
+        concurrency=concurrency, requests_per_minute=limits.requests_per_minute,
+        tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute, clock=clock,
+        unpaced_until_429=True,  # bench/RESULTS.md: a slow start from 1 req/s cost 7 s of a 20,000-request run
+    )
 
 
-def _ticker(display, sink: Sink, every: float, live: LiveFile):
-    state = {"last": time.monotonic()}
-
-    def tick() -> None:
-        sink.flush()
-        live.sync()
-        now = time.monotonic()
-        if now - state["last"] >= getattr(display, "every", every):
-            state["last"] = now
-            display.refresh()
-
-    return tick
+def _retry_policy(spec: JobSpec) -> RetryPolicy:
+    retry = spec.retry
+    return RetryPolicy(
+        max_attempts=retry.max_attempts, initial_s=retry.initial_s, max_wait_s=retry.max_wait_s,
+        no_image_attempts=retry.no_image_attempts, max_server_delay_s=retry.max_server_delay_s,
+    )
 
 
-def _status_warner():
-    from ..lifecycle import status_warning
-
-    warned: set[str] = set()
-
-    def on_reply(reply) -> None:
-        if reply.model_stage is None and reply.retirement_time is None:
-            return
-        key = f"{reply.model_version}:{reply.model_stage}:{reply.retirement_time}"
-        if key in warned:
-            return
-        warned.add(key)
-        line = status_warning(reply.model_version or "the model", reply.model_stage, reply.retirement_time)
-        if line:
-            log.warning(line)
-
-    return on_reply
+def _pool_settings(spec: JobSpec, options: RunOptions, concurrency: int) -> PoolSettings:
+    return PoolSettings(
+        concurrency=concurrency, deadline_s=options.deadline_s, grace_s=options.grace_s,
+        handle_signals=options.handle_signals, config_check=options.config_check,
+        input_image_bytes=int(spec.limits.input_image_mb_in_flight * 1_000_000),
+    )
 
 
 def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
