@@ -18,6 +18,8 @@
     Problems a stage hands to its caller, which words them for a user (never shown alone):
     TemplateProblem, ImageProblem, BadInputLine, YamlRefused; in the simulator, InvalidRequest,
     SchemaError, UnsupportedPattern, UnsupportedImageConfig (each an HTTP 400 reply).
+    RequestAbandoned                       internal, never shown: the run is stopping, so the pool leaves
+                                           this request pending (the next run sends it)
 
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
     (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
@@ -182,6 +184,8 @@ class UnsupportedPattern(ValueError):
 
 class UnsupportedImageConfig(ValueError):
     """Simulator: the request asked for an aspect ratio or image size the model does not offer."""
+class RequestAbandoned(Exception):
+    """The run is stopping: the pool leaves this request pending, unrecorded. Never reaches a user."""
 
 
 def missing_key_message(env_var: str) -> str:

@@ -46,7 +46,9 @@ from .pricing import PriceCatalog, require_prices
 from .progress import Progress
 from .runner.job import _run_pool as run_pool
 from .runner.pending import RETRYABLE_FINAL, Work, plan_work
-from .runner.pool import Budget, PoolStop, StopReason
+from .outcomes import Status
+from .runner.account import CatalogPrices, SpendingAccount
+from .runner.pool import PoolStop, StopReason
 from .runner.saving import Finished, copy_replies, save_finished
 from .runner.writeerrors import write_error_message
 from .sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
@@ -166,7 +168,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
                  f"{len(work.send):,}", spent)
         stop = PoolStop()
         if progress.total:
-            pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, Budget(cap, spent))
+            account = SpendingAccount(CatalogPrices(catalog), cap, spent)
+            pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
             stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
             log.info("nothing to send: every row of the job has a final result")
@@ -190,9 +193,9 @@ def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions)
     sink.run_facts["endpoint"] = endpoint
     last = last_run_record(loaded.output_dir / "runs")
     before = (last or {}).get("endpoint")
-    if before is None or before == endpoint or "invalid" in options.retry:
+    if before is None or before == endpoint or Status.INVALID in options.retry:
         return
-    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], "invalid")).as_py() or 0)
+    invalid = int(pc.sum(pc.equal(sink.latest_rows()["status"], Status.INVALID)).as_py() or 0)
     if invalid:
         log.warning("the provider endpoint changed since the last run (%s, now %s); %d rows recorded invalid "
                     "there stay so: `batchrun run --retry invalid` sends them again", before, endpoint, invalid)

@@ -16,9 +16,10 @@ the request id covers the image content, not its path.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from .outcomes import CONFIG_ERROR_KINDS, SOFT_FAILURE_KINDS, ErrorKind, Outcome  # Outcome: imported from here by the providers
 
 IMAGE_PLACEHOLDER_PREFIX = "sha256:"
 
@@ -83,18 +84,6 @@ def body_wants_image(body: dict[str, Any]) -> bool:
     return any(str(m).upper() == "IMAGE" for m in modalities)
 
 
-class Outcome(str, enum.Enum):
-    """How one exchange ended, as the runner must act on it."""
-
-    OK = "ok"  # final: a usable reply
-    BLOCKED = "blocked"  # final: a safety or policy block
-    INVALID = "invalid"  # final: the request itself is wrong (400, 404 ...)
-    RETRY = "retry"  # worth sending again (429, 5xx, timeout, no image ...)
-    STOP_AUTH = "stop_auth"  # stop the run: bad key or no permission
-    STOP_QUOTA = "stop_quota"  # stop the run: a per-day quota is spent
-    STOP_BILLING = "stop_billing"  # stop the run: the account's prepaid credit is used up
-
-
 @dataclass(slots=True)
 class Usage:
     """Token counts of one reply, split as usageMetadata splits them; None where not reported."""
@@ -121,9 +110,29 @@ class ProviderReply:
     response_id: str | None = None
     model_stage: str | None = None
     retirement_time: str | None = None
-    error_kind: str | None = None
+    error_kind: str | None = None  # an ErrorKind value
     error_message: str | None = None
-    retry_after_s: float | None = None
+    retry_after_s: float | None = None  # the delay the server asked for, if it named one
+
+    @property
+    def worth_another_attempt(self) -> bool:
+        """Whether the retry policy may send the request again."""
+        return self.outcome is Outcome.RETRY
+
+    @property
+    def rate_limited(self) -> bool:
+        """A 429 that is not a spent daily quota: the limiter slows down on it."""
+        return self.error_kind == ErrorKind.RATE_LIMITED
+
+    @property
+    def missing_output(self) -> bool:
+        """A reply without its image (none drawn, or a recitation): retried fewer times."""
+        return self.error_kind in SOFT_FAILURE_KINDS
+
+    @property
+    def may_be_config_error(self) -> bool:
+        """An invalid reply (400/404-like) that every request would get with a wrong endpoint or model."""
+        return self.outcome is Outcome.INVALID and self.error_kind in CONFIG_ERROR_KINDS
 
 
 @dataclass(slots=True)
@@ -131,7 +140,7 @@ class ResultRecord:
     """One final row of `results/part-*.parquet`."""
 
     request_id: str
-    status: str  # ok | blocked | invalid | failed
+    status: str  # a Status: ok | blocked | invalid | failed
     attempts: int
     started_at: float
     finished_at: float

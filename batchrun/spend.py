@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchrun.journal import RunJournal, read_journal
-from batchrun.sink import INDEX_COLUMNS, latest_row_indices, list_parts, read_parts, rows_to_table
+from batchrun.results import INDEX_COLUMNS, latest_row_indices, list_parts, read_parts, rows_to_table
 
 SPEND_COLUMNS = (*INDEX_COLUMNS, "cost_usd")
 

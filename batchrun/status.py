@@ -27,16 +27,16 @@ from batchrun.journal import RunJournal, read_journal
 from batchrun.live import LIVE_SUFFIX, read_live_pause
 from batchrun.lock import lock_holder
 from batchrun.manifest import read_columns
-from batchrun.sink import FAILED, FINAL_STATUSES
+from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.spend import latest_results, spend_of
 
-STATUSES = (*FINAL_STATUSES, FAILED)
 TOKEN_COLUMNS = ("prompt_tokens", "output_text_tokens", "output_image_tokens", "thoughts_tokens",
                  "total_tokens")
 RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "finish_reason", "error_kind", "error_message",
                   "cost_usd", "model", *TOKEN_COLUMNS)
 # What each non-ok status is broken down by, in the order `status` shows them.
-PROBLEM_KEYS = {FAILED: ("error_kind",), "invalid": ("error_kind",), "blocked": ("finish_reason", "error_kind")}
+PROBLEM_KEYS = {Status.FAILED: ("error_kind",), Status.INVALID: ("error_kind",),
+                Status.BLOCKED: ("finish_reason", "error_kind")}
 NONE = "(none)"
 EXAMPLE_CHARS = 120  # of an example message in the text output; JSON has it whole
 
@@ -139,9 +139,9 @@ def _count_statuses(summary: StatusSummary, latest: pa.Table) -> None:
     for status, count in _value_counts(latest["status"]).items():
         summary.done[status] = count
     summary.pending = summary.total - summary.final
-    failed = latest.filter(pc.equal(latest["status"], FAILED))
+    failed = latest.filter(pc.equal(latest["status"], Status.FAILED))
     summary.failed_by_error_kind = _value_counts(failed["error_kind"])
-    blocked = latest.filter(pc.equal(latest["status"], "blocked"))
+    blocked = latest.filter(pc.equal(latest["status"], Status.BLOCKED))
     summary.blocked_by_finish_reason = _value_counts(blocked["finish_reason"])
     summary.problems = {status: _problems(latest, status, keys) for status, keys in PROBLEM_KEYS.items()}
 
@@ -203,7 +203,7 @@ def last_run_record(runs_dir: Path) -> dict[str, Any] | None:
 def format_status(summary: StatusSummary) -> str:
     """The summary as a plain-text table."""
     live = f"  (run in progress, pid {summary.live_pid})" if summary.live_pid else ""
-    failed = summary.done[FAILED]
+    failed = summary.done[Status.FAILED]
     lines = [summary.out_dir + live]
     if summary.spec_changed:
         lines.append("the spec changed since the last plan: counts are for the old manifest; "

@@ -11,7 +11,8 @@ from batchrun.progress import Progress
 from batchrun.records import ImageRef, Outcome, ProviderReply, RequestRecord, Usage
 from batchrun.runner.clock import MonotonicClock
 from batchrun.runner.limiter import Limiter
-from batchrun.runner.pool import Budget, WorkerPool
+from batchrun.runner.account import FreePrices, SpendingAccount
+from batchrun.runner.pool import PoolSettings, WorkerPool
 from batchrun.runner.retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
@@ -53,8 +54,8 @@ async def run_pool(records: list[RequestRecord], budget_mb: int) -> tuple[Counti
     provider, sink, clock = CountingProvider(), MemorySink(), MonotonicClock()
     pool = WorkerPool(provider=provider, client=None, limiter=Limiter(concurrency=16, clock=clock, unpaced_until_429=True),
                       policy=RetryPolicy(), sink=sink, progress=Progress(total=len(records)), clock=clock,
-                      concurrency=16, cost=lambda r, u: None, worst_case=lambda r: None, budget=Budget(None),
-                      input_image_bytes=budget_mb * 1_000_000)
+                      account=SpendingAccount(FreePrices()),
+                      settings=PoolSettings(concurrency=16, input_image_bytes=budget_mb * 1_000_000))
     stop = await pool.run(records)
     assert stop.reason is None
     return provider, sink

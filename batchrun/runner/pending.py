@@ -21,10 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..manifest import iter_records, read_columns
+from ..outcomes import FINAL_STATUSES, RETRYABLE_FINAL, Status  # noqa: F401  RETRYABLE_FINAL: importable here
 from ..records import RequestRecord, RowTarget
-from ..sink import FAILED, FINAL_STATUSES
-
-RETRYABLE_FINAL = ("invalid", "blocked")
 
 
 @dataclass
@@ -46,11 +44,11 @@ def plan_work(manifest: Path, latest: pa.Table, *, retry_failed: bool = True,
               retry: frozenset[str] = frozenset()) -> Work:
     """The rows of a manifest this run must finish, and how."""
     rows = read_columns(manifest, ["row_id", "request_id"])
-    kept = (set(FINAL_STATUSES) - retry) | (set() if retry_failed else {FAILED})
+    kept = (set(FINAL_STATUSES) - retry) | (set() if retry_failed else {Status.FAILED})
     done = pc.is_in(latest["status"], pa.array(sorted(kept), pa.string()))
     done_ids = latest["row_id"].filter(done).combine_chunks()  # one column: a resumed job has many
     pending = rows.filter(pc.invert(pc.is_in(rows["row_id"], value_set=done_ids)))
-    kept_failed = 0 if retry_failed else int(pc.sum(pc.and_(done, pc.equal(latest["status"], FAILED))).as_py() or 0)
+    kept_failed = 0 if retry_failed else int(pc.sum(pc.and_(done, pc.equal(latest["status"], Status.FAILED))).as_py() or 0)
     replies = _reusable_replies(latest, pending["request_id"], retry)
     reusable_mask = pc.is_in(pending["request_id"], value_set=replies["request_id"])
     reusable = _with_sources(_with_names(manifest, pending.filter(reusable_mask)), replies)

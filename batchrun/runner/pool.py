@@ -1,7 +1,9 @@
 """The worker pool: pending RequestRecords in, final results out through the sink.
 
 Inputs: an iterator of pending records (streamed from the manifest), a provider, one httpx client, a
-limiter, a retry policy, a sink, progress counters. Invariants:
+limiter, a retry policy, a sink, progress counters, a spending account, run hooks, pool settings and
+the clock every wait of the pool goes through (deadline, ticks, retry waits, pauses, the grace
+period after Ctrl-C). Invariants:
 - memory is bounded by the concurrency, not by the manifest: a bounded stream feeds the workers;
 - a result is written only once final (ok / blocked / invalid / failed after the last attempt);
 - a request the run gives up on because it is stopping (deadline, bad key, daily quota, Ctrl-C,
@@ -12,7 +14,7 @@ limiter, a retry policy, a sink, progress counters. Invariants:
   stops sending and the reply is held in `held` for the job to write once it can;
 - the first replies of a run are watched by a `ConfigProbe`: when they are all 400/404-like, the
   endpoint or model is wrong, not the requests; they are not recorded, and the run stops.
-The pool knows no provider JSON: it acts on `ProviderReply.outcome` alone.
+The pool knows no provider JSON: it acts on `ProviderReply`'s outcome and flags alone.
 """
 
 from __future__ import annotations
@@ -21,23 +23,34 @@ import enum
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import httpx
 
-from ..errors import server_delay_message
-from ..records import Outcome, ProviderReply, RequestRecord, Usage
+from ..errors import RequestAbandoned, server_delay_message
+from ..outputimages import ImageFile
+from ..outcomes import Outcome, Status
+from ..progress import Progress
+from ..records import ProviderReply, RequestRecord, ResultRecord
+from .account import SpendingAccount
+from .clock import Clock
+from .hooks import RunHooks
 from .inputbytes import DEFAULT_MB, InputBytesBudget
+from .limiter import Limiter
+from .probe import ConfigProbe
 from .retry import RetryPolicy, send_with_retries
 from .saving import Finished, save_finished
 from .writeerrors import write_error_message
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUS = {Outcome.OK: "ok", Outcome.BLOCKED: "blocked", Outcome.INVALID: "invalid", Outcome.RETRY: "failed"}
+T = TypeVar("T")
 
 
 class StopReason(enum.Enum):
@@ -51,8 +64,42 @@ class StopReason(enum.Enum):
     BILLING = "billing"
 
 
-# Invalid replies that may say more about the endpoint or model than about the request itself.
-CONFIG_ERROR_KINDS = frozenset({"invalid_request", "not_found", "client_error", "unexpected_status"})
+# The outcomes that stop the run at once, and the stop line when the server said nothing.
+_STOPPING = {
+    Outcome.STOP_AUTH: (StopReason.AUTH, "authentication failed"),
+    Outcome.STOP_QUOTA: (StopReason.QUOTA, "daily quota exhausted"),
+}
+
+
+class PoolProvider(Protocol):
+    """What the pool needs of a provider: one exchange, and where it sends (for a message)."""
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply: ...
+
+
+class PoolSink(Protocol):
+    """What the pool needs of the sink: a sent marker, and rows and images to write."""
+
+    out_dir: Path
+
+    def record_sent(self, request_id: str) -> None: ...
+
+    def write_result(self, result: ResultRecord) -> None: ...
+
+    def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How the pool runs; every duration is in seconds of the pool's clock."""
+
+    concurrency: int
+    deadline_s: float | None = None  # from the start of `run`
+    grace_s: float = 30.0  # after the first Ctrl-C, for the requests in flight
+    handle_signals: bool = False  # SIGINT / SIGTERM: a real run only, never a test
+    config_check: bool = True  # stop when the first replies are all 400/404-like
+    input_image_bytes: int = DEFAULT_MB * 1_000_000  # input image bytes in flight at once
+    epoch_s: float | None = None  # the unix time of clock.now() == 0 (None: read from time.time at start)
 
 
 def billing_message(reply: ProviderReply) -> str:
@@ -60,68 +107,6 @@ def billing_message(reply: ProviderReply) -> str:
     said = f" ({reply.error_message})" if reply.error_message else ""
     return (f"billing: HTTP {reply.http_status}, the account cannot pay for more requests{said}; add credit or "
             "turn on postpaid billing for the key's project, then run again; nothing was recorded")
-
-
-class ConfigProbe:
-    """Holds back the first invalid replies of a run until a reply shows the endpoint and model work.
-
-    `needed` 400/404-like replies in a row before any other final reply mean a configuration error:
-    every request would get it, and recording them `invalid` would mark a whole catalog for good.
-    """
-
-    def __init__(self, needed: int = 3) -> None:
-        self.needed = needed
-        self.held: list[Finished] = []
-        self.cleared = False
-
-    def hold(self, done: Finished) -> bool:
-        """Whether this finished exchange is held back; the first other final reply clears the probe."""
-        reply = done.reply
-        if self.cleared or done.status == "failed" or reply.http_status is None:  # nothing heard from the server
-            return False
-        if done.status == "invalid" and reply.error_kind in CONFIG_ERROR_KINDS:
-            self.held.append(done)
-            return True
-        self.cleared = True
-        return False
-
-    @property
-    def tripped(self) -> bool:
-        return not self.cleared and len(self.held) >= self.needed
-
-    def release(self) -> list[Finished]:
-        held, self.held = self.held, []
-        return held
-
-
-class _Abandoned(Exception):
-    """The run is stopping: leave this request pending."""
-
-
-@dataclass
-class Budget:
-    """Spend so far plus worst cases reserved for what is in flight, against a cap."""
-
-    cap_usd: float | None
-    spent_usd: float = 0.0
-    reserved_usd: float = 0.0
-    holders: int = 0  # reservations not yet settled (counted, since float sums never return to 0.0)
-
-    def reserve(self, worst: float | None) -> bool:
-        if self.cap_usd is None:
-            return True
-        worst = worst or 0.0
-        if self.spent_usd + self.reserved_usd + worst > self.cap_usd + 1e-12:
-            return False
-        self.reserved_usd += worst
-        self.holders += 1
-        return True
-
-    def settle(self, worst: float | None, actual: float | None) -> None:
-        if self.cap_usd is not None:
-            self.holders -= 1
-            self.reserved_usd = 0.0 if self.holders == 0 else max(0.0, self.reserved_usd - (worst or 0.0))
-        self.spent_usd += actual or 0.0
 
 
 @dataclass
@@ -133,24 +118,22 @@ class PoolStop:
 
 
 class WorkerPool:
-    def __init__(self, *, provider, client: httpx.AsyncClient, limiter, policy: RetryPolicy, sink,
-                 progress, clock, concurrency: int, cost: Callable[[RequestRecord, Usage | None], float | None],
-                 worst_case: Callable[[RequestRecord], float | None], budget: Budget,
-                 deadline: float | None = None, grace_s: float = 30.0, handle_signals: bool = False,
-                 on_tick: Callable[[], None] | None = None, tick_s: float = 1.0,
-                 on_reply: Callable[[ProviderReply], None] | None = None,
-                 input_image_bytes: int = DEFAULT_MB * 1_000_000) -> None:
+    """Sends pending records with `settings.concurrency` workers until none is left or the run stops."""
+
+    def __init__(self, *, provider: PoolProvider, client: httpx.AsyncClient | None, limiter: Limiter,
+                 policy: RetryPolicy, sink: PoolSink, progress: Progress, clock: Clock,
+                 account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks()) -> None:
         self.provider, self.client, self.limiter, self.policy = provider, client, limiter, policy
-        self.sink, self.progress, self.clock, self.concurrency = sink, progress, clock, concurrency
-        self.cost, self.worst_case, self.budget = cost, worst_case, budget
-        self.deadline, self.grace_s, self.handle_signals = deadline, grace_s, handle_signals
-        self.on_tick, self.tick_s, self.on_reply = on_tick, tick_s, on_reply
+        self.sink, self.progress, self.clock = sink, progress, clock
+        self.account, self.settings, self.hooks = account, settings, hooks
         self.stop = PoolStop()
-        self.probe = ConfigProbe()
-        self.input_bytes = InputBytesBudget(input_image_bytes)
+        self.probe = ConfigProbe(enabled=settings.config_check)
+        self.input_bytes = InputBytesBudget(settings.input_image_bytes)
         self.held: list[Finished] = []  # replies that arrived but could not be written
         self._waits: set[anyio.CancelScope] = set()
         self._settled = anyio.Event()
+        self._interrupted = False
+        self._epoch = settings.epoch_s if settings.epoch_s is not None else time.time() - clock.now()
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -163,38 +146,55 @@ class WorkerPool:
         for scope in list(self._waits):
             scope.cancel()
 
-    async def _wait(self, awaitable_factory):
-        """Run a wait that a stop cancels; raise _Abandoned when it was cancelled by one."""
+    async def _wait(self, awaitable_factory: Callable[[], Awaitable[T]]) -> T:
+        """Run a wait that a stop cancels; raise RequestAbandoned when it was cancelled by one."""
         if self.stop.reason is not None:
-            raise _Abandoned
+            raise RequestAbandoned
         with anyio.CancelScope() as scope:
             self._waits.add(scope)
             try:
                 return await awaitable_factory()
             finally:
                 self._waits.discard(scope)
-        raise _Abandoned  # reached only when the scope was cancelled by request_stop
+        raise RequestAbandoned  # reached only when the scope was cancelled by request_stop
+
+    def interrupt(self, name: str = "Ctrl-C") -> None:
+        """First call: stop sending, give requests in flight `grace_s`. Second: abandon them now."""
+        if self._interrupted:
+            log.warning("%s again: abandoning %d requests in flight", name, self.progress.in_flight)
+            self._workers.cancel_scope.cancel()
+            return
+        self._interrupted = True
+        self.stop.reason = None  # Ctrl-C overrides any earlier stop: exit 130
+        self.request_stop(StopReason.INTERRUPTED, f"interrupted by {name}")
+        log.warning("waiting up to %gs for %d requests in flight (Ctrl-C again abandons them)",
+                    self.settings.grace_s, self.progress.in_flight)
+        self._background.start_soon(self._end_grace)
 
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self, records: Iterable[RequestRecord]) -> PoolStop:
         # Workers pull from the pending iterator themselves: `next()` is synchronous, so two workers
         # never step it at once, and no stream or producer task stands between them and the manifest.
-        self._records = iter(records)
+        self._records: Iterator[RequestRecord] = iter(records)
         async with anyio.create_task_group() as background:
-            if self.handle_signals:
-                background.start_soon(self._watch_signals)
-            if self.deadline is not None:
-                background.start_soon(self._watch_deadline)
-            if self.on_tick is not None:
-                background.start_soon(self._tick)
+            self._background = background
+            self._start_background(background)
             async with anyio.create_task_group() as workers:
                 self._workers = workers
-                for _ in range(self.concurrency):
+                for _ in range(self.settings.concurrency):
                     workers.start_soon(self._work)
             background.cancel_scope.cancel()
         self._settle_probe()
         return self.stop
+
+    def _start_background(self, background: anyio.abc.TaskGroup) -> None:
+        if self.settings.handle_signals:
+            background.start_soon(self._watch_signals)
+        if self.settings.deadline_s is not None:
+            background.start_soon(self._watch_deadline, self.clock.now() + self.settings.deadline_s)
+        if self.hooks.on_tick is not None:
+            background.start_soon(self._tick, self.hooks.on_tick)
 
     def _settle_probe(self) -> None:
         """At the end: replies still held by the probe were all the run got, a configuration error."""
@@ -218,18 +218,22 @@ class WorkerPool:
             await anyio.lowlevel.checkpoint()
 
     async def _process(self, record: RequestRecord) -> None:
-        worst = self.worst_case(record)
+        worst = self.account.worst_case(record)
         if not await self._reserve(worst):
             self.stop.abandoned += 1
             return
-        started = time.time()
+        started = self._timestamp()
         try:
             reply, attempts = await self._attempts(record)
-        except _Abandoned:
+        except RequestAbandoned:
             self._settle(worst, None)
             self.stop.abandoned += 1
             return
         await self._record(record, reply, attempts, started, worst)
+
+    def _timestamp(self) -> float:
+        """Unix seconds on the pool's clock: a result's started_at and finished_at."""
+        return self._epoch + self.clock.now()
 
     async def _attempts(self, record: RequestRecord) -> tuple[ProviderReply, int]:
         """The first attempt directly; tenacity's retry loop only for a reply worth retrying.
@@ -239,7 +243,7 @@ class WorkerPool:
         first attempt, so its attempt count and backoff schedule are the same as if it had sent it.
         """
         reply = await self._attempt(record)
-        if reply.outcome is not Outcome.RETRY:
+        if not reply.worth_another_attempt:
             return reply, 1
         first: ProviderReply | None = reply
 
@@ -258,19 +262,20 @@ class WorkerPool:
         The run stops for the budget only when nothing is in flight and the next request could still
         pass the cap: a small cap then runs fewer requests at once instead of stopping early.
         """
-        while not self.budget.reserve(worst):
+        account = self.account
+        while not account.reserve(worst):
             if self.stop.reason is not None:
                 return False
-            if self.budget.holders == 0:
-                spent = self.budget.spent_usd
+            if account.holders == 0:
                 self.request_stop(
                     StopReason.BUDGET,
-                    f"spent ${spent:.4f} of the ${self.budget.cap_usd:.4f} cap; the next request could cost up to ${worst or 0:.4f}",
+                    f"spent ${account.spent_usd:.4f} of the ${account.cap_usd or 0:.4f} cap; the next request "
+                    f"could cost up to ${worst or 0:.4f}",
                 )
                 return False
             try:
                 await self._wait(self._settled.wait)
-            except _Abandoned:
+            except RequestAbandoned:
                 return False
         return True
 
@@ -291,38 +296,39 @@ class WorkerPool:
         permit = await self._wait(lambda: self.limiter.acquire(tokens=tokens, images=estimate.images_out))
         if self.stop.reason is not None:
             self.limiter.release(permit)
-            raise _Abandoned
+            raise RequestAbandoned
         try:
             self.sink.record_sent(record.request_id)
         except OSError as exc:
             self.limiter.release(permit)
             self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
-            raise _Abandoned from None
+            raise RequestAbandoned from None
+        reply = await self._send(record)
+        actual = reply.usage.total if reply.usage is not None else None
+        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.rate_limited)
+        return self._react(reply)
+
+    async def _send(self, record: RequestRecord) -> ProviderReply:
         self.progress.in_flight += 1
         try:
-            reply = await self.provider.send(self.client, record)
+            return await self.provider.send(self.client, record)  # type: ignore[arg-type]
         except anyio.get_cancelled_exc_class():
             self.stop.in_flight_abandoned += 1
             raise
         finally:
             self.progress.in_flight -= 1
-        actual = reply.usage.total if reply.usage is not None else None
-        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.error_kind == "rate_limited")
-        return self._react(reply)
 
     def _react(self, reply: ProviderReply) -> ProviderReply:
-        if self.on_reply is not None:
-            self.on_reply(reply)
-        if reply.outcome is Outcome.STOP_AUTH:
-            self.request_stop(StopReason.AUTH, reply.error_message or "authentication failed")
-            raise _Abandoned
-        if reply.outcome is Outcome.STOP_QUOTA:
-            self.request_stop(StopReason.QUOTA, reply.error_message or "daily quota exhausted")
-            raise _Abandoned
+        if self.hooks.on_reply is not None:
+            self.hooks.on_reply(reply)
+        if reply.outcome in _STOPPING:
+            reason, unsaid = _STOPPING[reply.outcome]
+            self.request_stop(reason, reply.error_message or unsaid)
+            raise RequestAbandoned
         if reply.outcome is Outcome.STOP_BILLING:
             self.request_stop(StopReason.BILLING, billing_message(reply))
-            raise _Abandoned
-        if reply.outcome is Outcome.RETRY:
+            raise RequestAbandoned
+        if reply.worth_another_attempt:
             self.progress.errors[reply.error_kind or "retry"] += 1
             if reply.retry_after_s:
                 self._hold_back(reply.retry_after_s)
@@ -335,20 +341,21 @@ class WorkerPool:
         cap = self.policy.max_server_delay_s
         if delay_s > cap:
             self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
-            raise _Abandoned
+            raise RequestAbandoned
         pause = self.limiter.hold_back(delay_s)
         if pause is not None:
             self.progress.pause(pause.seconds, pause.reason)
 
-    def _count_retry(self, *_args) -> None:
+    def _count_retry(self, *_args: object) -> None:
         self.progress.retries += 1
 
-    async def _record(self, record: RequestRecord, reply: ProviderReply, attempts: int, started: float, worst) -> None:
-        cost = self.cost(record, reply.usage)
+    async def _record(self, record: RequestRecord, reply: ProviderReply, attempts: int, started: float,
+                      worst: float | None) -> None:
+        cost = self.account.cost(record, reply.usage)
         self._settle(worst, cost)  # paid whether or not it can be written
         self.progress.spend_usd += cost or 0.0
         self.progress.tokens += (reply.usage.total or 0) if reply.usage else 0
-        done = Finished(record, reply, FINAL_STATUS[reply.outcome], attempts, started, time.time(), cost)
+        done = Finished(record, reply, Status.of(reply.outcome), attempts, started, self._timestamp(), cost)
         if self.probe.hold(done):
             if self.probe.tripped:
                 self.request_stop(StopReason.CONFIG, self._config_message())
@@ -384,40 +391,40 @@ class WorkerPool:
                 "model and what the key may use; nothing was recorded")
 
     def _settle(self, worst: float | None, actual: float | None) -> None:
-        self.budget.settle(worst, actual)
+        self.account.settle(worst, actual)
         self._settled.set()
         self._settled = anyio.Event()
 
-    # -- background -----------------------------------------------------------------------------
+    # -- background: every wait on the pool's clock ---------------------------------------------
 
-    async def _watch_deadline(self) -> None:
-        await anyio.sleep(max(0.0, self.deadline - self.clock.now()))
+    async def _watch_deadline(self, deadline: float) -> None:
+        await self.clock.sleep(max(0.0, deadline - self.clock.now()))
         self.request_stop(StopReason.DEADLINE, "deadline reached")
 
-    async def _tick(self) -> None:
+    async def _tick(self, on_tick: Callable[[], None]) -> None:
         while True:
-            await anyio.sleep(self.tick_s)
+            await self.clock.sleep(self.hooks.tick_s)
             try:
-                self.on_tick()
+                on_tick()
             except OSError as exc:  # the journal's flush or fsync
                 self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
 
+    async def _end_grace(self) -> None:
+        """The grace period after the first Ctrl-C: requests still in flight at its end are abandoned."""
+        await self.clock.sleep(self.settings.grace_s)
+        if self.progress.in_flight:
+            log.warning("grace period over: abandoning %d requests in flight", self.progress.in_flight)
+        self._workers.cancel_scope.cancel()
+
     async def _watch_signals(self) -> None:
-        """First Ctrl-C: stop sending, give in-flight requests `grace_s`. Second: abandon them now."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            interrupted = False
-            async for received in signals:
-                if interrupted:
-                    log.warning("%s again: abandoning %d requests in flight", _signal_name(received),
-                                self.progress.in_flight)
-                    self._workers.cancel_scope.cancel()
-                    return
-                interrupted = True
-                self.stop.reason = None  # Ctrl-C overrides any earlier stop: exit 130
-                self.request_stop(StopReason.INTERRUPTED, f"interrupted by {_signal_name(received)}")
-                log.warning("waiting up to %gs for %d requests in flight (Ctrl-C again abandons them)",
-                            self.grace_s, self.progress.in_flight)
-                self._workers.cancel_scope.deadline = anyio.current_time() + self.grace_s
+            await self._interrupt_on(signals)
+
+    async def _interrupt_on(self, signals: AsyncIterator[int]) -> None:
+        async for received in signals:
+            self.interrupt(_signal_name(received))
+            if self._workers.cancel_scope.cancel_called:
+                return
 
 
 def _signal_name(number: int) -> str:

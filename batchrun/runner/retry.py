@@ -8,10 +8,11 @@ Built from tenacity's rules, so the same objects drive `tenacity.AsyncRetrying`:
 - `wait_at_least_server_delay`: never shorter than the delay the server asked for
   (`RetryInfo.retryDelay` or `Retry-After`, read by the provider into `retry_after_s`);
 - `stop_when_attempts_spent`: after `max_attempts` sends, or after `no_image_attempts` when the reply
-  came back without its image (`error_kind` "no_image" or "recitation"): the same prompt sent many
-  more times rarely draws one, and each try is billed.
+  came back without its image (`ProviderReply.missing_output`: no image drawn, or a recitation): the
+  same prompt sent many more times rarely draws one, and each try is billed.
 
-Only `Outcome.RETRY` is ever retried; every other outcome is final (or stops the run) and gets None.
+Only a reply `worth_another_attempt` (`Outcome.RETRY`) is ever retried; every other outcome is final
+(or stops the run) and gets None.
 A server delay longer than `max_server_delay_s` is not waited out here: the pool stops the run on it.
 """
 
@@ -24,10 +25,8 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from batchrun.records import Outcome, ProviderReply
+from batchrun.records import ProviderReply
 from batchrun.runner.clock import Clock
-
-SOFT_FAILURE_KINDS = frozenset({"no_image", "recitation"})
 
 OnRetry = Callable[[int, ProviderReply, float], None]
 
@@ -38,7 +37,7 @@ def _reply(retry_state: tenacity.RetryCallState) -> ProviderReply:
 
 
 def _worth_retrying(reply: ProviderReply) -> bool:
-    return reply.outcome is Outcome.RETRY
+    return reply.worth_another_attempt
 
 
 class wait_full_jitter(tenacity.wait_random_exponential):
@@ -73,7 +72,7 @@ class stop_when_attempts_spent(stop_base):
         self.soft_failure_attempts = min(soft_failure_attempts, max_attempts)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        soft = _reply(retry_state).error_kind in SOFT_FAILURE_KINDS
+        soft = _reply(retry_state).missing_output
         limit = self.soft_failure_attempts if soft else self.max_attempts
         return retry_state.attempt_number >= limit
 

@@ -24,8 +24,9 @@ import pyarrow.compute as pc
 
 from ..outputimages import ImageFile
 from ..journal import RESULT_FIELDS
+from ..outcomes import Status
 from ..records import ProviderReply, RequestRecord, ResultRecord, RowTarget, Usage
-from ..sink import latest_row_indices, list_parts, read_parts
+from ..results import latest_row_indices, list_parts, read_parts
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Finished:
 
     record: RequestRecord
     reply: ProviderReply
-    status: str
+    status: Status
     attempts: int
     started: float
     finished: float
@@ -67,7 +68,7 @@ def save_finished(sink, done: Finished) -> None:
 
 def _reply_image(sink, done: Finished, target: RowTarget) -> ImageFile | None:
     reply = done.reply
-    if reply.image is None or done.status != "ok":
+    if reply.image is None or done.status != Status.OK:
         return None
     return _write_image(sink, reply.image, reply.image_mime or "image/png", target)
 
@@ -121,8 +122,8 @@ def finished_result(done: Finished, image: ImageFile | None) -> ResultRecord:
         cost_usd=done.cost,
         latency_ms=int(math.ceil((done.finished - done.started) * 1000)),
         http_status=reply.http_status,
-        error_kind=reply.error_kind if status != "ok" else None,
-        error_message=reply.error_message if status != "ok" else None,
+        error_kind=reply.error_kind if status != Status.OK else None,
+        error_message=reply.error_message if status != Status.OK else None,
         model=record.model,
         model_version=reply.model_version,
         response_id=reply.response_id,

@@ -1,0 +1,368 @@
+"""The worker pool alone: a scripted provider, an in-memory sink, virtual time.
+
+No subprocess, no socket, no real sleep: the provider answers after `clock.sleep`, and the fake clock
+jumps whenever every task is blocked. Each test asserts the exact records, stop reason and virtual
+times, so a change in how the pool stops, waits or records shows here first.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from batchrun.errors import server_delay_message
+from batchrun.outputimages import ImageFile
+from batchrun.outcomes import ErrorKind, Outcome, Status
+from batchrun.progress import Progress
+from batchrun.records import ProviderReply, RequestRecord, ResultRecord, TokenEstimate, Usage
+from batchrun.runner.account import FreePrices, SpendingAccount
+from batchrun.runner.clock import FakeClock
+from batchrun.runner.hooks import RunHooks
+from batchrun.runner.limiter import Limiter
+from batchrun.runner.pool import PoolSettings, PoolStop, StopReason, WorkerPool, billing_message
+from batchrun.runner.retry import RetryPolicy
+
+pytestmark = pytest.mark.anyio
+
+EPOCH = 1_700_000_000.0  # the unix time of virtual time 0
+
+
+# --- fakes ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One scripted exchange: `after_s` of virtual time, then `reply`."""
+
+    reply: ProviderReply
+    after_s: float = 1.0
+
+
+def ok(after_s: float = 1.0, tokens: int = 10) -> Step:
+    return Step(ProviderReply(Outcome.OK, http_status=200, text="fine", usage=Usage(total=tokens)), after_s)
+
+
+def error(outcome: Outcome, status: int, kind: ErrorKind, *, message: str | None = None,
+          retry_after_s: float | None = None, after_s: float = 0.0) -> Step:
+    reply = ProviderReply(outcome, http_status=status, error_kind=kind, error_message=message,
+                          retry_after_s=retry_after_s)
+    return Step(reply, after_s)
+
+
+class ScriptedProvider:
+    """Answers each request id from its own script (then `ok()`); logs (virtual time, id) per send."""
+
+    def __init__(self, clock: FakeClock, scripts: dict[str, list[Step]] | None = None) -> None:
+        self.clock = clock
+        self.scripts = scripts or {}
+        self.sent: list[tuple[float, str]] = []
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
+        self.sent.append((self.clock.now(), record.request_id))
+        script = self.scripts.get(record.request_id) or []
+        step = script.pop(0) if script else ok()
+        await self.clock.sleep(step.after_s)
+        return step.reply
+
+    def endpoint(self, model: str) -> str:
+        return f"https://api.test/v1/models/{model}:generateContent"
+
+
+@dataclass
+class MemorySink:
+    out_dir: Path = Path("memory")
+    sent: list[str] = field(default_factory=list)
+    results: list[ResultRecord] = field(default_factory=list)
+
+    def record_sent(self, request_id: str) -> None:
+        self.sent.append(request_id)
+
+    def write_result(self, result: ResultRecord) -> None:
+        self.results.append(result)
+
+    def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile:
+        return ImageFile(f"images/{row_id}.png", "0" * 64, mime, len(data), None, None)
+
+    def rows(self) -> list[tuple[str, str, int, float, float]]:
+        """(id, status, attempts, started, finished) per result, times in virtual seconds."""
+        return [(r.request_id, r.status, r.attempts, r.started_at - EPOCH, r.finished_at - EPOCH)
+                for r in self.results]
+
+
+@dataclass
+class FixedPrices:
+    """Every request may cost `worst` and costs `actual` once it has a reply."""
+
+    worst: float
+    actual: float
+
+    def worst_case(self, record: RequestRecord) -> float | None:
+        return self.worst
+
+    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+        return None if usage is None else self.actual
+
+
+def records(count: int) -> list[RequestRecord]:
+    return [RequestRecord(request_id=f"r{n}", seq=n, model="gemini-test", body={}, variables={},
+                          estimate=TokenEstimate(input_text=10)) for n in range(1, count + 1)]
+
+
+@dataclass
+class Run:
+    """A pool on a fake clock, with what a test looks at afterwards."""
+
+    clock: FakeClock
+    provider: ScriptedProvider
+    sink: MemorySink
+    progress: Progress
+    pool: WorkerPool
+    stop: PoolStop = field(default_factory=PoolStop)
+    ended_at: float = 0.0
+
+
+def make_run(scripts: dict[str, list[Step]] | None = None, *, total: int = 0, concurrency: int = 1,
+             account: SpendingAccount | None = None, policy: RetryPolicy | None = None,
+             hooks: RunHooks = RunHooks(), **settings: object) -> Run:
+    clock = FakeClock()
+    provider, sink = ScriptedProvider(clock, scripts), MemorySink()
+    progress = Progress(total=total, started=0.0, clock=clock.now)
+    pool = WorkerPool(
+        provider=provider, client=None, limiter=Limiter(concurrency=concurrency, clock=clock, unpaced_until_429=True),
+        policy=policy or RetryPolicy(initial_s=0.0, max_wait_s=0.0, rng=random.Random(0)), sink=sink,
+        progress=progress, clock=clock, account=account or SpendingAccount(FreePrices()), hooks=hooks,
+        settings=PoolSettings(concurrency=concurrency, epoch_s=EPOCH, **settings),  # type: ignore[arg-type]
+    )
+    return Run(clock, provider, sink, progress, pool)
+
+
+async def drive(run: Run, count: int, *, at: tuple[tuple[float, Callable[[], None]], ...] = ()) -> Run:
+    """Run the pool over `count` records; call each action of `at` at its virtual time."""
+
+    async def later(when: float, action: Callable[[], None]) -> None:
+        await run.clock.sleep(when)
+        action()
+
+    async with run.clock.autojump():
+        async with anyio.create_task_group() as actions:
+            for when, action in at:
+                actions.start_soon(later, when, action)
+            run.stop = await run.pool.run(records(count))
+            run.ended_at = run.clock.now()
+            actions.cancel_scope.cancel()
+    return run
+
+
+# --- finishing ------------------------------------------------------------------------------------
+
+
+async def test_every_request_answered_is_recorded_with_its_virtual_times() -> None:
+    run = await drive(make_run(total=3, concurrency=2), 3)
+    assert run.stop == PoolStop()
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 0.0, 1.0), ("r3", "ok", 1, 1.0, 2.0)]
+    assert run.sink.sent == ["r1", "r2", "r3"]
+    assert (run.progress.ok, run.progress.tokens) == (3, 30)
+
+
+async def test_a_request_is_retried_then_recorded_once_final() -> None:
+    unavailable = error(Outcome.RETRY, 503, ErrorKind.UNAVAILABLE, retry_after_s=3.0)
+    run = await drive(make_run({"r1": [unavailable, unavailable, ok(after_s=2.0)]}, total=1), 1)
+    assert run.provider.sent == [(0.0, "r1"), (3.0, "r1"), (6.0, "r1")]  # each retry after the server's 3 s
+    assert run.sink.rows() == [("r1", "ok", 3, 0.0, 8.0)]
+    assert run.stop.reason is None
+    assert (run.progress.retries, run.progress.errors) == (2, {"unavailable": 2})
+
+
+async def test_a_request_out_of_attempts_is_recorded_failed_with_its_error() -> None:
+    unavailable = error(Outcome.RETRY, 503, ErrorKind.UNAVAILABLE, message="try later", retry_after_s=1.0)
+    run = await drive(make_run({"r1": [unavailable] * 3}, total=1, policy=RetryPolicy(
+        max_attempts=3, initial_s=0.0, max_wait_s=0.0)), 1)
+    [result] = run.sink.results
+    assert (result.status, result.attempts, result.error_kind, result.error_message) == (
+        Status.FAILED, 3, "unavailable", "try later")
+    assert run.sink.rows() == [("r1", "failed", 3, 0.0, 2.0)]
+    assert run.progress.failed == 1
+
+
+async def test_a_reply_without_its_image_gets_no_image_attempts_only() -> None:
+    no_image = error(Outcome.RETRY, 200, ErrorKind.NO_IMAGE)
+    policy = RetryPolicy(max_attempts=6, no_image_attempts=2, initial_s=0.0, max_wait_s=0.0)
+    run = await drive(make_run({"r1": [no_image] * 6}, total=1, policy=policy), 1)
+    assert [(r.status, r.attempts) for r in run.sink.results] == [("failed", 2)]
+
+
+# --- stops ----------------------------------------------------------------------------------------
+
+
+async def test_the_budget_waits_for_requests_in_flight_then_stops_the_run() -> None:
+    # worst case $1 each, actual $0.60, cap $2: two fit at once; after both settle ($1.20 spent)
+    # the third could still pass the cap, so the run stops at t=1 and leaves the rest pending.
+    account = SpendingAccount(FixedPrices(worst=1.0, actual=0.6), cap_usd=2.0)
+    run = await drive(make_run(total=5, concurrency=4, account=account), 5)
+    assert run.stop.reason is StopReason.BUDGET
+    assert run.stop.message == "spent $1.2000 of the $2.0000 cap; the next request could cost up to $1.0000"
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 0.0, 1.0)]
+    assert [r.cost_usd for r in run.sink.results] == [0.6, 0.6]
+    assert (run.stop.abandoned, run.ended_at) == (2, 1.0)  # r3 and r4 waited for a reservation; r5 never taken
+    assert (account.holders, account.reserved_usd, account.spent_usd) == (0, 0.0, pytest.approx(1.2))
+
+
+async def test_the_deadline_stops_sending_and_lets_the_request_in_flight_finish() -> None:
+    run = await drive(make_run(total=5, deadline_s=2.5), 5)
+    assert (run.stop.reason, run.stop.message) == (StopReason.DEADLINE, "deadline reached")
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 1.0, 2.0), ("r3", "ok", 1, 2.0, 3.0)]
+    assert run.ended_at == 3.0
+
+
+async def test_the_deadline_cuts_a_retry_wait_short_and_leaves_that_request_pending() -> None:
+    slow = error(Outcome.RETRY, 503, ErrorKind.UNAVAILABLE, retry_after_s=60.0)
+    run = await drive(make_run({"r1": [slow]}, total=2, deadline_s=5.0), 2)
+    assert run.stop.reason is StopReason.DEADLINE
+    assert (run.sink.results, run.stop.abandoned, run.ended_at) == ([], 1, 5.0)
+    assert run.provider.sent == [(0.0, "r1")]
+
+
+async def test_a_bad_key_stops_the_run_at_once_and_records_nothing() -> None:
+    bad_key = error(Outcome.STOP_AUTH, 400, ErrorKind.AUTH, message="API key not valid", after_s=0.5)
+    run = await drive(make_run({"r1": [bad_key]}, total=3, concurrency=2), 3)
+    assert (run.stop.reason, run.stop.message) == (StopReason.AUTH, "API key not valid")
+    # r2, sent beside r1, still finishes and is kept; nothing is sent after the stop
+    assert run.sink.rows() == [("r2", "ok", 1, 0.0, 1.0)]
+    assert run.provider.sent == [(0.0, "r1"), (0.0, "r2")]
+    assert run.stop.abandoned == 1
+
+
+async def test_a_spent_daily_quota_stops_the_run() -> None:
+    daily = error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA)
+    run = await drive(make_run({"r2": [daily]}, total=3), 3)
+    assert (run.stop.reason, run.stop.message) == (StopReason.QUOTA, "daily quota exhausted")
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0)]
+    assert run.stop.abandoned == 1
+
+
+async def test_a_billing_error_stops_the_run_with_what_to_do() -> None:
+    billing = error(Outcome.STOP_BILLING, 402, ErrorKind.BILLING, message="credit used up")
+    run = await drive(make_run({"r1": [billing]}, total=2), 2)
+    assert run.stop.reason is StopReason.BILLING
+    assert run.stop.message == billing_message(billing.reply)
+    assert "HTTP 402" in run.stop.message and "add credit" in run.stop.message
+    assert run.sink.results == []
+
+
+async def test_a_server_delay_past_the_cap_stops_the_run_and_leaves_the_request_pending() -> None:
+    long_delay = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=3600.0)
+    policy = RetryPolicy(initial_s=0.0, max_wait_s=0.0, max_server_delay_s=300.0)
+    run = await drive(make_run({"r1": [long_delay]}, total=2, policy=policy), 2)
+    assert (run.stop.reason, run.stop.message) == (StopReason.QUOTA, server_delay_message(3600.0, 300.0))
+    assert (run.sink.results, run.stop.abandoned, run.ended_at) == ([], 1, 0.0)
+
+
+async def test_a_retry_delay_holds_back_only_its_own_request() -> None:
+    limited = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=7.0)
+    run = await drive(make_run({"r1": [limited]}, total=3, concurrency=2), 3)
+    assert run.provider.sent == [(0.0, "r1"), (0.0, "r2"), (1.0, "r3"), (7.0, "r1")]
+    assert run.sink.rows() == [("r2", "ok", 1, 0.0, 1.0), ("r3", "ok", 1, 1.0, 2.0), ("r1", "ok", 2, 0.0, 8.0)]
+    assert run.progress.pause_reason is None
+
+
+async def test_a_429_storm_with_a_retry_delay_pauses_every_sender() -> None:
+    limited = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=7.0)
+    scripts = {f"r{n}": [limited] for n in range(1, 11)}  # ten 429s at once: a storm
+    run = await drive(make_run(scripts, total=12, concurrency=12), 12)
+    first_sends = [at for at, rid in run.provider.sent if rid in ("r11", "r12")]
+    retries = sorted(at for at, rid in run.provider.sent[12:])
+    assert first_sends == [0.0, 0.0]
+    # nothing is sent during the pause; after it the limiter paces the retries (its own tests say how)
+    assert len(retries) == 10 and retries[0] == 7.0 and retries == sorted(retries)
+    assert run.progress.paused_until == 7.0
+    assert run.progress.pause_reason == "a 429 storm (10 of the last 10 replies); the server asked for 7s"
+    assert [r.status for r in run.sink.results] == ["ok"] * 12
+
+
+async def test_first_replies_all_404_are_a_configuration_error_and_nothing_is_recorded() -> None:
+    not_found = error(Outcome.INVALID, 404, ErrorKind.NOT_FOUND, message="model not found", after_s=1.0)
+    run = await drive(make_run({f"r{n}": [not_found] for n in range(1, 6)}, total=5), 5)
+    assert run.stop.reason is StopReason.CONFIG
+    assert run.stop.message == (
+        "configuration error: the first 3 replies were all HTTP 404 (not_found) from "
+        "https://api.test/v1/models/gemini-test:generateContent for model gemini-test: model not found; "
+        "check provider.base_url, model and what the key may use; nothing was recorded")
+    assert (run.sink.results, run.stop.abandoned, run.ended_at) == ([], 3, 3.0)
+
+
+async def test_a_good_reply_clears_the_probe_and_the_invalid_replies_held_are_recorded() -> None:
+    bad = error(Outcome.INVALID, 400, ErrorKind.INVALID_REQUEST, after_s=1.0)
+    run = await drive(make_run({"r1": [bad], "r2": [bad]}, total=3), 3)
+    assert run.stop.reason is None
+    assert run.sink.rows() == [("r1", "invalid", 1, 0.0, 1.0), ("r2", "invalid", 1, 1.0, 2.0),
+                               ("r3", "ok", 1, 2.0, 3.0)]
+
+
+async def test_the_probe_can_be_turned_off() -> None:
+    not_found = error(Outcome.INVALID, 404, ErrorKind.NOT_FOUND, after_s=1.0)
+    run = await drive(make_run({f"r{n}": [not_found] for n in range(1, 4)}, total=3, config_check=False), 3)
+    assert run.stop.reason is None
+    assert [r.status for r in run.sink.results] == ["invalid"] * 3
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------
+
+
+async def test_ctrl_c_stops_sending_and_the_requests_in_flight_finish_within_the_grace() -> None:
+    scripts = {"r1": [ok(after_s=5.0)], "r2": [ok(after_s=5.0)]}
+    run = make_run(scripts, total=4, concurrency=2, grace_s=30.0)
+    await drive(run, 4, at=((1.0, run.pool.interrupt),))
+    assert (run.stop.reason, run.stop.message) == (StopReason.INTERRUPTED, "interrupted by Ctrl-C")
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 5.0), ("r2", "ok", 1, 0.0, 5.0)]
+    assert (run.stop.in_flight_abandoned, run.ended_at) == (0, 5.0)
+
+
+async def test_ctrl_c_abandons_what_is_still_in_flight_when_the_grace_ends() -> None:
+    scripts = {"r1": [ok(after_s=100.0)], "r2": [ok(after_s=100.0)]}
+    run = make_run(scripts, total=2, concurrency=2, grace_s=30.0)
+    await drive(run, 2, at=((1.0, run.pool.interrupt),))
+    assert run.stop.reason is StopReason.INTERRUPTED
+    assert (run.sink.results, run.stop.in_flight_abandoned, run.ended_at) == ([], 2, 31.0)
+
+
+async def test_a_second_ctrl_c_abandons_the_requests_in_flight_at_once() -> None:
+    scripts = {"r1": [ok(after_s=100.0)], "r2": [ok(after_s=100.0)]}
+    run = make_run(scripts, total=2, concurrency=2, grace_s=30.0)
+    await drive(run, 2, at=((1.0, run.pool.interrupt), (2.0, run.pool.interrupt)))
+    assert run.stop.reason is StopReason.INTERRUPTED
+    assert (run.sink.results, run.stop.in_flight_abandoned, run.ended_at) == ([], 2, 2.0)
+
+
+async def test_ctrl_c_overrides_an_earlier_stop() -> None:
+    run = make_run({"r1": [ok(after_s=10.0)]}, total=2, deadline_s=1.0)
+    await drive(run, 2, at=((2.0, run.pool.interrupt),))
+    assert run.stop.reason is StopReason.INTERRUPTED
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 10.0)]
+
+
+# --- hooks ----------------------------------------------------------------------------------------
+
+
+async def test_ticks_come_every_tick_s_of_virtual_time_and_every_reply_is_seen() -> None:
+    clock_reads: list[float] = []
+    replies: list[Outcome] = []
+    run = make_run(total=2, hooks=RunHooks(on_tick=lambda: clock_reads.append(run.clock.now()),
+                                           on_reply=lambda reply: replies.append(reply.outcome), tick_s=0.5))
+    await drive(run, 2)
+    assert clock_reads == [0.5, 1.0, 1.5, 2.0]  # the tick due at 2.0 runs beside r2's reply
+    assert replies == [Outcome.OK, Outcome.OK]
+
+
+async def test_a_tick_that_cannot_write_stops_the_run() -> None:
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    run = await drive(make_run(total=5, hooks=RunHooks(on_tick=full_disk, tick_s=0.5)), 5)
+    assert run.stop.reason is StopReason.WRITE
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0)]  # sent before the tick at 0.5, kept

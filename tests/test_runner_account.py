@@ -1,0 +1,53 @@
+"""The spending account: reservations against the cap, settled with what a reply cost."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchrun.pricing import PriceCatalog, cost_usd, worst_case_cost
+from batchrun.records import RequestRecord, TokenEstimate, Usage
+from batchrun.runner.account import CatalogPrices, FreePrices, SpendingAccount
+
+MODEL = "gemini-2.5-flash"
+
+
+def record(tier: str | None = None, output_text_max: int = 1000) -> RequestRecord:
+    body = {"serviceTier": tier} if tier else {}
+    return RequestRecord(request_id="r1", seq=1, model=MODEL, body=body, variables={},
+                         estimate=TokenEstimate(input_text=100, output_text_max=output_text_max))
+
+
+def test_reservations_fit_up_to_the_cap_and_no_further() -> None:
+    account = SpendingAccount(FreePrices(), cap_usd=1.0, spent_usd=0.25)
+    assert account.reserve(0.5) and account.reserve(0.25)  # exactly at the cap still fits
+    assert not account.reserve(0.01)
+    assert (account.holders, account.reserved_usd) == (2, 0.75)
+
+
+def test_settling_releases_the_worst_case_and_adds_the_actual_cost() -> None:
+    account = SpendingAccount(FreePrices(), cap_usd=1.0)
+    account.reserve(0.6)
+    account.reserve(0.3)
+    account.settle(0.6, 0.1)
+    assert (account.holders, account.reserved_usd, account.spent_usd) == (1, pytest.approx(0.3), 0.1)
+    account.settle(0.3, None)  # an unknown cost counts as nothing
+    assert (account.holders, account.reserved_usd, account.spent_usd) == (0, 0.0, 0.1)
+
+
+def test_without_a_cap_nothing_is_refused_or_reserved_but_spending_adds_up() -> None:
+    account = SpendingAccount(FreePrices())
+    assert account.reserve(1e9)
+    account.settle(1e9, 0.5)
+    assert (account.holders, account.reserved_usd, account.spent_usd) == (0, 0.0, 0.5)
+
+
+def test_catalog_prices_give_the_worst_case_and_the_tier_price_of_a_reply() -> None:
+    catalog = PriceCatalog.load()
+    prices = CatalogPrices(catalog)
+    usage = Usage(prompt=100, output_text=200, total=300)
+    entry = catalog.price_for(MODEL)
+    assert prices.worst_case(record()) == worst_case_cost(record().estimate, entry)
+    assert prices.cost(record(), usage) == cost_usd(usage, entry, tier="standard")
+    assert prices.cost(record("FLEX"), usage) == cost_usd(usage, entry, tier="flex")
+    assert prices.cost(record("priority"), usage) == cost_usd(usage, entry, tier="standard")
+    assert prices.cost(record(), None) is None
