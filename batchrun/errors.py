@@ -3,7 +3,9 @@
     BatchrunError                      exit code
      ├── SpecError                      2   a job spec or its inputs are wrong (names file, YAML path, fix)
      ├── UsageError                     2   a command line or an output folder is wrong
-     │    └── AlreadyRunning            9   another run or plan holds the output folder's lock
+     │    ├── AlreadyRunning            9   another run or plan holds the output folder's lock
+     │    ├── UnknownProvider           2   provider.kind names no entry of the provider registry
+     │    └── ManifestOutdated          2   a manifest planned by batchrun 0.2: plan again
      └── RunStopped                         a run stopped by itself, cleanly and resumably
           ├── BudgetReached             4
           ├── DeadlineReached           5
@@ -13,6 +15,9 @@
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           └── Interrupted             130   Ctrl-C
+
+    InputImageChanged (not a BatchrunError): an input image changed after the plan; the provider
+    records that request `invalid` (error kind `input_changed`) and the run goes on.
 
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
     (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
@@ -133,6 +138,25 @@ class ConfigRejected(RunStopped):
 
 class Interrupted(RunStopped):
     exit_code = EXIT_INTERRUPTED
+
+class UnknownProvider(UsageError):
+    """`provider.kind` names no provider batchrun knows."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        self.kind = kind
+        super().__init__(f"provider.kind {kind!r} is not a provider batchrun knows; use one of {', '.join(known)}")
+
+
+class ManifestOutdated(UsageError):
+    """A manifest planned by batchrun 0.2 (a Gemini body per row): its request ids are no longer made."""
+
+    def __init__(self, manifest: object, spec: object) -> None:
+        super().__init__(f"{manifest} was planned by batchrun 0.2, whose requests and request ids are not "
+                         f"this version's; run `batchrun plan {spec}` again (see the README's upgrade note)")
+
+
+class InputImageChanged(Exception):
+    """An input image is missing, or its bytes no longer match the hash the manifest holds."""
 
 
 def missing_key_message(env_var: str) -> str:

@@ -39,14 +39,14 @@ from ..errors import (
     missing_key_message,
     unsendable_key_message,
 )
-from ..http import SIMULATOR_BASE_URL, make_client, make_transport
+from ..http import make_client
 from ..live import LiveFile, live_path
 from ..lock import acquire_lock, release_lock
-from ..manifest import read_columns
+from ..manifest import read_columns, require_request_format
 from ..plan import manifest_is_current, manifest_path, plan_job
 from ..pricing import PriceCatalog, cost_usd, require_prices, worst_case_cost
 from ..progress import Progress, make_display
-from ..providers.gemini import GeminiProvider
+from ..providers.registry import ProviderSettings, build_provider, build_transport, provider_entry
 from ..records import RequestRecord, Usage
 from ..sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
 from ..status import last_run_record
@@ -158,6 +158,7 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
 
     for line in loaded.warnings:
         log.warning(line)
+    require_request_format(manifest_path(loaded), loaded.shown)  # 0.2's manifests: plan again, told so
     if not manifest_is_current(loaded):
         summary = plan_job(loaded, lock_held=lock_held)
         for line in summary.warnings:
@@ -274,7 +275,7 @@ def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions)
 
 def provider_endpoint(loaded: LoadedSpec) -> str:
     provider = loaded.spec.provider
-    return "simulator (in process)" if provider.kind == "simulator" else provider.url
+    return provider_entry(provider.kind).endpoint_label(provider)
 
 
 def _reuse_saved_replies(sink: Sink, work: Work) -> int:
@@ -354,15 +355,8 @@ async def _run_pool(loaded, options, key, catalog, sink, progress, work: Work, b
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
-    transport = make_transport(
-        spec.provider.kind, concurrency, profile=spec.provider.profile, seed=spec.provider.seed,
-        faults_file=str(loaded.folder / spec.provider.faults) if spec.provider.faults else None,
-    )
-    base_url = SIMULATOR_BASE_URL if spec.provider.kind == "simulator" else spec.provider.url
-    provider = GeminiProvider(
-        base_url, key, auth=spec.provider.auth, spec_dir=loaded.folder,
-        stream=spec.provider.stream, timeout_s=spec.limits.timeout_s,
-    )
+    settings = ProviderSettings(spec.provider, key, loaded.folder, spec.limits.timeout_s, concurrency)
+    transport, provider = build_transport(settings), build_provider(settings)
     limits = spec.limits
     limiter = Limiter(
         concurrency=concurrency, requests_per_minute=limits.requests_per_minute,
@@ -403,7 +397,7 @@ def _coster(catalog: PriceCatalog):
     def cost(record: RequestRecord, usage: Usage | None) -> float | None:
         if usage is None:
             return None
-        tier = str(record.body.get("serviceTier") or "standard").lower()
+        tier = str(record.estimate.service_tier or "standard").lower()
         return cost_usd(usage, catalog.price_for(record.model), tier=tier if tier in ("flex", "batch") else "standard")
 
     return cost
