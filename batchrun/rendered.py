@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, TypedDict
 
-from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, body_wants_image
+from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef
 
 # generation_config keys that hold a response schema, and the dialect each names
 SCHEMA_KEYS = {
@@ -59,7 +59,7 @@ def split_schema(options: dict[str, Any]) -> tuple[dict[str, Any], ResponseSchem
 
 def rendered_request(system: str | None, parts: list[dict[str, str]], options: dict[str, Any] | None,
                      tools: list[dict[str, Any]] | None, extras: dict[str, Any]) -> RenderedRequest:
-    """A RenderedRequest; empty options and tools are left out as a provider would leave them out."""
+    """A RenderedRequest, the response schema taken out of the options; no tools is None."""
     options, schema = split_schema(options or {})
     return {"system": system, "parts": parts, "options": options, "response_schema": schema,
             "tools": tools or None, "extras": extras}
@@ -68,17 +68,6 @@ def rendered_request(system: str | None, parts: list[dict[str, str]], options: d
 def option(options: dict[str, Any], camel: str, snake: str) -> Any:
     """A generation option given under its camelCase or snake_case name."""
     return options.get(camel, options.get(snake))
-
-
-def response_modalities(request: RenderedRequest) -> list[str]:
-    """The modalities the reply may carry, upper case; [] when the request names none."""
-    options = request["options"]
-    return [str(m).upper() for m in option(options, "responseModalities", "response_modalities") or []]
-
-
-def wants_image(request: RenderedRequest) -> bool:
-    """Whether the request asks for an image among its response modalities."""
-    return body_wants_image(request)  # type: ignore[arg-type]
 
 
 def texts(request: RenderedRequest) -> Iterator[str]:
