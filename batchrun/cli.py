@@ -165,7 +165,7 @@ def cmd_plan(args) -> int:
         return 0
     print(format_plan(summary))
     for record in summary.shown:
-        print(render_request(record))
+        print(render_request(record, loaded.spec.provider.kind))
     return 0
 
 

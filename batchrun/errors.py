@@ -4,7 +4,8 @@
      ├── SpecError                      2   a job spec or its inputs are wrong (names file, YAML path, fix)
      │    └── SpecProblems              2   several at once (bad rows, bad images): ten listed, and a count
      ├── UsageError                     2   a command line or an output folder is wrong
-     │    └── AlreadyRunning            9   another run or plan holds the output folder's lock
+     │    ├── AlreadyRunning            9   another run or plan holds the output folder's lock
+     │    └── UnknownProvider           2   provider.kind names no entry of the provider registry
      └── RunStopped                         a run stopped by itself, cleanly and resumably
           ├── BudgetReached             4
           ├── DeadlineReached           5
@@ -20,6 +21,8 @@
     SchemaError, UnsupportedPattern, UnsupportedImageConfig (each an HTTP 400 reply).
     RequestAbandoned                       internal, never shown: the run is stopping, so the pool leaves
                                            this request pending (the next run sends it)
+    InputImageChanged (not a BatchrunError): an input image changed after the plan; the provider
+    records that request `invalid` (error kind `input_changed`) and the run goes on.
 
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
     (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
@@ -140,6 +143,17 @@ class ConfigRejected(RunStopped):
 
 class Interrupted(RunStopped):
     exit_code = EXIT_INTERRUPTED
+
+class UnknownProvider(UsageError):
+    """`provider.kind` names no provider batchrun knows."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        self.kind = kind
+        super().__init__(f"provider.kind {kind!r} is not a provider batchrun knows; use one of {', '.join(known)}")
+
+
+class InputImageChanged(Exception):
+    """An input image is missing, or its bytes no longer match the hash the manifest holds."""
 
 
 # Problems one stage reports to the stage that called it, which words them for a user (a SpecError naming

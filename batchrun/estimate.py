@@ -1,6 +1,7 @@
 """What a planned job will cost, from its manifest alone (no network, no key), and calibration.
 
-Inputs: `manifest.parquet` (its estimate columns and bodies), a PriceCatalog, optional calibration
+Inputs: `manifest.parquet` (its estimate columns, named fields the provider read from each rendered
+request at plan time: never its body), a PriceCatalog, optional calibration
 ratios from an earlier run (`calibration.json` in the output folder), and what the folder's results
 already cost (`batchrun.spend`, the figure the run's budget starts from). Output: a JobEstimate per
 model and tier (standard, flex, batch), expected and high, and whether the job fits its budget: the
@@ -41,21 +42,17 @@ from .spend import JobSpend, job_spend
 
 CALIBRATION_FILE = "calibration.json"
 MANIFEST_COLUMNS = [
-    "request_id", "model", "body", "est_input_text_tokens", "est_input_image_tokens",
+    "request_id", "model", "est_input_text_tokens", "est_input_image_tokens",
     "est_output_text_tokens_max", "est_output_image_tokens", "est_images_out",
+    "est_thinking_level", "est_thinking_budget", "est_service_tier", "est_image_size", "est_text_allowed",
 ]
 _SUMMED = [
     "est_input_text_tokens", "est_input_image_tokens", "est_output_text_tokens_max",
     "est_output_image_tokens", "est_images_out", "exp_text",
 ]
 _KEYS = ["model", "level", "budget", "long", "tier", "image_size"]
-_BODY_FIELDS = {  # RE2 patterns over the compact JSON body; camelCase or snake_case keys
-    "level": r'(?i)"thinking_?level"\s*:\s*"(?P<v>[A-Za-z_]+)"',
-    "budget": r'(?i)"thinking_?budget"\s*:\s*(?P<v>-?\d+)',
-    "tier": r'(?i)"service_?tier"\s*:\s*"(?P<v>[A-Za-z_]+)"',
-    "image_size": r'(?i)"image_?size"\s*:\s*"(?P<v>[A-Za-z0-9]+)"',
-    "modalities": r'(?i)"response_?modalities"\s*:\s*\[(?P<v>[^\]]*)\]',
-}
+_NAMED = {"level": "est_thinking_level", "budget": "est_thinking_budget", "tier": "est_service_tier",
+          "image_size": "est_image_size"}
 
 
 @dataclass(slots=True)
@@ -186,11 +183,9 @@ def read_manifest_columns(manifest_path: Path) -> pa.Table:
 
 def _with_row_rules(table: pa.Table) -> pa.Table:
     """Adds the per-row keys and the expected text tokens, all vectorised."""
-    body = table["body"]
-    for name, pattern in _BODY_FIELDS.items():
-        table = table.append_column(name, pc.struct_field(pc.extract_regex(body, pattern), "v"))
-    mods = table["modalities"]
-    text_allowed = pc.or_kleene(pc.is_null(mods), pc.match_substring(mods, "text", ignore_case=True))
+    for name, column in _NAMED.items():
+        table = table.append_column(name, table[column])
+    text_allowed = table["est_text_allowed"]
     ceiling = table["est_output_text_tokens_max"]
     image_text = pc.if_else(text_allowed, pc.min_element_wise(ceiling, tokens.IMAGE_CAPTION_TOKENS), 0)
     share = pc.multiply(pc.cast(ceiling, pa.float64()), tokens.EXPECTED_OUTPUT_FRACTION)

@@ -13,7 +13,8 @@ hooks, and a chunked body stream. A run needs none of these, so:
   Set-Cookie is not state a batch job carries), no auth hook (the provider sets its header), no
   redirects (a gateway's 301 is an error, not a detour).
 
-The simulator kind answers in process through its own transport. Tests pass an `httpx.MockTransport`.
+Which transport a provider kind sends through is the provider registry's choice
+(`batchrun.providers.registry`). Tests pass an `httpx.MockTransport`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,7 @@ from typing import Any, Iterator
 import aiohttp
 import httpx
 
-SIMULATOR_BASE_URL = "http://simulator.batchrun.invalid"
 _SKIPPED_HEADERS = frozenset({b"host", b"content-length", b"accept-encoding"})  # aiohttp writes its own
-
-
-def make_transport(kind: str, concurrency: int, *, profile: str | None = None, seed: int = 0,
-                   faults_file: str | None = None) -> httpx.AsyncBaseTransport:
-    """The transport for a provider kind: in-process simulator, or aiohttp sized to the concurrency."""
-    if kind == "simulator":
-        from .simulator.transport import SimulatorTransport
-
-        return SimulatorTransport(profile=profile or "clean", seed=seed, faults_file=faults_file)
-    return AiohttpTransport(max_connections=concurrency)
 
 
 def make_client(transport: httpx.AsyncBaseTransport, timeout_s: float) -> httpx.AsyncClient:

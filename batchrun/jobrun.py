@@ -39,9 +39,10 @@ from .errors import (
     unsendable_key_message,
 )
 from .lock import acquire_lock, release_lock
-from .manifest import read_columns
+from .manifest import planned_by_an_earlier_version, read_columns
 from .options import EstimateOptions, RunOptions
 from .plan import manifest_is_current, manifest_path, plan_job
+from .providers.registry import provider_entry
 from .pricing import PriceCatalog, require_prices
 from .progress import Progress
 from .runner.job import _run_pool as run_pool
@@ -86,7 +87,11 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
 
     for line in loaded.warnings:
         log.warning(line)
-    if not manifest_is_current(loaded):
+    if planned_by_an_earlier_version(manifest_path(loaded)):
+        log.info("the manifest was planned by batchrun 0.2: planning it again (request ids are the same, "
+                 "so nothing already answered is sent again)")
+        plan_job(loaded, lock_held=lock_held)
+    elif not manifest_is_current(loaded):
         summary = plan_job(loaded, lock_held=lock_held)
         for line in summary.warnings:
             log.warning(line)
@@ -203,7 +208,7 @@ def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions)
 
 def provider_endpoint(loaded: LoadedSpec) -> str:
     provider = loaded.spec.provider
-    return "simulator (in process)" if provider.kind == "simulator" else provider.url
+    return provider_entry(provider.kind).endpoint_label(provider)
 
 
 def _reuse_saved_replies(sink: Sink, work: Work) -> int:

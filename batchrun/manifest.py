@@ -3,8 +3,10 @@
 Written in batches to a temporary file of the writer's own and renamed into place, so a reader never sees
 half a manifest and two writers never share a file.
 Holds no image bytes: input images are references (path, sha256, mime, size, width, height). The
+`body` column holds each row's provider-neutral RenderedRequest (`batchrun.rendered`) as JSON. The
 schema metadata carries the fingerprint of the spec and inputs it was planned from, so `run` can tell
-whether it must plan again.
+whether it must plan again, and the request format: a manifest without it was planned by 0.2, whose
+`body` was a Gemini generateContent body, and `run` plans it again (`planned_by_an_earlier_version`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .records import ImageRef, RequestRecord, TokenEstimate
 
 MANIFEST_NAME = "manifest.parquet"
 FINGERPRINT_KEY = b"batchrun.fingerprint"
+FORMAT_KEY = b"batchrun.request_format"
+REQUEST_FORMAT = b"rendered-1"  # the `body` column holds RenderedRequests
 
 IMAGE_TYPE = pa.struct(
     [
@@ -53,6 +57,11 @@ MANIFEST_SCHEMA = pa.schema(
         ("est_output_text_tokens_max", pa.int64()),
         ("est_output_image_tokens", pa.int64()),
         ("est_images_out", pa.int32()),
+        ("est_thinking_level", pa.string()),
+        ("est_thinking_budget", pa.int64()),
+        ("est_service_tier", pa.string()),
+        ("est_image_size", pa.string()),
+        ("est_text_allowed", pa.bool_()),
     ]
 )
 
@@ -91,6 +100,11 @@ def records_to_batch(records: list[RequestRecord]) -> pa.RecordBatch:
         [e.output_text_max for e in estimates],
         [e.output_image for e in estimates],
         [e.images_out for e in estimates],
+        [e.thinking_level for e in estimates],
+        [e.thinking_budget for e in estimates],
+        [e.service_tier for e in estimates],
+        [e.image_size for e in estimates],
+        [e.text_allowed for e in estimates],
     ]
     return pa.RecordBatch.from_arrays(
         [pa.array(c, type=f.type) for c, f in zip(columns, MANIFEST_SCHEMA)], schema=MANIFEST_SCHEMA
@@ -111,7 +125,7 @@ class ManifestWriter:
         self.path = path
         self._tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
-        schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+        schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode(), FORMAT_KEY: REQUEST_FORMAT})
         try:
             self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         except BaseException:
@@ -165,6 +179,16 @@ def read_fingerprint(path: Path) -> str | None:
     return value.decode() if value else None
 
 
+def planned_by_an_earlier_version(path: Path) -> bool:
+    """Whether an existing manifest holds 0.2's Gemini bodies instead of RenderedRequests (plan it again:
+    request ids are the same, so nothing already answered is sent again)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False  # none, or unreadable: planned anew anyway
+    return FINGERPRINT_KEY in metadata and metadata.get(FORMAT_KEY) != REQUEST_FORMAT
+
+
 def read_columns(path: Path, columns: list[str]) -> pa.Table:
     """Some columns of a manifest; one planned before rows had their own ids gives row_id = request_id."""
     names = pq.read_schema(path).names
@@ -206,5 +230,10 @@ def batch_to_records(batch: pa.RecordBatch) -> Iterator[RequestRecord]:
                 output_text_max=rows["est_output_text_tokens_max"][i],
                 output_image=rows["est_output_image_tokens"][i],
                 images_out=rows["est_images_out"][i],
+                thinking_level=rows["est_thinking_level"][i],
+                thinking_budget=rows["est_thinking_budget"][i],
+                service_tier=rows["est_service_tier"][i],
+                image_size=rows["est_image_size"][i],
+                text_allowed=rows["est_text_allowed"][i],
             ),
         )

@@ -22,6 +22,7 @@ from .identity import settle_identity
 from .inputs import input_file, iter_row_batches
 from .lock import folder_lock
 from .manifest import MANIFEST_NAME, ManifestWriter, iter_records, read_fingerprint, remove_stale_temps
+from .providers.registry import provider_entry
 from .records import RequestRecord
 from .spec import LoadedSpec
 
@@ -148,14 +149,15 @@ def _full_collections_deferred() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def render_request(record: RequestRecord) -> str:
-    """One request as a person reviews it: id, output name and the body (image bytes as their hash)."""
+def render_request(record: RequestRecord, provider_kind: str) -> str:
+    """One request as a person reviews it: id, output name and the body sent (images as their hash)."""
     head = {"request_id": record.request_id, "seq": record.seq, "model": record.model}
     if record.row_id != record.request_id:
         head["row_id"] = record.row_id
     if record.output_name:
         head["output_name"] = record.output_name
-    return json.dumps({**head, "body": record.body}, indent=2, ensure_ascii=False)
+    body = provider_entry(provider_kind).wire_body(record.body)
+    return json.dumps({**head, "body": body}, indent=2, ensure_ascii=False)
 
 
 __all__ = ["PlanSummary", "plan_job", "manifest_is_current", "manifest_path", "render_request", "canonical_json"]

@@ -9,9 +9,10 @@ matrix combination × variant). A request made by one row only has `row_id == re
 rendered requests are identical share one request, and each gets its own `row_id` (see
 `batchrun.identity`), its own result row and its own image file.
 
-The request `body` is a Gemini generateContent body in which every inline image's `data` is the
-placeholder "sha256:<hex>"; the bytes are read and encoded at send time, so manifests stay small and
-the request id covers the image content, not its path.
+The request `body` is a provider-neutral RenderedRequest (`batchrun.rendered`) in which every input
+image is the reference "sha256:<hex>"; the provider turns it into its wire body, reading and encoding
+the image bytes at send time, so manifests stay small and the request id covers the image content,
+not its path.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class TokenEstimate:
     output_text_max: int = 0
     output_image: int = 0
     images_out: int = 0
+    # what the expected output depends on, read from the request's options by its provider
+    thinking_level: str | None = None
+    thinking_budget: int | None = None
+    service_tier: str | None = None
+    image_size: str | None = None
+    text_allowed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +86,28 @@ class RequestRecord:
 
 
 def body_wants_image(body: dict[str, Any]) -> bool:
-    """Whether a request body asks for an image among its response modalities."""
-    modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+    """Whether a rendered request asks for an image among its response modalities."""
+    options = body.get("options") or {}
+    modalities = options.get("responseModalities", options.get("response_modalities")) or []
     return any(str(m).upper() == "IMAGE" for m in modalities)
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateInputs:
+    """What a provider reads of a rendered request for its token estimate; None where it names none."""
+
+    max_output_tokens: int | None = None
+    modalities: tuple[str, ...] = ()  # upper case; () when the request names none
+    image_size: str | None = None
+    media_resolution: str | None = None
+    thinking_level: str | None = None
+    thinking_budget: int | None = None
+    service_tier: str | None = None
+
+    @property
+    def text_allowed(self) -> bool:
+        """Whether the reply may carry text: TEXT among the modalities, or none named."""
+        return not self.modalities or "TEXT" in self.modalities
 
 
 @dataclass(slots=True)

@@ -23,7 +23,6 @@ from .yamlload import load_yaml
 Scalar = Union[str, int, float, bool]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-DEFAULT_KEY_ENV = "GEMINI_API_KEY"
 EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
 # The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped
 _API_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
@@ -51,7 +50,9 @@ class ProviderSpec(_Strict):
     def key_env(self) -> str | None:
         if self.api_key_env:
             return self.api_key_env
-        return DEFAULT_KEY_ENV if self.kind == "gemini" else None
+        from .providers.registry import provider_entry
+
+        return provider_entry(self.kind).default_key_env
 
     @property
     def url(self) -> str:
@@ -288,26 +289,26 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
-    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
-    if kind == "missing":
+    problem, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if problem == "missing":
         return "required; add it"
-    if kind == "extra_forbidden":
+    if problem == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], root)
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
         return f"unknown key; {fix}"
-    if kind == "literal_error":
+    if problem == "literal_error":
         return f"{value!r} is not one of {ctx.get('expected', '')}"
-    if kind == "string_pattern_mismatch":
+    if problem == "string_pattern_mismatch":
         return f"{value!r} must be letters, digits, '.', '_' or '-' (it names the output folder)"
-    if kind == "value_error":
+    if problem == "value_error":
         return str(ctx.get("error", error["msg"]))
-    if kind in _BOUNDS:
-        word, key = _BOUNDS[kind]
+    if problem in _BOUNDS:
+        word, key = _BOUNDS[problem]
         return f"must be {word} {ctx[key]:g}, got {_short(value)}"
-    if kind.endswith("_too_short") and ctx.get("min_length") == 1:
+    if problem.endswith("_too_short") and ctx.get("min_length") == 1:
         return "must not be empty"
-    expected = _EXPECTED.get(kind.split("_")[0])
+    expected = _EXPECTED.get(problem.split("_")[0])
     if expected:
         return f"expected {expected}, got {_short(value)}"
     return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {_short(value)})"

@@ -2,8 +2,8 @@
 
 Rules, each a documented guess that `batchrun estimate` states and a calibrated run corrects:
 - input text: 4 characters a token, rounded up, over every text part and the system instruction;
-- input images: by model family (`models.input_image_tokens`); on Gemini 3 a `mediaResolution`
-  in generationConfig sets the count (LOW 280, MEDIUM 560, HIGH 1120 an image);
+- input images: by model family (`models.input_image_tokens`); on Gemini 3 a media resolution
+  option sets the count (LOW 280, MEDIUM 560, HIGH 1120 an image);
 - output images: the model's table for the requested `imageSize`;
 - text output ceiling: `maxOutputTokens`, else the model's own limit; Gemini counts thinking
   against the same ceiling, so it bounds text and thinking together;
@@ -11,16 +11,18 @@ Rules, each a documented guess that `batchrun estimate` states and a calibrated 
   when TEXT is among its modalities, none otherwise; a text reply is expected to use
   `EXPECTED_OUTPUT_FRACTION` of its ceiling, at most `TYPICAL_TEXT_OUTPUT_TOKENS`;
 - expected thinking: by the request's thinking setting, else the model's default (tables below).
+
+A request's options come as named fields (`EstimateInputs`), read from the rendered request by its
+provider's registry entry, never from a wire body.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
-
 from .modeltable import input_image_tokens, lookup_model
-from .records import ImageRef, TokenEstimate
+from .records import EstimateInputs, ImageRef, TokenEstimate
+from .rendered import RenderedRequest, texts
 
 CHARS_PER_TOKEN = 4
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
@@ -53,27 +55,9 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def _texts(body: dict[str, Any]) -> Iterable[str]:
-    for content in body.get("contents", []):
-        for part in content.get("parts", []):
-            if "text" in part:
-                yield part["text"]
-    for part in body.get("systemInstruction", {}).get("parts", []):
-        if "text" in part:
-            yield part["text"]
-
-
-def _config(body: dict[str, Any]) -> dict[str, Any]:
-    return body.get("generationConfig") or body.get("generation_config") or {}
-
-
-def _get(mapping: dict[str, Any], camel: str, snake: str) -> Any:
-    return mapping.get(camel, mapping.get(snake))
-
-
 @dataclass(frozen=True, slots=True)
 class ConfigTokens:
-    """The parts of an estimate that depend only on the model and the generationConfig.
+    """The parts of an estimate that depend only on the model and the generation options.
 
     Planning works them out once per distinct config, not once per request.
     """
@@ -83,6 +67,7 @@ class ConfigTokens:
     output_text_max: int
     output_image: int
     images_out: int
+    inputs: EstimateInputs = EstimateInputs()
 
     def input_image(self, images: list[ImageRef]) -> int:
         """Input image tokens of these images under this config."""
@@ -93,28 +78,25 @@ class ConfigTokens:
         return sum(input_image_tokens(self.model, im.width, im.height) for im in images)
 
 
-def config_tokens(model: str, config: dict[str, Any]) -> ConfigTokens:
-    """What a generationConfig (camelCase or snake_case keys) fixes of a request's estimate."""
+def config_tokens(model: str, inputs: EstimateInputs) -> ConfigTokens:
+    """What a request's generation options fix of its estimate."""
     info = lookup_model(model)
-    modalities = [str(m).upper() for m in _get(config, "responseModalities", "response_modalities") or []]
-    wants_image = "IMAGE" in modalities or (info is not None and info.image_output and not modalities)
-    size = (_get(config, "imageConfig", "image_config") or {}).get("imageSize")
+    wants_image = "IMAGE" in inputs.modalities or (info is not None and info.image_output and not inputs.modalities)
     limit = info.max_output_tokens if info is not None else DEFAULT_MAX_OUTPUT_TOKENS
-    resolution = str(_get(config, "mediaResolution", "media_resolution") or "").upper()
-    fixed = MEDIA_RESOLUTION_TOKENS.get(resolution)
+    fixed = MEDIA_RESOLUTION_TOKENS.get(inputs.media_resolution or "")
     return ConfigTokens(
         model=model,
         tokens_per_image=fixed if (info is not None and info.input_image_tokens is not None) else None,
-        output_text_max=int(_get(config, "maxOutputTokens", "max_output_tokens") or limit),
-        output_image=info.tokens_for_image_size(size) if (wants_image and info is not None) else 0,
+        output_text_max=inputs.max_output_tokens or limit,
+        output_image=info.tokens_for_image_size(inputs.image_size) if (wants_image and info is not None) else 0,
         images_out=1 if wants_image else 0,
+        inputs=inputs,
     )
 
 
-def estimate_tokens(model: str, body: dict[str, Any], images: list[ImageRef]) -> TokenEstimate:
+def estimate_tokens(model: str, request: RenderedRequest, images: list[ImageRef], inputs: EstimateInputs) -> TokenEstimate:
     """Expected input tokens and the most output one request can use."""
-    fixed = config_tokens(model, _config(body))
-    return estimate_with(fixed, sum(text_tokens(t) for t in _texts(body)), images)
+    return estimate_with(config_tokens(model, inputs), sum(text_tokens(t) for t in texts(request)), images)
 
 
 def estimate_with(fixed: ConfigTokens, input_text: int, images: list[ImageRef]) -> TokenEstimate:
@@ -125,6 +107,11 @@ def estimate_with(fixed: ConfigTokens, input_text: int, images: list[ImageRef]) 
         output_text_max=fixed.output_text_max,
         output_image=fixed.output_image,
         images_out=fixed.images_out,
+        thinking_level=fixed.inputs.thinking_level,
+        thinking_budget=fixed.inputs.thinking_budget,
+        service_tier=fixed.inputs.service_tier,
+        image_size=fixed.inputs.image_size,
+        text_allowed=fixed.inputs.text_allowed,
     )
 
 
@@ -154,20 +141,6 @@ def expected_thinking_tokens(model: str, level: str | None, budget: int | None) 
     return DYNAMIC_THINKING.get(family, 0)
 
 
-def thinking_setting(body: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The (thinkingLevel, thinkingBudget) a body asks for; None where it names none."""
-    thinking = _get(_config(body), "thinkingConfig", "thinking_config") or {}
-    level = _get(thinking, "thinkingLevel", "thinking_level")
-    budget = _get(thinking, "thinkingBudget", "thinking_budget")
-    return (str(level) if level is not None else None), (int(budget) if budget is not None else None)
-
-
-def text_allowed(body: dict[str, Any]) -> bool:
-    """Whether the reply may carry text: TEXT among responseModalities, or none named."""
-    modalities = _get(_config(body), "responseModalities", "response_modalities") or []
-    return not modalities or any(str(m).upper() == "TEXT" for m in modalities)
-
-
 @dataclass(frozen=True, slots=True)
 class ExpectedOutput:
     """The arguments `pricing.expected_cost` takes for one request."""
@@ -176,12 +149,12 @@ class ExpectedOutput:
     thinking_tokens: int
 
 
-def expected_output(model: str, body: dict[str, Any], estimate: TokenEstimate) -> ExpectedOutput:
+def expected_output(model: str, estimate: TokenEstimate) -> ExpectedOutput:
     """Expected text (as a fraction of the ceiling) and thinking for one request, by the rules above."""
-    level, budget = thinking_setting(body)
     text = expected_text_tokens(
-        estimate.output_text_max, wants_image=estimate.images_out > 0, text_allowed=text_allowed(body)
+        estimate.output_text_max, wants_image=estimate.images_out > 0, text_allowed=estimate.text_allowed
     )
-    thinking = min(expected_thinking_tokens(model, level, budget), max(estimate.output_text_max - text, 0))
+    thinking = expected_thinking_tokens(model, estimate.thinking_level, estimate.thinking_budget)
+    thinking = min(thinking, max(estimate.output_text_max - text, 0))
     fraction = text / estimate.output_text_max if estimate.output_text_max else 0.0
     return ExpectedOutput(output_fraction=fraction, thinking_tokens=thinking)

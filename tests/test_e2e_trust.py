@@ -111,7 +111,7 @@ def test_variants_make_four_distinct_requests_and_images_per_sku(tmp_path, serve
     assert done.returncode == 0, done.stderr
     job = outputs(tmp_path, "variants")
     assert len(set(job.ids)) == 8 and len(simulator.requests()) == 8
-    seeds = [json.loads(body)["generationConfig"]["seed"] for body in job.manifest["body"].to_pylist()]
+    seeds = [json.loads(body)["options"]["seed"] for body in job.manifest["body"].to_pylist()]
     assert seeds == [0, 1, 2, 3, 0, 1, 2, 3]
     rows = latest_rows(job)
     assert len(rows) == 8

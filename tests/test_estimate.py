@@ -22,19 +22,22 @@ from batchrun.pricing import PriceCatalog
 from batchrun.records import ResultRecord
 from batchrun.sink import rows_to_table, write_part
 from batchrun.spend import JobSpend
+from batchrun.providers.registry import provider_entry
+from batchrun.rendered import rendered_request
 from batchrun.tokens import estimate_tokens
 
 TODAY = dt.date(2026, 11, 21)
 IMAGE_1K = {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1", "imageSize": "1K"}}
 
 
-def body(prompt: str = "x" * 40, **config) -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": prompt}]}], "generationConfig": config}
+def body(prompt: str = "x" * 40, extras: dict | None = None, **config) -> dict:
+    return rendered_request(None, [{"text": prompt}], config, None, extras or {})
 
 
 def write_manifest(path, requests: list[tuple[str, dict]]):
     """A manifest with the lead's columns; estimates come from tokens.estimate_tokens (no input images)."""
-    estimates = [estimate_tokens(model, b, []) for model, b in requests]
+    inputs = provider_entry("gemini").estimate_inputs
+    estimates = [estimate_tokens(model, b, [], inputs(b)) for model, b in requests]
     columns = {
         "request_id": pa.array([f"r{i}" for i in range(len(requests))], pa.string()),
         "seq": pa.array(range(len(requests)), pa.int64()),
@@ -47,6 +50,11 @@ def write_manifest(path, requests: list[tuple[str, dict]]):
         "est_output_text_tokens_max": pa.array([e.output_text_max for e in estimates], pa.int64()),
         "est_output_image_tokens": pa.array([e.output_image for e in estimates], pa.int64()),
         "est_images_out": pa.array([e.images_out for e in estimates], pa.int32()),
+        "est_thinking_level": pa.array([e.thinking_level for e in estimates], pa.string()),
+        "est_thinking_budget": pa.array([e.thinking_budget for e in estimates], pa.int64()),
+        "est_service_tier": pa.array([e.service_tier for e in estimates], pa.string()),
+        "est_image_size": pa.array([e.image_size for e in estimates], pa.string()),
+        "est_text_allowed": pa.array([e.text_allowed for e in estimates], pa.bool_()),
     }
     pq.write_table(pa.table(columns), path)
     return path
@@ -246,7 +254,7 @@ def test_write_and_read_calibration(image_job, catalog, tmp_path):
 def test_calibration_compares_at_the_tier_the_body_names(tmp_path, catalog):
     # flex body: expected $0.068105 x 0.5 = $0.0340525; actual $0.0340525 -> ratio 1
     config = dict(IMAGE_1K)
-    rows = [("gemini-3.1-flash-image", dict(body(**config), serviceTier="flex"))]
+    rows = [("gemini-3.1-flash-image", body(extras={"serviceTier": "flex"}, **config))]
     path = write_manifest(tmp_path / "m.parquet", rows)
     ratios = write_calibration(tmp_path, path, results_table([("r0", "ok", 0.0340525)]), catalog, today=TODAY)
     assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)

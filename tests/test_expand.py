@@ -10,6 +10,7 @@ from PIL import Image
 
 from batchrun.errors import SpecError, SpecProblems
 from batchrun.expand import Expander, canonical_json, request_id
+from batchrun.providers.gemini import gemini_body, gemini_estimate_inputs
 from batchrun.spec import load_spec
 
 
@@ -80,6 +81,15 @@ def test_body_is_rendered_with_images_as_their_hash(image_job, tmp_path):
     record = expand_all(image_job)[10]
     digest = hashlib.sha256((tmp_path / "photos" / "cup.jpg").read_bytes()).hexdigest()
     assert record.body == {
+        "system": "Photographer for CUP-2.",
+        "parts": [{"text": "The Cup on a Picnic Table."}, {"image": f"sha256:{digest}", "mime": "image/jpeg"}],
+        "options": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "4:5", "imageSize": "1K"}},
+        "response_schema": None,
+        "tools": None,
+        "extras": {},
+    }
+    # the Gemini body made of it is the one 0.2 wrote into the manifest
+    assert gemini_body(record.body) == {
         "contents": [
             {
                 "role": "user",
@@ -100,11 +110,12 @@ def test_body_is_rendered_with_images_as_their_hash(image_job, tmp_path):
     assert record.estimate.images_out == 1
 
 
-def test_request_id_is_the_hash_of_provider_model_and_body(image_job):
+def test_request_id_is_the_hash_of_provider_model_and_wire_body(image_job):
     record = expand_all(image_job)[0]
-    payload = canonical_json({"provider": "gemini", "model": "gemini-3.1-flash-image", "body": record.body})
+    body = gemini_body(record.body)
+    payload = canonical_json({"provider": "gemini", "model": "gemini-3.1-flash-image", "body": body})
     assert record.request_id == hashlib.sha256(payload).hexdigest()[:32]
-    assert request_id("simulator", record.model, record.body) != record.request_id
+    assert request_id("simulator", record.model, body) != record.request_id
 
 
 def test_canonical_json_sorts_keys_and_drops_spaces():
@@ -136,7 +147,7 @@ def test_templated_numbers_in_the_config_become_numbers(tmp_path):
         "    responseMimeType: '{{ \"text/plain\" }}'\n",
     )
     (record,) = expand_all(loaded)
-    assert record.body["generationConfig"] == {
+    assert record.body["options"] == {
         "temperature": 0.25,
         "topK": 40,
         "thinkingConfig": {"thinkingBudget": 0},
@@ -162,7 +173,7 @@ def test_unquoted_aspect_ratios_in_the_matrix_stay_ratios(tmp_path):
         "name: n\nmodel: gemini-3.1-flash-image\ninputs: {rows: [{sku: A}]}\nmatrix: {ratio: [1:1, 16:9]}\n"
         "request: {prompt: hi, generation_config: {imageConfig: {aspectRatio: '{{ ratio }}'}}}\n",
     )
-    ratios = [r.body["generationConfig"]["imageConfig"]["aspectRatio"] for r in expand_all(loaded)]
+    ratios = [r.body["options"]["imageConfig"]["aspectRatio"] for r in expand_all(loaded)]
     assert ratios == ["1:1", "16:9"]
 
 
@@ -198,7 +209,7 @@ def test_identical_requests_are_each_kept_as_a_row_and_counted_as_shared(tmp_pat
     )
     expander = Expander(loaded)
     records = list(expander.expand(loaded.spec.inputs.rows))
-    texts = [r.body["contents"][0]["parts"][0]["text"] for r in records]
+    texts = [r.body["parts"][0]["text"] for r in records]
     assert texts == ["x", "x", "x", "x", "y", "y"]
     assert [r.input_row for r in records] == [1, 1, 2, 2, 3, 3]
     assert len({r.request_id for r in records}) == 2
@@ -303,7 +314,7 @@ def test_a_text_job_renders_no_image_name(tmp_path):
     assert [r.output_name for r in expand_all(loaded)] == [None]
 
 
-def test_safety_settings_and_tools_are_rendered_into_the_body(tmp_path):
+def test_safety_settings_and_tools_are_rendered_into_the_request(tmp_path):
     loaded = loaded_spec(
         tmp_path,
         "name: n\nmodel: gemini-3-flash-preview\ninputs: {rows: [{level: BLOCK_NONE}]}\n"
@@ -311,9 +322,9 @@ def test_safety_settings_and_tools_are_rendered_into_the_body(tmp_path):
         "  tools: [{googleSearch: {}}]\n",
     )
     (record,) = expand_all(loaded)
-    assert record.body["safetySettings"] == [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+    assert record.body["extras"] == {"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]}
     assert record.body["tools"] == [{"googleSearch": {}}]
-    assert "generationConfig" not in record.body and "systemInstruction" not in record.body
+    assert (record.body["options"], record.body["system"]) == ({}, None)
 
 
 @pytest.mark.parametrize(
@@ -326,7 +337,7 @@ def test_safety_settings_and_tools_are_rendered_into_the_body(tmp_path):
     ],
 )
 @pytest.mark.parametrize("with_image", [False, True])
-def test_expander_estimates_equal_estimate_tokens_of_the_body(tmp_path, config, with_image):
+def test_expander_estimates_equal_estimate_tokens_of_the_request(tmp_path, config, with_image):
     from batchrun.tokens import estimate_tokens
 
     make_image(tmp_path / "p.png", size=(900, 500))
@@ -340,4 +351,5 @@ def test_expander_estimates_equal_estimate_tokens_of_the_body(tmp_path, config, 
     records = expand_all(loaded)
     assert len(records) == 2
     for record in records:
-        assert record.estimate == estimate_tokens(record.model, record.body, record.images)
+        inputs = gemini_estimate_inputs(record.body)
+        assert record.estimate == estimate_tokens(record.model, record.body, record.images, inputs)

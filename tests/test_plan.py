@@ -104,7 +104,7 @@ def test_request_ids_ignore_the_order_of_mapping_keys(tmp_path):
 def test_show_keeps_the_first_n_rendered_requests():
     summary = plan_job(load_spec(DEMO), show=3, batch_rows=2)
     assert [r.seq for r in summary.shown] == [0, 1, 2]
-    text = render_request(summary.shown[0])
+    text = render_request(summary.shown[0], "gemini")
     assert '"output_name": "MUG-001/kitchen-counter-1-1"' in text
     assert '"data": "sha256:' in text
 

@@ -15,11 +15,13 @@ from PIL import Image
 
 from batchrun.providers.gemini import (
     GeminiProvider,
+    gemini_estimate_inputs,
     parse_reply,
     parse_sse,
     read_parts,
 )
-from batchrun.records import ImageRef, Outcome, RequestRecord, Usage
+from batchrun.records import EstimateInputs, ImageRef, Outcome, RequestRecord, Usage
+from batchrun.rendered import rendered_request
 
 FIXTURES = Path(__file__).parent / "fixtures" / "replies"
 KEY = "test-key-123"
@@ -64,12 +66,21 @@ def photo(tmp_path: Path, name="photo.png", color=(0, 128, 0)) -> ImageRef:
     return ImageRef(name, hashlib.sha256(data).hexdigest(), "image/png", len(data), 4, 3)
 
 
-TEXT_BODY = {
-    "contents": [{"role": "user", "parts": [{"text": "Describe a blue mug in one line."}]}],
-    "systemInstruction": {"parts": [{"text": "You are a copywriter."}]},
-    "generationConfig": {"temperature": 1.0, "maxOutputTokens": 256},
-    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}],
-}
+def neutral(*parts, system=None, options=None, tools=None, extras=None) -> dict:
+    """A rendered request as `expand` makes it: text parts as strings, image parts as dicts."""
+    made = [{"text": part} if isinstance(part, str) else part for part in parts]
+    return rendered_request(system, made, options, tools, extras or {})
+
+
+def image_ref(ref: ImageRef) -> dict:
+    return {"image": f"sha256:{ref.sha256}", "mime": ref.mime}
+
+
+TEXT_BODY = neutral(
+    "Describe a blue mug in one line.", system="You are a copywriter.",
+    options={"temperature": 1.0, "maxOutputTokens": 256},
+    extras={"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]},
+)
 
 
 # --- what is sent -------------------------------------------------------------------------------
@@ -95,14 +106,8 @@ def test_text_job_sends_exact_json_with_the_google_key_header(tmp_path):
 
 def test_image_job_inlines_the_photo_and_sends_a_bearer_key(tmp_path):
     ref = photo(tmp_path)
-    body = {
-        "contents": [{"role": "user", "parts": [
-            {"text": "Photograph the mug on a picnic table."},
-            {"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}},
-        ]}],
-        "generationConfig": {"responseModalities": ["IMAGE"],
-                             "imageConfig": {"aspectRatio": "4:5", "imageSize": "2K"}},
-    }
+    body = neutral("Photograph the mug on a picnic table.", image_ref(ref),
+                   options={"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "4:5", "imageSize": "2K"}})
     provider = GeminiProvider(COMET, KEY, auth="bearer", spec_dir=tmp_path)
     rec = record(body, model="gemini-3.1-flash-image", images=[ref])
     reply, seen = exchange(provider, rec, content=fixture("image_stop.json"))
@@ -118,7 +123,7 @@ def test_image_job_inlines_the_photo_and_sends_a_bearer_key(tmp_path):
     assert b"sha256:" not in sent.content
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert "x-goog-api-key" not in sent.headers
-    assert rec.body["contents"][0]["parts"][1]["inlineData"]["data"] == f"sha256:{ref.sha256}"
+    assert rec.body["parts"][1]["image"] == f"sha256:{ref.sha256}"
     assert reply.outcome is Outcome.OK
 
 
@@ -126,10 +131,8 @@ def test_json_schema_job_sends_exact_json_and_reads_the_text(tmp_path):
     schema = {"type": "OBJECT", "properties": {"title": {"type": "STRING"},
                                                 "tags": {"type": "ARRAY", "items": {"type": "STRING"}}},
               "required": ["title"]}
-    body = {
-        "contents": [{"role": "user", "parts": [{"text": "Title and tags for: blue mug, 350 ml"}]}],
-        "generationConfig": {"responseMimeType": "application/json", "responseSchema": schema},
-    }
+    body = neutral("Title and tags for: blue mug, 350 ml",
+                   options={"responseMimeType": "application/json", "responseSchema": schema})
     provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path)
     reply, seen = exchange(provider, record(body), content=fixture("text_json_stop.json"))
     assert seen[0].content == (
@@ -141,25 +144,59 @@ def test_json_schema_job_sends_exact_json_and_reads_the_text(tmp_path):
     assert json.loads(reply.text) == {"title": "Blue mug", "tags": ["mug"]}
 
 
+def test_tools_and_safety_settings_follow_the_config_as_before(tmp_path):
+    body = neutral("Latest price of a blue mug?", options={"temperature": 0.2},
+                   tools=[{"googleSearch": {}}],
+                   extras={"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]})
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(record(body))
+    assert sent == (
+        b'{"contents":[{"role":"user","parts":[{"text":"Latest price of a blue mug?"}]}],'
+        b'"generationConfig":{"temperature":0.2},'
+        b'"safetySettings":[{"category":"HARM_CATEGORY_HARASSMENT","threshold":"BLOCK_NONE"}],'
+        b'"tools":[{"googleSearch":{}}]}'
+    )
+
+
+def test_a_json_schema_in_the_json_schema_dialect_is_sent_as_response_json_schema(tmp_path):
+    body = neutral("Tags", options={"responseJsonSchema": {"type": "array"}, "responseMimeType": "application/json"})
+    assert body["options"] == {"responseMimeType": "application/json"}
+    assert body["response_schema"] == {"dialect": "json_schema", "schema": {"type": "array"}}
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(record(body))
+    assert sent.endswith(b'"generationConfig":{"responseMimeType":"application/json",'
+                         b'"responseJsonSchema":{"type":"array"}}}')
+
+
+def test_estimate_inputs_are_read_from_named_options_in_either_case():
+    camel = neutral("x", options={"maxOutputTokens": 300, "responseModalities": ["text", "IMAGE"],
+                                  "imageConfig": {"imageSize": "2K"}, "mediaResolution": "media_resolution_low",
+                                  "thinkingConfig": {"thinkingLevel": "high"}})
+    assert gemini_estimate_inputs(camel) == EstimateInputs(
+        max_output_tokens=300, modalities=("TEXT", "IMAGE"), image_size="2K",
+        media_resolution="MEDIA_RESOLUTION_LOW", thinking_level="high")
+    snake = neutral("x", options={"thinking_config": {"thinking_budget": 64}}, extras={"serviceTier": "flex"})
+    got = gemini_estimate_inputs(snake)
+    assert (got.thinking_budget, got.service_tier, got.text_allowed) == (64, "flex", True)
+    assert gemini_estimate_inputs(neutral("x")) == EstimateInputs()
+
+
 def test_the_same_photo_twice_is_inlined_at_both_places(tmp_path):
     ref = photo(tmp_path)
-    part = {"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}
-    rec = record({"contents": [{"parts": [part, part]}]}, images=[ref, ref])
+    rec = record(neutral(image_ref(ref), image_ref(ref)), images=[ref, ref])
     sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(rec)
     b64 = base64.b64encode((tmp_path / "photo.png").read_bytes())
     assert sent.count(b64) == 2
 
 
 def test_non_ascii_text_is_sent_as_utf8(tmp_path):
-    rec = record({"contents": [{"parts": [{"text": "Tasse bleue, café"}]}]})
+    rec = record(neutral("Tasse bleue, café"))
     sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(rec)
-    assert sent == '{"contents":[{"parts":[{"text":"Tasse bleue, café"}]}]}'.encode()
+    assert sent == '{"contents":[{"role":"user","parts":[{"text":"Tasse bleue, café"}]}]}'.encode()
 
 
 def test_a_changed_photo_is_invalid_and_nothing_is_sent(tmp_path):
     ref = photo(tmp_path)
     (tmp_path / "photo.png").write_bytes(png_bytes((1, 2, 3)))
-    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}]}]}
+    body = neutral(image_ref(ref))
     reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body, images=[ref]))
     assert seen == []
     assert (reply.outcome, reply.error_kind) == (Outcome.INVALID, "input_changed")
@@ -169,13 +206,13 @@ def test_a_changed_photo_is_invalid_and_nothing_is_sent(tmp_path):
 def test_a_missing_photo_is_invalid(tmp_path):
     ref = photo(tmp_path)
     (tmp_path / "photo.png").unlink()
-    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": f"sha256:{ref.sha256}"}}]}]}
+    body = neutral(image_ref(ref))
     reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body, images=[ref]))
     assert (reply.outcome, reply.error_kind, seen) == (Outcome.INVALID, "input_changed", [])
 
 
 def test_a_placeholder_without_its_image_is_invalid(tmp_path):
-    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "sha256:" + "ab" * 32}}]}]}
+    body = neutral({"image": "sha256:" + "ab" * 32, "mime": "image/png"})
     reply, seen = exchange(GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path), record(body))
     assert (reply.outcome, reply.error_kind, seen) == (Outcome.INVALID, "input_changed", [])
 
@@ -423,7 +460,7 @@ def test_streaming_an_error_status_reads_the_json_error(tmp_path):
 
 def test_streaming_is_not_used_for_image_jobs(tmp_path):
     provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, stream=True)
-    body = {"contents": [{"parts": [{"text": "mug"}]}], "generationConfig": {"responseModalities": ["IMAGE"]}}
+    body = neutral("mug", options={"responseModalities": ["IMAGE"]})
     reply, seen = exchange(provider, record(body, model="gemini-3.1-flash-image"), content=fixture("image_stop.json"))
     assert str(seen[0].url).endswith(":generateContent")
     assert reply.outcome is Outcome.OK

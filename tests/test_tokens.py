@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.records import ImageRef, TokenEstimate
+from batchrun.providers.gemini import gemini_estimate_inputs
+from batchrun.records import EstimateInputs, ImageRef, TokenEstimate
+from batchrun.rendered import rendered_request
 from batchrun.tokens import (
+    estimate_tokens as estimate_with_inputs,
     expected_output,
     expected_text_tokens,
     expected_thinking_tokens,
-    estimate_tokens,
     text_tokens,
-    thinking_setting,
 )
 
 
@@ -17,8 +18,12 @@ def image(width: int, height: int) -> ImageRef:
     return ImageRef(path="a.png", sha256="0" * 64, mime="image/png", bytes=1, width=width, height=height)
 
 
-def body(prompt: str = "x" * 40, **config) -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": prompt}]}], "generationConfig": config}
+def body(prompt: str = "x" * 40, system: str | None = None, **config) -> dict:
+    return rendered_request(system, [{"text": prompt}], config, None, {})
+
+
+def estimate_tokens(model: str, request: dict, images: list[ImageRef]) -> TokenEstimate:
+    return estimate_with_inputs(model, request, images, gemini_estimate_inputs(request))
 
 
 def test_text_tokens_are_four_characters_rounded_up():
@@ -26,10 +31,10 @@ def test_text_tokens_are_four_characters_rounded_up():
 
 
 def test_image_request_on_31_flash():
-    request = body(responseModalities=["IMAGE"], imageConfig={"imageSize": "2K"})
-    request["systemInstruction"] = {"parts": [{"text": "y" * 8}]}
+    request = body(system="y" * 8, responseModalities=["IMAGE"], imageConfig={"imageSize": "2K"})
     got = estimate_tokens("gemini-3.1-flash-image", request, [image(800, 600), image(100, 100)])
-    assert got == TokenEstimate(input_text=12, input_image=2240, output_text_max=32768, output_image=1680, images_out=1)
+    assert got == TokenEstimate(input_text=12, input_image=2240, output_text_max=32768, output_image=1680, images_out=1,
+                                image_size="2K", text_allowed=False)
 
 
 def test_image_model_defaults_to_an_image_at_1k():
@@ -85,16 +90,16 @@ def test_expected_thinking_by_model_default(model, level, budget, expected):
     assert expected_thinking_tokens(model, level, budget) == expected
 
 
-def test_thinking_setting_reads_camel_and_snake_case():
-    assert thinking_setting(body(thinkingConfig={"thinkingLevel": "high"})) == ("high", None)
-    assert thinking_setting({"generation_config": {"thinking_config": {"thinking_budget": 64}}}) == (None, 64)
-    assert thinking_setting(body()) == (None, None)
+def test_the_estimate_carries_the_thinking_setting_it_was_given():
+    inputs = EstimateInputs(thinking_level="high", thinking_budget=64, service_tier="flex")
+    got = estimate_with_inputs("gemini-2.5-flash", body(), [], inputs)
+    assert (got.thinking_level, got.thinking_budget, got.service_tier) == ("high", 64, "flex")
 
 
 def test_expected_output_for_an_image_request():
     request = body(responseModalities=["TEXT", "IMAGE"])
     estimate = estimate_tokens("gemini-3.1-flash-image", request, [])
-    got = expected_output("gemini-3.1-flash-image", request, estimate)
+    got = expected_output("gemini-3.1-flash-image", estimate)
     assert got.output_fraction == pytest.approx(25 / 32768)
     assert got.thinking_tokens == 300
 
@@ -102,6 +107,6 @@ def test_expected_output_for_an_image_request():
 def test_expected_thinking_never_passes_the_ceiling():
     request = body(maxOutputTokens=1000)
     estimate = estimate_tokens("gemini-2.5-pro", request, [])
-    got = expected_output("gemini-2.5-pro", request, estimate)
+    got = expected_output("gemini-2.5-pro", estimate)
     # 250 text expected leaves 750 of the 1,000 ceiling for thinking (2,048 by default)
     assert (got.output_fraction, got.thinking_tokens) == (0.25, 750)

@@ -2,6 +2,7 @@
 
 Adapters never sleep, retry or write files, and take the run's `httpx.AsyncClient` as an argument.
 `classify` holds the pure rules that turn statuses, error envelopes and finish reasons into Outcomes.
+`registry` maps `provider.kind` to its adapter, transport and token-estimate inputs: the one place kinds differ.
 """
 
 from .classify import (

@@ -1,7 +1,7 @@
 """The Gemini-native provider: one `generateContent` exchange, at Google or through CometAPI.
 
-In:  a RequestRecord whose body is a rendered generateContent body with "sha256:<hex>" placeholders
-     for input images, and an `httpx.AsyncClient` owned by the run.
+In:  a RequestRecord whose body is a provider-neutral RenderedRequest (input images as "sha256:<hex>"
+     references), and an `httpx.AsyncClient` owned by the run.
 Out: a ProviderReply (provider-neutral), never an exception for an HTTP or transport failure.
 
 Invariants: one exchange per `send` (no sleeping, retrying or file writing); the API key goes only
@@ -24,7 +24,9 @@ from typing import Any
 import anyio.to_thread
 import httpx
 
-from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from ..errors import InputImageChanged
+from ..records import IMAGE_PLACEHOLDER_PREFIX, EstimateInputs, ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from ..rendered import RenderedRequest, option
 from .classify import (
     classify_error,
     classify_finish,
@@ -37,10 +39,51 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
 
 _PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
+_SCHEMA_KEY = {"openapi": "responseSchema", "json_schema": "responseJsonSchema"}
 
 
-class InputImageChanged(Exception):
-    """An input image is missing, or its bytes no longer match the hash the manifest holds."""
+def gemini_body(request: RenderedRequest) -> dict[str, Any]:
+    """The generateContent body of a rendered request, input images still as "sha256:<hex>" data."""
+    parts = [_gemini_part(part) for part in request["parts"]]
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
+    if request["system"] is not None:
+        body["systemInstruction"] = {"parts": [{"text": request["system"]}]}
+    config = request["options"]
+    schema = request["response_schema"]
+    if schema is not None:  # after the other options, as a spec usually lists it
+        config = {**config, _SCHEMA_KEY[schema["dialect"]]: schema["schema"]}
+    if config:
+        body["generationConfig"] = config
+    body.update({key: value for key, value in request["extras"].items() if value})
+    if request["tools"]:
+        body["tools"] = request["tools"]
+    return body
+
+
+def _gemini_part(part: dict[str, str]) -> dict[str, Any]:
+    if "image" in part:
+        return {"inlineData": {"mimeType": part["mime"], "data": part["image"]}}
+    return {"text": part["text"]}
+
+
+def gemini_estimate_inputs(request: RenderedRequest) -> EstimateInputs:
+    """The generation options the token estimate reads, by their generationConfig names."""
+    options = request["options"]
+    thinking = option(options, "thinkingConfig", "thinking_config") or {}
+    level = option(thinking, "thinkingLevel", "thinking_level")
+    budget = option(thinking, "thinkingBudget", "thinking_budget")
+    size = option(option(options, "imageConfig", "image_config") or {}, "imageSize", "image_size")
+    tier = option(options, "serviceTier", "service_tier") or request["extras"].get("serviceTier")
+    limit = option(options, "maxOutputTokens", "max_output_tokens")
+    return EstimateInputs(
+        max_output_tokens=int(limit) if limit else None,
+        modalities=tuple(str(m).upper() for m in option(options, "responseModalities", "response_modalities") or ()),
+        image_size=str(size) if size is not None else None,
+        media_resolution=str(option(options, "mediaResolution", "media_resolution") or "").upper() or None,
+        thinking_level=str(level) if level is not None else None,
+        thinking_budget=int(budget) if budget is not None else None,
+        service_tier=str(tier) if tier else None,
+    )
 
 
 class GeminiProvider:
@@ -88,7 +131,7 @@ class GeminiProvider:
 
     def encode_body(self, record: RequestRecord) -> bytes:
         """The exact bytes sent: compact JSON with every image placeholder replaced by base64."""
-        body = json.dumps(record.body, separators=(",", ":"), ensure_ascii=False).encode()
+        body = json.dumps(gemini_body(record.body), separators=(",", ":"), ensure_ascii=False).encode()
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
         inline = {_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}

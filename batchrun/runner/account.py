@@ -42,7 +42,7 @@ class CatalogPrices:
     def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
         if usage is None:
             return None
-        tier = str(record.body.get("serviceTier") or "standard").lower()
+        tier = str(record.estimate.service_tier or "standard").lower()
         priced_tier = tier if tier in HALF_PRICE_TIERS else "standard"
         return cost_usd(usage, self.catalog.price_for(record.model), tier=priced_tier)
 

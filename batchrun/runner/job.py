@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from ..http import SIMULATOR_BASE_URL, make_client, make_transport
+from ..http import make_client
 from ..live import LiveFile, live_path
 from ..options import RunOptions
 from ..plan import manifest_path
 from ..pricing import PriceCatalog
 from ..progress import Progress, make_display
-from ..providers.gemini import GeminiProvider
+from ..providers.registry import ProviderSettings, build_provider, build_transport
 from ..sink import Sink
 from ..spec import JobSpec, LoadedSpec
 from .account import SpendingAccount
@@ -34,15 +34,8 @@ async def _run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, ca
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
-    transport = make_transport(
-        spec.provider.kind, concurrency, profile=spec.provider.profile, seed=spec.provider.seed,
-        faults_file=str(loaded.folder / spec.provider.faults) if spec.provider.faults else None,
-    )
-    base_url = SIMULATOR_BASE_URL if spec.provider.kind == "simulator" else spec.provider.url
-    provider = GeminiProvider(
-        base_url, key, auth=spec.provider.auth, spec_dir=loaded.folder,
-        stream=spec.provider.stream, timeout_s=spec.limits.timeout_s,
-    )
+    settings = ProviderSettings(spec.provider, key, loaded.folder, spec.limits.timeout_s, concurrency)
+    transport, provider = build_transport(settings), build_provider(settings)
     display = make_display(options.progress, progress, options.status_every)
     live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
     pool = WorkerPool(

@@ -1,0 +1,136 @@
+"""The provider registry: `provider.kind` -> what the planner, the estimator and the runner need of it.
+
+In:  a `provider` section of a spec (kind, base_url, auth, stream, simulator settings).
+Out: a ProviderEntry, whose functions give the adapter (wire body, endpoint, one exchange), the HTTP
+     transport it sends through, the inputs of the token estimate, the default key variable and the
+     endpoint a run records.
+
+Invariant: this is the only module that tells kinds apart. A new provider is a module of its own
+(an adapter that satisfies `Provider`) and one entry in `ENTRIES`. Adapters are imported when an
+entry is used, so loading a spec does not import the HTTP stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import httpx
+
+from ..errors import UnknownProvider
+from ..records import EstimateInputs, ProviderReply, RequestRecord
+from ..rendered import RenderedRequest
+
+GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
+SIMULATOR_BASE_URL = "http://simulator.batchrun.invalid"
+
+
+class Provider(Protocol):
+    """One provider's adapter: a rendered request in, one HTTP exchange, a ProviderReply out."""
+
+    def endpoint(self, model: str, stream: bool = False) -> httpx.URL:
+        """The URL a request for `model` is posted to."""
+        ...
+
+    def encode_body(self, record: RequestRecord) -> bytes:
+        """The exact bytes sent for a record's rendered request, input images inlined."""
+        ...
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
+        """One exchange; HTTP and transport failures come back as replies, never raised."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What building an adapter and its transport takes, read from the spec and the run."""
+
+    provider: Any  # the spec's ProviderSpec
+    api_key: str | None = None
+    spec_dir: Path = Path(".")
+    timeout_s: float = 180.0
+    concurrency: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    """Everything that varies by `provider.kind`."""
+
+    kind: str
+    default_key_env: str | None  # the variable the key is read from when the spec names none
+    build: Callable[[ProviderSettings], Provider]
+    transport: Callable[[ProviderSettings], httpx.AsyncBaseTransport]
+    estimate_inputs: Callable[[RenderedRequest], EstimateInputs]
+    wire_body: Callable[[RenderedRequest], dict[str, Any]]  # what is sent, input images as their hash
+    endpoint_label: Callable[[Any], str]  # where a run sends, as `runs/*.json` records it
+
+
+def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
+    def build(settings: ProviderSettings) -> Provider:
+        from .gemini import GeminiProvider
+
+        spec = settings.provider
+        return GeminiProvider(base_url or spec.url, settings.api_key, auth=spec.auth, spec_dir=settings.spec_dir,
+                              stream=spec.stream, timeout_s=settings.timeout_s)
+
+    return build
+
+
+def _aiohttp_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
+    from ..http import AiohttpTransport
+
+    return AiohttpTransport(max_connections=settings.concurrency)
+
+
+def _simulator_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
+    from ..simulator.transport import SimulatorTransport
+
+    spec = settings.provider
+    faults = str(settings.spec_dir / spec.faults) if spec.faults else None
+    return SimulatorTransport(profile=spec.profile or "clean", seed=spec.seed, faults_file=faults)
+
+
+def _gemini_estimate_inputs(request: RenderedRequest) -> EstimateInputs:
+    from .gemini import gemini_estimate_inputs
+
+    return gemini_estimate_inputs(request)
+
+
+def _gemini_body(request: RenderedRequest) -> dict[str, Any]:
+    from .gemini import gemini_body
+
+    return gemini_body(request)
+
+
+ENTRIES: dict[str, ProviderEntry] = {
+    "gemini": ProviderEntry(
+        kind="gemini", default_key_env="GEMINI_API_KEY", build=_gemini(""), transport=_aiohttp_transport,
+        estimate_inputs=_gemini_estimate_inputs, wire_body=_gemini_body, endpoint_label=lambda spec: spec.url,
+    ),
+    # the Gemini adapter answered in process by the simulator: no network, no key
+    "simulator": ProviderEntry(
+        kind="simulator", default_key_env=None, build=_gemini(SIMULATOR_BASE_URL), transport=_simulator_transport,
+        estimate_inputs=_gemini_estimate_inputs, wire_body=_gemini_body,
+        endpoint_label=lambda spec: "simulator (in process)",
+    ),
+}
+KINDS = tuple(ENTRIES)
+
+
+def provider_entry(kind: str) -> ProviderEntry:
+    """The registry entry of a provider kind; UnknownProvider names the kinds there are."""
+    try:
+        return ENTRIES[kind]
+    except KeyError:
+        raise UnknownProvider(kind, list(KINDS)) from None
+
+
+def build_provider(settings: ProviderSettings) -> Provider:
+    """The adapter for the spec's provider."""
+    return provider_entry(settings.provider.kind).build(settings)
+
+
+def build_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
+    """The HTTP transport the spec's provider sends through."""
+    return provider_entry(settings.provider.kind).transport(settings)
