@@ -17,13 +17,14 @@ import re
 
 import pytest
 
-from e2e_helpers import (  # noqa: F401 (serve is a fixture)
+from e2e_helpers import (
+    E2E_JOBS,
     assert_no_key,
     batchrun,
     image_job,
     outputs,
     run_job,
-    serve,
+    start_simulator,
     text_job,
     write_spec,
 )
@@ -32,22 +33,27 @@ REQUESTS = 300
 IN_PROCESS = {"kind": "simulator", "base_url": None, "api_key_env": None}
 
 
-@pytest.fixture
-def stopped_part_way(tmp_path, serve):
-    """A job left with every kind of row, and the simulator it ran against stopped."""
-    simulator = serve(faults="mixed.yaml")
-    spec = write_spec(tmp_path, text_job("mixed", simulator.url, REQUESTS, limits={"concurrency": 2},
-                                         retry={"max_attempts": 1}))
-    run = run_job(tmp_path, spec, "--max-duration", "1.5s")
+@pytest.fixture(scope="module")
+def stopped_part_way(tmp_path_factory):
+    """A job left with every kind of row, and the simulator it ran against stopped: (folder, spec, rows).
+
+    Made once for the tests of this module, which only read the folder (`status` writes nothing)."""
+    folder = tmp_path_factory.mktemp("stopped")
+    simulator = start_simulator(folder, faults=E2E_JOBS / "mixed.yaml")
+    try:
+        spec = write_spec(folder, text_job("mixed", simulator.url, REQUESTS, limits={"concurrency": 2},
+                                           retry={"max_attempts": 1}))
+        run = run_job(folder, spec, "--max-duration", "1.5s")
+    finally:
+        simulator.stop()
     assert run.returncode == 5, run.stderr
-    simulator.stop()
-    return spec, outputs(tmp_path, "mixed").rows()
+    return folder, spec, outputs(folder, "mixed").rows()
 
 
-def test_status_json_counts_done_pending_failed_blocked_and_spend_from_the_folder_alone(tmp_path, stopped_part_way):
-    spec, rows = stopped_part_way
+def test_status_json_counts_done_pending_failed_blocked_and_spend_from_the_folder_alone(stopped_part_way):
+    folder, spec, rows = stopped_part_way
 
-    result = batchrun(tmp_path, "status", str(spec), "--json", key=None)
+    result = batchrun(folder, "status", str(spec), "--json", key=None)
 
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
@@ -64,10 +70,10 @@ def test_status_json_counts_done_pending_failed_blocked_and_spend_from_the_folde
     assert status["live_pid"] is None
 
 
-def test_status_text_shows_the_same_figures(tmp_path, stopped_part_way):
-    spec, rows = stopped_part_way
+def test_status_text_shows_the_same_figures(stopped_part_way):
+    folder, spec, rows = stopped_part_way
 
-    result = batchrun(tmp_path, "status", str(spec), key=None)
+    result = batchrun(folder, "status", str(spec), key=None)
 
     assert result.returncode == 0, result.stderr
     lines = {line[:24].strip(): line[24:] for line in result.stdout.splitlines()}  # label, then figures
@@ -79,7 +85,7 @@ def test_status_text_shows_the_same_figures(tmp_path, stopped_part_way):
         assert lines[f"failed: {kind}"].split() == [f"{count:,}"]
     spend = sum(r["cost_usd"] or 0 for r in rows)
     assert lines["spend"].split()[0] == f"${spend:,.4f}"
-    assert_no_key(tmp_path, result.stdout, result.stderr)
+    assert_no_key(folder, result.stdout, result.stderr)
 
 
 def test_after_a_prompt_edit_status_estimate_and_the_budget_agree_on_what_was_spent(tmp_path):
