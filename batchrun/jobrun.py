@@ -2,13 +2,14 @@
 
 Wires the stages: read the key, take the output folder's lock (held to the end), plan if the manifest
 is stale, open the sink (recovering a crashed run), compute what is pending, run the pool
-(`runner.job` builds it), close the sink, calibrate the estimate, and turn how the run ended into an
+(`run_pool` builds it: client, limiter, retry policy, provider), close the sink, calibrate the estimate, and turn how the run ended into an
 exit code or the RunStopped error that says why. Prints nothing: results go back to the CLI, state
 changes to the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -38,22 +39,27 @@ from .errors import (
     missing_key_message,
     unsendable_key_message,
 )
+from .http import make_client
+from .live import LiveFile, live_path
 from .lock import acquire_lock, release_lock
 from .manifest import planned_by_an_earlier_version, read_columns
 from .options import EstimateOptions, RunOptions
 from .plan import manifest_is_current, manifest_path, plan_job
-from .providers.registry import provider_entry
+from .providers.registry import ProviderSettings, build_provider, build_transport, provider_entry
 from .pricing import PriceCatalog, require_prices
-from .progress import Progress
-from .runner.job import _run_pool as run_pool
-from .runner.pending import RETRYABLE_FINAL, Work, plan_work
+from .progress import Progress, make_display
+from .runner.clock import Clock, MonotonicClock
+from .runner.hooks import ModelStatusWarner, ProgressTicker, RunHooks
+from .runner.limiter import Limiter
+from .runner.pending import RETRYABLE_FINAL, Work, iter_work, plan_work
 from .outcomes import Status
 from .runner.account import CatalogPrices, SpendingAccount
-from .runner.pool import PoolStop, StopReason
+from .runner.pool import PoolSettings, PoolStop, StopReason, WorkerPool
+from .runner.retry import RetryPolicy
 from .runner.saving import Finished, copy_replies, save_finished
 from .runner.writeerrors import write_error_message
 from .sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
-from .spec import LoadedSpec
+from .spec import JobSpec, LoadedSpec
 from .spend import job_spend
 from .status import last_run_record
 
@@ -357,3 +363,59 @@ def _not_ok_rows(loaded: LoadedSpec) -> dict[str, int]:
         if count:
             counts[status] = count
     return counts
+
+
+async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, catalog: PriceCatalog, sink: Sink,
+                    progress: Progress, work: Work, account: SpendingAccount) -> WorkerPool:
+    spec = loaded.spec
+    concurrency = options.concurrency or spec.limits.concurrency
+    clock = MonotonicClock()
+    settings = ProviderSettings(spec.provider, key, loaded.folder, spec.limits.timeout_s, concurrency)
+    transport, provider = build_transport(settings), build_provider(settings)
+    display = make_display(options.progress, progress, options.status_every)
+    live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
+    pool = WorkerPool(
+        provider=provider, client=None, limiter=_limiter(spec, concurrency, clock), policy=_retry_policy(spec),
+        sink=sink, progress=progress, clock=clock, account=account,
+        settings=_pool_settings(spec, options, concurrency),
+        hooks=RunHooks(
+            on_tick=ProgressTicker(sink=sink, live=live, display=display, every=options.status_every, clock=clock),
+            on_reply=ModelStatusWarner(), tick_s=0.5,
+        ),
+    )
+    display.start()
+    try:
+        async with make_client(transport, spec.limits.timeout_s) as client:
+            pool.client = client
+            await pool.run(iter_work(manifest_path(loaded), work))
+            return pool
+    finally:
+        with contextlib.suppress(OSError):  # a failed flush already stopped the run
+            sink.flush()
+        display.stop()
+        live.remove()
+
+
+def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:
+    limits = spec.limits
+    return Limiter(
+        concurrency=concurrency, requests_per_minute=limits.requests_per_minute,
+        tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute, clock=clock,
+        unpaced_until_429=True,  # bench/RESULTS.md: a slow start from 1 req/s cost 7 s of a 20,000-request run
+    )
+
+
+def _retry_policy(spec: JobSpec) -> RetryPolicy:
+    retry = spec.retry
+    return RetryPolicy(
+        max_attempts=retry.max_attempts, initial_s=retry.initial_s, max_wait_s=retry.max_wait_s,
+        no_image_attempts=retry.no_image_attempts, max_server_delay_s=retry.max_server_delay_s,
+    )
+
+
+def _pool_settings(spec: JobSpec, options: RunOptions, concurrency: int) -> PoolSettings:
+    return PoolSettings(
+        concurrency=concurrency, deadline_s=options.deadline_s, grace_s=options.grace_s,
+        handle_signals=options.handle_signals, config_check=options.config_check,
+        input_image_bytes=int(spec.limits.input_image_mb_in_flight * 1_000_000),
+    )

@@ -50,6 +50,8 @@ MOVES: dict[str, str] = {
     "batchrun.manifest": "batchrun.planning.manifest",
     "batchrun.plan": "batchrun.planning.plan",
     "batchrun.identity": "batchrun.planning.identity",
+    "batchrun.sharing": "batchrun.planning.sharing",
+    "batchrun.templatesyntax": "batchrun.planning.templatesyntax",
     "batchrun.imagenames": "batchrun.planning.imagenames",
     # running: the pool and what paces it, and the HTTP client it sends through
     "batchrun.runner": "batchrun.running",
@@ -65,15 +67,14 @@ MOVES: dict[str, str] = {
     "batchrun.runner.hooks": "batchrun.running.hooks",
     "batchrun.runner.options": "batchrun.running.options",
     "batchrun.runner.account": "batchrun.running.account",
+    "batchrun.runner.probe": "batchrun.running.probe",
     "batchrun.http": "batchrun.running.http",
     # the command-level code that wires one run stays at the top, next to cli
-    "batchrun.runner.job": "batchrun.jobrun",
-    "batchrun.runner.jobrun": "batchrun.jobrun",
     # output: what a run leaves on disk, and reading it back
     "batchrun.sink": "batchrun.output.sink",
     "batchrun.results": "batchrun.output.results",
     "batchrun.journal": "batchrun.output.journal",
-    "batchrun.imagefiles": "batchrun.output.imagefiles",
+    "batchrun.outputimages": "batchrun.output.outputimages",
     "batchrun.lock": "batchrun.output.lock",
     "batchrun.status": "batchrun.output.status",
     "batchrun.live": "batchrun.output.live",
@@ -91,7 +92,8 @@ MOVES: dict[str, str] = {
 # modules that stay where they are (not reported as unplaced): the CLI, the module wiring a run, and the
 # vocabulary every stage shares (records and outcomes flow between the stages, errors are raised by all)
 KEEP: set[str] = {"batchrun", "batchrun.__main__", "batchrun.cli", "batchrun.jobrun", "batchrun.errors",
-                  "batchrun.records", "batchrun.outcomes"}
+                  "batchrun.records", "batchrun.outcomes",
+                  "batchrun.options", "batchrun.rendered"}
 
 # packages kept as a whole, with everything under them
 KEEP_PACKAGES: set[str] = {"batchrun.providers", "batchrun.simulator"}
