@@ -149,13 +149,14 @@ def _add_simulate(commands, common) -> None:
 
 
 def cmd_plan(args) -> int:
+    from batchrun.planning.spec import load_spec
+
     from .options import plan_options
-    from .spec import load_spec
 
     options = plan_options(args)
     loaded = load_spec(args.spec)  # before the heavier imports: a bad spec is reported at once
-    from .lifecycle import lifecycle_warning
-    from .plan import plan_job, render_request
+    from batchrun.cost.lifecycle import lifecycle_warning
+    from batchrun.planning.plan import plan_job, render_request
 
     _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
     summary = plan_job(loaded, show=options.show)
@@ -201,8 +202,9 @@ def format_plan(summary) -> str:
 def cmd_run(args) -> int:
     import datetime
 
+    from batchrun.planning.spec import load_spec
+
     from .options import run_options
-    from .spec import load_spec
 
     options = run_options(args, datetime.datetime.now())  # before the spec is read: a bad flag writes nothing
     from .jobrun import run_job
@@ -211,10 +213,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from batchrun.output.status import format_status, summarize
+    from batchrun.planning.plan import manifest_is_current
+    from batchrun.planning.spec import load_spec
+
     from .options import status_options
-    from .plan import manifest_is_current
-    from .spec import load_spec
-    from .status import format_status, summarize
 
     options = status_options(args)
     loaded = load_spec(args.spec)
@@ -225,8 +228,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    from batchrun.planning.spec import load_spec
+
     from .options import estimate_options
-    from .spec import load_spec
 
     options = estimate_options(args)
     from .jobrun import estimate_job

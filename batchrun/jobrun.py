@@ -23,6 +23,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchrun.cost.pricing import PriceCatalog, require_prices
+from batchrun.output.live import LiveFile, live_path
+from batchrun.output.lock import acquire_lock, release_lock
+from batchrun.output.progress import Progress, make_display
+from batchrun.output.sink import (
+    INDEX_COLUMNS,
+    Sink,
+    latest_row_indices,
+    list_parts,
+    read_parts,
+)
+from batchrun.output.spend import job_spend
+from batchrun.output.status import last_run_record
+from batchrun.planning.manifest import planned_by_an_earlier_version, read_columns
+from batchrun.planning.plan import manifest_is_current, manifest_path, plan_job
+from batchrun.planning.spec import JobSpec, LoadedSpec
+from batchrun.running.account import CatalogPrices, SpendingAccount
+from batchrun.running.clock import Clock, MonotonicClock
+from batchrun.running.hooks import ModelStatusWarner, ProgressTicker, RunHooks
+from batchrun.running.http import make_client
+from batchrun.running.limiter import Limiter
+from batchrun.running.pending import RETRYABLE_FINAL, Work, iter_work, plan_work
+from batchrun.running.pool import PoolSettings, PoolStop, StopReason, WorkerPool
+from batchrun.running.retry import RetryPolicy
+from batchrun.running.saving import Finished, copy_replies, save_finished
+from batchrun.running.writeerrors import write_error_message
+
 from .errors import (
     EXIT_FAILURES,
     EXIT_NOT_OK,
@@ -39,29 +66,14 @@ from .errors import (
     missing_key_message,
     unsendable_key_message,
 )
-from .http import make_client
-from .live import LiveFile, live_path
-from .lock import acquire_lock, release_lock
-from .manifest import planned_by_an_earlier_version, read_columns
 from .options import EstimateOptions, RunOptions
-from .plan import manifest_is_current, manifest_path, plan_job
-from .providers.registry import ProviderSettings, build_provider, build_transport, provider_entry
-from .pricing import PriceCatalog, require_prices
-from .progress import Progress, make_display
-from .runner.clock import Clock, MonotonicClock
-from .runner.hooks import ModelStatusWarner, ProgressTicker, RunHooks
-from .runner.limiter import Limiter
-from .runner.pending import RETRYABLE_FINAL, Work, iter_work, plan_work
 from .outcomes import Status
-from .runner.account import CatalogPrices, SpendingAccount
-from .runner.pool import PoolSettings, PoolStop, StopReason, WorkerPool
-from .runner.retry import RetryPolicy
-from .runner.saving import Finished, copy_replies, save_finished
-from .runner.writeerrors import write_error_message
-from .sink import INDEX_COLUMNS, Sink, latest_row_indices, list_parts, read_parts
-from .spec import JobSpec, LoadedSpec
-from .spend import job_spend
-from .status import last_run_record
+from .providers.registry import (
+    ProviderSettings,
+    build_provider,
+    build_transport,
+    provider_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +91,7 @@ STOP_ERRORS = {
 
 def estimate_job(loaded: LoadedSpec, options: EstimateOptions) -> str:
     """The estimate report (text, or JSON with `options.json`) of a job, planned first if stale."""
-    from .estimate import estimate_report
+    from batchrun.cost.estimate import estimate_report
 
     loaded = prepare(loaded)
     catalog = load_catalog(loaded, options.prices)
@@ -89,7 +101,7 @@ def estimate_job(loaded: LoadedSpec, options: EstimateOptions) -> str:
 
 def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
     """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec."""
-    from .lifecycle import lifecycle_warning
+    from batchrun.cost.lifecycle import lifecycle_warning
 
     for line in loaded.warnings:
         log.warning(line)
@@ -291,7 +303,7 @@ def spent_so_far(out_dir: Path) -> float:
 
 
 def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
-    from .estimate import write_calibration
+    from batchrun.cost.estimate import write_calibration
 
     results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from"))
     if not results.num_rows:

@@ -114,7 +114,9 @@ def parse_retry(text: str | None) -> frozenset[str]:
     """`--retry invalid,blocked` -> {"invalid", "blocked"}."""
     if not text:
         return frozenset()
-    from .runner.pending import RETRYABLE_FINAL  # only here: it loads pyarrow, which plan's spec check waits for
+    from batchrun.running.pending import (
+        RETRYABLE_FINAL,  # only here: it loads pyarrow, which plan's spec check waits for
+    )
 
     names = {part.strip().lower() for part in text.split(",") if part.strip()}
     unknown = names - set(RETRYABLE_FINAL)

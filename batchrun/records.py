@@ -7,7 +7,7 @@ ResultRecord:  one final row of the results, written by the sink.
 Two ids: `request_id` names what is sent (a hash of it), `row_id` names one expanded row (input row ×
 matrix combination × variant). A request made by one row only has `row_id == request_id`; rows whose
 rendered requests are identical share one request, and each gets its own `row_id` (see
-`batchrun.identity`), its own result row and its own image file.
+`batchrun.planning.identity`), its own result row and its own image file.
 
 The request `body` is a provider-neutral RenderedRequest (`batchrun.rendered`) in which every input
 image is the reference "sha256:<hex>"; the provider turns it into its wire body, reading and encoding
@@ -20,7 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .outcomes import CONFIG_ERROR_KINDS, SOFT_FAILURE_KINDS, ErrorKind, Outcome  # Outcome: imported from here by the providers
+from .outcomes import (  # Outcome: imported from here by the providers
+    CONFIG_ERROR_KINDS,
+    SOFT_FAILURE_KINDS,
+    ErrorKind,
+    Outcome,
+)
 
 IMAGE_PLACEHOLDER_PREFIX = "sha256:"
 

@@ -14,7 +14,6 @@ import json
 import time
 
 import aiohttp
-
 from naive_httpx_loop import request_body
 
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from naive_httpx_loop import request_body
 
 

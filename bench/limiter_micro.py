@@ -13,9 +13,9 @@ import anyio
 import anyio.lowlevel
 
 from batchrun.records import Outcome, ProviderReply
-from batchrun.runner.clock import MonotonicClock
-from batchrun.runner.limiter import Limiter
-from batchrun.runner.retry import RetryPolicy, send_with_retries
+from batchrun.running.clock import MonotonicClock
+from batchrun.running.limiter import Limiter
+from batchrun.running.retry import RetryPolicy, send_with_retries
 
 
 async def pairs_per_second(limiter: Limiter, workers: int, seconds: float) -> float:

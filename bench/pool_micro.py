@@ -18,12 +18,12 @@ from pathlib import Path
 
 import anyio
 
-from batchrun.progress import Progress
+from batchrun.output.progress import Progress
 from batchrun.records import Outcome, ProviderReply, RequestRecord, TokenEstimate, Usage
-from batchrun.runner import pool as pool_module
-from batchrun.runner.clock import MonotonicClock
-from batchrun.runner.limiter import Limiter
-from batchrun.runner.retry import RetryPolicy
+from batchrun.running import pool as pool_module
+from batchrun.running.clock import MonotonicClock
+from batchrun.running.limiter import Limiter
+from batchrun.running.retry import RetryPolicy
 
 CONCURRENCY = 64
 
@@ -50,7 +50,7 @@ def make_pool(requests: int):
     if hasattr(pool_module, "Budget"):  # the pool before the spending account
         return pool_module.WorkerPool(**common, concurrency=CONCURRENCY, cost=lambda r, u: 0.0001,
                                       worst_case=lambda r: 0.001, budget=pool_module.Budget(1e9))
-    from batchrun.runner.account import SpendingAccount
+    from batchrun.running.account import SpendingAccount
 
     class Prices:
         def worst_case(self, record): return 0.001

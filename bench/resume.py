@@ -14,14 +14,14 @@ import shutil
 import time
 from pathlib import Path
 
+import harness
 import pyarrow.parquet as pq
 
-import harness
-from batchrun.journal import result_values
-from batchrun.plan import manifest_is_current
-from batchrun.spec import load_spec
+from batchrun.output.journal import result_values
+from batchrun.output.sink import rows_to_table, write_part
+from batchrun.planning.plan import manifest_is_current
+from batchrun.planning.spec import load_spec
 from batchrun.records import ResultRecord
-from batchrun.sink import rows_to_table, write_part
 
 PART_ROWS = 50_000
 

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from batchrun.journal import result_values
+from batchrun.output.journal import result_values
+from batchrun.output.sink import Sink, pending_ids, rows_to_table, write_part
 from batchrun.records import ResultRecord
-from batchrun.sink import Sink, pending_ids, rows_to_table, write_part
 
 
 def request_id(n: int) -> str:

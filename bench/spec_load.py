@@ -5,7 +5,7 @@
 
 In one process, interleaved run by run: the loader batchrun had before (PyYAML's pure-Python parser,
 the document parsed twice, a duplicate-key walk that built a path string for every node) and
-`batchrun.yamlload.load_yaml` on each parser this machine has (libyaml's, and the pure-Python
+`batchrun.planning.yamlload.load_yaml` on each parser this machine has (libyaml's, and the pure-Python
 fallback). Then, as child processes: `batchrun plan` and `batchrun status` on the same spec, and
 `batchrun --help` for the interpreter's and the CLI's own start. Prints the medians, wall and CPU
 seconds (CPU: less disturbed by other work on a shared machine), and the old loader's time over the
@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import harness
 import yaml
 
-import harness
-from batchrun.spec import load_spec
-from batchrun.yamlload import LOADERS, load_yaml
+from batchrun.planning.spec import load_spec
+from batchrun.planning.yamlload import LOADERS, load_yaml
 
 
 def write_spec(path: Path, rows: int) -> None:

@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from batchrun.journal import read_journal
-from batchrun.manifest import batch_to_records
+from batchrun.output.journal import read_journal
+from batchrun.output.sink import list_parts, read_parts, rows_to_table
+from batchrun.planning.manifest import batch_to_records
 from batchrun.providers.gemini import GeminiProvider
 from batchrun.simulator.requestlog import read_request_log
-from batchrun.sink import list_parts, read_parts, rows_to_table
 
 REPO = Path(__file__).resolve().parents[1]
 E2E_JOBS = Path(__file__).resolve().parent / "e2e_jobs"

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from batchrun.checks import check_spec, config_problem
+from batchrun.cost.modeltable import lookup_model
 from batchrun.errors import SpecError
-from batchrun.modeltable import lookup_model
-from batchrun.templatesyntax import is_template
+from batchrun.planning.checks import check_spec, config_problem
+from batchrun.planning.templatesyntax import is_template
 
 GC = "request.generation_config"
 

@@ -39,7 +39,7 @@ def run_batchrun(cwd: Path, *args: str, hash_seed: str = "0") -> subprocess.Comp
 FORKING_DRIVER = """
 import json, os, sys
 from batchrun.cli import main
-import batchrun.plan, batchrun.lifecycle
+import batchrun.planning.plan, batchrun.cost.lifecycle
 
 results = {}
 for index, spec in enumerate(sys.argv[1:]):

@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 import yaml
-
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     KEY_ENV,
     REPO,

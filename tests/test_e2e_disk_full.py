@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
     LineReader,

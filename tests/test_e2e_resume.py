@@ -13,7 +13,6 @@ import random
 import signal
 
 import pytest
-
 from e2e_helpers import (
     RUN_TIMEOUT_S,
     assert_no_key,

@@ -16,7 +16,6 @@ import json
 import re
 
 import pytest
-
 from e2e_helpers import (
     E2E_JOBS,
     assert_no_key,

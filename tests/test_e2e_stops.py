@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
     batchrun,

@@ -14,7 +14,6 @@ import json
 
 import jsonschema
 import pytest
-
 from e2e_helpers import outputs, run_job, serve, text_job, write_spec  # noqa: F401 (serve is a fixture)
 from openapi_schema import as_json_schema
 

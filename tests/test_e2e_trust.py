@@ -13,7 +13,6 @@ import json
 import re
 
 import pyarrow.parquet as pq
-
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     assert_no_key,
     batchrun,

@@ -8,9 +8,9 @@ metadata: it is what 0.2 wrote, bodies aside, and the check reads only it.
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-
 from e2e_helpers import batchrun, run_job, text_job, write_spec
-from batchrun.manifest import FORMAT_KEY
+
+from batchrun.planning.manifest import FORMAT_KEY
 
 IN_PROCESS = {"kind": "simulator", "base_url": None, "api_key_env": None}
 

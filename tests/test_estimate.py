@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchrun.estimate import (
+from batchrun.cost.estimate import (
     CALIBRATION_FILE,
     estimate_manifest,
     estimate_report,
@@ -17,14 +17,14 @@ from batchrun.estimate import (
     read_calibration,
     write_calibration,
 )
-from batchrun.journal import result_values
-from batchrun.pricing import PriceCatalog
-from batchrun.records import ResultRecord
-from batchrun.sink import rows_to_table, write_part
-from batchrun.spend import JobSpend
+from batchrun.cost.pricing import PriceCatalog
+from batchrun.cost.tokens import estimate_tokens
+from batchrun.output.journal import result_values
+from batchrun.output.sink import rows_to_table, write_part
+from batchrun.output.spend import JobSpend
 from batchrun.providers.registry import provider_entry
+from batchrun.records import ResultRecord
 from batchrun.rendered import rendered_request
-from batchrun.tokens import estimate_tokens
 
 TODAY = dt.date(2026, 11, 21)
 IMAGE_1K = {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1", "imageSize": "1K"}}
@@ -278,8 +278,8 @@ def test_empty_manifest(tmp_path, catalog):
 
 
 def test_rows_that_share_a_request_are_estimated_once(tmp_path):
-    from batchrun.estimate import read_manifest_columns
-    from batchrun.manifest import ManifestWriter
+    from batchrun.cost.estimate import read_manifest_columns
+    from batchrun.planning.manifest import ManifestWriter
     from batchrun.records import RequestRecord, TokenEstimate
 
     path = tmp_path / "manifest.parquet"

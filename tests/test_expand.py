@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from batchrun.errors import SpecError, SpecProblems
-from batchrun.expand import Expander, canonical_json, request_id
+from batchrun.planning.expand import Expander, canonical_json, request_id
+from batchrun.planning.spec import load_spec
 from batchrun.providers.gemini import gemini_body, gemini_estimate_inputs
-from batchrun.spec import load_spec
 
 
 def make_image(path: Path, size=(20, 10), color=(10, 120, 200), kind="PNG") -> Path:
@@ -338,7 +338,7 @@ def test_safety_settings_and_tools_are_rendered_into_the_request(tmp_path):
 )
 @pytest.mark.parametrize("with_image", [False, True])
 def test_expander_estimates_equal_estimate_tokens_of_the_request(tmp_path, config, with_image):
-    from batchrun.tokens import estimate_tokens
+    from batchrun.cost.tokens import estimate_tokens
 
     make_image(tmp_path / "p.png", size=(900, 500))
     images = "images: ['p.png']" if with_image else "images: []"

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchrun.errors import SpecError
-from batchrun.identity import settle_identity, shared_row_id
-from batchrun.manifest import ManifestWriter
+from batchrun.planning.identity import settle_identity, shared_row_id
+from batchrun.planning.manifest import ManifestWriter
 from batchrun.records import RequestRecord
 
 

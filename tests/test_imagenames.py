@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.imagenames import NAME_MAX_DEFAULT, name_max, name_problem
+from batchrun.planning.imagenames import NAME_MAX_DEFAULT, name_max, name_problem
 
 
 @pytest.mark.parametrize("name", ["MUG-001/kitchen-counter-1-1", "a", "é/ü-ß", "a/b/c/d", "x" * 250, "sku.v2"])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from batchrun import inputimages
 from batchrun.errors import ImageProblem
-from batchrun.inputimages import ImageInspector
+from batchrun.planning import inputimages
+from batchrun.planning.inputimages import ImageInspector
 from batchrun.records import ImageRef
 
 

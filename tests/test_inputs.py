@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchrun.errors import SpecError
-from batchrun.inputs import input_file, iter_row_batches
-from batchrun.spec import load_spec
+from batchrun.planning.inputs import input_file, iter_row_batches
+from batchrun.planning.spec import load_spec
 
 
 def loaded_with_inputs(folder: Path, inputs: str):

@@ -10,7 +10,7 @@ import pytest
 
 from batchrun.errors import UsageError
 from batchrun.jobrun import api_key, usable_key
-from batchrun.spec import load_spec
+from batchrun.planning.spec import load_spec
 
 KEY = "AIzaSyD-4fakeKeyForJobTests_0123456789ab"
 SHOWN = "jobs/x.yaml"
@@ -84,7 +84,7 @@ def test_api_key_of_the_simulator_is_none(tmp_path, monkeypatch):
     (errno.ENOENT, "fix the cause"),
 ])
 def test_a_write_error_says_where_and_what_to_do(code, fix):
-    from batchrun.runner.writeerrors import write_error_message
+    from batchrun.running.writeerrors import write_error_message
 
     named = write_error_message(OSError(code, os.strerror(code), "/out/images/a.png"))
     assert named.startswith(f"could not write /out/images/a.png: {os.strerror(code)} ({errno.errorcode[code]}); ")

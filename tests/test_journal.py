@@ -3,8 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import journal
-from batchrun.journal import RESULT_FIELDS, JournalWriter, read_journal, result_values
+from batchrun.output import journal
+from batchrun.output.journal import (
+    RESULT_FIELDS,
+    JournalWriter,
+    read_journal,
+    result_values,
+)
 from batchrun.records import ResultRecord
 
 

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchrun.lifecycle import current_replacement, lifecycle_table, lifecycle_warning, status_warning
+from batchrun.cost.lifecycle import (
+    current_replacement,
+    lifecycle_table,
+    lifecycle_warning,
+    status_warning,
+)
 
 TODAY = dt.date(2026, 11, 21)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batchrun.live import LiveFile, live_path, read_live_pause
-from batchrun.progress import Progress
+from batchrun.output.live import LiveFile, live_path, read_live_pause
+from batchrun.output.progress import Progress
 
 WALL = 1_800_000_000.0  # the wall clock when the tests look at it
 STORM = "a 429 storm (12 of the last 20 replies); the server asked for 45s"

@@ -7,7 +7,13 @@ import os
 import pytest
 
 from batchrun.errors import EXIT_RUNNING, AlreadyRunning, UsageError
-from batchrun.lock import LOCK_NAME, acquire_lock, folder_lock, lock_holder, release_lock
+from batchrun.output.lock import (
+    LOCK_NAME,
+    acquire_lock,
+    folder_lock,
+    lock_holder,
+    release_lock,
+)
 
 DEAD_PID = 4_194_304 + 17
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchrun.manifest import (
+from batchrun.planning.manifest import (
     MANIFEST_SCHEMA,
     ManifestWriter,
     batch_to_records,

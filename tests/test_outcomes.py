@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from batchrun.outcomes import FINAL_STATUSES, RETRYABLE_FINAL, STATUSES, ErrorKind, Outcome, Status
+from batchrun.outcomes import (
+    FINAL_STATUSES,
+    RETRYABLE_FINAL,
+    STATUSES,
+    ErrorKind,
+    Outcome,
+    Status,
+)
 from batchrun.records import ProviderReply
 
 

@@ -12,10 +12,16 @@ import pytest
 from PIL import Image
 
 from batchrun.errors import AlreadyRunning, SpecError
-from batchrun.lock import LOCK_NAME
-from batchrun.manifest import iter_records, read_fingerprint
-from batchrun.plan import fingerprint, manifest_is_current, manifest_path, plan_job, render_request
-from batchrun.spec import load_spec
+from batchrun.output.lock import LOCK_NAME
+from batchrun.planning.manifest import iter_records, read_fingerprint
+from batchrun.planning.plan import (
+    fingerprint,
+    manifest_is_current,
+    manifest_path,
+    plan_job,
+    render_request,
+)
+from batchrun.planning.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "jobs" / "demo.yaml"

@@ -17,16 +17,28 @@ import httpx
 import pytest
 
 from batchrun.errors import server_delay_message
-from batchrun.outputimages import ImageFile
 from batchrun.outcomes import ErrorKind, Outcome, Status
-from batchrun.progress import Progress
-from batchrun.records import ProviderReply, RequestRecord, ResultRecord, TokenEstimate, Usage
-from batchrun.runner.account import FreePrices, SpendingAccount
-from batchrun.runner.clock import FakeClock
-from batchrun.runner.hooks import RunHooks
-from batchrun.runner.limiter import Limiter
-from batchrun.runner.pool import PoolSettings, PoolStop, StopReason, WorkerPool, billing_message
-from batchrun.runner.retry import RetryPolicy
+from batchrun.output.images import ImageFile
+from batchrun.output.progress import Progress
+from batchrun.records import (
+    ProviderReply,
+    RequestRecord,
+    ResultRecord,
+    TokenEstimate,
+    Usage,
+)
+from batchrun.running.account import FreePrices, SpendingAccount
+from batchrun.running.clock import FakeClock
+from batchrun.running.hooks import RunHooks
+from batchrun.running.limiter import Limiter
+from batchrun.running.pool import (
+    PoolSettings,
+    PoolStop,
+    StopReason,
+    WorkerPool,
+    billing_message,
+)
+from batchrun.running.retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,8 @@ from importlib import resources
 
 import pytest
 
-from batchrun.errors import UsageError
-from batchrun.modeltable import lookup_model
-from batchrun.pricing import (
+from batchrun.cost.modeltable import lookup_model
+from batchrun.cost.pricing import (
     PriceCatalog,
     PriceEntry,
     cost_usd,
@@ -19,6 +18,7 @@ from batchrun.pricing import (
     require_prices,
     worst_case_cost,
 )
+from batchrun.errors import UsageError
 from batchrun.records import TokenEstimate, Usage
 
 
@@ -122,7 +122,7 @@ def test_unknown_tier_is_an_error(catalog):
 
 def test_unknown_model_costs_none_and_warns_once(caplog):
     catalog = PriceCatalog.load()
-    with caplog.at_level(logging.WARNING, logger="batchrun.pricing"):
+    with caplog.at_level(logging.WARNING, logger="batchrun.cost.pricing"):
         assert catalog.price_for("acme-imagegen-9") is None
         assert catalog.price_for("acme-imagegen-9") is None
     assert cost_usd(Usage(prompt=10, output_text=10), None) is None

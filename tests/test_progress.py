@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from batchrun.progress import PlainDisplay, Progress, RichDisplay
+from batchrun.output.progress import PlainDisplay, Progress, RichDisplay
 
 STORM = "a 429 storm (12 of the last 20 replies); the server asked for 45s"
 

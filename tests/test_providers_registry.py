@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UnknownProvider, UsageError
-from batchrun.http import AiohttpTransport
+from batchrun.planning.spec import ProviderSpec
 from batchrun.providers.gemini import GeminiProvider
 from batchrun.providers.registry import (
     KINDS,
@@ -18,8 +18,8 @@ from batchrun.providers.registry import (
     provider_entry,
 )
 from batchrun.rendered import rendered_request
+from batchrun.running.http import AiohttpTransport
 from batchrun.simulator.transport import SimulatorTransport
-from batchrun.spec import ProviderSpec
 
 
 def settings(**provider) -> ProviderSettings:

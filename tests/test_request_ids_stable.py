@@ -10,8 +10,8 @@ import base64
 
 import pyarrow.parquet as pq
 
-from batchrun.plan import plan_job
-from batchrun.spec import load_spec
+from batchrun.planning.plan import plan_job
+from batchrun.planning.spec import load_spec
 
 # a 1x1 PNG, fixed bytes
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")

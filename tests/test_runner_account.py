@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.pricing import PriceCatalog, cost_usd, worst_case_cost
+from batchrun.cost.pricing import PriceCatalog, cost_usd, worst_case_cost
 from batchrun.records import RequestRecord, TokenEstimate, Usage
-from batchrun.runner.account import CatalogPrices, FreePrices, SpendingAccount
+from batchrun.running.account import CatalogPrices, FreePrices, SpendingAccount
 
 MODEL = "gemini-2.5-flash"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.runner.adaptive import (
+from batchrun.running.adaptive import (
     CLEAN_REPLIES,
     TRIAL_REPLIES,
     AdaptiveRate,

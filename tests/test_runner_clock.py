@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from batchrun.runner.clock import FakeClock, MonotonicClock, settle
+from batchrun.running.clock import FakeClock, MonotonicClock, settle
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import anyio
 import pytest
 from anyio.lowlevel import checkpoint
 
-from batchrun.runner.inputbytes import InputBytesBudget
+from batchrun.running.inputbytes import InputBytesBudget
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,23 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from batchrun.runner.adaptive import CLEAN_REPLIES, DECREASE, FLOOR_RATE, PROBE_CLIMB, TRIAL_REPLIES, AdaptiveRate
-from batchrun.runner.clock import FakeClock, settle
-from batchrun.runner.limiter import PACE_FRACTION, PACE_SAMPLE, STORM_LIMITED, Limiter, Pause, TokenBucket
+from batchrun.running.adaptive import (
+    CLEAN_REPLIES,
+    DECREASE,
+    FLOOR_RATE,
+    PROBE_CLIMB,
+    TRIAL_REPLIES,
+    AdaptiveRate,
+)
+from batchrun.running.clock import FakeClock, settle
+from batchrun.running.limiter import (
+    PACE_FRACTION,
+    PACE_SAMPLE,
+    STORM_LIMITED,
+    Limiter,
+    Pause,
+    TokenBucket,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -422,7 +436,7 @@ async def test_a_decrease_on_trial_holds_its_rate_then_climbs_after_thirty_clean
 async def test_429s_as_frequent_at_half_the_rate_are_taken_for_background_and_the_pace_dropped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="batchrun.runner.limiter")
+    caplog.set_level(logging.INFO, logger="batchrun.running.limiter")
     clock = FakeClock()
     limiter = Limiter(concurrency=4, unpaced_until_429=True, clock=clock)
     rates = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from batchrun.manifest import ManifestWriter
+from batchrun.planning.manifest import ManifestWriter
 from batchrun.records import RequestRecord, RowTarget
-from batchrun.runner.pending import iter_work, plan_work
+from batchrun.running.pending import iter_work, plan_work
 
 ROWS = [  # row_id, request_id, output_name
     ("r1", "A", "one"), ("r2", "B", "two"), ("r3", "A", "three"), ("r4", "C", "four"), ("r5", "A", "five"),

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
-from batchrun.progress import Progress
+from batchrun.output.progress import Progress
 from batchrun.records import ImageRef, Outcome, ProviderReply, RequestRecord, Usage
-from batchrun.runner.clock import MonotonicClock
-from batchrun.runner.limiter import Limiter
-from batchrun.runner.account import FreePrices, SpendingAccount
-from batchrun.runner.pool import PoolSettings, WorkerPool
-from batchrun.runner.retry import RetryPolicy
+from batchrun.running.account import FreePrices, SpendingAccount
+from batchrun.running.clock import MonotonicClock
+from batchrun.running.limiter import Limiter
+from batchrun.running.pool import PoolSettings, WorkerPool
+from batchrun.running.retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from batchrun.records import Outcome, ProviderReply
-from batchrun.runner.clock import FakeClock
-from batchrun.runner.retry import RetryPolicy, send_with_retries
+from batchrun.running.clock import FakeClock
+from batchrun.running.retry import RetryPolicy, send_with_retries
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from batchrun.outputimages import ImageFile
+from batchrun.output.images import ImageFile
 from batchrun.records import Outcome, ProviderReply, RequestRecord, RowTarget, Usage
-from batchrun.runner.pool import ConfigProbe
-from batchrun.runner.saving import Finished, save_finished
+from batchrun.running.pool import ConfigProbe
+from batchrun.running.saving import Finished, save_finished
 
 
 @dataclass

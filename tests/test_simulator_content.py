@@ -8,11 +8,16 @@ import json
 import jsonschema
 import pytest
 
+from batchrun.errors import SchemaError
 from batchrun.simulator.content import (
-    MAX_TEXT_TOKENS, MIN_TEXT_TOKENS, ContentMaker, OutputSpend, plan_for, spend_output,
+    MAX_TEXT_TOKENS,
+    MIN_TEXT_TOKENS,
+    ContentMaker,
+    OutputSpend,
+    plan_for,
+    spend_output,
 )
 from batchrun.simulator.inbound import read_generate_request
-from batchrun.errors import SchemaError
 
 
 def make(model: str, config: dict | None = None, text: str = "a mug"):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from batchrun.errors import SpecError, UsageError
-from batchrun.simulator.faults import PROFILES, FaultConfig, decide, load_faults_file, profile_config
+from batchrun.simulator.faults import (
+    PROFILES,
+    FaultConfig,
+    decide,
+    load_faults_file,
+    profile_config,
+)
 
 
 def write(tmp_path, text: str):

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from batchrun.simulator.inbound import (
-    InvalidRequest, body_digest, decode_base64, load_body, read_count_tokens_request, read_generate_request,
+    InvalidRequest,
+    body_digest,
+    decode_base64,
+    load_body,
+    read_count_tokens_request,
+    read_generate_request,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.modeltable import RATIOS_10, RATIOS_14, lookup_model
+from batchrun.cost.modeltable import RATIOS_10, RATIOS_14, lookup_model
 from batchrun.errors import UnsupportedImageConfig
 from batchrun.simulator.pixels import image_pixels
 

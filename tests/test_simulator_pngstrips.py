@@ -10,7 +10,13 @@ import zlib
 import pytest
 from PIL import Image
 
-from batchrun.simulator.pngstrips import BLOCK_ROWS, adler32_combine, aligned, canvas, png_with_band
+from batchrun.simulator.pngstrips import (
+    BLOCK_ROWS,
+    adler32_combine,
+    aligned,
+    canvas,
+    png_with_band,
+)
 
 
 def noise(width: int, height: int, seed: int) -> Image.Image:

@@ -10,8 +10,16 @@ from PIL import Image
 
 import batchrun.simulator.render as render
 from batchrun.simulator.render import (
-    BAND_COLOUR, CanvasCache, ImageCache, band_lines, band_rows, caption_lines, digest_colour, draw_image,
-    hue_index, render_image,
+    BAND_COLOUR,
+    CanvasCache,
+    ImageCache,
+    band_lines,
+    band_rows,
+    caption_lines,
+    digest_colour,
+    draw_image,
+    hue_index,
+    render_image,
 )
 
 PROMPT = "Photograph the Classic Mug in red on a kitchen counter, soft morning light."

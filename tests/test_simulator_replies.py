@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from batchrun.simulator.replies import (
-    bad_key_error, format_delay, gateway_envelope, generate_reply, quota_error, stream_chunks, usage_metadata,
+    bad_key_error,
+    format_delay,
+    gateway_envelope,
+    generate_reply,
+    quota_error,
+    stream_chunks,
+    usage_metadata,
 )
 
 

@@ -7,10 +7,10 @@ import random
 
 import jsonschema
 import pytest
+from openapi_schema import as_json_schema
 
 from batchrun.errors import SchemaError
 from batchrun.simulator.schema import schema_instance
-from openapi_schema import as_json_schema
 
 WORDS = ("mug", "glazed", "stoneware", "soft", "morning", "light", "sage", "by hand")
 SEEDS = range(40)

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from batchrun import lock as lock_module
 from batchrun.errors import UsageError
-from batchrun.journal import RESULT_FIELDS
-from batchrun.lock import folder_lock
+from batchrun.output import lock as lock_module
+from batchrun.output.journal import RESULT_FIELDS
+from batchrun.output.lock import folder_lock
+from batchrun.output.sink import RESULT_SCHEMA, ImageFile, Recovery, Sink, pending_ids
 from batchrun.records import ResultRecord
-from batchrun.sink import RESULT_SCHEMA, ImageFile, Recovery, Sink, pending_ids
 
 DEAD_PID = 4_194_304 + 17  # above Linux's largest pid_max: no process can have it
 
@@ -458,7 +458,7 @@ import io, sys
 from pathlib import Path
 from PIL import Image
 from batchrun.records import ResultRecord
-from batchrun.sink import Sink
+from batchrun.output.sink import Sink
 
 sink = Sink(Path(sys.argv[1]), run_id="child", part_rows=700, flush_every=1)
 sink.open()

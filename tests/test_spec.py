@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import yamlload
 from batchrun.errors import EXIT_USAGE, SpecError
-from batchrun.spec import DEFAULT_BASE_URL, LoadedSpec, load_spec, yaml_path
-from batchrun.templatesyntax import is_template
+from batchrun.planning import yamlload
+from batchrun.planning.spec import DEFAULT_BASE_URL, LoadedSpec, load_spec, yaml_path
+from batchrun.planning.templatesyntax import is_template
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"

@@ -7,16 +7,15 @@ import json
 import pyarrow as pa
 import pytest
 
-from batchrun.estimate import estimate_report
-from batchrun.journal import JournalWriter, result_values
-from batchrun.manifest import ManifestWriter
-from batchrun.pricing import PriceCatalog
-from batchrun.records import RequestRecord, ResultRecord, TokenEstimate
+from batchrun.cost.estimate import estimate_report
+from batchrun.cost.pricing import PriceCatalog
 from batchrun.jobrun import spent_so_far
-from batchrun.sink import Sink
-from batchrun.sink import rows_to_table, write_part
-from batchrun.spend import JobSpend, job_spend, latest_results, spend_of
-from batchrun.status import summarize
+from batchrun.output.journal import JournalWriter, result_values
+from batchrun.output.sink import Sink, rows_to_table, write_part
+from batchrun.output.spend import JobSpend, job_spend, latest_results, spend_of
+from batchrun.output.status import summarize
+from batchrun.planning.manifest import ManifestWriter
+from batchrun.records import RequestRecord, ResultRecord, TokenEstimate
 
 
 def result(request_id: str, status: str = "ok", finished_at: float = 100.0, cost_usd: float | None = None) -> tuple:

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.journal import JournalWriter, result_values
-from batchrun.live import LiveFile, live_path
-from batchrun.progress import Progress
+from batchrun.output.journal import JournalWriter, result_values
+from batchrun.output.live import LiveFile, live_path
+from batchrun.output.progress import Progress
+from batchrun.output.sink import rows_to_table, write_part
+from batchrun.output.status import format_status, last_run_record, summarize
 from batchrun.records import ResultRecord
-from batchrun.sink import rows_to_table, write_part
-from batchrun.status import format_status, last_run_record, summarize
 
 DEAD_PID = 4_194_304 + 17
 

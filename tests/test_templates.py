@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchrun.errors import TemplateProblem
-from batchrun.templates import CompiledTemplate, make_environment, slug
+from batchrun.planning.templates import CompiledTemplate, make_environment, slug
 
 ENV = make_environment()
 

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.providers.gemini import gemini_estimate_inputs
-from batchrun.records import EstimateInputs, ImageRef, TokenEstimate
-from batchrun.rendered import rendered_request
-from batchrun.tokens import (
+from batchrun.cost.tokens import (
     estimate_tokens as estimate_with_inputs,
+)
+from batchrun.cost.tokens import (
     expected_output,
     expected_text_tokens,
     expected_thinking_tokens,
     text_tokens,
 )
+from batchrun.providers.gemini import gemini_estimate_inputs
+from batchrun.records import EstimateInputs, ImageRef, TokenEstimate
+from batchrun.rendered import rendered_request
 
 
 def image(width: int, height: int) -> ImageRef:

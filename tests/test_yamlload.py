@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import yamlload
 from batchrun.errors import EXIT_USAGE, SpecError
-from batchrun.yamlload import LOADERS, MAX_NODES, load_yaml
+from batchrun.planning import yamlload
+from batchrun.planning.yamlload import LOADERS, MAX_NODES, load_yaml
 
 NEEDS_LIBYAML = pytest.mark.skipif("c" not in LOADERS, reason="PyYAML was built without libyaml")
 

@@ -74,7 +74,7 @@ MOVES: dict[str, str] = {
     "batchrun.sink": "batchrun.output.sink",
     "batchrun.results": "batchrun.output.results",
     "batchrun.journal": "batchrun.output.journal",
-    "batchrun.outputimages": "batchrun.output.outputimages",
+    "batchrun.outputimages": "batchrun.output.images",
     "batchrun.lock": "batchrun.output.lock",
     "batchrun.status": "batchrun.output.status",
     "batchrun.live": "batchrun.output.live",

@@ -25,7 +25,15 @@ import anyio.to_thread
 import httpx
 
 from ..errors import InputImageChanged
-from ..records import IMAGE_PLACEHOLDER_PREFIX, EstimateInputs, ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from ..records import (
+    IMAGE_PLACEHOLDER_PREFIX,
+    EstimateInputs,
+    ImageRef,
+    Outcome,
+    ProviderReply,
+    RequestRecord,
+    Usage,
+)
 from ..rendered import RenderedRequest, option
 from .classify import (
     classify_error,

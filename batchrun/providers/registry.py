@@ -78,7 +78,7 @@ def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
 
 
 def _aiohttp_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
-    from ..http import AiohttpTransport
+    from batchrun.running.http import AiohttpTransport
 
     return AiohttpTransport(max_connections=settings.concurrency)
 

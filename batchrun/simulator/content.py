@@ -19,8 +19,9 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from ..modeltable import ModelInfo, input_image_tokens, lookup_model
-from ..tokens import CHARS_PER_TOKEN, text_tokens
+from batchrun.cost.modeltable import ModelInfo, input_image_tokens, lookup_model
+from batchrun.cost.tokens import CHARS_PER_TOKEN, text_tokens
+
 from .inbound import GenerateRequest
 from .pixels import image_pixels
 from .render import CanvasCache, ImageCache, render_image

@@ -22,16 +22,34 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
+from batchrun.cost.modeltable import input_image_tokens
+
 from ..errors import InvalidRequest, SchemaError, UnsupportedImageConfig
-from ..modeltable import input_image_tokens
 from .content import Content, ContentMaker, ModelPlan, plan_for
 from .faults import Decision, FaultConfig, decide
-from .inbound import GenerateRequest, load_body, read_count_tokens_request, read_generate_request
+from .inbound import (
+    GenerateRequest,
+    load_body,
+    read_count_tokens_request,
+    read_generate_request,
+)
 from .limits import LimitBook
 from .replies import (
-    bad_key_error, blocked_reply, count_tokens_reply, gateway_envelope, generate_reply, image_part,
-    invalid_argument, missing_key_error, not_found, prepayment_depleted_error, quota_error, server_error,
-    stream_chunks, unavailable_error, usage_metadata,
+    bad_key_error,
+    blocked_reply,
+    count_tokens_reply,
+    gateway_envelope,
+    generate_reply,
+    image_part,
+    invalid_argument,
+    missing_key_error,
+    not_found,
+    prepayment_depleted_error,
+    quota_error,
+    server_error,
+    stream_chunks,
+    unavailable_error,
+    usage_metadata,
 )
 from .requestlog import RequestLog
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from batchrun.cost.tokens import text_tokens
+
 from ..errors import InvalidRequest
-from ..tokens import text_tokens
 
 _HEADER_CHARS = 1 << 16  # base64 characters decoded to find an image's size (48 KiB of bytes)
 _URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")

@@ -1,0 +1,1 @@
+"""Output: what a run writes (sink, journal, image files, lock) and reads back (results, status)."""

@@ -1,0 +1,1 @@
+"""Planning: the spec loaded and checked, inputs and templates expanded into the manifest."""

@@ -1,0 +1,169 @@
+"""Planning: a loaded spec → `outputs/NAME/manifest.parquet`, and what will be sent.
+
+Streams: rows are read, expanded and written in batches, so memory stays flat for any catalog size.
+Writes under the output folder's lock, so two first plans (or a plan and a run) never interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from batchrun import __version__
+from batchrun.output.lock import folder_lock
+from batchrun.planning.expand import Expander, canonical_json
+from batchrun.planning.identity import settle_identity
+from batchrun.planning.inputs import input_file, iter_row_batches
+from batchrun.planning.manifest import (
+    MANIFEST_NAME,
+    ManifestWriter,
+    iter_records,
+    read_fingerprint,
+    remove_stale_temps,
+)
+from batchrun.planning.spec import LoadedSpec
+from batchrun.providers.registry import provider_entry
+from batchrun.records import RequestRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanSummary:
+    manifest: Path
+    requests: int  # distinct requests: what is sent and paid for
+    rows: int  # expanded rows: input rows x matrix combinations x variants; each gets a result
+    input_rows: int
+    combinations: int
+    variants: int
+    models: list[str]
+    images: int
+    image_bytes: int
+    shared_rows: int  # rows whose request an earlier row makes too: sent once, the reply copied
+    shown: list[RequestRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "manifest": str(self.manifest),
+            "requests": self.requests,
+            "rows": self.rows,
+            "input_rows": self.input_rows,
+            "matrix_combinations": self.combinations,
+            "variants": self.variants,
+            "models": self.models,
+            "input_images": self.images,
+            "input_image_bytes": self.image_bytes,
+            "rows_sharing_a_request": self.shared_rows,
+        }
+
+
+def fingerprint(loaded: LoadedSpec) -> str:
+    """What the manifest depends on: the spec's bytes, the input file's size and mtime, batchrun's version."""
+    digest = hashlib.sha256(loaded.path.read_bytes())
+    path = input_file(loaded)
+    if path is not None and path.is_file():
+        stat = path.stat()
+        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(__version__.encode())
+    return digest.hexdigest()
+
+
+def manifest_path(loaded: LoadedSpec) -> Path:
+    return loaded.output_dir / MANIFEST_NAME
+
+
+def manifest_is_current(loaded: LoadedSpec) -> bool:
+    return read_fingerprint(manifest_path(loaded)) == fingerprint(loaded)
+
+
+def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192, lock_held: bool = False) -> PlanSummary:
+    """Write the spec's manifest under the folder's lock (taken here unless `lock_held`); SpecError replaces nothing."""
+    if lock_held:
+        return _plan(loaded, show, batch_rows)
+    with folder_lock(loaded.output_dir):
+        return _plan(loaded, show, batch_rows)
+
+
+def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
+    expander = Expander(loaded)
+    if remove_stale_temps(manifest_path(loaded)):
+        log.info("removed temporary manifests an interrupted plan left in %s", loaded.output_dir)
+    writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
+    try:
+        with _full_collections_deferred():
+            records = expander.expand(itertools.chain.from_iterable(iter_row_batches(loaded, batch_rows)))
+            while batch := list(itertools.islice(records, batch_rows)):
+                writer.write(batch)
+        expander.finish()
+        expander.forget_ids()  # the check below reads the file; the ids seen are no longer needed
+        keys = [*([expander.id_column] if expander.id_column else []), *expander.combos[0]]
+        settle_identity(writer.close(), loaded.shown, keys, named=expander.counts.named,
+                        shared=expander.counts.duplicates > 0, hint=_name_hint(loaded))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    distinct = expander.inspector.distinct
+    spec = loaded.spec
+    return PlanSummary(
+        manifest=writer.path,
+        requests=writer.rows - expander.counts.duplicates,
+        rows=writer.rows,
+        input_rows=expander.counts.input_rows,
+        combinations=len(expander.combos) // spec.request.variants,
+        variants=spec.request.variants,
+        models=sorted(expander.counts.models),
+        images=len(distinct),
+        image_bytes=sum(ref.bytes for ref in distinct),
+        shared_rows=expander.counts.duplicates,
+        shown=list(itertools.islice(iter_records(writer.path), show)) if show else [],
+        warnings=expander.warnings,
+    )
+
+
+def _name_hint(loaded: LoadedSpec) -> str:
+    """The variables `output.image_name` leaves out, as a hint for a collision message."""
+    spec = loaded.spec
+    name = spec.output.image_name or ""
+    missing = [key for key in spec.matrix if key not in name]
+    if spec.request.variants > 1 and "variant" not in name:
+        missing.append("variant")
+    return f" (it does not use {', '.join(missing)})" if missing else ""
+
+
+@contextlib.contextmanager
+def _full_collections_deferred() -> Iterator[None]:
+    """Run full garbage collections rarely while planning; young ones still run.
+
+    Expansion makes no reference cycles, but each batch of records it holds alive (several objects a
+    request) makes CPython start a full collection every few batches, which walked every live object
+    and took half the plan's time.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], 1000))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def render_request(record: RequestRecord, provider_kind: str) -> str:
+    """One request as a person reviews it: id, output name and the body sent (images as their hash)."""
+    head = {"request_id": record.request_id, "seq": record.seq, "model": record.model}
+    if record.row_id != record.request_id:
+        head["row_id"] = record.row_id
+    if record.output_name:
+        head["output_name"] = record.output_name
+    body = provider_entry(provider_kind).wire_body(record.body)
+    return json.dumps({**head, "body": body}, indent=2, ensure_ascii=False)
+
+
+__all__ = ["PlanSummary", "plan_job", "manifest_is_current", "manifest_path", "render_request", "canonical_json"]

@@ -1,0 +1,359 @@
+"""The job spec: a YAML file validated once, at load; every later stage trusts a JobSpec.
+
+Input: a path to `jobs/NAME.yaml`. Output: a JobSpec (pydantic, unknown keys rejected) plus the
+warnings found on the way (an unknown model). Every error is a one-line SpecError naming the file,
+the YAML path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from batchrun.errors import SpecError
+from batchrun.planning.checks import check_spec
+from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
+from batchrun.planning.yamlload import load_yaml
+
+Scalar = Union[str, int, float, bool]
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
+# The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped
+_API_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderSpec(_Strict):
+    kind: Literal["gemini", "simulator"] = "gemini"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    auth: Literal["x-goog-api-key", "bearer"] = "x-goog-api-key"
+    stream: bool = False
+    profile: str | None = None  # simulator only: clean | flaky | overloaded | quota
+    faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
+    seed: int = 0  # simulator only
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else base_url(value)
+
+    @property
+    def key_env(self) -> str | None:
+        if self.api_key_env:
+            return self.api_key_env
+        from batchrun.providers.registry import provider_entry
+
+        return provider_entry(self.kind).default_key_env
+
+    @property
+    def url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+def base_url(value: str) -> str:
+    """An http(s) URL to put the API path after: checked, a pasted API path and the end slash dropped."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [IPv6 bracket
+        parts = urlsplit("")
+    problem = (
+        _url_shape_problem(value, parts) or _url_secret_problem(value, parts) or _url_text_problem(value, parts)
+    )
+    if problem:
+        raise ValueError(problem)
+    scheme_and_host = value[: len(value) - len(parts.path)]
+    return (scheme_and_host + _API_SUFFIX.sub("", parts.path)).rstrip("/")
+
+
+def _url_shape_problem(value: str, parts: SplitResult) -> str | None:
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{_short(value)} is not an http(s) URL; use e.g. {EXAMPLE_URLS}"
+    if not parts.hostname:
+        return f"{_short(value)} has no host; use e.g. {EXAMPLE_URLS}"
+    return None
+
+
+def _url_secret_problem(value: str, parts: SplitResult) -> str | None:
+    # the URL is not echoed: a user name, a password or a query string may hold a key
+    if "@" in parts.netloc:
+        return (
+            "the URL holds a user name or password (user:pass@ before the host); remove it: the key is "
+            "read from the environment variable provider.api_key_env names"
+        )
+    bare = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if "?" in value.partition("#")[0]:
+        return (
+            "the URL has a query string (?...); batchrun adds each request's own path and query, and sends "
+            f"the key in a header; write {bare}"
+        )
+    if "#" in value:
+        return f"the URL has a fragment (#...), which is never sent to a server; write {bare}"
+    return None
+
+
+def _url_text_problem(value: str, parts: SplitResult) -> str | None:
+    shown = _short(value)
+    if any(char.isspace() or not char.isprintable() for char in value):
+        return f"{shown} holds a space, a line break or a control character; write the URL without them"
+    try:
+        parts.port
+    except ValueError:
+        return f"{shown} has a port that is not a number from 0 to 65535; write e.g. http://127.0.0.1:8089"
+    if "/v1beta/" in _API_SUFFIX.sub("", parts.path) + "/":
+        return (
+            "the URL holds the API path (/v1beta/...): batchrun adds /v1beta/models/MODEL:generateContent "
+            f"itself; write only what comes before /v1beta, e.g. {value.partition('/v1beta')[0]}"
+        )
+    return None
+
+
+class InputsSpec(_Strict):
+    path: str | None = None
+    rows: list[dict[str, Any]] | None = None
+    id_column: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in INPUT_FORMATS:
+            raise ValueError(f"'{value}' is not a .csv, .parquet or .jsonl file; convert it or use one of those")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputsSpec":
+        if (self.path is None) == (self.rows is None):
+            raise ValueError("give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'")
+        return self
+
+
+INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class RequestSpec(_Strict):
+    system: str | None = None
+    prompt: str
+    images: list[str] = Field(default_factory=list)
+    generation_config: dict[str, Any] = Field(default_factory=dict)
+    safety_settings: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    variants: int = Field(1, ge=1, le=1000)  # N distinct requests (and images) per expanded row
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty; write the prompt template")
+        return value
+
+
+class LimitsSpec(_Strict):
+    concurrency: int = Field(16, ge=1, le=10_000)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    images_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(180.0, gt=0)
+    input_image_mb_in_flight: float = Field(256.0, gt=0)  # input image bytes held by requests in flight
+
+
+class RetrySpec(_Strict):
+    max_attempts: int = Field(6, ge=1, le=100)
+    initial_s: float = Field(1.0, ge=0)
+    max_wait_s: float = Field(60.0, ge=0)
+    no_image_attempts: int = Field(3, ge=1, le=100)
+    max_server_delay_s: float = Field(300.0, gt=0)  # a longer retryDelay stops the run (a quota is spent)
+
+
+class BudgetSpec(_Strict):
+    max_cost_usd: float | None = Field(None, gt=0)
+
+
+class OutputSpec(_Strict):
+    dir: str | None = None
+    image_name: str | None = None
+
+
+def _distinct_values(values: list[Scalar]) -> list[Scalar]:
+    """A matrix key's values: at least one, none twice (a repeat would only plan duplicates)."""
+    if not values:
+        raise ValueError("no values; give at least one or remove the key")
+    seen: set[str] = set()
+    for value in values:
+        if str(value) in seen:
+            raise ValueError(f"{value!r} is listed twice; list each value once")
+        seen.add(str(value))
+    return values
+
+
+MatrixValues = Annotated[list[Scalar], AfterValidator(_distinct_values)]
+
+
+class JobSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: ProviderSpec = Field(default_factory=ProviderSpec)
+    model: str = Field(min_length=1)
+    inputs: InputsSpec
+    matrix: dict[str, MatrixValues] = Field(default_factory=dict)
+    request: RequestSpec
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    pricing: dict[str, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _variant_is_free(self) -> "JobSpec":
+        if self.request.variants > 1 and "variant" in self.matrix:
+            raise ValueError("matrix.variant: 'variant' is the variable request.variants sets; rename the matrix key")
+        return self
+
+
+class LoadedSpec:
+    """A validated spec with where it came from; paths in it are relative to `folder`."""
+
+    def __init__(self, spec: JobSpec, path: Path, shown: str, warnings: list[str]) -> None:
+        self.spec, self.path, self.shown, self.warnings = spec, path, shown, warnings
+        self.folder = path.resolve().parent
+
+    def error(self, where: str, message: str) -> SpecError:
+        return SpecError(self.shown, where, message)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.spec.output.dir or f"outputs/{self.spec.name}")
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a job spec; raises SpecError with the file, the YAML path and the fix."""
+    path = Path(path)
+    shown = str(path)
+    raw = load_yaml(path, shown)
+    if not isinstance(raw, dict):
+        raise SpecError(shown, "", "the spec must be a YAML mapping with name, model, inputs, request")
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(shown, *_describe(exc, raw)) from None
+    warnings = check_spec(spec, shown)
+    _check_pricing(spec, shown)
+    return LoadedSpec(spec, path, shown, warnings)
+
+
+def _check_pricing(spec: JobSpec, shown: str) -> None:
+    if not spec.pricing:
+        return
+    from batchrun.cost.pricing import PriceEntry
+
+    for model, entry in spec.pricing.items():
+        try:
+            PriceEntry.model_validate(entry)
+        except ValidationError as exc:
+            where, message = _describe(exc, entry, PriceEntry)
+            raise SpecError(shown, f"pricing.{model}.{where}".rstrip("."), message) from None
+
+
+def yaml_path(loc: tuple[Any, ...]) -> str:
+    """('request', 'images', 0) -> 'request.images[0]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(exc: ValidationError, raw: Any, root: type[BaseModel] | None = None) -> tuple[str, str]:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
+    message = _fix_for(first, loc, root or JobSpec)
+    if len(loc) < len(first["loc"]):  # every branch of the scalar union refused it: one problem
+        message = f"expected a string, number or true/false, got {_short(first.get('input'))}"
+    others = len({yaml_path(tuple(p for p in e["loc"] if not _is_union_tag(p))) for e in errors} - {yaml_path(loc)})
+    if others:
+        message += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return yaml_path(loc), message
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"str", "int", "float", "bool"}
+
+
+def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    problem, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if problem == "missing":
+        return "required; add it"
+    if problem == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], root)
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key; {fix}"
+    if problem == "literal_error":
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if problem == "string_pattern_mismatch":
+        return f"{value!r} must be letters, digits, '.', '_' or '-' (it names the output folder)"
+    if problem == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if problem in _BOUNDS:
+        word, key = _BOUNDS[problem]
+        return f"must be {word} {ctx[key]:g}, got {_short(value)}"
+    if problem.endswith("_too_short") and ctx.get("min_length") == 1:
+        return "must not be empty"
+    expected = _EXPECTED.get(problem.split("_")[0])
+    if expected:
+        return f"expected {expected}, got {_short(value)}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {_short(value)})"
+
+
+_EXPECTED = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+}
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: Any = root
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+

@@ -1,0 +1,94 @@
+"""The run's spending account: each request's worst case reserved before it is sent, its cost settled after.
+
+Input: what a request may cost at most and what a reply did cost (`RequestPrices`: from the price
+catalog in a run, fixed figures in a test), the cap, and what earlier runs spent. Invariants:
+- spent + reserved never passes the cap: a request is sent only once its worst case is reserved;
+- every reservation is settled exactly once, with the actual cost (None: unknown, counted as 0);
+- without a cap nothing is reserved, and spending is only added up.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from batchrun.cost.pricing import PriceCatalog, cost_usd, worst_case_cost
+from batchrun.records import RequestRecord, TokenEstimate, Usage
+
+HALF_PRICE_TIERS = ("flex", "batch")
+_SLACK_USD = 1e-12  # float sums of reservations: a request that fits exactly is not refused
+
+
+class RequestPrices(Protocol):
+    """What a request may cost at most, and what its reply cost."""
+
+    def worst_case(self, record: RequestRecord) -> float | None: ...
+
+    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None: ...
+
+
+class CatalogPrices:
+    """`RequestPrices` from the price catalog; worst cases cached per (model, estimate)."""
+
+    def __init__(self, catalog: PriceCatalog) -> None:
+        self.catalog = catalog
+        self._worst: dict[tuple[str, TokenEstimate], float | None] = {}
+
+    def worst_case(self, record: RequestRecord) -> float | None:
+        key = (record.model, record.estimate)
+        if key not in self._worst:
+            self._worst[key] = worst_case_cost(record.estimate, self.catalog.lookup(record.model))
+        return self._worst[key]
+
+    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+        if usage is None:
+            return None
+        tier = str(record.estimate.service_tier or "standard").lower()
+        priced_tier = tier if tier in HALF_PRICE_TIERS else "standard"
+        return cost_usd(usage, self.catalog.price_for(record.model), tier=priced_tier)
+
+
+class FreePrices:
+    """Nothing costs anything, or nothing is known: no reservation ever fails."""
+
+    def worst_case(self, record: RequestRecord) -> float | None:
+        return None
+
+    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+        return None
+
+
+class SpendingAccount:
+    """Spend so far plus worst cases reserved for what is in flight, against an optional cap."""
+
+    def __init__(self, prices: RequestPrices, cap_usd: float | None = None, spent_usd: float = 0.0) -> None:
+        self.prices = prices
+        self.cap_usd = cap_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = 0.0
+        self.holders = 0  # reservations not yet settled (counted, since float sums never return to 0.0)
+
+    def worst_case(self, record: RequestRecord) -> float | None:
+        """The most `record` can cost (None: unknown)."""
+        return self.prices.worst_case(record)
+
+    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+        """What `record`'s reply cost (None: unknown)."""
+        return self.prices.cost(record, usage)
+
+    def reserve(self, worst: float | None) -> bool:
+        """Reserve a worst case; False when it would pass the cap (nothing is reserved then)."""
+        if self.cap_usd is None:
+            return True
+        worst = worst or 0.0
+        if self.spent_usd + self.reserved_usd + worst > self.cap_usd + _SLACK_USD:
+            return False
+        self.reserved_usd += worst
+        self.holders += 1
+        return True
+
+    def settle(self, worst: float | None, actual: float | None) -> None:
+        """Release a reservation made with `worst` and add what was actually spent."""
+        if self.cap_usd is not None:
+            self.holders -= 1
+            self.reserved_usd = 0.0 if self.holders == 0 else max(0.0, self.reserved_usd - (worst or 0.0))
+        self.spent_usd += actual or 0.0
