@@ -64,9 +64,10 @@ def test_limits_report_the_rate_and_the_share_of_429s(tmp_path: Path, mode: str)
     assert result["all_runs"][0]["ok"] == 30
 
 
+@pytest.mark.timeout(300)  # six short jobs, about 18 processes: slow only on a loaded machine
 def test_random_429_reports_the_ratio_to_the_clean_job_for_both_versions(tmp_path: Path) -> None:
-    result = figures("random_429.py", "--requests", "40", "--latency-s", "0.05", "--share", "0.2", "--runs", "1",
-                     "--reference", "--baseline-python", sys.executable, "--work", str(tmp_path))
+    result = figures("random_429.py", "--requests", "40", "--latency-s", "0.05", "--share", "0.2", "--delay-s", "0.2",
+                     "--runs", "1", "--reference", "--baseline-python", sys.executable, "--work", str(tmp_path))
     assert result["benchmark"] == "random-429"
     for version in ("this", "baseline"):
         assert positive(result[version]["ratio"]) and positive(result[version]["reference_ratio"])

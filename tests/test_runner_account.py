@@ -12,9 +12,8 @@ MODEL = "gemini-2.5-flash"
 
 
 def record(tier: str | None = None, output_text_max: int = 1000) -> RequestRecord:
-    body = {"serviceTier": tier} if tier else {}
-    return RequestRecord(request_id="r1", seq=1, model=MODEL, body=body, variables={},
-                         estimate=TokenEstimate(input_text=100, output_text_max=output_text_max))
+    return RequestRecord(request_id="r1", seq=1, model=MODEL, body={}, variables={},
+                         estimate=TokenEstimate(input_text=100, output_text_max=output_text_max, service_tier=tier))
 
 
 def test_reservations_fit_up_to_the_cap_and_no_further() -> None:
