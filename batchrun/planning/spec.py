@@ -40,7 +40,7 @@ class _Strict(BaseModel):
 
 
 class ProviderSpec(_Strict):
-    kind: Literal["gemini", "simulator"] = "gemini"
+    kind: str = "gemini"  # an entry of the provider registry (batchrun.providers.registry)
     base_url: str | None = None
     api_key_env: str | None = None
     auth: Literal["x-goog-api-key", "bearer"] = "x-goog-api-key"
@@ -48,6 +48,15 @@ class ProviderSpec(_Strict):
     profile: str | None = None  # simulator only: clean | flaky | overloaded | quota
     faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
     seed: int = 0  # simulator only
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from batchrun.providers.registry import KINDS
+
+        if value not in KINDS:
+            raise ValueError(f"{value!r} is not one of {' or '.join(repr(kind) for kind in KINDS)}")
+        return value
 
     @field_validator("base_url")
     @classmethod
