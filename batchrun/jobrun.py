@@ -283,7 +283,7 @@ def _close(sink: Sink, held: list[Finished]) -> None:
 
 
 def _run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
 def manifest_models(manifest: Path) -> list[str]:

@@ -7,8 +7,9 @@ value, in file order, in batches, so a million-row catalog never sits in memory 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv

@@ -7,7 +7,8 @@ options rendered from a template (`seed: "{{ n }}"`) become numbers.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from batchrun.errors import SpecError
 from batchrun.planning.spec import RequestSpec, is_template

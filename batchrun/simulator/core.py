@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from batchrun.cost.modeltable import input_image_tokens
 
@@ -80,7 +81,7 @@ class SimReply:
     action: Literal["reply", "drop", "hang"] = "reply"
     cut_at: int = 0  # drop: bytes of the payload sent before the connection closes
     hang_s: float | None = None  # hang: seconds before the connection closes (None: never)
-    build: Callable[["SimReply"], None] | None = None  # fills in body/events: see complete
+    build: Callable[[SimReply], None] | None = None  # fills in body/events: see complete
     draws: bool = False  # building the body draws images: worth a worker thread
 
     def complete(self) -> None:

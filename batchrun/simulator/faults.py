@@ -123,7 +123,7 @@ class FaultConfig(_Strict):
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
 
     @model_validator(mode="after")
-    def _rates_fit(self) -> "FaultConfig":
+    def _rates_fit(self) -> FaultConfig:
         total = sum(s.rate for s in self.schedules())
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}; they must add up to at most 1")

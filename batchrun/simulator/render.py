@@ -18,7 +18,7 @@ import io
 import textwrap
 import threading
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 

@@ -20,7 +20,8 @@ import math
 import random
 import re
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import SchemaError, UnsupportedPattern
 from .patterns import sample_match
