@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="more log lines; tracebacks on errors")
         target.add_argument("-q", "--quiet", action="store_true", default=default if default else False,
                             help="warnings and errors only")
-    parser.set_defaults(handler=lambda _a: parser.print_help() or EXIT_USAGE)
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    parser.set_defaults(handler=show_help)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_plan(commands, common)
     _add_run(commands, common)

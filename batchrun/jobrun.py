@@ -369,7 +369,7 @@ def _not_ok_rows(loaded: LoadedSpec) -> dict[str, int]:
     latest = rows.take(latest_row_indices(rows))
     manifest = read_columns(manifest_path(loaded), ["row_id"])["row_id"]
     latest = latest.filter(pc.is_in(latest["row_id"], value_set=manifest.combine_chunks()))
-    counts = {}
+    counts: dict[str, int] = {}
     for status in RETRYABLE_FINAL:
         count = int(pc.sum(pc.equal(latest["status"], status)).as_py() or 0)
         if count:

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from batchrun.errors import SpecError
 from batchrun.planning.checks import check_spec
@@ -296,7 +297,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in {"str", "int", "float", "bool"}
 
 
-def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+def _fix_for(error: ErrorDetails, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     problem, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if problem == "missing":
         return "required; add it"

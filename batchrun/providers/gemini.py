@@ -344,6 +344,8 @@ def parse_usage(meta: Mapping[str, Any] | None, *, has_image: bool) -> Usage | N
         return None
     candidates = meta.get("candidatesTokenCount")
     details = meta.get("candidatesTokensDetails")
+    out_text: int | None
+    out_image: int | None
     if details:
         out_text, out_image = _modality_tokens(details, "TEXT"), _modality_tokens(details, "IMAGE")
     elif candidates is None:

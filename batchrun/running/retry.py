@@ -143,7 +143,7 @@ async def send_with_retries(
         retry_error_callback=_reply,
         reraise=True,
     )
-    reply = await retrying(attempt)
+    reply: ProviderReply = await retrying(attempt)
     return reply, attempts
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -181,7 +182,15 @@ def _copy_image(sink, source: ResultRecord, target: RowTarget) -> ImageFile | No
     return _write_image(sink, data, source.image_mime or "image/png", target)
 
 
-def _image_fields(image: ImageFile | None) -> dict[str, object]:
+class _ImageFields(TypedDict, total=False):
+    image_path: str | None
+    image_sha256: str | None
+    image_bytes: int | None
+    image_width: int | None
+    image_height: int | None
+
+
+def _image_fields(image: ImageFile | None) -> _ImageFields:
     if image is None:
         return {}
     return {"image_path": image.path, "image_sha256": image.sha256, "image_bytes": image.bytes,

@@ -206,6 +206,7 @@ class SimulatorCore:
             status, error_body = _ERROR_FAULTS[fault]
             return _json_reply(status, fault, error_body())
         if fault == "hang":
+            assert self.config.hang is not None  # drawn only when the config schedules hangs
             return SimReply(None, "hang", action="hang", hang_s=self.config.hang.seconds)
         response_id = base64.urlsafe_b64encode(
             hashlib.sha256(request.digest + n.to_bytes(8, "big")).digest()[:15]
@@ -213,7 +214,7 @@ class SimulatorCore:
         if fault == "envelope200":
             return _json_reply(200, "envelope200", gateway_envelope(response_id))
         content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, decision.thought_images)
-        if fault == "max_tokens":
+        if fault == "max_tokens" and content is not None:  # max_tokens is not contentless
             content = _cut_short(content)
         return self._content_reply(model, request, plan, fault, response_id, content, streaming, sse)
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from ..errors import SpecError, UsageError
 
@@ -181,7 +182,7 @@ def load_faults_file(path: str | Path) -> FaultConfig:
         raise SpecError(str(path), where, fix) from None
 
 
-def _fix_message(error: dict[str, Any]) -> str:
+def _fix_message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
         allowed = ", ".join(FaultConfig.model_fields)
         return f"unknown key: top-level keys are {allowed}"
