@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .outcomes import (  # Outcome: imported from here by the providers
+from .outcomes import (
     CONFIG_ERROR_KINDS,
     SOFT_FAILURE_KINDS,
     ErrorKind,
-    Outcome,
 )
+from .outcomes import Outcome as Outcome  # imported from here by the providers
 
 if TYPE_CHECKING:  # rendered imports this module
     from .rendered import RenderedRequest
