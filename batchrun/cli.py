@@ -67,9 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     # -v / -q are accepted before or after the command; SUPPRESS keeps a sub-command from resetting them
     common = argparse.ArgumentParser(add_help=False)
     for target, default in ((common, argparse.SUPPRESS), (parser, None)):
-        target.add_argument("-v", "--verbose", action="count", default=default if default else 0, help="more log lines; tracebacks on errors")
-        target.add_argument("-q", "--quiet", action="store_true", default=default if default else False, help="warnings and errors only")
-    parser.set_defaults(handler=lambda _a: parser.print_help() or EXIT_USAGE)
+        target.add_argument("-v", "--verbose", action="count", default=default if default else 0,
+                            help="more log lines; tracebacks on errors")
+        target.add_argument("-q", "--quiet", action="store_true", default=default if default else False,
+                            help="warnings and errors only")
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    parser.set_defaults(handler=show_help)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_plan(commands, common)
     _add_run(commands, common)
@@ -106,11 +113,15 @@ def _add_run(commands, common) -> None:
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
     p.add_argument("--retry", metavar="STATUSES", help="also send again rows recorded invalid and/or blocked, e.g. --retry invalid,blocked")
-    p.add_argument("--no-config-check", action="store_true", help="record 400/404 replies as invalid even when the first replies all get one (by default that stops the run, exit 11)")
-    p.add_argument("--write-wait", type=float, default=120.0, metavar="SECONDS", help="after a write error (disk full), how long to wait for space to save the replies that arrived")
+    p.add_argument("--no-config-check", action="store_true",
+                   help="record 400/404 replies as invalid even when the first replies all get one "
+                        "(by default that stops the run, exit 11)")
+    p.add_argument("--write-wait", type=float, default=120.0, metavar="SECONDS",
+                   help="after a write error (disk full), how long to wait for space to save the replies that arrived")
     p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
-    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto", help="progress display (auto: rich on a terminal, plain lines otherwise)")
+    p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                   help="progress display (auto: rich on a terminal, plain lines otherwise)")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS", help="plain status line interval")
     p.set_defaults(handler=cmd_run)
 

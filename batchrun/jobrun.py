@@ -283,7 +283,7 @@ def _close(sink: Sink, held: list[Finished]) -> None:
 
 
 def _run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
 def manifest_models(manifest: Path) -> list[str]:
@@ -369,7 +369,7 @@ def _not_ok_rows(loaded: LoadedSpec) -> dict[str, int]:
     latest = rows.take(latest_row_indices(rows))
     manifest = read_columns(manifest_path(loaded), ["row_id"])["row_id"]
     latest = latest.filter(pc.is_in(latest["row_id"], value_set=manifest.combine_chunks()))
-    counts = {}
+    counts: dict[str, int] = {}
     for status in RETRYABLE_FINAL:
         count = int(pc.sum(pc.equal(latest["status"], status)).as_py() or 0)
         if count:

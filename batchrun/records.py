@@ -17,15 +17,19 @@ not its path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .outcomes import (  # Outcome: imported from here by the providers
+from .outcomes import (
     CONFIG_ERROR_KINDS,
     SOFT_FAILURE_KINDS,
     ErrorKind,
-    Outcome,
 )
+from .outcomes import Outcome as Outcome  # imported from here by the providers
+
+if TYPE_CHECKING:  # rendered imports this module
+    from .rendered import RenderedRequest
 
 IMAGE_PLACEHOLDER_PREFIX = "sha256:"
 
@@ -72,7 +76,7 @@ class RequestRecord:
     request_id: str
     seq: int
     model: str
-    body: dict[str, Any]
+    body: RenderedRequest
     variables: dict[str, Any]
     images: list[ImageRef] = field(default_factory=list)
     output_name: str | None = None
@@ -90,7 +94,7 @@ class RequestRecord:
         return body_wants_image(self.body)
 
 
-def body_wants_image(body: dict[str, Any]) -> bool:
+def body_wants_image(body: Mapping[str, Any]) -> bool:
     """Whether a rendered request asks for an image among its response modalities."""
     options = body.get("options") or {}
     modalities = options.get("responseModalities", options.get("response_modalities")) or []

@@ -16,7 +16,8 @@ An image is referenced by its content hash; its bytes are read when the provider
 
 from __future__ import annotations
 
-from typing import Any, Iterator, TypedDict
+from collections.abc import Iterator
+from typing import Any, TypedDict
 
 from .records import IMAGE_PLACEHOLDER_PREFIX, ImageRef
 

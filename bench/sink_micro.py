@@ -35,10 +35,10 @@ def request_id(n: int) -> str:
 def text_result(n: int) -> ResultRecord:
     return ResultRecord(
         request_id=request_id(n), status="ok", attempts=1, started_at=1.7e9 + n, finished_at=1.7e9 + n + 1.5,
-        finish_reason="STOP", text="A short generated caption for product %d, soft morning light." % n,
+        finish_reason="STOP", text=f"A short generated caption for product {n}, soft morning light.",
         prompt_tokens=120, output_text_tokens=40, thoughts_tokens=0, total_tokens=160, cost_usd=0.00042,
         latency_ms=850, http_status=200, model="gemini-2.5-flash", model_version="gemini-2.5-flash",
-        response_id="resp-%d" % n)
+        response_id=f"resp-{n}")
 
 
 def bench_text_rows(root: Path, rows: int, flush_every: int) -> float:

@@ -44,7 +44,8 @@ def test_the_format_comes_from_the_content_not_the_extension(tmp_path):
     [
         (lambda f: save(f, "anim.gif", "GIF"), "anim.gif", "anim.gif is GIF, not PNG, JPEG or WebP; convert it"),
         (lambda f: save(f, "pic.bmp", "BMP"), "pic.bmp", "pic.bmp is BMP, not PNG, JPEG or WebP; convert it"),
-        (lambda f: (f / "notes.png").write_text("hello"), "notes.png", "notes.png is not an image Pillow can read; use a PNG, JPEG or WebP"),
+        (lambda f: (f / "notes.png").write_text("hello"), "notes.png",
+         "notes.png is not an image Pillow can read; use a PNG, JPEG or WebP"),
         (lambda f: None, "gone.png", "image not found: gone.png (relative to the spec's folder)"),
         (lambda f: (f / "dir.png").mkdir(), "dir.png", "image not found: dir.png (relative to the spec's folder)"),
         (lambda f: None, "  ", "the image path is empty; fill the column or drop it from request.images"),

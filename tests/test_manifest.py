@@ -26,7 +26,10 @@ def record(seq: int, **changes) -> RequestRecord:
         seq=seq,
         model="gemini-3.1-flash-image",
         body={
-            "contents": [{"role": "user", "parts": [{"text": f"Mug nº{seq} ☕"}, {"inlineData": {"mimeType": "image/png", "data": "sha256:" + "ab" * 32}}]}],
+            "contents": [{"role": "user", "parts": [
+                {"text": f"Mug nº{seq} ☕"},
+                {"inlineData": {"mimeType": "image/png", "data": "sha256:" + "ab" * 32}},
+            ]}],
             "generationConfig": {"temperature": 0.5, "imageConfig": {"aspectRatio": "4:5"}},
         },
         variables={"sku": "00123", "n": seq, "price": 9.5, "note": None, "flag": True},
@@ -69,7 +72,9 @@ def test_manifest_holds_references_not_image_bytes(tmp_path):
     data = path.read_bytes()
     assert len(data) < 40_000
     row = pq.read_table(path).slice(0, 1).to_pylist()[0]
-    assert row["images"] == [{"path": "photos/mug.png", "sha256": "ab" * 32, "mime": "image/png", "bytes": 123_456, "width": 1024, "height": 768}]
+    assert row["images"] == [
+        {"path": "photos/mug.png", "sha256": "ab" * 32, "mime": "image/png", "bytes": 123_456, "width": 1024, "height": 768}
+    ]
     assert '"data":"sha256:' in row["body"]
 
 

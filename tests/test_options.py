@@ -89,12 +89,15 @@ BAD_RUN_FLAGS = [
     (["--write-wait", "-1"], "batchrun: error: --write-wait -1: expected 0 or more seconds to wait for space, e.g. --write-wait 120"),
     (["--grace", "-0.5"], "batchrun: error: --grace -0.5: expected 0 or more seconds to wait for requests in flight, e.g. --grace 30"),
     (["--grace", "inf"], "batchrun: error: --grace inf: expected 0 or more seconds to wait for requests in flight, e.g. --grace 30"),
-    (["--status-every", "0"], "batchrun: error: --status-every 0: expected more than 0 seconds between status lines, e.g. --status-every 30"),
+    (["--status-every", "0"],
+     "batchrun: error: --status-every 0: expected more than 0 seconds between status lines, e.g. --status-every 30"),
     (["--until", "25:00"], "batchrun: error: --until '25:00': expected a local time HH:MM, e.g. 06:30"),
     (["--until", "6pm"], "batchrun: error: --until '6pm': expected a local time HH:MM, e.g. 06:30"),
     (["--max-duration", "soon"], "batchrun: error: --max-duration 'soon': expected a number with s, m or h, e.g. 45m or 7h"),
     (["--max-duration", "0m"], "batchrun: error: --max-duration '0m': expected more than 0, e.g. 45m or 7h"),
-    (["--retry", "failed"], "batchrun: error: --retry 'failed': failed is not a status to send again; use invalid and/or blocked (failed rows are sent again by default)"),
+    (["--retry", "failed"],
+     "batchrun: error: --retry 'failed': failed is not a status to send again; "
+     "use invalid and/or blocked (failed rows are sent again by default)"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
 ]
 

@@ -125,7 +125,9 @@ def test_small_batches_give_the_same_manifest_as_one_batch(tmp_path):
 
 def test_a_failed_plan_keeps_the_previous_manifest(tmp_path):
     rows = "  - {sku: A1, title: mug}\n  - {sku: B2, title: cup}\n"
-    spec = write_spec(tmp_path, f"name: keep\nmodel: gemini-3-flash-preview\ninputs:\n  rows:\n{rows}request: {{prompt: '{{{{ title }}}}'}}\n")
+    spec = write_spec(
+        tmp_path, f"name: keep\nmodel: gemini-3-flash-preview\ninputs:\n  rows:\n{rows}request: {{prompt: '{{{{ title }}}}'}}\n"
+    )
     plan_job(load_spec(spec))
     manifest = tmp_path / "outputs" / "keep" / "manifest.parquet"
     before = manifest.read_bytes()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from batchrun.providers.classify import (
 )
 from batchrun.records import Outcome
 
-NOW = datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)  # 03:00 in Los Angeles (PDT)
+NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)  # 03:00 in Los Angeles (PDT)
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
@@ -312,9 +312,9 @@ def test_retry_after_header_that_is_no_delay(value):
     ("now", "reset"),
     [
         (NOW, "2026-05-02T00:00:00-07:00"),  # summer time
-        (datetime(2026, 1, 15, 9, 0, tzinfo=timezone.utc), "2026-01-16T00:00:00-08:00"),  # winter
-        (datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc), "2026-03-08T00:00:00-08:00"),  # eve of DST
-        (datetime(2026, 5, 2, 7, 0, tzinfo=timezone.utc), "2026-05-03T00:00:00-07:00"),  # at midnight
+        (datetime(2026, 1, 15, 9, 0, tzinfo=UTC), "2026-01-16T00:00:00-08:00"),  # winter
+        (datetime(2026, 3, 8, 7, 30, tzinfo=UTC), "2026-03-08T00:00:00-08:00"),  # eve of DST
+        (datetime(2026, 5, 2, 7, 0, tzinfo=UTC), "2026-05-03T00:00:00-07:00"),  # at midnight
     ],
 )
 def test_quota_reset_time_is_the_next_pacific_midnight(now, reset):
@@ -323,7 +323,7 @@ def test_quota_reset_time_is_the_next_pacific_midnight(now, reset):
 
 
 def test_quota_reset_time_eve_of_dst_is_half_an_hour_away():
-    now = datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
     assert quota_reset_time(now) - now == timedelta(minutes=30)
 
 

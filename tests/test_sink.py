@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,7 +85,7 @@ def test_results_round_trip_through_a_part(tmp_path):
     sink.close()
 
     [a, b] = result_rows(out)
-    assert a["finished_at"] == datetime(2023, 11, 14, 22, 15, 0, 250000, tzinfo=timezone.utc)
+    assert a["finished_at"] == datetime(2023, 11, 14, 22, 15, 0, 250000, tzinfo=UTC)
     assert (a["text"], a["prompt_tokens"], a["cost_usd"], a["run_id"]) == ("hello", 10, 0.5, "run-1")
     assert (b["status"], b["error_kind"], b["text"]) == ("failed", "http_503", None)
     assert not list((out / "journal").glob("*.jsonl"))

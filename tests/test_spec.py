@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from batchrun.errors import EXIT_USAGE, SpecError
@@ -136,7 +137,8 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
     ("extra", "where", "message"),
     [
         ("modle: x\n", "modle", "unknown key; did you mean 'model'?"),
-        ("zzzz: 1\n", "zzzz", "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing"),
+        ("zzzz: 1\n", "zzzz",
+         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing"),
         ("limits: {concurency: 4}\n", "limits.concurency", "unknown key; did you mean 'concurrency'?"),
         ("retry: {max_attempt: 3}\n", "retry.max_attempt", "unknown key; did you mean 'max_attempts'?"),
         ("provider: {kind: gemini, apikey_env: K}\n", "provider.apikey_env", "unknown key; did you mean 'api_key_env'?"),
@@ -156,9 +158,11 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
         ("matrix: {n: [1, '1']}\n", "matrix.n", "'1' is listed twice; list each value once"),
         ("matrix: {scene: beach}\n", "matrix.scene", "expected a list, got 'beach'"),
         ("matrix: {scene: [{a: 1}]}\n", "matrix.scene[0]", "expected a string, number or true/false, got {'a': 1}"),
-        ("matrix: {scene: [[a], b, {c: 1}]}\n", "matrix.scene[0]", "expected a string, number or true/false, got ['a'] (and 1 more problem)"),
+        ("matrix: {scene: [[a], b, {c: 1}]}\n", "matrix.scene[0]",
+         "expected a string, number or true/false, got ['a'] (and 1 more problem)"),
         ("pricing: {gemini-3-flash-preview: {output: cheap}}\n", "pricing.gemini-3-flash-preview.output", "expected a number, got 'cheap'"),
-        ("pricing: {gemini-3-flash-preview: {outptu: 3}}\n", "pricing.gemini-3-flash-preview.outptu", "unknown key; did you mean 'output'?"),
+        ("pricing: {gemini-3-flash-preview: {outptu: 3}}\n", "pricing.gemini-3-flash-preview.outptu",
+         "unknown key; did you mean 'output'?"),
     ],
 )
 def test_field_errors(tmp_path, extra, where, message):
@@ -266,7 +270,7 @@ def test_an_alias_bomb_in_the_response_schema_is_refused_before_it_is_expanded(t
 
 def test_the_spec_is_immutable(tmp_path):
     spec = load_spec(write(tmp_path, MINIMAL)).spec
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         spec.name = "other"
 
 

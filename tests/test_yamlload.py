@@ -44,7 +44,8 @@ def test_a_plain_mapping_loads(tmp_path):
     [
         ("name: a\nmodel: b\nname: c\n", "name", "name", 3),
         ("matrix:\n  scene: [a]\n  ratio: [b]\n  scene: [c]\n", "matrix.scene", "scene", 4),
-        ("request:\n  generation_config:\n    imageConfig: {imageSize: 1K, imageSize: 2K}\n", "request.generation_config.imageConfig.imageSize", "imageSize", 3),
+        ("request:\n  generation_config:\n    imageConfig: {imageSize: 1K, imageSize: 2K}\n",
+         "request.generation_config.imageConfig.imageSize", "imageSize", 3),
         ("inputs:\n  rows:\n    - {sku: a}\n    - {sku: b, sku: c}\n", "inputs.rows[1].sku", "sku", 4),
     ],
 )
@@ -117,7 +118,7 @@ def test_yaml_1_1_booleans_nulls_and_dates_are_read_as_before(tmp_path):
         "empty": None,
         "day": dt.date(2026, 1, 2),
         "at": dt.datetime(2026, 1, 2, 10, 30),
-        "zulu": dt.datetime(2026, 1, 2, 10, 30, tzinfo=dt.timezone.utc),
+        "zulu": dt.datetime(2026, 1, 2, 10, 30, tzinfo=dt.UTC),
     }
 
 

@@ -93,7 +93,8 @@ class JobEstimate:
     def total(self, tier: str, kind: str) -> float | None:
         """The job's cost at a tier ('expected' or 'high'); None when any model's price is unknown."""
         costs = [m.cost[tier][kind] for m in self.models]
-        return None if any(c is None for c in costs) else round(sum(costs), 6)
+        known = [c for c in costs if c is not None]
+        return None if len(known) < len(costs) else round(sum(known), 6)
 
     @property
     def headroom_usd(self) -> float | None:
@@ -136,7 +137,7 @@ class JobEstimate:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict with every figure of the text report."""
-        verdict = self.budget_verdict()
+        verdict, headroom = self.budget_verdict(), self.headroom_usd
         return {
             "manifest": self.manifest,
             "requests": self.requests,
@@ -144,9 +145,9 @@ class JobEstimate:
             "total": {t: {k: self.total(t, k) for k in ("expected", "high")} for t in TIERS},
             "spend_usd": round(self.spent.usd, 6),
             "not_in_manifest_spend_usd": round(self.spent.not_in_manifest_usd, 6),
-            "budget": None if verdict is None else {
+            "budget": None if verdict is None or headroom is None else {
                 "max_cost_usd": self.budget_usd, "tier": self.budget_tier,
-                "headroom_usd": round(self.headroom_usd, 6),
+                "headroom_usd": round(headroom, 6),
                 "verdict": verdict[0], "message": verdict[1],
             },
             "rules": RULES,

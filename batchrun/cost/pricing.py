@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pydantic
 import yaml
@@ -182,7 +183,7 @@ class PriceCatalog:
         cls,
         overrides: Mapping[str, PriceEntry | Mapping[str, Any]] | None = None,
         prices_file: Path | None = None,
-    ) -> "PriceCatalog":
+    ) -> PriceCatalog:
         """The shipped catalog with the file's and then the spec's entries merged over it."""
         models, aliases = _read_shipped()
         catalog = cls(models, aliases)

@@ -127,8 +127,8 @@ def expected_thinking_tokens(model: str, level: str | None, budget: int | None) 
     """Thinking tokens one request is expected to use, from its thinking setting or the model default."""
     info = lookup_model(model)
     family = info.family if info is not None else None
-    if family in IMAGE_THINKING_BY_LEVEL:
-        table = IMAGE_THINKING_BY_LEVEL[family]
+    if info is not None and info.family in IMAGE_THINKING_BY_LEVEL:
+        table = IMAGE_THINKING_BY_LEVEL[info.family]
         chosen = (level or info.default_thinking).lower() if info.thinking_levels else ""
         return table.get(chosen, max(table.values()))
     if budget is not None and budget >= 0:
@@ -139,7 +139,7 @@ def expected_thinking_tokens(model: str, level: str | None, budget: int | None) 
         return UNKNOWN_MODEL_THINKING
     if info.default_thinking in THINKING_BY_LEVEL:
         return THINKING_BY_LEVEL[info.default_thinking]
-    return DYNAMIC_THINKING.get(family, 0)
+    return DYNAMIC_THINKING.get(info.family, 0)
 
 
 @dataclass(frozen=True, slots=True)

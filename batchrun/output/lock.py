@@ -6,8 +6,8 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from batchrun.errors import AlreadyRunning
 

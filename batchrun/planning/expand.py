@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from batchrun.cost.modeltable import lookup_model
 from batchrun.cost.tokens import ConfigTokens, config_tokens, estimate_with, text_tokens

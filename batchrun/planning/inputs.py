@@ -7,8 +7,9 @@ value, in file order, in batches, so a million-row catalog never sits in memory 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -36,6 +37,7 @@ def iter_row_batches(loaded: LoadedSpec, batch_rows: int = BATCH_ROWS) -> Iterat
             yield rows[start : start + batch_rows]
         return
     path = input_file(loaded)
+    assert path is not None  # a spec's inputs hold rows or a path (the spec model checks it)
     if not path.is_file():
         raise loaded.error("inputs.path", f"file not found: {inputs.path} (paths are relative to the spec's folder)")
     reader = _READERS[INPUT_FORMATS[path.suffix.lower()]]

@@ -12,9 +12,9 @@ import hashlib
 import itertools
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from batchrun import __version__
 from batchrun.output.lock import folder_lock

@@ -7,7 +7,8 @@ options rendered from a template (`seed: "{{ n }}"`) become numbers.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from batchrun.errors import SpecError
 from batchrun.planning.spec import RequestSpec, is_template
@@ -32,10 +33,10 @@ def compile_tree(env, value: Any, path: str, shown: str) -> tuple[Render, bool]:
             return (lambda _v, c=value: c), False
         return (lambda v: {k: r(v) for k, r, _ in items}), True
     if isinstance(value, list):
-        items = [compile_tree(env, v, f"{path}[{i}]", shown) for i, v in enumerate(value)]
-        if not any(t for _, t in items):
+        elements = [compile_tree(env, v, f"{path}[{i}]", shown) for i, v in enumerate(value)]
+        if not any(t for _, t in elements):
             return (lambda _v, c=value: c), False
-        return (lambda v: [r(v) for r, _ in items]), True
+        return (lambda v: [r(v) for r, _ in elements]), True
     if is_template(value):
         template = compile_template(env, value, path, shown)
         numeric = path.rsplit(".", 1)[-1] in NUMERIC_KEYS

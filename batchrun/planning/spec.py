@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
@@ -22,13 +22,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from batchrun.errors import SpecError
 from batchrun.planning.checks import check_spec
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
@@ -122,7 +123,7 @@ def _url_text_problem(value: str, parts: SplitResult) -> str | None:
     if any(char.isspace() or not char.isprintable() for char in value):
         return f"{shown} holds a space, a line break or a control character; write the URL without them"
     try:
-        parts.port
+        _ = parts.port  # reading the property is the check: it raises ValueError on a bad port
     except ValueError:
         return f"{shown} has a port that is not a number from 0 to 65535; write e.g. http://127.0.0.1:8089"
     if "/v1beta/" in _API_SUFFIX.sub("", parts.path) + "/":
@@ -146,7 +147,7 @@ class InputsSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "InputsSpec":
+    def _one_source(self) -> InputsSpec:
         if (self.path is None) == (self.rows is None):
             raise ValueError("give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'")
         return self
@@ -227,7 +228,7 @@ class JobSpec(_Strict):
     pricing: dict[str, dict[str, Any]] | None = None
 
     @model_validator(mode="after")
-    def _variant_is_free(self) -> "JobSpec":
+    def _variant_is_free(self) -> JobSpec:
         if self.request.variants > 1 and "variant" in self.matrix:
             raise ValueError("matrix.variant: 'variant' is the variable request.variants sets; rename the matrix key")
         return self
@@ -305,7 +306,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in {"str", "int", "float", "bool"}
 
 
-def _fix_for(error: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+def _fix_for(error: ErrorDetails, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     problem, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if problem == "missing":
         return "required; add it"

@@ -78,12 +78,12 @@ class CompiledTemplate:
         return pieces[0] if pieces is not None and len(pieces) == 1 else None
 
     def render(self, variables: dict[str, Any]) -> str:
-        pieces = self._pieces
-        if pieces is not None:
+        pieces, fmt = self._pieces, self._format
+        if pieces is not None and fmt is not None:  # both set or both None
             if len(pieces) == 1:
                 return pieces[0]
             try:  # format(value, "") is str(value) for every type an input row holds
-                return self._format.format_map(variables)
+                return fmt.format_map(variables)
             except KeyError as missing:  # the first missing name, in template order
                 name = missing.args[0]
                 raise TemplateProblem(_undefined(name), name) from None

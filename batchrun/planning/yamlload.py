@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -262,6 +263,7 @@ def _collection_alias_at(text: str, loader_class: type, index: int) -> tuple[int
     seen = 0
     for event in yaml.parse(text, Loader=loader_class):
         if isinstance(event, yaml.AliasEvent):
+            assert event.anchor is not None and event.start_mark is not None  # a parsed alias has both
             if not is_scalar[event.anchor]:
                 if seen == index:
                     return event.start_mark.line + 1, event.anchor

@@ -5,6 +5,7 @@ Adapters never sleep, retry or write files, and take the run's `httpx.AsyncClien
 `registry` maps `provider.kind` to its adapter, transport and token-estimate inputs: the one place kinds differ.
 """
 
+from ..errors import InputImageChanged
 from .classify import (
     classify_error,
     classify_finish,
@@ -16,7 +17,6 @@ from .classify import (
 from .gemini import (
     DEFAULT_BASE_URL,
     GeminiProvider,
-    InputImageChanged,
     parse_reply,
     parse_sse,
 )

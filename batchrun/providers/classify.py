@@ -319,7 +319,8 @@ def retry_after_header(value: str | None, *, now: datetime | None = None) -> flo
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     if isinstance(headers, httpx.Headers):
-        return headers.get(name)
+        value: str | None = headers.get(name)  # case-insensitive
+        return value
     for key, value in headers.items():
         if key.lower() == name:
             return value

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ class GeminiProvider:
             response = await client.send(request)
         except httpx.RequestError as exc:
             return self._redact(classify_transport(exc))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         status, wants_image = response.status_code, record.wants_image
         if status == 200 and self._streams(record):
             reply = parse_sse(
@@ -344,6 +344,8 @@ def parse_usage(meta: Mapping[str, Any] | None, *, has_image: bool) -> Usage | N
         return None
     candidates = meta.get("candidatesTokenCount")
     details = meta.get("candidatesTokensDetails")
+    out_text: int | None
+    out_image: int | None
     if details:
         out_text, out_image = _modality_tokens(details, "TEXT"), _modality_tokens(details, "IMAGE")
     elif candidates is None:

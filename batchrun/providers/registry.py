@@ -12,9 +12,10 @@ entry is used, so loading a spec does not import the HTTP stack.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import httpx
 

@@ -121,8 +121,9 @@ class AdaptiveRate:
         """
         if epoch != self.epoch:
             return False
-        first = self.ceiling is None
-        if not first and abs(self.rate - self.ceiling) <= SAME_CEILING * self.ceiling:
+        ceiling = self.ceiling
+        first = ceiling is None
+        if ceiling is not None and abs(self.rate - ceiling) <= SAME_CEILING * ceiling:
             self._probe = max(MIN_PROBE, self._probe / 2)
         else:
             self._probe = PROBE_CLIMB

@@ -19,9 +19,9 @@ Which transport a provider kind sends through is the provider registry's choice
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -108,7 +108,7 @@ def _httpx_errors() -> Iterator[None]:
         yield
     except aiohttp.ConnectionTimeoutError as exc:
         raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc
-    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
     except aiohttp.ClientConnectorError as exc:
         raise httpx.ConnectError(str(exc)) from exc

@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchrun.outcomes import FINAL_STATUSES, RETRYABLE_FINAL, Status  # noqa: F401  RETRYABLE_FINAL: importable here
+from batchrun.outcomes import FINAL_STATUSES, Status
+from batchrun.outcomes import RETRYABLE_FINAL as RETRYABLE_FINAL  # importable here
 from batchrun.planning.manifest import iter_records, read_columns
 from batchrun.records import RequestRecord, RowTarget
 

@@ -33,7 +33,8 @@ OnRetry = Callable[[int, ProviderReply, float], None]
 
 def _reply(retry_state: tenacity.RetryCallState) -> ProviderReply:
     assert retry_state.outcome is not None
-    return retry_state.outcome.result()
+    reply: ProviderReply = retry_state.outcome.result()  # a Future of what `attempt` returned
+    return reply
 
 
 def _worth_retrying(reply: ProviderReply) -> bool:
@@ -143,7 +144,7 @@ async def send_with_retries(
         retry_error_callback=_reply,
         reraise=True,
     )
-    reply = await retrying(attempt)
+    reply: ProviderReply = await retrying(attempt)
     return reply, attempts
 
 

@@ -18,6 +18,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +41,21 @@ log = logging.getLogger(__name__)
 NAME_ERRORS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
 
 
+class ResultWriter(Protocol):
+    """What saving a reply needs of the sink: result rows and images to write."""
+
+    def write_result(self, result: ResultRecord) -> None: ...
+
+    def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile: ...
+
+
+class SavedResults(ResultWriter, Protocol):
+    """What copying saved replies needs of the sink: also the output folder and its results."""
+
+    out_dir: Path
+    results_dir: Path
+
+
 @dataclass(slots=True)
 class Finished:
     """An exchange that ended for good, waiting to be saved; `saved` rows of it are already saved."""
@@ -57,7 +74,7 @@ class Finished:
         return 1 + len(self.record.shares)
 
 
-def save_finished(sink, done: Finished) -> None:
+def save_finished(sink: ResultWriter, done: Finished) -> None:
     """Write every row of a finished exchange not yet saved (its image first, then its row)."""
     record = done.record
     own = RowTarget(record.row_id, record.output_name)
@@ -72,14 +89,14 @@ def save_finished(sink, done: Finished) -> None:
         done.saved += 1
 
 
-def _reply_image(sink, done: Finished, target: RowTarget) -> ImageFile | None:
+def _reply_image(sink: ResultWriter, done: Finished, target: RowTarget) -> ImageFile | None:
     reply = done.reply
     if reply.image is None or done.status != Status.OK:
         return None
     return _write_image(sink, reply.image, reply.image_mime or "image/png", target)
 
 
-def _write_image(sink, data: bytes, mime: str, target: RowTarget) -> ImageFile:
+def _write_image(sink: ResultWriter, data: bytes, mime: str, target: RowTarget) -> ImageFile:
     try:
         return sink.write_image(data, mime, target.output_name, target.row_id)
     except OSError as exc:
@@ -137,7 +154,7 @@ def finished_result(done: Finished, image: ImageFile | None) -> ResultRecord:
 
 
 
-def copy_replies(sink, reusable: pa.Table) -> list[str]:
+def copy_replies(sink: SavedResults, reusable: pa.Table) -> list[str]:
     """Give each reusable row a copy of its request's saved reply; return the rows that could not be.
 
     A row cannot take a copy when the source row's image file is gone or changed since it was
@@ -156,11 +173,11 @@ def copy_replies(sink, reusable: pa.Table) -> list[str]:
     return missing
 
 
-def _source_results(sink, row_ids: pa.ChunkedArray) -> dict[str, ResultRecord]:
+def _source_results(sink: SavedResults, row_ids: pa.ChunkedArray) -> dict[str, ResultRecord]:
     table = read_parts(list_parts(sink.results_dir), RESULT_FIELDS)
     table = table.filter(pc.is_in(table["row_id"], value_set=pc.unique(row_ids.combine_chunks())))
     table = table.take(latest_row_indices(table))
-    results = {}
+    results: dict[str, ResultRecord] = {}
     for row in table.to_pylist():
         row["started_at"] = row["started_at"].timestamp()
         row["finished_at"] = row["finished_at"].timestamp()
@@ -168,7 +185,8 @@ def _source_results(sink, row_ids: pa.ChunkedArray) -> dict[str, ResultRecord]:
     return results
 
 
-def _copy_image(sink, source: ResultRecord, target: RowTarget) -> ImageFile | None:
+def _copy_image(sink: SavedResults, source: ResultRecord, target: RowTarget) -> ImageFile | None:
+    assert source.image_path is not None  # only rows with an image are copied this way
     try:
         data = (sink.out_dir / source.image_path).read_bytes()
     except FileNotFoundError:
@@ -181,7 +199,15 @@ def _copy_image(sink, source: ResultRecord, target: RowTarget) -> ImageFile | No
     return _write_image(sink, data, source.image_mime or "image/png", target)
 
 
-def _image_fields(image: ImageFile | None) -> dict[str, object]:
+class _ImageFields(TypedDict, total=False):
+    image_path: str | None
+    image_sha256: str | None
+    image_bytes: int | None
+    image_width: int | None
+    image_height: int | None
+
+
+def _image_fields(image: ImageFile | None) -> _ImageFields:
     if image is None:
         return {}
     return {"image_path": image.path, "image_sha256": image.sha256, "image_bytes": image.bytes,

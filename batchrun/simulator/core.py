@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from batchrun.cost.modeltable import input_image_tokens
 
@@ -80,7 +81,7 @@ class SimReply:
     action: Literal["reply", "drop", "hang"] = "reply"
     cut_at: int = 0  # drop: bytes of the payload sent before the connection closes
     hang_s: float | None = None  # hang: seconds before the connection closes (None: never)
-    build: Callable[["SimReply"], None] | None = None  # fills in body/events: see complete
+    build: Callable[[SimReply], None] | None = None  # fills in body/events: see complete
     draws: bool = False  # building the body draws images: worth a worker thread
 
     def complete(self) -> None:
@@ -205,6 +206,7 @@ class SimulatorCore:
             status, error_body = _ERROR_FAULTS[fault]
             return _json_reply(status, fault, error_body())
         if fault == "hang":
+            assert self.config.hang is not None  # drawn only when the config schedules hangs
             return SimReply(None, "hang", action="hang", hang_s=self.config.hang.seconds)
         response_id = base64.urlsafe_b64encode(
             hashlib.sha256(request.digest + n.to_bytes(8, "big")).digest()[:15]
@@ -212,7 +214,7 @@ class SimulatorCore:
         if fault == "envelope200":
             return _json_reply(200, "envelope200", gateway_envelope(response_id))
         content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, decision.thought_images)
-        if fault == "max_tokens":
+        if fault == "max_tokens" and content is not None:  # max_tokens is not contentless
             content = _cut_short(content)
         return self._content_reply(model, request, plan, fault, response_id, content, streaming, sse)
 

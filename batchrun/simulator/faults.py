@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from ..errors import SpecError, UsageError
 
@@ -123,7 +124,7 @@ class FaultConfig(_Strict):
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
 
     @model_validator(mode="after")
-    def _rates_fit(self) -> "FaultConfig":
+    def _rates_fit(self) -> FaultConfig:
         total = sum(s.rate for s in self.schedules())
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}; they must add up to at most 1")
@@ -181,7 +182,7 @@ def load_faults_file(path: str | Path) -> FaultConfig:
         raise SpecError(str(path), where, fix) from None
 
 
-def _fix_message(error: dict[str, Any]) -> str:
+def _fix_message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
         allowed = ", ".join(FaultConfig.model_fields)
         return f"unknown key: top-level keys are {allowed}"

@@ -40,7 +40,7 @@ class Lettering:
         return found
 
     def _rasterise(self, char: str) -> tuple[Image.Image | None, tuple[int, int], float]:
-        left, top, right, bottom = self.font.getbbox(char)
+        left, top, right, bottom = map(int, self.font.getbbox(char))  # whole pixels for a TrueType font
         advance = self.font.getlength(char)
         if right <= left or bottom <= top:
             return None, (0, 0), advance

@@ -45,7 +45,7 @@ class DayQuota:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._day = None
+        self._day: float | None = None
         self._used = 0
 
     def admit(self, now: float) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import UnsupportedPattern
 
 try:
-    from re import _parser as _regex_parser  # the parser `re.compile` itself uses
+    from re import _parser as _regex_parser  # type: ignore[attr-defined]  # private: typeshed has no stub for it
 except ImportError:  # pragma: no cover - a future Python that moves it: patterns are left unsampled
     _regex_parser = None
 

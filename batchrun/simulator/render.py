@@ -18,7 +18,8 @@ import io
 import textwrap
 import threading
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -148,7 +149,7 @@ class _LRU:
     """A thread-safe LRU holding at most `capacity` by `size` (one a value unless told); a value made
     twice by two threads at once is harmless (the same value)."""
 
-    def __init__(self, capacity: int, size: Callable[[object], int] = lambda value: 1) -> None:
+    def __init__(self, capacity: int, size: Callable[[Any], int] = lambda value: 1) -> None:
         self.capacity, self.size = capacity, size
         self._items: OrderedDict = OrderedDict()
         self._held = 0

@@ -107,11 +107,11 @@ def stream_chunks(reply: dict[str, Any]) -> list[dict[str, Any]]:
     if not candidates or "content" not in candidates[0]:
         return [reply]
     pieces = [piece for part in candidates[0]["content"]["parts"] for piece in _split_part(part)]
-    head = {k: reply[k] for k in ("modelVersion", "responseId") if k in reply}
+    head: dict[str, Any] = {k: reply[k] for k in ("modelVersion", "responseId") if k in reply}
     usage = reply["usageMetadata"]
     early_usage = {k: usage[k] for k in ("promptTokenCount", "totalTokenCount", "promptTokensDetails")}
     early_usage["totalTokenCount"] = usage["promptTokenCount"]
-    chunks = []
+    chunks: list[dict[str, Any]] = []
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
         candidate: dict[str, Any] = {"content": {"parts": [piece], "role": "model"}, "index": 0}

@@ -20,7 +20,8 @@ import math
 import random
 import re
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import SchemaError, UnsupportedPattern
 from .patterns import sample_match
@@ -228,11 +229,9 @@ def _bounds(schema: dict[str, Any], *, integer: bool) -> tuple[Any, Any]:
                 low = moved if low is None else max(low, moved)
             else:
                 high = moved if high is None else min(high, moved)
-    if low is None and high is None:
-        low, high = 0, _DEFAULT_SPAN
-    elif low is None:
-        low = high - _DEFAULT_SPAN
-    elif high is None:
+    if low is None:
+        low = 0 if high is None else high - _DEFAULT_SPAN
+    if high is None:
         high = low + _DEFAULT_SPAN
     if integer:
         return math.ceil(low), math.floor(high)

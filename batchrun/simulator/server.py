@@ -14,8 +14,8 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from aiohttp import web
 
@@ -78,10 +78,10 @@ class SimulatorServer:
             return await self._drop(request, reply)
         if reply.events:
             return await self._stream(request, reply)
-        return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
+        return web.Response(status=_status(reply), body=reply.body, headers={"Content-Type": reply.content_type})
 
     async def _stream(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
-        response = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type})
+        response = web.StreamResponse(status=_status(reply), headers={"Content-Type": reply.content_type})
         await response.prepare(request)
         for event in reply.events:
             await response.write(event)
@@ -90,7 +90,7 @@ class SimulatorServer:
 
     async def _drop(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
         payload = reply.payload()
-        response = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type})
+        response = web.StreamResponse(status=_status(reply), headers={"Content-Type": reply.content_type})
         response.content_length = len(payload)
         await response.prepare(request)
         await response.write(payload[: reply.cut_at])
@@ -100,7 +100,8 @@ class SimulatorServer:
     async def _hang(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
         if reply.hang_s is None:
             await asyncio.Event().wait()  # until the client gives up or the server stops
-        await asyncio.sleep(reply.hang_s)
+        else:
+            await asyncio.sleep(reply.hang_s)
         _abort(request)
         raise asyncio.CancelledError
 
@@ -112,6 +113,12 @@ def _large_requests(loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRe
         return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_REQUEST_BYTES)
 
     return make
+
+
+def _status(reply: SimReply) -> int:
+    """The HTTP status of a reply that is answered (only a hang has none)."""
+    assert reply.status is not None
+    return reply.status
 
 
 def _abort(request: web.BaseRequest) -> None:

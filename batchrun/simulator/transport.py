@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import anyio.to_thread
