@@ -66,6 +66,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from ..outcomes import ErrorKind
 from ..records import Outcome, ProviderReply
 from .messages import one_line
 
@@ -156,7 +157,7 @@ def classify_error(
     message = one_line(error.get("message")) or f"HTTP {code or status}"
     outcome, kind = classify_status(code, error)
     reply = ProviderReply(outcome, http_status=status, error_kind=kind, error_message=message)
-    if kind == "daily_quota":
+    if kind == ErrorKind.DAILY_QUOTA:
         reply.error_message, reply.retry_after_s = daily_quota_message(error, now)
     elif outcome is Outcome.RETRY:
         reply.retry_after_s = retry_delay(error, headers, now=now)
@@ -188,7 +189,7 @@ def classify_status(code: int | None, error: Mapping[str, Any]) -> tuple[Outcome
     if code in (401, 403):
         return Outcome.STOP_AUTH, "auth" if code == 401 else "permission"
     if code == 429 and daily_quota_id(error) is not None:
-        return Outcome.STOP_QUOTA, "daily_quota"
+        return Outcome.STOP_QUOTA, ErrorKind.DAILY_QUOTA
     if code in _RETRY_KINDS:
         return Outcome.RETRY, _RETRY_KINDS[code]
     if code == 500 and _marker(error, "code") == "invalid_request":
