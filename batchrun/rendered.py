@@ -51,7 +51,7 @@ def image_part(ref: ImageRef) -> dict[str, str]:
 
 def split_schema(options: dict[str, Any]) -> tuple[dict[str, Any], ResponseSchema | None]:
     """Generation options without their response schema, and the schema with its dialect."""
-    if not options or not any(key in options for key in SCHEMA_KEYS):
+    if not options or SCHEMA_KEYS.keys().isdisjoint(options):
         return options, None
     rest = {k: v for k, v in options.items() if k not in SCHEMA_KEYS}
     key = next(k for k in options if k in SCHEMA_KEYS)

@@ -52,7 +52,8 @@ _SCHEMA_KEY = {"openapi": "responseSchema", "json_schema": "responseJsonSchema"}
 
 def gemini_body(request: RenderedRequest) -> dict[str, Any]:
     """The generateContent body of a rendered request, input images still as "sha256:<hex>" data."""
-    parts = [_gemini_part(part) for part in request["parts"]]
+    parts = [{"inlineData": {"mimeType": part["mime"], "data": part["image"]}} if "image" in part
+             else {"text": part["text"]} for part in request["parts"]]
     body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
     if request["system"] is not None:
         body["systemInstruction"] = {"parts": [{"text": request["system"]}]}
@@ -62,16 +63,12 @@ def gemini_body(request: RenderedRequest) -> dict[str, Any]:
         config = {**config, _SCHEMA_KEY[schema["dialect"]]: schema["schema"]}
     if config:
         body["generationConfig"] = config
-    body.update({key: value for key, value in request["extras"].items() if value})
+    extras = request["extras"]
+    if extras:
+        body.update({key: value for key, value in extras.items() if value})
     if request["tools"]:
         body["tools"] = request["tools"]
     return body
-
-
-def _gemini_part(part: dict[str, str]) -> dict[str, Any]:
-    if "image" in part:
-        return {"inlineData": {"mimeType": part["mime"], "data": part["image"]}}
-    return {"text": part["text"]}
 
 
 def gemini_estimate_inputs(request: RenderedRequest) -> EstimateInputs:

@@ -12,6 +12,7 @@ entry is used, so loading a spec does not import the HTTP stack.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,21 @@ def _simulator_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport
     return SimulatorTransport(profile=spec.profile or "clean", seed=spec.seed, faults_file=faults)
 
 
-def _gemini_estimate_inputs(request: RenderedRequest) -> EstimateInputs:
-    from .gemini import gemini_estimate_inputs
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported at its first call (once: the expander calls it for every row)."""
+    target: Callable[..., Any] | None = None
 
-    return gemini_estimate_inputs(request)
+    def call(*args: Any) -> Any:
+        nonlocal target
+        if target is None:
+            target = getattr(importlib.import_module(module, __package__), name)
+        return target(*args)
+
+    return call
 
 
-def _gemini_body(request: RenderedRequest) -> dict[str, Any]:
-    from .gemini import gemini_body
-
-    return gemini_body(request)
+_gemini_estimate_inputs: Callable[[RenderedRequest], EstimateInputs] = _lazy(".gemini", "gemini_estimate_inputs")
+_gemini_body: Callable[[RenderedRequest], dict[str, Any]] = _lazy(".gemini", "gemini_body")
 
 
 ENTRIES: dict[str, ProviderEntry] = {
