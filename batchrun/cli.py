@@ -177,7 +177,7 @@ def cmd_plan(args) -> int:
         return 0
     print(format_plan(summary))
     for record in summary.shown:
-        print(render_request(record, loaded.spec.provider.kind))
+        print(render_request(record, loaded.spec.provider.kind, loaded.spec.provider))
     return 0
 
 

@@ -68,6 +68,7 @@ class ErrorKind(enum.StrEnum):
     # blocks
     SAFETY_BLOCK = "safety_block"
     PROMPT_BLOCKED = "prompt_blocked"
+    REFUSAL = "refusal"  # a chat model's `refusal` message
     # the request itself, or the endpoint and model
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     INVALID_REQUEST = "invalid_request"
@@ -81,6 +82,7 @@ class ErrorKind(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     SERVER_ERROR = "server_error"
     CONNECTION = "connection"
+    IMAGE_DOWNLOAD = "image_download"  # a reply named its image by URL and the download failed
     # the account
     AUTH = "auth"
     PERMISSION = "permission"

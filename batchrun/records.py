@@ -132,6 +132,20 @@ class Usage:
     total: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What a server's `x-ratelimit-*` headers said is left of its limits; None where it said nothing.
+
+    `*_reset_s` is the time until the window is full again (OpenAI's `x-ratelimit-reset-*`)."""
+
+    requests: int | None = None
+    requests_limit: int | None = None
+    requests_reset_s: float | None = None
+    tokens: int | None = None
+    tokens_limit: int | None = None
+    tokens_reset_s: float | None = None
+
+
 @dataclass(slots=True)
 class ProviderReply:
     outcome: Outcome
@@ -148,6 +162,7 @@ class ProviderReply:
     error_kind: str | None = None  # an ErrorKind value
     error_message: str | None = None
     retry_after_s: float | None = None  # the delay the server asked for, if it named one
+    headroom: Headroom | None = None  # what the server's rate-limit headers said is left
 
     @property
     def worth_another_attempt(self) -> bool:

@@ -27,7 +27,7 @@ def settings(**provider) -> ProviderSettings:
 
 
 def test_every_kind_the_spec_accepts_has_an_entry():
-    assert set(KINDS) == {"gemini", "simulator"}
+    assert set(KINDS) == {"gemini", "simulator", "openai"}
     assert all(provider_entry(kind).kind == kind for kind in KINDS)
 
 
@@ -36,7 +36,7 @@ def test_an_unknown_kind_is_a_usage_error_naming_the_kinds():
         provider_entry("openai-ish")
     assert isinstance(caught.value, UsageError) and caught.value.exit_code == 2
     assert str(caught.value) == ("provider.kind 'openai-ish' is not a provider batchrun knows; "
-                                 "use one of gemini, simulator")
+                                 "use one of gemini, simulator, openai")
 
 
 def test_gemini_sends_to_its_base_url_over_aiohttp():

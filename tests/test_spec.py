@@ -149,7 +149,7 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
         ("limits: {concurrency: 20000}\n", "limits.concurrency", "must be at most 10000, got 20000"),
         ("limits: {timeout_s: soon}\n", "limits.timeout_s", "expected a number, got 'soon'"),
         ("limits: 4\n", "limits", "expected a mapping, got 4"),
-        ("provider: {kind: openai}\n", "provider.kind", "'openai' is not one of 'gemini' or 'simulator'"),
+        ("provider: {kind: anthropic}\n", "provider.kind", "'anthropic' is not one of 'gemini' or 'simulator' or 'openai'"),
         ("provider: {auth: basic}\n", "provider.auth", "'basic' is not one of 'x-goog-api-key' or 'bearer'"),
         ("provider: {stream: maybe}\n", "provider.stream", "expected true or false, got 'maybe'"),
         ("budget: {max_cost_usd: -5}\n", "budget.max_cost_usd", "must be more than 0, got -5"),

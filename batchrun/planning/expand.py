@@ -86,7 +86,8 @@ class Expander:
         self.templates = RequestTemplates(env, spec.request, shown)
         self.provider = provider_entry(spec.provider.kind)
         self.ids = RequestIds(spec.provider.kind)
-        self.wire_body = self.provider.wire_body  # the id hashes what is sent
+        wire_body, provider = self.provider.wire_body, spec.provider
+        self.wire_body = lambda request: wire_body(request, provider)  # the id hashes what is sent
         self.model_template = compile_template(env, spec.model, "model", shown) if is_template(spec.model) else None
         self._models: dict[str, _ModelFacts] = {}
         self._estimates: dict[tuple[str, int], TokenEstimate] = {}

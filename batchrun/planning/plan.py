@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from batchrun import __version__
 from batchrun.output.lock import folder_lock
@@ -155,14 +156,14 @@ def _full_collections_deferred() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def render_request(record: RequestRecord, provider_kind: str) -> str:
+def render_request(record: RequestRecord, provider_kind: str, provider: Any = None) -> str:
     """One request as a person reviews it: id, output name and the body sent (images as their hash)."""
     head = {"request_id": record.request_id, "seq": record.seq, "model": record.model}
     if record.row_id != record.request_id:
         head["row_id"] = record.row_id
     if record.output_name:
         head["output_name"] = record.output_name
-    body = provider_entry(provider_kind).wire_body(record.body)
+    body = provider_entry(provider_kind).wire_body(record.body, provider)
     return json.dumps({**head, "body": body}, indent=2, ensure_ascii=False)
 
 

@@ -78,7 +78,8 @@ class RequestTemplates:
         self.seed_base = _seed_base(request.generation_config)
         self.variants = request.variants
         self.extras = [(key, *compile_tree(env, value, path, shown), path)
-                       for key, value, path in (("safetySettings", request.safety_settings, "request.safety_settings"),)]
+                       for key, value, path in (("safetySettings", request.safety_settings, "request.safety_settings"),
+                                                ("extra_body", request.extra_body, "request.extra_body"))]
         self.tools = (*compile_tree(env, request.tools, "request.tools", shown), "request.tools")
 
     def options(self, variables: dict[str, Any]) -> dict[str, Any] | None:

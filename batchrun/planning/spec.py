@@ -8,7 +8,6 @@ the YAML path and the fix.
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -19,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,13 +28,11 @@ from batchrun.errors import SpecError
 from batchrun.planning.checks import check_spec
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
+from batchrun.providers.registry import provider_entry
 
 Scalar = str | int | float | bool
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-EXAMPLE_URLS = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
-# The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped
-_API_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,6 +44,7 @@ class ProviderSpec(_Strict):
     api_key_env: str | None = None
     auth: Literal["x-goog-api-key", "bearer"] = "x-goog-api-key"
     stream: bool = False
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None  # kind openai only
     profile: str | None = None  # simulator only: clean | flaky | overloaded | quota
     faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
     seed: int = 0  # simulator only
@@ -61,8 +60,8 @@ class ProviderSpec(_Strict):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else base_url(value)
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else base_url(value, info.data.get("kind", "gemini"))
 
     @property
     def key_env(self) -> str | None:
@@ -74,29 +73,37 @@ class ProviderSpec(_Strict):
 
     @property
     def url(self) -> str:
-        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        from batchrun.providers.registry import provider_entry
+
+        return provider_entry(self.kind).default_base_url or DEFAULT_BASE_URL
 
 
-def base_url(value: str) -> str:
+def base_url(value: str, kind: str = "gemini") -> str:
     """An http(s) URL to put the API path after: checked, a pasted API path and the end slash dropped."""
+    from batchrun.providers.registry import KINDS, provider_entry
+
+    entry = provider_entry(kind if kind in KINDS else "gemini")
     try:
         parts = urlsplit(value)
     except ValueError:  # an unclosed [IPv6 bracket
         parts = urlsplit("")
     problem = (
-        _url_shape_problem(value, parts) or _url_secret_problem(value, parts) or _url_text_problem(value, parts)
+        _url_shape_problem(value, parts, entry.example_urls) or _url_secret_problem(value, parts)
+        or _url_text_problem(value, parts)
     )
     if problem:
         raise ValueError(problem)
     scheme_and_host = value[: len(value) - len(parts.path)]
-    return (scheme_and_host + _API_SUFFIX.sub("", parts.path)).rstrip("/")
+    return (scheme_and_host + entry.url_path(parts.path, scheme_and_host)).rstrip("/")
 
 
-def _url_shape_problem(value: str, parts: SplitResult) -> str | None:
+def _url_shape_problem(value: str, parts: SplitResult, examples: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"{_short(value)} is not an http(s) URL; use e.g. {EXAMPLE_URLS}"
+        return f"{_short(value)} is not an http(s) URL; use e.g. {examples}"
     if not parts.hostname:
-        return f"{_short(value)} has no host; use e.g. {EXAMPLE_URLS}"
+        return f"{_short(value)} has no host; use e.g. {examples}"
     return None
 
 
@@ -126,11 +133,6 @@ def _url_text_problem(value: str, parts: SplitResult) -> str | None:
         _ = parts.port  # reading the property is the check: it raises ValueError on a bad port
     except ValueError:
         return f"{shown} has a port that is not a number from 0 to 65535; write e.g. http://127.0.0.1:8089"
-    if "/v1beta/" in _API_SUFFIX.sub("", parts.path) + "/":
-        return (
-            "the URL holds the API path (/v1beta/...): batchrun adds /v1beta/models/MODEL:generateContent "
-            f"itself; write only what comes before /v1beta, e.g. {value.partition('/v1beta')[0]}"
-        )
     return None
 
 
@@ -162,6 +164,7 @@ class RequestSpec(_Strict):
     images: list[str] = Field(default_factory=list)
     generation_config: dict[str, Any] = Field(default_factory=dict)
     safety_settings: list[dict[str, Any]] | None = None
+    extra_body: dict[str, Any] | None = None  # kind openai: merged into the chat-completions body
     tools: list[dict[str, Any]] | None = None
     variants: int = Field(1, ge=1, le=1000)  # N distinct requests (and images) per expanded row
 
@@ -260,6 +263,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(shown, *_describe(exc, raw)) from None
+    problem = provider_entry(spec.provider.kind).spec_problem(spec)
+    if problem:
+        raise SpecError(shown, *problem)
     warnings = check_spec(spec, shown)
     _check_pricing(spec, shown)
     return LoadedSpec(spec, path, shown, warnings)

@@ -42,6 +42,7 @@ from .classify import (
     error_envelope,
 )
 from .messages import one_line, safe_message
+from .sse import sse_events
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
@@ -50,7 +51,7 @@ _PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'
 _SCHEMA_KEY = {"openapi": "responseSchema", "json_schema": "responseJsonSchema"}
 
 
-def gemini_body(request: RenderedRequest) -> dict[str, Any]:
+def gemini_body(request: RenderedRequest, provider: Any = None) -> dict[str, Any]:
     """The generateContent body of a rendered request, input images still as "sha256:<hex>" data."""
     parts = [{"inlineData": {"mimeType": part["mime"], "data": part["image"]}} if "image" in part
              else {"text": part["text"]} for part in request["parts"]]
@@ -388,16 +389,6 @@ def parse_sse(
     except (AttributeError, TypeError, IndexError):
         return _malformed(200, "stream event does not have the generateContent shape")
     return reply_from_response(merged, 200, wants_image)
-
-
-def sse_events(data: bytes) -> list[bytes]:
-    """The `data:` payload of each server-sent event (multi-line data joined by newlines)."""
-    events = []
-    for block in data.replace(b"\r\n", b"\n").split(b"\n\n"):
-        lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
-        if lines:
-            events.append(b"\n".join(lines))
-    return events
 
 
 def merge_stream(payloads: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ entry is used, so loading a spec does not import the HTTP stack.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..rendered import RenderedRequest
 
 GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
 SIMULATOR_BASE_URL = "http://simulator.batchrun.invalid"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class Provider(Protocol):
@@ -64,8 +66,39 @@ class ProviderEntry:
     build: Callable[[ProviderSettings], Provider]
     transport: Callable[[ProviderSettings], httpx.AsyncBaseTransport]
     estimate_inputs: Callable[[RenderedRequest], EstimateInputs]
-    wire_body: Callable[[RenderedRequest], dict[str, Any]]  # what is sent, input images as their hash
+    # what is sent (input images as their hash), from the rendered request and the spec's provider section
+    wire_body: Callable[[RenderedRequest, Any], dict[str, Any]]
     endpoint_label: Callable[[Any], str]  # where a run sends, as `runs/*.json` records it
+    default_base_url: str
+    example_urls: str  # named in the message about a base_url that is not a URL
+    url_path: Callable[[str, str], str]  # a base_url's path, a pasted API path dropped (ValueError: refused)
+    spec_problem: Callable[[Any], tuple[str, str] | None]  # a spec key the kind can't send: (yaml path, fix)
+
+
+def _gemini_path(path: str, scheme_and_host: str) -> str:
+    """The provider appends /v1beta/models/MODEL:generateContent: a pasted /v1beta or /v1beta/models is dropped."""
+    path = _GEMINI_SUFFIX.sub("", path)
+    if "/v1beta/" in path + "/":
+        raise ValueError(
+            "the URL holds the API path (/v1beta/...): batchrun adds /v1beta/models/MODEL:generateContent "
+            f"itself; write only what comes before /v1beta, e.g. {scheme_and_host}{path.partition('/v1beta')[0]}"
+        )
+    return path
+
+
+def _chat_path(path: str, scheme_and_host: str) -> str:
+    """The provider appends /chat/completions: a pasted one is dropped; a Gemini-native path is refused."""
+    path = _CHAT_SUFFIX.sub("", path)
+    if "/models/" in path + "/" or path.rstrip("/").endswith(":generateContent"):
+        raise ValueError(
+            "the URL holds a Gemini-native API path; provider.kind openai posts to BASE_URL/chat/completions, "
+            f"so write the chat-completions base, e.g. {scheme_and_host}/v1"
+        )
+    return path
+
+
+_GEMINI_SUFFIX = re.compile(r"/v1beta(?:/models)?/*$")
+_CHAT_SUFFIX = re.compile(r"/chat/completions/*$")
 
 
 def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
@@ -106,20 +139,44 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+def _openai(settings: ProviderSettings) -> Provider:
+    from .openai import OpenAIProvider
+
+    spec = settings.provider
+    return OpenAIProvider(spec.url, settings.api_key, spec_dir=settings.spec_dir, stream=spec.stream,
+                          timeout_s=settings.timeout_s, max_tokens_field=spec.max_tokens_field)
+
+
 _gemini_estimate_inputs: Callable[[RenderedRequest], EstimateInputs] = _lazy(".gemini", "gemini_estimate_inputs")
-_gemini_body: Callable[[RenderedRequest], dict[str, Any]] = _lazy(".gemini", "gemini_body")
+_gemini_body: Callable[[RenderedRequest, Any], dict[str, Any]] = _lazy(".gemini", "gemini_body")
+_chat_body: Callable[[RenderedRequest, Any], dict[str, Any]] = _lazy(".openai_request", "chat_body")
+_gemini_problem: Callable[[Any], tuple[str, str] | None] = _lazy(".openai_request", "gemini_spec_problem")
+_chat_problem: Callable[[Any], tuple[str, str] | None] = _lazy(".openai_request", "chat_spec_problem")
+GEMINI_EXAMPLES = "https://generativelanguage.googleapis.com or https://api.cometapi.com"
 
 
 ENTRIES: dict[str, ProviderEntry] = {
     "gemini": ProviderEntry(
         kind="gemini", default_key_env="GEMINI_API_KEY", build=_gemini(""), transport=_aiohttp_transport,
         estimate_inputs=_gemini_estimate_inputs, wire_body=_gemini_body, endpoint_label=lambda spec: spec.url,
+        default_base_url=GOOGLE_BASE_URL, example_urls=GEMINI_EXAMPLES, url_path=_gemini_path,
+        spec_problem=_gemini_problem,
     ),
     # the Gemini adapter answered in process by the simulator: no network, no key
     "simulator": ProviderEntry(
         kind="simulator", default_key_env=None, build=_gemini(SIMULATOR_BASE_URL), transport=_simulator_transport,
         estimate_inputs=_gemini_estimate_inputs, wire_body=_gemini_body,
         endpoint_label=lambda spec: "simulator (in process)",
+        default_base_url=GOOGLE_BASE_URL, example_urls=GEMINI_EXAMPLES, url_path=_gemini_path,
+        spec_problem=_gemini_problem,
+    ),
+    # OpenAI-compatible chat completions: OpenAI, CometAPI's /v1, Google's compat route, any such gateway.
+    # The spec's generation options keep their Gemini names; openai_request maps them.
+    "openai": ProviderEntry(
+        kind="openai", default_key_env="OPENAI_API_KEY", build=_openai, transport=_aiohttp_transport,
+        estimate_inputs=_gemini_estimate_inputs, wire_body=_chat_body, endpoint_label=lambda spec: spec.url,
+        default_base_url=OPENAI_BASE_URL, example_urls="https://api.cometapi.com/v1 or https://api.openai.com/v1",
+        url_path=_chat_path, spec_problem=_chat_problem,
     ),
 }
 KINDS = tuple(ENTRIES)

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+MAX_BODY_EXTENSION = "batchrun.max_body_bytes"  # a request's cap on the body read (an image fetched by URL)
 _SKIPPED_HEADERS = frozenset({b"host", b"content-length", b"accept-encoding"})  # aiohttp writes its own
 
 
@@ -81,13 +82,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method, str(request.url), headers=headers, data=request.content or None,
                 allow_redirects=False, timeout=_client_timeout(timeout),
             ) as reply:
-                body = await reply.read()
+                body = await _read(reply, request.extensions.get(MAX_BODY_EXTENSION))
         return httpx.Response(reply.status, headers=_reply_headers(reply), content=body, request=request)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read(reply: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    """The whole body, or, with a limit, a ReadError as soon as it is known to be longer."""
+    if limit is None:
+        return await reply.read()
+    if reply.content_length is not None and reply.content_length > limit:
+        raise httpx.ReadError(f"the body is {reply.content_length} bytes, more than the {limit} allowed")
+    chunks, size = [], 0
+    async for chunk in reply.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise httpx.ReadError(f"the body is longer than the {limit} bytes allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _client_timeout(timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:

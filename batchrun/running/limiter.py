@@ -27,6 +27,9 @@ one (a slow start from 1 req/s cost 7 s of a 20,000-request run, bench/RESULTS.m
 starts the adaptive rate from the pace granted over the last second, and if that decrease proves
 useless the limiter is unpaced again.
 
+A server that tells what is left of its limits (`x-ratelimit-*` headers, OpenAI and some gateways) is
+obeyed before its first 429: no grant goes into a window it said was spent (see `headroom.py`).
+
 A server's delay (`RetryInfo.retryDelay`) holds back every sender (`hold_back`) only when whatever
 is sent now would meet the same refusal: during a 429 storm (half of the last `STORM_REPLIES`
 replies), and while 429s come too often to be background (a limit overshot). Otherwise a 429 delays
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 import anyio
 
 from batchrun.errors import duration_text
+from batchrun.records import Headroom
 from batchrun.running.adaptive import (
     START_RATE,
     AdaptiveRate,
@@ -52,6 +56,7 @@ from batchrun.running.adaptive import (
     Step,
 )
 from batchrun.running.clock import Clock
+from batchrun.running.headroom import ServerHeadroom
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +182,7 @@ class Limiter:
             self._requests = TokenBucket(self._adaptive.rate, now)
         self._tokens = _bucket(tokens_per_minute, now)
         self._images = _bucket(images_per_minute, now)
+        self._server = ServerHeadroom()  # the server's own count, from x-ratelimit-* headers
         self._gated = any(b is not None for b in (self._requests, self._tokens, self._images))
 
     @property
@@ -221,11 +227,12 @@ class Limiter:
         for bucket, amount in ((self._requests, 1), (self._tokens, tokens), (self._images, images)):
             if bucket is not None:
                 bucket.take(amount, now)
+        self._server.take(tokens, now)
 
     def _other_waits(self, tokens: int, images: int, now: float) -> float:
         token_wait = 0.0 if self._tokens is None else self._tokens.wait_time(tokens, now)
         image_wait = 0.0 if self._images is None else self._images.wait_time(images, now)
-        return max(token_wait, image_wait)
+        return max(token_wait, image_wait, self._server.wait_time(tokens, now))
 
     async def _nap_for(self, seconds: float, now: float) -> None:
         """Sleep, cut short by `_nudge` when a release makes room sooner than planned."""
@@ -241,9 +248,11 @@ class Limiter:
             self._nap.cancel()
 
     def release(
-        self, permit: Permit, *, actual_tokens: int | None = None, rate_limited: bool = False
+        self, permit: Permit, *, actual_tokens: int | None = None, rate_limited: bool = False,
+        headroom: Headroom | None = None,
     ) -> None:
-        """Give a permit back, with the actual token usage and whether the reply was a 429."""
+        """Give a permit back, with the actual token usage, whether the reply was a 429, and what the
+        server's rate-limit headers said is left."""
         if permit.released:
             raise RuntimeError("this permit was already released")
         permit.released = True
@@ -255,6 +264,10 @@ class Limiter:
             self._tokens.correct(actual_tokens - permit.tokens, now)
             if actual_tokens < permit.tokens:
                 self._nudge(now)
+        if headroom is not None:
+            self._server.update(headroom, self._in_flight, now)
+            self._gated = True
+            self._nudge(now)
         if self._adaptive is not None:
             self._adapt(permit, rate_limited, now)
 
@@ -313,7 +326,7 @@ class Limiter:
         self._adaptive.undo(before.rate)
         if not before.paced:
             self._requests, self._unpaced = None, True
-            self._gated = self._tokens is not None or self._images is not None
+            self._gated = self._tokens is not None or self._images is not None or self._server.known
             pace = "no pace: only concurrency binds"
         else:
             assert self._requests is not None

@@ -305,7 +305,7 @@ class WorkerPool:
             raise RequestAbandoned from None
         reply = await self._send(record)
         actual = reply.usage.total if reply.usage is not None else None
-        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.rate_limited)
+        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.rate_limited, headroom=reply.headroom)
         return self._react(reply)
 
     async def _send(self, record: RequestRecord) -> ProviderReply:
