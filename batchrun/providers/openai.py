@@ -260,8 +260,10 @@ def _attach(reply: ProviderReply, url: str) -> tuple[ProviderReply, str | None]:
         return reply, None
     try:
         reply.image = binascii.a2b_base64(match.group(2))
+        if not reply.image and match.group(2).strip():
+            raise ValueError("no base64 characters")
     except (binascii.Error, ValueError):
-        reply.outcome, reply.error_kind = Outcome.RETRY, ErrorKind.MALFORMED
+        reply.outcome, reply.error_kind, reply.image = Outcome.RETRY, ErrorKind.MALFORMED, None
         reply.error_message = "the reply's image is not valid base64"
         return reply, None
     if not reply.image:
