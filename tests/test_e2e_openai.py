@@ -27,6 +27,7 @@ from e2e_helpers import (  # noqa: F401 (serve is a fixture)
 from PIL import Image
 
 CHAT = "chat.completions"
+REVOKED_KEY = "test-key-e2e-revoked-4242"  # listed in e2e_jobs/bad_key.yaml
 
 
 def chat(spec: dict, url: str) -> dict:
@@ -167,11 +168,13 @@ def test_a_bad_key_stops_the_run_with_exit_6(tmp_path, serve):
     simulator = serve(faults="bad_key.yaml")
     spec = write_spec(tmp_path, chat(text_job("chat-key", simulator.url, 20), simulator.url))
 
-    done = run_job(tmp_path, spec, key="sk-wrong-key-0000")
+    done = run_job(tmp_path, spec, key=REVOKED_KEY)
 
     assert done.returncode == 6, done.stderr
     assert outputs(tmp_path, "chat-key").rows() == []
-    assert_no_key(tmp_path, done.stdout, done.stderr, key="sk-wrong-key-0000")
+    received = simulator.requests()
+    assert 0 < len(received) <= 8 and {line["outcome"] for line in received} == {"bad_key"}
+    assert_no_key(tmp_path, done.stdout, done.stderr, key=REVOKED_KEY)
 
 
 def test_a_wrong_base_url_path_is_a_configuration_error_with_exit_11(tmp_path, serve):
