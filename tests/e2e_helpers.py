@@ -32,6 +32,7 @@ from batchrun.output.journal import read_journal
 from batchrun.output.sink import list_parts, read_parts, rows_to_table
 from batchrun.planning.manifest import batch_to_records
 from batchrun.providers.gemini import GeminiProvider
+from batchrun.providers.openai import OpenAIProvider
 from batchrun.simulator.requestlog import read_request_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -356,9 +357,11 @@ class Outputs:
             ids.update(row[0] for row in run.results)
         return ids
 
-    def body_hashes(self) -> dict[str, str]:
-        """sha256 of the exact bytes sent for each request id (what the simulator logs)."""
-        provider = GeminiProvider("http://127.0.0.1", None, spec_dir=self.spec_dir)
+    def body_hashes(self, kind: str = "gemini") -> dict[str, str]:
+        """sha256 of the exact bytes sent for each request id (what the simulator logs), by provider kind."""
+        provider: GeminiProvider | OpenAIProvider = GeminiProvider("http://127.0.0.1", None, spec_dir=self.spec_dir)
+        if kind == "openai":
+            provider = OpenAIProvider("http://127.0.0.1/v1", None, spec_dir=self.spec_dir)
         out = {}
         for batch in self.manifest.to_batches():
             for record in batch_to_records(batch):

@@ -79,8 +79,10 @@ def assert_nothing_answered_was_sent_again(kills, log, hashes) -> None:
         assert not again, f"{len(again)} requests with a durable result at kill {number} were sent again"
 
 
-def test_text_job_killed_six_times_then_resumed_has_one_final_row_per_request(tmp_path, flaky):
-    spec = write_spec(tmp_path, text_job("killed", flaky.url, 500,
+@pytest.mark.parametrize("kind", ["gemini", "openai"])
+def test_text_job_killed_six_times_then_resumed_has_one_final_row_per_request(tmp_path, flaky, kind):
+    base_url = flaky.url if kind == "gemini" else f"{flaky.url}/v1"  # openai: the chat route
+    spec = write_spec(tmp_path, text_job("killed", flaky.url, 500, provider={"kind": kind, "base_url": base_url},
                                          limits={"concurrency": 4, "requests_per_minute": 3000}))
     kills = kill_at_random_points(tmp_path, spec, flaky, random.Random(20240611), KILLS, "killed")
 
@@ -95,7 +97,7 @@ def test_text_job_killed_six_times_then_resumed_has_one_final_row_per_request(tm
     grew = [later[0] - earlier[0] for earlier, later in zip(kills, kills[1:])]
     assert all(grew), "every kill should land while results come back"
     log = flaky.requests()
-    hashes = job.body_hashes()
+    hashes = job.body_hashes(kind)
     assert_nothing_answered_was_sent_again(kills, log, hashes)
     served = sends_by_id(log, hashes, outcome="ok")
     served_twice = sum(count - 1 for count in served.values())
