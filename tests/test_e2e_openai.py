@@ -19,6 +19,7 @@ from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     image_job,
     outputs,
     run_job,
+    sends_by_id,
     serve,
     text_job,
     write_faults,
@@ -190,3 +191,22 @@ def test_a_wrong_base_url_path_is_a_configuration_error_with_exit_11(tmp_path, s
     job["provider"]["base_url"] = f"{simulator.url}/v1"
     write_spec(tmp_path, job)
     assert run_job(tmp_path, spec).returncode == 0
+
+
+def test_a_cap_stops_a_chat_image_job_within_it_and_a_higher_cap_finishes_without_resending(tmp_path, serve):
+    simulator = serve(profile="clean", seed=4)
+    job = image_job("chat-cap", simulator.url, tmp_path, photos=3, scenes=2, size="1K",
+                    request={"extra_body": {"sim_image_shape": "markdown"}}, limits={"concurrency": 2})
+    spec = write_spec(tmp_path, chat(job, simulator.url))
+    cap = 0.2  # six 1K images of gemini-3.1-flash-image cost about $0.40
+
+    capped = run_job(tmp_path, spec, "--max-cost", str(cap))
+
+    assert capped.returncode == 4, capped.stderr
+    out = outputs(tmp_path, "chat-cap")
+    spent = sum(row["cost_usd"] for row in out.rows())
+    assert 0 < spent <= cap and 0 < len(out.rows()) < 6
+    rest = run_job(tmp_path, spec, "--max-cost", "5")
+    assert rest.returncode == 0, rest.stderr
+    assert sorted(row["request_id"] for row in out.rows()) == sorted(out.ids)
+    assert sends_by_id(simulator.requests(), out.body_hashes("openai")) == dict.fromkeys(out.ids, 1)
