@@ -39,6 +39,14 @@ class SlidingWindow:
         oldest_needed = times[len(times) + count - self.limit - 1]
         return max(0.0, oldest_needed + WINDOW_S - now)
 
+    def room(self, now: float) -> tuple[int, float]:
+        """Admissions left at `now`, and the seconds until the oldest admission leaves the window (0: none)."""
+        times = self._times
+        while times and times[0] <= now - WINDOW_S:
+            times.popleft()
+        reset = times[0] + WINDOW_S - now if times else 0.0
+        return max(0, self.limit - len(times)), reset
+
 
 class DayQuota:
     """At most `limit` requests per Pacific calendar day."""
