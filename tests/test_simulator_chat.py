@@ -440,3 +440,17 @@ async def test_the_in_process_transport_serves_chat_headers_and_image_urls(tmp_p
     assert response.headers["x-ratelimit-remaining-requests"] == "4"
     assert url.startswith("http://simulator.invalid/v1/sim/images/")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+
+def test_a_token_limit_adds_token_headers_and_refuses_with_type_tokens():
+    clock = FakeClock()
+    core = make_core(clock=clock, limits={"tokens_per_minute": 10})
+    first = post(core, chat_body("x" * 24))  # 6 prompt tokens
+    assert (first.headers["x-ratelimit-limit-tokens"], first.headers["x-ratelimit-remaining-tokens"]) == ("10", "4")
+    assert "x-ratelimit-limit-requests" not in first.headers
+    clock.now += 20
+    refused = post(core, chat_body("y" * 24))
+    assert refused.status == 429 and error_of(refused)["type"] == "tokens"
+    assert refused.headers["retry-after-ms"] == "40000" and refused.headers["x-ratelimit-reset-tokens"] == "40s"
+    clock.now += 40
+    assert post(core, chat_body("y" * 24)).status == 200

@@ -139,11 +139,11 @@ def bad_key() -> dict:
     )
 
 
-def rate_limit_error(model: str, what: str, limit: int | None, retry_after_s: float) -> dict:
-    """429 for a per-minute limit: retryable."""
+def rate_limit_error(model: str, what: str, limit: int, retry_after_s: float) -> dict:
+    """429 for a per-minute limit on `what` (requests, images, tokens; also the error type): retryable."""
     message = (f"Rate limit reached for {model} on {what} per minute: Limit {limit}. "
                f"Please try again in {format_duration(retry_after_s)}.")
-    return openai_error(message, "requests", what, "rate_limit_exceeded")
+    return openai_error(message, what, None, "rate_limit_exceeded")
 
 
 def insufficient_quota(code: str = "insufficient_quota") -> dict:

@@ -45,7 +45,12 @@ from .core import SSE_TYPE, SimReply, break_json, cut_short, drop_point, respons
 from .faults import Decision, image_url_fails
 from .imagestore import IMAGE_PATH, ImageStore, image_path
 from .inbound import load_body
-from .limits import Refusal
+from .limits import (
+    IMAGES_PER_MINUTE_QUOTA,
+    INPUT_TOKENS_PER_MINUTE_QUOTA,
+    REQUESTS_PER_MINUTE_QUOTA,
+    Refusal,
+)
 from .replies import gateway_envelope, not_found
 
 if TYPE_CHECKING:
@@ -63,6 +68,11 @@ _ERRORS: dict[str, tuple[int, Callable[[], dict]]] = {
     "prepaid_429": (429, insufficient_quota),
 }
 _FILTERED = ("blocked", "safety")
+_LIMIT_KINDS = {  # a per-minute quota id -> the LimitBook window and the OpenAI error type
+    REQUESTS_PER_MINUTE_QUOTA: "requests",
+    IMAGES_PER_MINUTE_QUOTA: "images",
+    INPUT_TOKENS_PER_MINUTE_QUOTA: "tokens",
+}
 _TEXT_OUTCOMES = ("blocked", "safety", "refusal", "no_image", "drop", "malformed")
 
 
@@ -108,7 +118,7 @@ class ChatRoute:
         return chat.model, self._generate(chat, plan, headers.get("host") or "127.0.0.1", now)
 
     def _generate(self, chat: ChatRequest, plan: ModelPlan, host: str, now: float) -> SimReply:
-        n, decision, refusal = self.core.admit(plan, now)
+        n, decision, refusal = self.core.admit(chat.model, chat.generate, plan, now)
         limit_headers = self._limit_headers(now)
         if refusal is not None:
             return self._refused(chat.model, refusal, limit_headers)
@@ -118,19 +128,20 @@ class ChatRoute:
         return reply
 
     def _limit_headers(self, now: float) -> dict[str, str]:
-        window = self.core.limits.requests
-        if window is None or not self.core.config.ratelimit_headers:
+        if not self.core.config.ratelimit_headers:
             return {}
-        remaining, reset_s = window.room(now)
-        return ratelimit_headers("requests", window.limit, remaining, reset_s)
+        headers: dict[str, str] = {}
+        for kind, window in (("requests", self.core.limits.requests), ("tokens", self.core.limits.tokens)):
+            if window is not None:
+                headers.update(ratelimit_headers(kind, window.limit, *window.room(now)))
+        return headers
 
     def _refused(self, model: str, refusal: Refusal, limit_headers: dict[str, str]) -> SimReply:
         if refusal.per_day:
             return _reply(429, "quota", insufficient_quota(), limit_headers)
-        images = refusal.quota_id.startswith("GenerateContentOutputImages")
-        window = self.core.limits.images if images else self.core.limits.requests
-        limit = window.limit if window is not None else None
-        body = rate_limit_error(model, "images" if images else "requests", limit, refusal.retry_after_s)
+        kind = _LIMIT_KINDS[refusal.quota_id]
+        window = getattr(self.core.limits, kind)
+        body = rate_limit_error(model, kind, window.limit, refusal.retry_after_s)
         return _reply(429, "rate_limited", body, {**limit_headers, **retry_after_headers(refusal.retry_after_s)})
 
     def _faulted(self, chat: ChatRequest, plan: ModelPlan, decision: Decision, n: int, host: str,

@@ -183,12 +183,14 @@ class SimulatorCore:
             return "no_key"
         return None
 
-    def admit(self, plan: ModelPlan, now: float) -> tuple[int, Decision, Refusal | None]:
+    def admit(self, model: str, request: GenerateRequest, plan: ModelPlan,
+              now: float) -> tuple[int, Decision, Refusal | None]:
         """Number a generate request in arrival order, draw its fault decision and apply the counted limits."""
         n = self.arrivals
         self.arrivals += 1
         decision = decide(self.config, self.seed, n)
-        return n, decision, self.limits.check(now, 1 if plan.wants_image else 0)
+        prompt_tokens = lambda: request.prompt_text_tokens + _image_in(model, request)  # noqa: E731
+        return n, decision, self.limits.check(now, 1 if plan.wants_image else 0, prompt_tokens)
 
     def _serve(self, model, rpc, query, headers, body, now) -> SimReply:
         refused = self.key_refused(headers, query)
@@ -215,7 +217,7 @@ class SimulatorCore:
         return _json_reply(200, "ok", reply)
 
     def _generate(self, model, request, plan: ModelPlan, streaming: bool, sse: bool, now: float) -> SimReply:
-        n, decision, refusal = self.admit(plan, now)
+        n, decision, refusal = self.admit(model, request, plan, now)
         if refusal is not None:
             outcome = "quota" if refusal.per_day else "rate_limited"
             body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)

@@ -105,6 +105,7 @@ class Limits(_Strict):
 
     requests_per_minute: int | None = Field(None, ge=1)
     images_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)  # input (prompt) tokens
     requests_per_day: int | None = Field(None, ge=0)
 
 
