@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 
+import httpx
 import pytest
 from e2e_helpers import start_simulator, write_faults
 from PIL import Image
@@ -112,3 +113,23 @@ async def test_sdk_sees_a_billing_429_with_code_insufficient_quota(tmp_path):
     assert caught.value.status_code == 429
     assert (caught.value.code, caught.value.type) == ("insufficient_quota", "insufficient_quota")
     assert [(line["rpc"], line["outcome"]) for line in simulator.requests()] == [("chat.completions", "prepaid_429")]
+
+
+async def test_an_image_url_from_extra_body_is_served_and_its_fault_is_a_503_a_retry_gets_past(tmp_path):
+    faults = write_faults(tmp_path, "urls", {"image_url_fault": {"first": 1}})
+    simulator = start_simulator(tmp_path, faults=faults)
+    try:
+        async with client_for(simulator.url) as client:
+            reply = await client.chat.completions.create(
+                model="gemini-2.5-flash-image", messages=[{"role": "user", "content": "A teapot"}],
+                extra_body={"modalities": ["image", "text"], "sim_image_shape": "url"},
+            )
+        url = reply.choices[0].message.content.split("![image](")[1].rstrip(")")
+        async with httpx.AsyncClient() as http:
+            first, retry = await http.get(url), await http.get(url)
+    finally:
+        simulator.stop()
+    assert url.startswith(f"{simulator.url}/v1/sim/images/")
+    assert (first.status_code, retry.status_code, retry.headers["content-type"]) == (503, 200, "image/png")
+    assert Image.open(io.BytesIO(retry.content)).size == (1024, 1024)
+    assert [line["rpc"] for line in simulator.requests()] == ["chat.completions", "sim.image", "sim.image"]
