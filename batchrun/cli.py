@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BatchrunError, UsageError
+from .simulator import SIMULATE_DETAILS
 
 log = logging.getLogger("batchrun")
 
@@ -149,7 +150,8 @@ def _add_estimate(commands, common) -> None:
 
 
 def _add_simulate(commands, common) -> None:
-    p = _command(commands, common, "simulate", "Serve the offline Gemini-compatible simulator on 127.0.0.1.")
+    p = _command(commands, common, "simulate", "Serve the offline Gemini-compatible simulator on 127.0.0.1.",
+                 SIMULATE_DETAILS)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
     p.add_argument("--profile", choices=["clean", "flaky", "overloaded", "quota"], help="a named fault profile")

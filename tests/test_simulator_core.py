@@ -341,6 +341,15 @@ def test_images_per_minute_counts_only_image_requests():
     assert call(core, image_body(), IMAGE_MODEL).outcome == "ok"
 
 
+def test_tokens_per_minute_counts_prompt_tokens_and_names_the_input_token_quota():
+    core = make_core(limits={"tokens_per_minute": 10})
+    assert call(core, text_body("x" * 32)).outcome == "ok"  # 8 prompt tokens
+    refused = call(core, text_body("y" * 32))
+    assert refused.outcome == "rate_limited"
+    violation = next(d for d in json.loads(refused.body)["error"]["details"] if d["@type"].endswith("QuotaFailure"))
+    assert violation["violations"][0]["quotaId"] == "GenerateContentInputTokensPerModelPerMinute"
+
+
 def test_per_day_quota_refuses_every_request_after_the_limit_until_midnight_pacific():
     clock = FakeClock(1_800_057_600.0)  # 2027-01-16 00:00 UTC: 16:00 the day before, Pacific (UTC-8)
     core = make_core(clock=clock, limits={"requests_per_day": 20})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from batchrun.simulator.faults import Limits
-from batchrun.simulator.limits import DayQuota, LimitBook, SlidingWindow
+from batchrun.simulator.limits import DayQuota, LimitBook, SlidingWindow, TokenWindow
 
 
 def test_window_admits_up_to_its_limit_then_says_when_a_slot_frees():
@@ -44,3 +44,22 @@ def test_limit_book_checks_day_then_requests_then_images():
     assert book.check(2.0, images=0).quota_id == "GenerateRequestsPerMinutePerProjectPerModel"
     refusal = book.check(3.0, images=0)
     assert refusal.per_day and refusal.quota_id == "GenerateRequestsPerDayPerProjectPerModel"
+
+
+def test_a_token_window_counts_tokens_and_a_request_over_the_limit_waits_for_an_empty_window():
+    window = TokenWindow(100)
+    assert window.admit(0.0, 60) is None and window.admit(10.0, 30) is None
+    assert window.admit(20.0, 20) == 40.0  # the 60 of t=0 must leave first
+    assert window.room(20.0) == (10, 40.0)
+    assert window.admit(60.0, 500) == 10.0  # counted as 100: the 30 of t=10 must leave too
+    assert window.admit(70.0, 500) is None and window.room(70.0) == (0, 60.0)
+
+
+def test_the_book_asks_for_tokens_only_when_a_token_limit_is_set():
+    def never() -> int:
+        raise AssertionError("tokens were counted with no token limit")
+
+    assert LimitBook(Limits(requests_per_minute=5)).check(0.0, images=0, tokens=never) is None
+    book = LimitBook(Limits(tokens_per_minute=10))
+    assert book.check(0.0, images=0, tokens=lambda: 8) is None
+    assert book.check(1.0, images=0, tokens=lambda: 8).quota_id == "GenerateContentInputTokensPerModelPerMinute"

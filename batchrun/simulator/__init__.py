@@ -7,4 +7,15 @@
     render    Pillow drawing                   replies    Google-shaped JSON bodies
     pngstrips PNGs from cached row blocks      lettering  text from cached glyphs
     server    the aiohttp HTTP server (`serve`)            transport  the in-process httpx transport
+    chatinbound  a chat body as a GenerateRequest         chatreplies  OpenAI-shaped bodies and headers
+    chatroute    the OpenAI-compatible chat route          imagestore   images served by URL
 """
+
+# `batchrun simulate --help` and `python -m batchrun.simulator --help` show this
+SIMULATE_DETAILS = """\
+Routes: POST /v1beta/models/MODEL:generateContent (also :streamGenerateContent, :countTokens) and the
+OpenAI-compatible POST /v1/chat/completions (also /v1beta/openai/chat/completions), which share the
+faults, limits and request log. Faults-file settings for the chat route: refusal (a fault, rate or
+schedule), chat_image_shape (images | markdown | parts | url | rotate; a request's sim_image_shape
+overrides it), ratelimit_headers (true | false: x-ratelimit-* headers when per-minute limits are
+set), image_url_fault (a rate or schedule: GETs of url-shape image links answered 503)."""

@@ -6,13 +6,15 @@ import argparse
 import sys
 
 from ..errors import BatchrunError
+from . import SIMULATE_DETAILS
 from .server import serve
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m batchrun.simulator",
-        description="Serve an offline Gemini-compatible API with fault injection on 127.0.0.1.",
+        description="Serve an offline Gemini-compatible API with fault injection on 127.0.0.1.\n\n" + SIMULATE_DETAILS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089, help="0 picks a free port")

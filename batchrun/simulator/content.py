@@ -36,6 +36,7 @@ _UNKNOWN_OUTPUT_IMAGE_TOKENS = 1290
 MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 16, 111  # a text answer's length, as the README states
 MIN_THINKING_TOKENS = 64  # a thinking model thinks 64 to 574 tokens a request, before any answer
 ENUM_MIME = "text/x.enum"  # Gemini's enum mode: the answer is one of the schema's enum values, bare
+_LEVEL_SCALE = {"minimal": 0.125, "low": 0.5, "medium": 1.0, "high": 2.0}  # thinking tokens, against the default
 
 
 @dataclass(slots=True)
@@ -151,6 +152,8 @@ def thinking_tokens(plan: ModelPlan, request: GenerateRequest, digest: bytes) ->
     if not plan.thinks:
         return 0
     tokens = MIN_THINKING_TOKENS + digest[24] * 2
+    if request.thinking_level is not None:
+        tokens = max(1, int(tokens * _LEVEL_SCALE[request.thinking_level]))
     budget = request.thinking_budget
     return min(tokens, budget) if budget is not None and budget > 0 else tokens
 

@@ -9,7 +9,9 @@ logs the request; a reply that carries generated content leaves its body to `Sim
 which draws the images and encodes the JSON and may run on a worker thread. `handle` does both.
 
 Order of checks for a generate request: route, API key, body, then (with the request's arrival
-number n) the per-day quota, per-minute limits, and the seeded fault decision for n.
+number n) the per-day quota, per-minute limits, and the seeded fault decision for n. The
+OpenAI-compatible chat route (`chatroute.py`) takes the same steps through `admit`, sharing the
+arrival count, the limits and the fault decisions with the native route.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from batchrun.cost.modeltable import input_image_tokens
@@ -34,7 +36,7 @@ from .inbound import (
     read_count_tokens_request,
     read_generate_request,
 )
-from .limits import LimitBook
+from .limits import LimitBook, Refusal
 from .replies import (
     bad_key_error,
     blocked_reply,
@@ -65,7 +67,7 @@ _ERROR_FAULTS = {  # faults answered with a Google error body: (HTTP status, bod
     "billing_402": (402, lambda: prepayment_depleted_error(402)),
     "prepaid_429": (429, lambda: prepayment_depleted_error(429)),
 }
-_CONTENTLESS = ("blocked", "safety", "no_image")
+_CONTENTLESS = ("blocked", "safety", "no_image", "refusal")
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class SimReply:
     hang_s: float | None = None  # hang: seconds before the connection closes (None: never)
     build: Callable[[SimReply], None] | None = None  # fills in body/events: see complete
     draws: bool = False  # building the body draws images: worth a worker thread
+    headers: dict[str, str] = field(default_factory=dict)  # sent besides Content-Type
 
     def complete(self) -> None:
         """Build the body if it is still to be built; may run on a worker thread, once per reply."""
@@ -101,6 +104,11 @@ def _dumps(obj: Any) -> bytes:
 
 def _json_reply(status: int, outcome: str, obj: Any) -> SimReply:
     return SimReply(status, outcome, _dumps(obj))
+
+
+def response_id(digest: bytes, n: int) -> str:
+    """The id of the reply to the n-th request (20 URL-safe characters)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(digest + n.to_bytes(8, "big")).digest()[:15]).decode()
 
 
 def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -133,6 +141,9 @@ class SimulatorCore:
         self.content = ContentMaker(seed, config.image_mime)
         self.arrivals = 0
         self._bad_keys = frozenset(config.bad_keys)
+        from .chatroute import ChatRoute  # chatroute builds on this module
+
+        self.chat = ChatRoute(self)
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -149,11 +160,13 @@ class SimulatorCore:
         now = self.clock()
         route = _ROUTE.match(path)
         model = route.group(1) if route else None
-        if route is None or method != "POST":
+        rpc = route.group(2) if route else None
+        if route is None:
+            model, rpc, reply = self.chat.receive(method, path, query, headers, body, now)
+        elif method != "POST":
             reply = _json_reply(404, "not_found", not_found(path))
         else:
             reply = self._serve(model, route.group(2), query, headers, body, now)
-        rpc = route.group(2) if route else None
         self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
         return reply
 
@@ -161,11 +174,29 @@ class SimulatorCore:
         """Close the request log."""
         self.log.close()
 
-    def _serve(self, model, rpc, query, headers, body, now) -> SimReply:
+    def key_refused(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """'bad_key' for a key listed in bad_keys, 'no_key' for none where one is required, else None."""
         key = api_key(headers, query)
         if key is not None and key in self._bad_keys:
-            return _json_reply(400, "bad_key", bad_key_error())
+            return "bad_key"
         if key is None and self.config.require_key:
+            return "no_key"
+        return None
+
+    def admit(self, model: str, request: GenerateRequest, plan: ModelPlan,
+              now: float) -> tuple[int, Decision, Refusal | None]:
+        """Number a generate request in arrival order, draw its fault decision and apply the counted limits."""
+        n = self.arrivals
+        self.arrivals += 1
+        decision = decide(self.config, self.seed, n)
+        prompt_tokens = lambda: request.prompt_text_tokens + _image_in(model, request)  # noqa: E731
+        return n, decision, self.limits.check(now, 1 if plan.wants_image else 0, prompt_tokens)
+
+    def _serve(self, model, rpc, query, headers, body, now) -> SimReply:
+        refused = self.key_refused(headers, query)
+        if refused == "bad_key":
+            return _json_reply(400, "bad_key", bad_key_error())
+        if refused == "no_key":
             return _json_reply(403, "no_key", missing_key_error())
         try:
             parsed = load_body(body)
@@ -186,10 +217,7 @@ class SimulatorCore:
         return _json_reply(200, "ok", reply)
 
     def _generate(self, model, request, plan: ModelPlan, streaming: bool, sse: bool, now: float) -> SimReply:
-        n = self.arrivals
-        self.arrivals += 1
-        decision = decide(self.config, self.seed, n)
-        refusal = self.limits.check(now, 1 if plan.wants_image else 0)
+        n, decision, refusal = self.admit(model, request, plan, now)
         if refusal is not None:
             outcome = "quota" if refusal.per_day else "rate_limited"
             body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)
@@ -208,15 +236,13 @@ class SimulatorCore:
         if fault == "hang":
             assert self.config.hang is not None  # drawn only when the config schedules hangs
             return SimReply(None, "hang", action="hang", hang_s=self.config.hang.seconds)
-        response_id = base64.urlsafe_b64encode(
-            hashlib.sha256(request.digest + n.to_bytes(8, "big")).digest()[:15]
-        ).decode()
+        reply_id = response_id(request.digest, n)
         if fault == "envelope200":
-            return _json_reply(200, "envelope200", gateway_envelope(response_id))
+            return _json_reply(200, "envelope200", gateway_envelope(reply_id))
         content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, decision.thought_images)
         if fault == "max_tokens" and content is not None:  # max_tokens is not contentless
-            content = _cut_short(content)
-        return self._content_reply(model, request, plan, fault, response_id, content, streaming, sse)
+            content = cut_short(content)
+        return self._content_reply(model, request, plan, fault, reply_id, content, streaming, sse)
 
     def _content_reply(self, model, request, plan, fault, response_id, content, streaming, sse) -> SimReply:
         """A 200 whose body (drawn images, JSON, then a drop or malformed fault) is built by complete()."""
@@ -228,20 +254,20 @@ class SimulatorCore:
             self._encode(reply, obj, streaming, sse)
             if fault == "drop":
                 reply.action = "drop"
-                reply.cut_at = len(reply.events[0]) if len(reply.events) > 1 else len(reply.payload()) // 2
+                reply.cut_at = drop_point(reply)
             elif fault == "malformed":
-                _break_json(reply)
+                break_json(reply)
 
         draws = content is not None and (content.image is not None or bool(content.thought_images))
         return SimReply(200, outcome, build=build, draws=draws)
 
     def _reply_object(self, model, request, plan, fault, response_id, content: Content | None) -> dict:
         stage = "PREVIEW" if model.endswith("-preview") else None
-        if content is None:  # blocked, safety, no_image
+        if content is None:  # blocked, safety, refusal, no_image
             usage = usage_metadata(request.prompt_text_tokens, _image_in(model, request), 0, 0, 0)
             if fault == "blocked":
                 return blocked_reply(usage, model, response_id)
-            reason = "SAFETY" if fault == "safety" else "NO_IMAGE"
+            reason = "NO_IMAGE" if fault == "no_image" else "SAFETY"  # the native route refuses as safety
             return generate_reply([], reason, usage, model, response_id, stage)
         parts = self._parts(content, plan.gemini3_image)
         usage = usage_metadata(
@@ -277,7 +303,7 @@ def _image_in(model: str, request: GenerateRequest) -> int:
     return sum(input_image_tokens(model, i.width, i.height) for i in request.images)
 
 
-def _cut_short(content: Content) -> Content:
+def cut_short(content: Content) -> Content:
     """The max_tokens fault: half the text, no image."""
     text = content.text or ""
     half = text[: max(1, len(text) // 2)] if text else None
@@ -287,7 +313,12 @@ def _cut_short(content: Content) -> Content:
     return content
 
 
-def _break_json(reply: SimReply) -> None:
+def drop_point(reply: SimReply) -> int:
+    """The drop fault: bytes sent before the connection closes (a stream's first event, else half)."""
+    return len(reply.events[0]) if len(reply.events) > 1 else len(reply.payload()) // 2
+
+
+def break_json(reply: SimReply) -> None:
     """The malformed fault: a complete HTTP reply whose JSON stops half way."""
     reply.outcome = "malformed"
     if reply.events:

@@ -6,6 +6,13 @@ decision for the n-th generate request (0-based, in arrival order) is a pure fun
 `FAULT_NAMES`; rated faults share one uniform draw, so their rates add up to at most 1 and each is
 emitted at exactly its own rate in the long run. Rate limits and the per-day quota are not drawn:
 they are counted, by `limits.py`.
+
+Settings for the OpenAI-compatible chat route: `refusal` (a fault like the others: the chat reply
+refuses, the native one answers as `safety` does), `chat_image_shape` (how a chat reply carries its
+image: `images`, `markdown`, `parts`, `url`, or `rotate` through the first three by arrival number),
+`ratelimit_headers` (the `x-ratelimit-*` headers when per-minute limits are set), and
+`image_url_fault` (a rate or schedule over the GETs of image URLs, answered 503). The image-URL
+decision is drawn from its own seeded stream, so it never shifts the generate decisions.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ FAULT_NAMES = (
     "max_tokens",
     "billing_402",
     "prepaid_429",
+    "refusal",
 )
 
 
@@ -97,6 +105,7 @@ class Limits(_Strict):
 
     requests_per_minute: int | None = Field(None, ge=1)
     images_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)  # input (prompt) tokens
     requests_per_day: int | None = Field(None, ge=0)
 
 
@@ -118,6 +127,10 @@ class FaultConfig(_Strict):
     max_tokens: Schedule | None = None
     billing_402: Schedule | None = None
     prepaid_429: Schedule | None = None
+    refusal: Schedule | None = None
+    image_url_fault: Schedule | None = None  # GETs of served image URLs answered 503; not in FAULT_NAMES
+    chat_image_shape: Literal["images", "markdown", "parts", "url", "rotate"] = "images"
+    ratelimit_headers: bool = True
     thought_images: float = Field(0.0, ge=0.0, le=1.0)
     bad_keys: list[str] = []
     require_key: bool = False
@@ -209,6 +222,14 @@ def decide(config: FaultConfig, seed: int, n: int) -> Decision:
         delay = 0.0
     thoughts = (1 + int(extra_thought < 0.5)) if u_thought < config.thought_images else 0
     return Decision(_pick_fault(config, n, u_fault), delay, thoughts)
+
+
+def image_url_fails(config: FaultConfig, seed: int, n: int) -> bool:
+    """Whether the n-th GET of an image URL (0-based) is answered 503."""
+    schedule = config.image_url_fault
+    if schedule is None:
+        return False
+    return schedule.scheduled(n) or random.Random(f"{seed}/image-url/{n}").random() < schedule.rate
 
 
 def _pick_fault(config: FaultConfig, n: int, u: float) -> str | None:

@@ -49,6 +49,7 @@ class GenerateRequest:
     image_size: str | None = None
     max_output_tokens: int | None = None
     thinking_budget: int | None = None
+    thinking_level: str | None = None  # minimal | low | medium | high (the chat route's reasoning_effort)
     response_mime: str = "text/plain"
     response_schema: dict[str, Any] | None = None  # responseSchema or responseJsonSchema, as sent
 
@@ -73,7 +74,8 @@ def decode_base64(text: str) -> bytes:
     return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
 
 
-def _image_size(data: str) -> tuple[int, int]:
+def image_size(data: str) -> tuple[int, int]:
+    """The (width, height) of a base64 image, read from its header; InvalidRequest if it is no image."""
     prefix = data[:_HEADER_CHARS]
     for chunk in (prefix[: len(prefix) - len(prefix) % 4], data):
         try:
@@ -93,7 +95,7 @@ def _read_parts(parts: list[Any], texts: list[str], images: list[InputImage]) ->
         blob = _get(part, "inlineData", "inline_data")
         if isinstance(blob, dict):
             mime = str(_get(blob, "mimeType", "mime_type", ""))
-            width, height = _image_size(str(blob.get("data", "")))
+            width, height = image_size(str(blob.get("data", "")))
             images.append(InputImage(mime, width, height))
 
 

@@ -1,13 +1,16 @@
-"""Counted limits the simulator enforces: requests and images per minute, requests per day.
+"""Counted limits the simulator enforces: requests, images and input tokens per minute, requests per day.
 
 Per-minute limits are sliding 60 s windows over admitted requests; a refused request does not
 count. The per-day quota counts every request that reached it and resets at midnight Pacific
 (taken as UTC-8 all year, so a test can predict it). Time comes from the caller, never read here.
+Input tokens are a request's prompt tokens (text and images); a request larger than the whole
+per-minute token limit counts as the limit, so that it waits for an empty window rather than forever.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .faults import Limits
@@ -19,6 +22,7 @@ PACIFIC_OFFSET_S = -8 * 3600.0
 REQUESTS_PER_MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel"
 IMAGES_PER_MINUTE_QUOTA = "GenerateContentOutputImagesPerMinutePerProjectPerModel"
 REQUESTS_PER_DAY_QUOTA = "GenerateRequestsPerDayPerProjectPerModel"
+INPUT_TOKENS_PER_MINUTE_QUOTA = "GenerateContentInputTokensPerModelPerMinute"
 
 
 class SlidingWindow:
@@ -38,6 +42,49 @@ class SlidingWindow:
             return None
         oldest_needed = times[len(times) + count - self.limit - 1]
         return max(0.0, oldest_needed + WINDOW_S - now)
+
+    def room(self, now: float) -> tuple[int, float]:
+        """Admissions left at `now`, and the seconds until the oldest admission leaves the window (0: none)."""
+        times = self._times
+        while times and times[0] <= now - WINDOW_S:
+            times.popleft()
+        reset = times[0] + WINDOW_S - now if times else 0.0
+        return max(0, self.limit - len(times)), reset
+
+
+class TokenWindow:
+    """At most `limit` tokens admitted in any WINDOW_S seconds; one entry per request, not per token."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries and entries[0][0] <= now - WINDOW_S:
+            self._used -= entries.popleft()[1]
+
+    def admit(self, now: float, tokens: int) -> float | None:
+        """None if admitted (and recorded), else the seconds until `tokens` more would fit."""
+        self._expire(now)
+        tokens = min(tokens, self.limit)
+        if self._used + tokens <= self.limit:
+            self._entries.append((now, tokens))
+            self._used += tokens
+            return None
+        freed = self._used + tokens - self.limit
+        for t, count in self._entries:
+            freed -= count
+            if freed <= 0:
+                return max(0.0, t + WINDOW_S - now)
+        return WINDOW_S  # unreachable: the whole window frees at least `tokens`
+
+    def room(self, now: float) -> tuple[int, float]:
+        """Tokens left at `now`, and the seconds until the oldest admission leaves the window (0: none)."""
+        self._expire(now)
+        reset = self._entries[0][0] + WINDOW_S - now if self._entries else 0.0
+        return max(0, self.limit - self._used), reset
 
 
 class DayQuota:
@@ -73,16 +120,19 @@ class LimitBook:
 
     def __init__(self, limits: Limits) -> None:
         self.day = DayQuota(limits.requests_per_day) if limits.requests_per_day is not None else None
-        rpm, ipm = limits.requests_per_minute, limits.images_per_minute
+        rpm, ipm, tpm = limits.requests_per_minute, limits.images_per_minute, limits.tokens_per_minute
         self.requests = SlidingWindow(rpm) if rpm is not None else None
         self.images = SlidingWindow(ipm) if ipm is not None else None
+        self.tokens = TokenWindow(tpm) if tpm is not None else None
 
-    def check(self, now: float, images: int) -> Refusal | None:
-        """None if the request may go on, else why it is refused."""
+    def check(self, now: float, images: int, tokens: Callable[[], int] = lambda: 0) -> Refusal | None:
+        """None if the request may go on, else why it is refused; `tokens` is called only with a token limit."""
         if self.day is not None and (wait := self.day.admit(now)) is not None:
             return Refusal(REQUESTS_PER_DAY_QUOTA, True, wait)
         if self.requests is not None and (wait := self.requests.admit(now)) is not None:
             return Refusal(REQUESTS_PER_MINUTE_QUOTA, False, wait)
         if images and self.images is not None and (wait := self.images.admit(now, images)) is not None:
             return Refusal(IMAGES_PER_MINUTE_QUOTA, False, wait)
+        if self.tokens is not None and (wait := self.tokens.admit(now, tokens())) is not None:
+            return Refusal(INPUT_TOKENS_PER_MINUTE_QUOTA, False, wait)
         return None

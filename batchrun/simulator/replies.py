@@ -149,6 +149,8 @@ def quota_error(quota_id: str, model: str, retry_after_s: float, per_day: bool) 
     """429 RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo, as Google sends it."""
     delay = format_delay(retry_after_s)
     metric = "generate_requests_per_day" if per_day else "generate_requests_per_minute"
+    if "InputTokens" in quota_id:
+        metric = "generate_content_paid_tier_input_token_count"
     violation = {
         "quotaMetric": f"{_SERVICE}/{metric}",
         "quotaId": quota_id,

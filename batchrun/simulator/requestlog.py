@@ -1,7 +1,9 @@
 """The simulator's request log: one JSON line per request received, flushed as it is written.
 
-Line: {"t": arrival unix time, "model": ..., "body_sha256": sha256 of the raw body bytes,
-"outcome": "ok" | "rate_limited" | "quota" | ..., "status": HTTP status or null (hang)}.
+Line: {"t": arrival unix time, "model": ..., "rpc": "generateContent" | "streamGenerateContent" |
+"countTokens" | "chat.completions" | "sim.image" (a GET of a served image) | null (no route),
+"body_sha256": sha256 of the raw body bytes, "outcome": "ok" | "rate_limited" | "quota" | ...,
+"status": HTTP status or null (hang)}.
 Tests hash the bytes they sent and count lines to prove how often each request was received.
 """
 

@@ -65,7 +65,7 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
             await anyio.sleep(reply.delay_s)
         if reply.action == "hang":
             await _hang(request, reply)
-        headers = {"Content-Type": reply.content_type}
+        headers = {"Content-Type": reply.content_type, **reply.headers}
         if reply.action == "drop":
             payload = reply.payload()
             headers["Content-Length"] = str(len(payload))
