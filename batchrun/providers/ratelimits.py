@@ -7,6 +7,7 @@ that can't be read count as not sent: a header never makes a reply fail.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -35,7 +36,7 @@ def parse_headroom(headers: Mapping[str, str] | None) -> Headroom | None:
 
 
 def parse_duration(text: str | None) -> float | None:
-    """Seconds in a Go duration text (`250ms`, `6m0s`), or in plain seconds (`1.5`); None if neither."""
+    """Seconds in a Go duration text (`250ms`, `6m0s`), or in plain seconds (`1.5`); None if neither or not finite."""
     if not text:
         return None
     text = text.strip()
@@ -44,7 +45,7 @@ def parse_duration(text: str | None) -> float | None:
     except ValueError:
         pass
     else:
-        return seconds if seconds >= 0 else None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None  # 'inf' and 'nan' parse too
     position, total = 0, 0.0
     for match in _DURATION.finditer(text):
         if match.start() != position:

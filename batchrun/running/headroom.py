@@ -4,12 +4,17 @@ Input: each reply's Headroom (remaining requests and tokens, the limit, the time
 full again), the permits in flight when it came, and a clock reading. Output: how long the next grant
 must wait so that it does not meet a 429, and the count taken down by each grant.
 
-A remaining count is taken to cover the requests in flight when the reply came (they may have reached
-the server after it counted), so the allowance is the remaining count less those: it may wait a little
-early, never send into a window the server said was spent. When the count runs out, the wait is until
-enough of the window has refilled at the pace the headers imply (limit less remaining over the reset
-time), or until the reset when the limit is unknown. A reply without the headers changes nothing, and a
-server that never sends them never makes a grant wait.
+A remaining count is taken not to cover the requests in flight when the reply came (they may have
+reached the server after it counted), so the allowance is the remaining count less those (and less their
+tokens): it may wait a little early, never send into a window the server said was spent. The limiter
+takes a reply's counts only if its request was granted after the one whose counts are in force: a slow
+reply's count is older than a quick one's to a later request, and would forget what that one counted.
+
+When the count runs out, the wait is until enough of the window has refilled at the pace the headers
+imply (limit less remaining over the reset time: a window that refills continuously, as OpenAI's does),
+or until the reset when the limit is unknown. A wait shorter than NEGLIGIBLE_WAIT_S is none (float
+rounding). A reset of 0, or a remaining count at or above the limit, is a full window. A reply without
+the headers changes nothing, and a server that never sends them never makes a grant wait.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batchrun.records import Headroom
+
+NEGLIGIBLE_WAIT_S = 1e-6  # a shortfall refilled within this counts as none: a float-rounding wait never ends
 
 
 @dataclass(slots=True)
@@ -36,7 +43,8 @@ class _Window:
             return 0.0
         if self.refill is None or self.refill <= 0:
             return self.full_at - now
-        return min(self.full_at - now, (amount - left) / self.refill)
+        wait = min(self.full_at - now, (amount - left) / self.refill)
+        return wait if wait > NEGLIGIBLE_WAIT_S else 0.0
 
     def take(self, amount: float, now: float) -> None:
         if now < self.full_at:
@@ -55,13 +63,14 @@ class ServerHeadroom:
         """Whether any reply has told a remaining count yet."""
         return self._requests is not None or self._tokens is not None
 
-    def update(self, headroom: Headroom, in_flight: int, now: float) -> None:
-        """Take a reply's counts as the latest, less the `in_flight` requests they may not cover yet."""
+    def update(self, headroom: Headroom, in_flight: int, now: float, in_flight_tokens: int = 0) -> None:
+        """Take a reply's counts as the latest, less the `in_flight` requests (and their tokens) they may
+        not cover yet."""
         if headroom.requests is not None and headroom.requests_reset_s is not None:
             self._requests = _window(headroom.requests - in_flight, headroom.requests, headroom.requests_limit,
                                      headroom.requests_reset_s, now)
         if headroom.tokens is not None and headroom.tokens_reset_s is not None:
-            self._tokens = _window(headroom.tokens, headroom.tokens, headroom.tokens_limit,
+            self._tokens = _window(headroom.tokens - in_flight_tokens, headroom.tokens, headroom.tokens_limit,
                                    headroom.tokens_reset_s, now)
 
     def wait_time(self, tokens: int, now: float) -> float:

@@ -79,6 +79,7 @@ class Permit:
     acquired_at: float
     epoch: int  # the adaptive rate's decrease count when this permit was granted
     released: bool = False
+    number: int = 0  # the order of its grant (1, 2, ...): of two replies, the later-granted one was counted later
 
 
 class TokenBucket:
@@ -183,6 +184,9 @@ class Limiter:
         self._tokens = _bucket(tokens_per_minute, now)
         self._images = _bucket(images_per_minute, now)
         self._server = ServerHeadroom()  # the server's own count, from x-ratelimit-* headers
+        self._granted = 0
+        self._tokens_in_flight = 0
+        self._headroom_from = -1  # the number of the permit whose reply told the headroom in force
         self._gated = any(b is not None for b in (self._requests, self._tokens, self._images))
 
     @property
@@ -206,11 +210,13 @@ class Limiter:
             self._slots.release()
             raise
         self._in_flight += 1
+        self._tokens_in_flight += tokens
         now = self._clock.now()
         if self._unpaced:
             self._grants.count(now)
         epoch = 0 if self._adaptive is None else self._adaptive.epoch
-        return Permit(tokens, images, now, epoch)
+        self._granted += 1
+        return Permit(tokens, images, now, epoch, number=self._granted)
 
     async def _wait_for_turn(self, tokens: int, images: int) -> None:
         """Sleep (holding the gate) until the pause is over and every bucket has room; take it."""
@@ -257,6 +263,7 @@ class Limiter:
             raise RuntimeError("this permit was already released")
         permit.released = True
         self._in_flight -= 1
+        self._tokens_in_flight -= permit.tokens
         self._slots.release()
         now = self._clock.now()
         self._storm.add(rate_limited)
@@ -264,8 +271,9 @@ class Limiter:
             self._tokens.correct(actual_tokens - permit.tokens, now)
             if actual_tokens < permit.tokens:
                 self._nudge(now)
-        if headroom is not None:
-            self._server.update(headroom, self._in_flight, now)
+        if headroom is not None and permit.number > self._headroom_from:  # an older count is stale
+            self._headroom_from = permit.number
+            self._server.update(headroom, self._in_flight, now, in_flight_tokens=self._tokens_in_flight)
             self._gated = True
             self._nudge(now)
         if self._adaptive is not None:
