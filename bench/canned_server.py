@@ -5,6 +5,7 @@
     python bench/canned_server.py --port 0 --rate-per-s 20        # 429 + RetryInfo above 20 req/s
     python bench/canned_server.py --port 0 --image-mb 2           # a 2 MB PNG, base64, in every reply
     python bench/canned_server.py --port 0 --random-429 0.05      # 5% of requests: 429, retryDelay 1 s
+    python bench/canned_server.py --port 0 --reply openai         # a chat completion instead
 
 Prints `canned server listening on http://127.0.0.1:PORT`, serves until SIGTERM. GET /stats gives its
 counters: requests, ok, rate_limited, random_429, the wall time of the first request, and the ok
@@ -34,7 +35,7 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import IMAGE_MODEL, canned_text_reply  # noqa: E402
+from harness import CANNED_REPLIES, IMAGE_MODEL  # noqa: E402
 
 
 def image_reply(megabytes: float) -> bytes:
@@ -126,7 +127,7 @@ class CannedServer:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    body = image_reply(args.image_mb) if args.image_mb else canned_text_reply()
+    body = image_reply(args.image_mb) if args.image_mb else CANNED_REPLIES[args.reply]()
     random_429 = RandomRefusal(args.random_429, args.random_429_delay_s, args.seed) if args.random_429 else None
     canned = CannedServer(body, args.latency_s, args.rate_per_s, random_429)
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=0.0)
     parser.add_argument("--rate-per-s", type=int, default=None)
     parser.add_argument("--image-mb", type=float, default=0.0)
+    parser.add_argument("--reply", choices=sorted(CANNED_REPLIES), default="gemini",
+                        help="the text reply's shape: a generateContent reply or a chat completion")
     parser.add_argument("--random-429", type=float, default=0.0, help="share of requests refused at random")
     parser.add_argument("--random-429-delay-s", type=float, default=1.0, help="their retryDelay")
     parser.add_argument("--seed", type=int, default=7)

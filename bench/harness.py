@@ -4,8 +4,8 @@ Servers: nginx serving one canned Gemini reply (when Debian's nginx is installed
 an image reply, from a file), else `bench/canned_server.py` (aiohttp), which also does latency, a
 requests-per-second limit with 429s and image replies. Every server is a child process stopped by the
 `with` block that started it.
-A run is `python -m batchrun run SPEC` in a child process, timed from spawn to exit, its peak RSS read
-from `os.wait4` (that child's own, not the maximum over every child so far).
+A run is `python -m batchrun run SPEC` in a child process, timed from spawn to exit, its peak RSS and
+CPU time read from `os.wait4` (that child's own, not the maximum over every child so far).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ KEY_ENV = "BENCH_KEY"
 FAKE_KEY = "bench-key-123"
 TEXT_MODEL = "gemini-2.5-flash"
 IMAGE_MODEL = "gemini-3.1-flash-image"
+CANNED_TEXT = "A playful mug in sage green, glazed by hand, for slow mornings."
 
 
 def canned_text_reply() -> bytes:
     """A generateContent reply as the simulator (and Gemini) shape it: one text part, usage, version."""
     reply = {
         "candidates": [{
-            "content": {"parts": [{"text": "A playful mug in sage green, glazed by hand, for slow mornings."}],
+            "content": {"parts": [{"text": CANNED_TEXT}],
                         "role": "model"},
             "finishReason": "STOP", "index": 0,
         }],
@@ -55,6 +56,34 @@ def canned_text_reply() -> bytes:
         "responseId": "bench-canned-reply",
     }
     return json.dumps(reply, separators=(",", ":")).encode()
+
+
+def canned_chat_reply() -> bytes:
+    """A chat completion as OpenAI documents it, with the canned Gemini reply's text and token counts."""
+    reply = {
+        "id": "chatcmpl-bench-canned-reply",
+        "object": "chat.completion",
+        "created": 1764201600,
+        "model": TEXT_MODEL,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": CANNED_TEXT, "refusal": None, "annotations": []},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": 15, "completion_tokens": 16, "total_tokens": 31,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_bench",
+    }
+    return json.dumps(reply, separators=(",", ":")).encode()
+
+
+CANNED_REPLIES = {"gemini": canned_text_reply, "openai": canned_chat_reply}  # by provider kind
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -185,13 +214,13 @@ def simulator_server(source: Path | None = None) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def text_server(prefer_nginx: bool = True) -> Iterator[Server]:
-    """The fastest canned text server this machine has: nginx, else the aiohttp one."""
+def text_server(prefer_nginx: bool = True, kind: str = "gemini") -> Iterator[Server]:
+    """The fastest canned text server this machine has, answering in `kind`'s reply shape: nginx, else aiohttp."""
     if prefer_nginx and nginx_available():
-        with nginx_server(canned_text_reply()) as server:
+        with nginx_server(CANNED_REPLIES[kind]()) as server:
             yield server
     else:
-        with canned_server() as server:
+        with canned_server("--reply", kind) as server:
             yield server
 
 
@@ -243,8 +272,12 @@ def write_catalog(path: Path, rows: int) -> None:
 
 
 def write_job(work: Path, name: str, requests: int, base_url: str, *, limits: dict,
-              model: str = TEXT_MODEL, image: bool = False, retry: dict | None = None) -> Path:
-    """A spec of `requests` distinct requests (a catalog of requests/2 rows × 2 tones) at `base_url`."""
+              model: str = TEXT_MODEL, image: bool = False, retry: dict | None = None,
+              kind: str = "gemini") -> Path:
+    """A spec of `requests` distinct requests (a catalog of requests/2 rows × 2 tones) at `base_url`.
+
+    `kind`: the provider kind; an `openai` job posts to `{base_url}/v1/chat/completions`.
+    """
     work.mkdir(parents=True, exist_ok=True)
     rows = max(1, requests // 2)
     catalog = work / f"{name}-{rows}.csv"
@@ -254,7 +287,8 @@ def write_job(work: Path, name: str, requests: int, base_url: str, *, limits: di
               if image else {"maxOutputTokens": 256})
     spec = {
         "name": name,
-        "provider": {"kind": "gemini", "base_url": base_url, "api_key_env": KEY_ENV},
+        "provider": {"kind": kind, "base_url": f"{base_url}/v1" if kind == "openai" else base_url,
+                     "api_key_env": KEY_ENV},
         "model": model,
         "inputs": {"path": catalog.name, "id_column": "sku"},
         "matrix": {"tone": ["playful", "formal"]},
@@ -301,6 +335,7 @@ class RunFigures:
     peak_rss_mb: float
     returncode: int
     stderr: str
+    cpu_seconds: float = 0.0  # the child's own user + system CPU: less swayed by a loaded machine than wall time
 
 
 def run_job(spec: Path, *extra: str, progress: str = "none", python: str = sys.executable) -> RunFigures:
@@ -319,7 +354,7 @@ def run_job(spec: Path, *extra: str, progress: str = "none", python: str = sys.e
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return RunFigures(seconds, usage.ru_maxrss / 1024, proc.returncode, stderr)
+    return RunFigures(seconds, usage.ru_maxrss / 1024, proc.returncode, stderr, usage.ru_utime + usage.ru_stime)
 
 
 def check_run(figures: RunFigures) -> None:

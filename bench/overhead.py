@@ -27,14 +27,19 @@ def loop_rate(script: str, url: str, requests: int) -> float:
     return json.loads(done.stdout)["requests_per_s"]
 
 
-def runner_rate(spec: Path, requests: int) -> float:
+def checked_run(spec: Path, requests: int) -> harness.RunFigures:
+    """One `batchrun run` from the manifest, every request answered ok."""
     harness.reset_results(spec)
     figures = harness.run_job(spec)
     harness.check_run(figures)
     counts = harness.result_counts(spec)
     if counts.get("ok") != requests:
         raise RuntimeError(f"expected {requests} ok results, got {counts}")
-    return requests / figures.seconds
+    return figures
+
+
+def runner_rate(spec: Path, requests: int) -> float:
+    return requests / checked_run(spec, requests).seconds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,16 @@ def figures(script: str, *args: str) -> dict:
     return json.loads(run_bench(script, *args).stdout.strip().splitlines()[-1])
 
 
+def bench_harness():
+    """bench/harness.py, imported as the benchmarks import it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(BENCH))
+    return harness
+
+
 def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -46,6 +56,26 @@ def test_overhead_reports_the_runner_and_both_loops(tmp_path: Path) -> None:
     assert all(positive(v) for v in result["requests_per_s"].values())
     assert positive(result["ratio_to_naive_httpx"]) and positive(result["ratio_to_bare_aiohttp"])
     assert result["machine"]["cpus"].isdigit()
+
+
+def test_overhead_kinds_reports_both_kinds_and_their_ratio(tmp_path: Path) -> None:
+    result = figures("overhead_kinds.py", "--requests", "20", "--rounds", "2", "--no-nginx", "--work", str(tmp_path))
+    assert result["benchmark"] == "overhead_kinds" and result["server"] == "aiohttp canned server"
+    assert set(result["requests_per_s"]) == {"gemini", "openai"}
+    assert all(len(runs) == 2 and all(positive(v) for v in runs) for runs in result["all_runs"].values())
+    assert positive(result["ratio_openai_to_gemini"]) and positive(result["median_round_ratio"])
+
+
+def test_the_canned_server_answers_in_either_kinds_shape() -> None:
+    harness = bench_harness()
+    from batchrun.providers.gemini import parse_reply
+    from batchrun.providers.openai import parse_chat_reply
+
+    gemini = parse_reply(200, harness.canned_text_reply(), wants_image=False)
+    chat, image_url = parse_chat_reply(200, harness.canned_chat_reply(), wants_image=False)
+    assert image_url is None and chat.outcome is gemini.outcome
+    assert (chat.text, chat.finish_reason, chat.response_id) == (gemini.text, "stop", "chatcmpl-bench-canned-reply")
+    assert [(u.prompt, u.output_text, u.total) for u in (chat.usage, gemini.usage)] == [(15, 16, 31)] * 2
 
 
 def test_latency_reports_its_share_of_the_bound(tmp_path: Path) -> None:
@@ -108,11 +138,7 @@ def test_plan_reports_time_and_peak_rss(tmp_path: Path) -> None:
 
 
 def test_the_naive_and_bare_loops_run_against_the_canned_server() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import harness
-    finally:
-        sys.path.remove(str(BENCH))
+    harness = bench_harness()
     with harness.canned_server() as server:
         url = f"{server.url}/v1beta/models/{harness.TEXT_MODEL}:generateContent"
         for loop in ("naive_httpx_loop.py", "bare_aiohttp_loop.py"):

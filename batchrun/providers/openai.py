@@ -94,7 +94,7 @@ class OpenAIProvider:
 
     def encode_body(self, record: RequestRecord) -> bytes:
         """The exact bytes sent: the model first, then the chat body, every image a data URL."""
-        body = {"model": record.model, **chat_body(record.body, self)}
+        body = chat_body(record.body, self, model=record.model)
         if self._streams(record):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -292,7 +292,7 @@ def read_message(message: Mapping[str, Any]) -> tuple[str | None, str | None]:
                 if url:
                     images.append(url)
     text = "".join(texts)
-    found = _MARKDOWN_IMAGE.findall(text)
+    found = _MARKDOWN_IMAGE.findall(text) if "![" in text else None  # most replies hold no image markup
     if found:
         images = found + images
         text = _MARKDOWN_IMAGE.sub("", text)

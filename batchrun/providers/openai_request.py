@@ -2,9 +2,9 @@
 
 In:  a provider-neutral RenderedRequest (the spec's generation options under their generationConfig
      names, input images as "sha256:<hex>" references), and the spec's provider section.
-Out: the body of `POST {base_url}/chat/completions` without its `model` (the adapter puts the model
-     first and inlines the images), and, at load, the first spec key that means nothing to chat
-     completions with what to use instead.
+Out: the body of `POST {base_url}/chat/completions`, its `model` first when the adapter passes one
+     (the adapter also inlines the images), and, at load, the first spec key that means nothing to
+     chat completions with what to use instead.
 
 The same spec runs on either kind: generation options keep their Gemini names and are mapped here.
 
@@ -80,9 +80,10 @@ _SNAKE = {"any_of": "anyOf", "min_items": "minItems", "max_items": "maxItems", "
           "max_length": "maxLength", "min_properties": "minProperties", "max_properties": "maxProperties"}
 
 
-def chat_body(request: RenderedRequest, provider: Any = None) -> dict[str, Any]:
-    """The chat-completions body of a rendered request, without `model`; images stay "sha256:<hex>"."""
-    body: dict[str, Any] = {"messages": _messages(request)}
+def chat_body(request: RenderedRequest, provider: Any = None, *, model: str | None = None) -> dict[str, Any]:
+    """The chat-completions body of a rendered request, `model` first if given; images stay "sha256:<hex>"."""
+    body: dict[str, Any] = {} if model is None else {"model": model}  # built in order: no copy to put it first
+    body["messages"] = _messages(request)
     options = request["options"]
     for key, value in options.items():
         name = _SAME_VALUE.get(key)

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 
 from ..records import Headroom
 
+_PREFIX = "x-ratelimit-"
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 
 
 def parse_headroom(headers: Mapping[str, str] | None) -> Headroom | None:
     """The Headroom the headers tell, or None when they hold no remaining count."""
-    if not headers:
+    # most servers send none: one pass over the names costs less than two httpx lookups that miss
+    if not headers or not any(name.startswith(_PREFIX) for name in headers):
         return None
     requests = _int(headers.get("x-ratelimit-remaining-requests"))
     tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
