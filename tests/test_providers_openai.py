@@ -309,6 +309,7 @@ def test_a_failed_download_is_a_retryable_image_download_error(served, why):
     reply, _ = exchange(provider(max_image_bytes=1024), image_job(), url_reply_then(served))
     assert (reply.outcome, reply.error_kind, reply.image) == (Outcome.RETRY, "image_download", None)
     assert why in reply.error_message and reply.usage is not None  # the reply was still paid for
+    assert reply.error_message.endswith("(https://cdn.example.com/img/1.png)")  # to fetch it by hand
 
 
 def test_a_download_that_times_out_is_retryable():

@@ -155,15 +155,15 @@ class OpenAIProvider:
             request = httpx.Request("GET", url, extensions=self._image_extensions)  # no API key: another host
             response = await client.send(request)
         except (httpx.RequestError, httpx.InvalidURL, ValueError) as exc:
-            _download_failed(reply, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            _download_failed(reply, url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return
         mime = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if response.status_code != 200:
-            _download_failed(reply, f"HTTP {response.status_code}")
+            _download_failed(reply, url, f"HTTP {response.status_code}")
         elif len(response.content) > self.max_image_bytes:
-            _download_failed(reply, f"the image is larger than {self.max_image_bytes // (1024 * 1024)} MiB")
+            _download_failed(reply, url, f"the image is larger than {self.max_image_bytes:,} bytes")
         elif not response.content:
-            _download_failed(reply, "the image is empty")
+            _download_failed(reply, url, "the image is empty")
         else:
             reply.image = response.content
             reply.image_mime = mime if mime.startswith("image/") else _sniff_mime(response.content)
@@ -174,9 +174,9 @@ class OpenAIProvider:
         return reply
 
 
-def _download_failed(reply: ProviderReply, why: str) -> None:
+def _download_failed(reply: ProviderReply, url: str, why: str) -> None:
     reply.outcome, reply.error_kind, reply.image = Outcome.RETRY, ErrorKind.IMAGE_DOWNLOAD, None
-    reply.error_message = f"the reply's image could not be downloaded: {why}"
+    reply.error_message = f"the reply's image could not be downloaded: {why} ({url})"
 
 
 def _hex(sha256: str) -> str:
@@ -376,38 +376,49 @@ def parse_chat_sse(
 def merge_chunks(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """One chat completion from its chunks: choice 0's deltas in order, the last finish_reason and usage."""
     merged: dict[str, Any] = {}
-    texts: list[str] = []
-    parts: list[Any] = []
-    refusals: list[str] = []
-    images: list[Any] = []
-    choice: dict[str, Any] | None = None
+    message = _MessageDeltas()
     for payload in payloads:
         for field in ("id", "model", "usage"):
             if payload.get(field):
                 merged[field] = payload[field]
         chunk_choices = payload.get("choices")
-        if not chunk_choices:
-            continue
-        first = chunk_choices[0]
-        choice = choice or {}
-        delta = first.get("delta") or {}
+        if chunk_choices:
+            message.add(chunk_choices[0])
+    if message.seen:
+        merged["choices"] = [{"message": message.joined(), "finish_reason": message.finish_reason}]
+    return merged
+
+
+class _MessageDeltas:
+    """Choice 0's deltas of a stream, added in order and joined into one message."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.finish_reason: str | None = None
+        self._texts: list[str] = []
+        self._parts: list[Any] = []
+        self._refusals: list[str] = []
+        self._images: list[Any] = []
+
+    def add(self, choice: dict[str, Any]) -> None:
+        self.seen = True
+        delta = choice.get("delta") or {}
         content = delta.get("content")
         if isinstance(content, str):
-            texts.append(content)
+            self._texts.append(content)
         elif isinstance(content, list):
-            parts.extend(content)
+            self._parts.extend(content)
         if isinstance(delta.get("refusal"), str):
-            refusals.append(delta["refusal"])
-        images.extend(delta.get("images") or ())
-        if first.get("finish_reason"):
-            choice["finish_reason"] = first["finish_reason"]
-    if choice is not None:
-        joined: Any = "".join(texts)
-        if parts:  # a content-parts array: the text deltas become one more text part
-            joined = parts + ([{"type": "text", "text": joined}] if joined else [])
-        message = {"content": joined, "refusal": "".join(refusals) or None, "images": images}
-        merged["choices"] = [{"message": message, "finish_reason": choice.get("finish_reason")}]
-    return merged
+            self._refusals.append(delta["refusal"])
+        self._images.extend(delta.get("images") or ())
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+    def joined(self) -> dict[str, Any]:
+        content: Any = "".join(self._texts)
+        if self._parts:  # a content-parts array: the text deltas become one more text part
+            content = self._parts + ([{"type": "text", "text": content}] if content else [])
+        return {"content": content, "refusal": "".join(self._refusals) or None, "images": self._images}
 
 
 def _sniff_mime(data: bytes) -> str | None:

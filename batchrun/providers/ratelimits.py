@@ -21,7 +21,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 def parse_headroom(headers: Mapping[str, str] | None) -> Headroom | None:
     """The Headroom the headers tell, or None when they hold no remaining count."""
     # most servers send none: one pass over the names costs less than two httpx lookups that miss
-    if not headers or not any(name.startswith(_PREFIX) for name in headers):
+    if not headers or not any(name.lower().startswith(_PREFIX) for name in headers):
         return None
     requests = _int(headers.get("x-ratelimit-remaining-requests"))
     tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
