@@ -162,6 +162,31 @@ class TokenBucketServer(BucketServer):
         return Headroom(tokens=math.floor(self.level), tokens_limit=int(self.limit), tokens_reset_s=reset)
 
 
+@dataclass
+class FixedWindowServer(BucketServer):
+    """A server that counts a fixed window (reset at each multiple of `window_s`) and still sends its limit."""
+
+    used: int = 0
+    window: int = 0
+
+    def arrive(self, amount: float, now: float) -> tuple[bool, Headroom | None]:
+        window = int(now // self.window_s)
+        if window != self.window:
+            self.window, self.used = window, 0
+        ok = self.used + amount <= self.limit
+        if ok:
+            self.used += int(amount)
+            self.accepted += 1
+        else:
+            self.limited += 1
+        self.at = now
+        return ok, self.headroom() if self.send_headers else None
+
+    def headroom(self) -> Headroom:
+        reset = (self.window + 1) * self.window_s - self.at
+        return Headroom(requests=int(self.limit) - self.used, requests_limit=int(self.limit), requests_reset_s=reset)
+
+
 async def drive(
     server: BucketServer, *, requests: int, tokens: int = 0, concurrency: int = 8, seed: int = 1, min_latency: float = 0.5,
     max_latency: float = 3.0,
@@ -298,3 +323,21 @@ async def test_the_tokens_of_requests_in_flight_are_taken_off_the_remaining_toke
     first, _ = await limiter.acquire(tokens=500), await limiter.acquire(tokens=500)
     limiter.release(first, headroom=Headroom(tokens=1_000, tokens_reset_s=10.0))  # 500 still in flight
     assert await grant_times(clock, limiter, 500, 500) == [0.0, 10.0]
+
+
+async def test_a_fixed_window_server_that_sends_its_limit_meets_429s_only_until_the_first_one() -> None:
+    server = FixedWindowServer(limit=60, window_s=60)
+    last = await drive(server, requests=300)
+    # the refill pace sends early into a fixed window once; the first 429 turns the pace off
+    assert 0 < server.limited <= 8 and server.accepted + server.limited == 300
+    assert (300 - 60) / last >= 0.7  # about a window's worth a minute: 240 after the first in 4 windows
+
+
+def test_a_429_within_the_stated_headroom_turns_the_refill_pace_off() -> None:
+    headroom = ServerHeadroom()
+    headroom.update(requests_left(0, 60, 30.0), in_flight=0, now=0.0)
+    assert headroom.wait_time(0, now=0.0) == pytest.approx(0.5)  # one refill at 60 per 30 s
+    headroom.refused()
+    assert headroom.wait_time(0, now=0.0) == pytest.approx(30.0)
+    headroom.update(requests_left(0, 60, 20.0), in_flight=0, now=1.0)
+    assert headroom.wait_time(0, now=1.0) == pytest.approx(20.0)  # and stays off

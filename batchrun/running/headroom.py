@@ -15,6 +15,10 @@ imply (limit less remaining over the reset time: a window that refills continuou
 or until the reset when the limit is unknown. A wait shorter than NEGLIGIBLE_WAIT_S is none (float
 rounding). A reset of 0, or a remaining count at or above the limit, is a full window. A reply without
 the headers changes nothing, and a server that never sends them never makes a grant wait.
+
+The refill pace assumes a window that refills as it goes. A server that counts a fixed window but sends
+its limit would be sent into early; the first 429 that comes while the headers are in use turns the pace
+off (`refused`): from then on a spent window waits for its whole reset, which suits both kinds.
 """
 
 from __future__ import annotations
@@ -57,6 +61,15 @@ class ServerHeadroom:
     def __init__(self) -> None:
         self._requests: _Window | None = None
         self._tokens: _Window | None = None
+        self.refills = True  # False once a 429 came within the stated headroom: a fixed window
+
+    def refused(self) -> None:
+        """A 429 came although the headers said there was room: the server's window does not refill as it
+        goes (a fixed window), so from now on a spent window waits for its whole reset."""
+        self.refills = False
+        for window in (self._requests, self._tokens):
+            if window is not None:
+                window.refill = None
 
     @property
     def known(self) -> bool:
@@ -67,10 +80,12 @@ class ServerHeadroom:
         """Take a reply's counts as the latest, less the `in_flight` requests (and their tokens) they may
         not cover yet."""
         if headroom.requests is not None and headroom.requests_reset_s is not None:
-            self._requests = _window(headroom.requests - in_flight, headroom.requests, headroom.requests_limit,
+            limit = headroom.requests_limit if self.refills else None
+            self._requests = _window(headroom.requests - in_flight, headroom.requests, limit,
                                      headroom.requests_reset_s, now)
         if headroom.tokens is not None and headroom.tokens_reset_s is not None:
-            self._tokens = _window(headroom.tokens - in_flight_tokens, headroom.tokens, headroom.tokens_limit,
+            limit = headroom.tokens_limit if self.refills else None
+            self._tokens = _window(headroom.tokens - in_flight_tokens, headroom.tokens, limit,
                                    headroom.tokens_reset_s, now)
 
     def wait_time(self, tokens: int, now: float) -> float:

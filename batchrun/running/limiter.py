@@ -271,6 +271,10 @@ class Limiter:
             self._tokens.correct(actual_tokens - permit.tokens, now)
             if actual_tokens < permit.tokens:
                 self._nudge(now)
+        if rate_limited and self._server.known and self._server.refills:
+            log.info("a 429 came within the headroom the server's x-ratelimit headers stated: its window is "
+                     "fixed, so a spent window now waits for its whole reset")
+            self._server.refused()
         if headroom is not None and permit.number > self._headroom_from:  # an older count is stale
             self._headroom_from = permit.number
             self._server.update(headroom, self._in_flight, now, in_flight_tokens=self._tokens_in_flight)
