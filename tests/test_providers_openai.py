@@ -267,6 +267,14 @@ def test_a_bad_data_url_is_malformed():
     assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "malformed")
 
 
+def test_a_data_url_wrapped_over_lines_gives_the_whole_image():
+    wrapped = "\n".join(PNG_B64[i:i + 76] for i in range(0, len(PNG_B64), 76))
+    assert "\n" in wrapped
+    payload = completion(f"Here.\n![image](data:image/png;base64,{wrapped})\nDone.", usage=IMAGE_USAGE)
+    reply, _ = parse_chat_reply(200, json.dumps(payload).encode(), wants_image=True)
+    assert (reply.outcome, reply.image, reply.text) == (Outcome.OK, PNG, "Here.\n\nDone.")
+
+
 def test_read_message_finds_markdown_url_images_and_strips_them_from_text():
     text, image = read_message({"content": "Done: ![image](https://cdn.example.com/a.png)"})
     assert (text, image) == ("Done:", "https://cdn.example.com/a.png")

@@ -46,7 +46,8 @@ IMAGE_TIMEOUT_S = 60.0
 MAX_BODY_EXTENSION = "batchrun.max_body_bytes"
 
 _PLACEHOLDER = re.compile(rb'"url":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
-_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*((?:data:image/[^;,\s)]+;base64,[^)\s]+)|(?:https?://[^)\s]+))\s*\)")
+# base64 in a data URL may be wrapped over lines (MIME style): everything up to the ")" is the image
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*((?:data:image/[^;,\s)]+;base64,[^)]+)|(?:https?://[^)\s]+))\s*\)")
 _DATA_URL = re.compile(r"^data:(image/[^;,]+);base64,(.*)$", re.DOTALL)
 # chat finish reasons as the Gemini finish reasons `classify_finish` judges
 _FINISH = {None: "STOP", "stop": "STOP", "end_turn": "STOP", "length": "MAX_TOKENS", "max_tokens": "MAX_TOKENS",
