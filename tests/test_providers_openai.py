@@ -299,6 +299,12 @@ def image_job():
     return record(neutral("draw", options={"responseModalities": ["IMAGE"]}), model="gemini-3.1-flash-image")
 
 
+def test_an_image_served_without_an_image_type_is_known_by_its_bytes():
+    served = lambda request: httpx.Response(200, content=PNG, headers={"content-type": "application/octet-stream"})  # noqa: E731
+    reply, _ = exchange(provider(), image_job(), url_reply_then(served))
+    assert (reply.outcome, reply.image, reply.image_mime) == (Outcome.OK, PNG, "image/png")
+
+
 def test_an_image_url_is_downloaded_without_the_api_key():
     served = lambda request: httpx.Response(200, content=PNG, headers={"content-type": "image/png"})  # noqa: E731
     reply, seen = exchange(provider(), image_job(), url_reply_then(served))
@@ -312,6 +318,8 @@ def test_an_image_url_is_downloaded_without_the_api_key():
     (lambda request: httpx.Response(503, content=b"busy"), "HTTP 503"),
     (lambda request: httpx.Response(200, content=b""), "the image is empty"),
     (lambda request: httpx.Response(200, content=b"x" * 2048), "larger than"),
+    (lambda request: httpx.Response(200, content=b"<html>sign in</html>", headers={"content-type": "text/html"}),
+     "the URL gave text/html, not an image"),
 ])
 def test_a_failed_download_is_a_retryable_image_download_error(served, why):
     reply, _ = exchange(provider(max_image_bytes=1024), image_job(), url_reply_then(served))

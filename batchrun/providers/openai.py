@@ -165,6 +165,8 @@ class OpenAIProvider:
             _download_failed(reply, url, f"the image is larger than {self.max_image_bytes:,} bytes")
         elif not response.content:
             _download_failed(reply, url, "the image is empty")
+        elif not mime.startswith("image/") and _sniff_mime(response.content) is None:
+            _download_failed(reply, url, f"the URL gave {mime or 'a body with no content type'}, not an image")
         else:
             reply.image = response.content
             reply.image_mime = mime if mime.startswith("image/") else _sniff_mime(response.content)
