@@ -110,6 +110,17 @@ def test_finalizing_short_of_the_declared_size_is_refused():
     assert "declared 100 bytes but 9 arrived" in json.loads(reply.body)["error"]["message"]
 
 
+@pytest.mark.parametrize("body,headers,message", [
+    (b"not json", {}, "JSON"),
+    (b"{}", {"x_goog_upload_header_content_length": "ten"}, "whole number of bytes"),
+])
+def test_a_start_with_a_bad_body_or_size_is_400(body, headers, message):
+    reply = send(make_core(), "POST", "/upload/v1beta/files", body, x_goog_upload_protocol="resumable",
+                 x_goog_upload_command="start", **headers)
+    assert reply.status == 400
+    assert message in json.loads(reply.body)["error"]["message"]
+
+
 def test_an_unknown_upload_id_is_404():
     reply = chunk(make_core(), "/upload/v1beta/files?upload_id=nope&upload_protocol=resumable", 0, b"x")
     assert reply.status == 404

@@ -65,6 +65,16 @@ def _base_url(headers: Mapping[str, str]) -> str:
     return f"http://{headers.get('host') or '127.0.0.1'}"
 
 
+def _number(headers: Mapping[str, str], name: str) -> int | None:
+    """A header's whole number, None when absent; 400 when it is not one."""
+    value = headers.get(name)
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit():
+        raise FileApiError(400, "INVALID_ARGUMENT", f"{name} must be a whole number of bytes, not {value!r}")
+    return int(value)
+
+
 def _page(items: list[Any], query: Mapping[str, str]) -> tuple[list[Any], str | None]:
     """One page of `items` by pageSize and pageToken (an offset), and the next page's token."""
     try:
@@ -114,6 +124,8 @@ class BatchRoute:
             return call(query, headers, body, now)
         except FileApiError as exc:
             return _error(exc)
+        except InvalidRequest as exc:  # a body that is not a JSON object
+            return _reply(400, "invalid", invalid_argument(str(exc)))
 
     def _route(self, method: str, path: str, query: Mapping[str, str]) -> tuple[str | None, Call | None]:
         if method == "POST" and _UPLOADS.match(path):
@@ -158,11 +170,12 @@ class BatchRoute:
                 (headers.get("x-goog-upload-command") or "").lower() != "start":
             raise FileApiError(400, "INVALID_ARGUMENT",
                                "start an upload with X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start")
-        file = (load_body(body) if body.strip() else {}).get("file") or {}
-        display = file.get("displayName", file.get("display_name", ""))
+        file = (load_body(body) if body.strip() else {}).get("file")
+        file = file if isinstance(file, dict) else {}
+        display = str(file.get("displayName", file.get("display_name", "")))
         mime = headers.get("x-goog-upload-header-content-type") or file.get("mimeType") or "application/octet-stream"
-        size = headers.get("x-goog-upload-header-content-length")
-        upload_id = self.files.start_upload(display, mime, int(size) if size else None)
+        size = _number(headers, "x-goog-upload-header-content-length")
+        upload_id = self.files.start_upload(display, str(mime), size)
         url = f"{_base_url(headers)}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
         return _reply(200, "ok", None, {"x-goog-upload-url": url, "x-goog-upload-status": "active"})
 
@@ -175,8 +188,8 @@ class BatchRoute:
                                             "x-goog-upload-size-received": str(received)})
         if not commands & {"upload", "finalize"}:
             raise FileApiError(400, "INVALID_ARGUMENT", "X-Goog-Upload-Command must be upload, finalize or both")
-        offset = headers.get("x-goog-upload-offset")
-        self.files.append(upload_id, int(offset) if offset else self._received(upload_id), body)
+        offset = _number(headers, "x-goog-upload-offset")
+        self.files.append(upload_id, self._received(upload_id) if offset is None else offset, body)
         if "finalize" not in commands:
             return _reply(200, "ok", None, {"x-goog-upload-status": "active"})
         stored = self.files.finalize(upload_id, now)
@@ -213,9 +226,5 @@ class BatchRoute:
         return reply
 
     def _create(self, model: str, body: bytes, now: float) -> SimReply:
-        try:
-            parsed = load_body(body)
-        except InvalidRequest as exc:
-            return _reply(400, "invalid", invalid_argument(str(exc)))
-        batch = self.book.create(model, parsed, now)
+        batch = self.book.create(model, load_body(body), now)
         return self._json(self.book.operation(batch, now))
