@@ -9,6 +9,8 @@
     server    the aiohttp HTTP server (`serve`)            transport  the in-process httpx transport
     chatinbound  a chat body as a GenerateRequest         chatreplies  OpenAI-shaped bodies and headers
     chatroute    the OpenAI-compatible chat route          imagestore   images served by URL
+    files        the Files API store, on disk              batches      batches and their clock
+    batchlines   batch lines answered and written out      batchroute   the Files and Batch API routes
 """
 
 # `batchrun simulate --help` and `python -m batchrun.simulator --help` show this
@@ -18,4 +20,18 @@ OpenAI-compatible POST /v1/chat/completions (also /v1beta/openai/chat/completion
 faults, limits and request log. Faults-file settings for the chat route: refusal (a fault, rate or
 schedule), chat_image_shape (images | markdown | parts | url | rotate; a request's sim_image_shape
 overrides it), ratelimit_headers (true | false: x-ratelimit-* headers when per-minute limits are
-set), image_url_fault (a rate or schedule: GETs of url-shape image links answered 503)."""
+set), image_url_fault (a rate or schedule: GETs of url-shape image links answered 503).
+
+Batch Mode and the Files API: POST /upload/v1beta/files (resumable upload: start, then upload /
+upload, finalize chunks at X-Goog-Upload-Offset), GET/DELETE /v1beta/files[/ID], GET
+/download/v1beta/files/ID:download?alt=media (results files, streamed), POST
+/v1beta/models/MODEL:batchGenerateContent (fileName or inline requests), GET /v1beta/batches[/ID]
+(newest first, pageSize/pageToken), POST /v1beta/batches/ID:cancel, DELETE /v1beta/batches/ID.
+Files live in a temporary folder removed at exit. Faults-file settings under batch: pending_s and
+running_s (the batch clock, default 1 and 2: PENDING, RUNNING, then SUCCEEDED), and, each a rate or
+schedule: stuck_pending, expired, failed, partial_results (over batches by creation order),
+missing_key, repeated_key (over the lines of each batch), download_unavailable (over results
+downloads: 503); line_padding_bytes (whitespace added to every results line). The generate faults
+apply to batch lines: blocked, safety, no_image, max_tokens as the line's reply; server_error,
+unavailable, billing_402, prepaid_429 as the line's error. The request log gets one batch.line line
+per line answered (body_sha256 of the line's request as compact JSON, and "batch": its name)."""

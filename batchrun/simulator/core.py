@@ -11,7 +11,8 @@ which draws the images and encodes the JSON and may run on a worker thread. `han
 Order of checks for a generate request: route, API key, body, then (with the request's arrival
 number n) the per-day quota, per-minute limits, and the seeded fault decision for n. The
 OpenAI-compatible chat route (`chatroute.py`) takes the same steps through `admit`, sharing the
-arrival count, the limits and the fault decisions with the native route.
+arrival count, the limits and the fault decisions with the native route. The Files and Batch API
+(`batchroute.py`) answers batch lines through `batch_answer`, outside the arrival count and limits.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from batchrun.cost.modeltable import input_image_tokens
@@ -60,6 +62,9 @@ JSON_TYPE = "application/json; charset=UTF-8"
 SSE_TYPE = "text/event-stream"
 _ROUTE = re.compile(r"^/(?:v1beta|v1|v1alpha)/(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
 _GENERATE = ("generateContent", "streamGenerateContent")
+BATCH_CREATE = "batchGenerateContent"
+BATCH_PREFIXES = tuple(f"/{v}/{r}" for v in ("v1beta", "v1", "v1alpha") for r in ("files", "batches")) + (
+    "/upload/", "/download/")
 _THOUGHT_SIGNATURE = base64.b64encode(b"simulated-thought-signature").decode()
 _ERROR_FAULTS = {  # faults answered with a Google error body: (HTTP status, body)
     "server_error": (500, server_error),
@@ -86,6 +91,7 @@ class SimReply:
     build: Callable[[SimReply], None] | None = None  # fills in body/events: see complete
     draws: bool = False  # building the body draws images: worth a worker thread
     headers: dict[str, str] = field(default_factory=dict)  # sent besides Content-Type
+    file: Path | None = None  # the body is this file's bytes, streamed (a batch's results)
 
     def complete(self) -> None:
         """Build the body if it is still to be built; may run on a worker thread, once per reply."""
@@ -141,9 +147,11 @@ class SimulatorCore:
         self.content = ContentMaker(seed, config.image_mime)
         self.arrivals = 0
         self._bad_keys = frozenset(config.bad_keys)
-        from .chatroute import ChatRoute  # chatroute builds on this module
+        from .batchroute import BatchRoute  # both routes build on this module
+        from .chatroute import ChatRoute
 
         self.chat = ChatRoute(self)
+        self.batches = BatchRoute(self)
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -162,7 +170,9 @@ class SimulatorCore:
         model = route.group(1) if route else None
         rpc = route.group(2) if route else None
         if route is None:
-            model, rpc, reply = self.chat.receive(method, path, query, headers, body, now)
+            model, rpc, reply = self._unrouted(method, path, query, headers, body, now)
+        elif rpc == BATCH_CREATE and model is not None:
+            rpc, reply = "batches.create", self.batches.create(model, method, query, headers, body, now)
         elif method != "POST":
             reply = _json_reply(404, "not_found", not_found(path))
         else:
@@ -170,8 +180,14 @@ class SimulatorCore:
         self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
         return reply
 
+    def _unrouted(self, method, path, query, headers, body, now) -> tuple[str | None, str | None, SimReply]:
+        if path.startswith(BATCH_PREFIXES):
+            return self.batches.receive(method, path, query, headers, body, now)
+        return self.chat.receive(method, path, query, headers, body, now)
+
     def close(self) -> None:
-        """Close the request log."""
+        """Close the request log and remove the stored files."""
+        self.batches.close()
         self.log.close()
 
     def key_refused(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -191,6 +207,14 @@ class SimulatorCore:
         decision = decide(self.config, self.seed, n)
         prompt_tokens = lambda: request.prompt_text_tokens + _image_in(model, request)  # noqa: E731
         return n, decision, self.limits.check(now, 1 if plan.wants_image else 0, prompt_tokens)
+
+    def batch_answer(self, model: str, request: GenerateRequest, plan: ModelPlan, fault: str | None,
+                     thought_images: int, n: int) -> dict:
+        """The reply object to one batch line: plain, or blocked, safety, refusal, no_image or max_tokens."""
+        content = None if fault in _CONTENTLESS else self.content.make(model, request, plan, thought_images)
+        if fault == "max_tokens" and content is not None:
+            content = cut_short(content)
+        return self._reply_object(model, request, plan, fault, response_id(request.digest, n), content)
 
     def _serve(self, model, rpc, query, headers, body, now) -> SimReply:
         refused = self.key_refused(headers, query)

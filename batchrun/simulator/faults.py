@@ -13,6 +13,19 @@ image: `images`, `markdown`, `parts`, `url`, or `rotate` through the first three
 `ratelimit_headers` (the `x-ratelimit-*` headers when per-minute limits are set), and
 `image_url_fault` (a rate or schedule over the GETs of image URLs, answered 503). The image-URL
 decision is drawn from its own seeded stream, so it never shifts the generate decisions.
+
+Batch Mode settings, under `batch:` (`BatchSettings`): the batch clock, `pending_s` then `running_s`
+seconds after creation (defaults 1 and 2); and the batch faults, each a rate or a schedule, drawn
+from their own seeded streams. Over batches in creation order: `stuck_pending` (never leaves
+PENDING), `expired` (ends EXPIRED, no results), `failed` (ends FAILED with an error),
+`partial_results` (SUCCEEDED, but the results hold only the first half of the lines). Over the
+lines of each batch, by line number: `missing_key` (the line is left out of the results),
+`repeated_key` (the line is written twice). Over results downloads in arrival order:
+`download_unavailable` (503 UNAVAILABLE). `line_padding_bytes` pads every results line with that
+many spaces of JSON whitespace, for testing a client's memory against a large results file. The
+generate faults apply to batch lines too, by line number within the batch: blocked, safety,
+no_image and max_tokens as the reply of that line; server_error, unavailable, billing_402 and
+prepaid_429 as that line's error; hang, drop, malformed and envelope200 have no batch form.
 """
 
 from __future__ import annotations
@@ -109,6 +122,21 @@ class Limits(_Strict):
     requests_per_day: int | None = Field(None, ge=0)
 
 
+class BatchSettings(_Strict):
+    """Batch Mode's clock and faults (see the module docstring)."""
+
+    pending_s: float = Field(1.0, ge=0)
+    running_s: float = Field(2.0, ge=0)
+    stuck_pending: Schedule | None = None
+    expired: Schedule | None = None
+    failed: Schedule | None = None
+    partial_results: Schedule | None = None
+    missing_key: Schedule | None = None
+    repeated_key: Schedule | None = None
+    download_unavailable: Schedule | None = None
+    line_padding_bytes: int = Field(0, ge=0)
+
+
 class FaultConfig(_Strict):
     """Everything the simulator may do wrong, as read from a profile or a faults file."""
 
@@ -135,6 +163,7 @@ class FaultConfig(_Strict):
     bad_keys: list[str] = []
     require_key: bool = False
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
+    batch: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:
@@ -230,6 +259,13 @@ def image_url_fails(config: FaultConfig, seed: int, n: int) -> bool:
     if schedule is None:
         return False
     return schedule.scheduled(n) or random.Random(f"{seed}/image-url/{n}").random() < schedule.rate
+
+
+def batch_fault_hits(schedule: Schedule | None, seed: int, stream: str, n: int) -> bool:
+    """Whether the n-th item (0-based) of a batch fault's stream is hit; each stream draws on its own."""
+    if schedule is None:
+        return False
+    return schedule.scheduled(n) or random.Random(f"{seed}/batch/{stream}/{n}").random() < schedule.rate
 
 
 def _pick_fault(config: FaultConfig, n: int, u: float) -> str | None:

@@ -1,9 +1,13 @@
 """The simulator's request log: one JSON line per request received, flushed as it is written.
 
 Line: {"t": arrival unix time, "model": ..., "rpc": "generateContent" | "streamGenerateContent" |
-"countTokens" | "chat.completions" | "sim.image" (a GET of a served image) | null (no route),
+"countTokens" | "chat.completions" | "sim.image" (a GET of a served image) | "files.upload.start" |
+"files.upload" | "files.get" | "files.list" | "files.delete" | "files.download" | "batches.create" |
+"batches.get" | "batches.list" | "batches.cancel" | "batches.delete" | "batch.line" | null (no route),
 "body_sha256": sha256 of the raw body bytes, "outcome": "ok" | "rate_limited" | "quota" | ...,
-"status": HTTP status or null (hang)}.
+"status": HTTP status or null (hang)}. A `batch.line` line is one line of a batch answered: its
+body_sha256 is that of the line's request as compact JSON, and it has one more key, "batch" (the
+batch's name, batches/ID).
 Tests hash the bytes they sent and count lines to prove how often each request was received.
 """
 
@@ -21,11 +25,13 @@ class RequestLog:
         self._file = open(self.path, "a", encoding="utf-8", buffering=1) if self.path else None
 
     def write(self, t: float, model: str | None, body_sha256: str, outcome: str, status: int | None,
-              rpc: str | None = None) -> None:
+              rpc: str | None = None, *, batch: str | None = None) -> None:
         """Append one line and flush it (line buffering flushes at the newline)."""
         if self._file is None:
             return
         line = {"t": t, "model": model, "rpc": rpc, "body_sha256": body_sha256, "outcome": outcome, "status": status}
+        if batch is not None:
+            line["batch"] = batch
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 aiohttp's low-level server hands each request to `SimulatorCore.receive`, has a reply that draws
 images built on a worker thread (so the event loop keeps answering while images are drawn; Pillow
 and zlib release the GIL for much of it), and carries out the reply: wait the injected latency,
-then answer, stream SSE events one by one, cut the connection part way through the body (drop), or
+then answer, stream SSE events (or a results file, chunk by chunk) one by one, cut the connection part way through the body (drop), or
 hold the request and close without answering (hang).
 """
 
@@ -14,8 +14,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from .requestlog import RequestLog
 
 log = logging.getLogger(__name__)
 
+FILE_CHUNK_BYTES = 256 * 1024  # a streamed file's chunks
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Google's limit on an inline request (reference §1.2); aiohttp's is 1 MiB
 
 
@@ -78,6 +80,8 @@ class SimulatorServer:
             return await self._drop(request, reply)
         if reply.events:
             return await self._stream(request, reply)
+        if reply.file is not None:
+            return await self._send_file(request, reply)
         return web.Response(status=_status(reply), body=reply.body, headers=_headers(reply))
 
     async def _stream(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
@@ -85,6 +89,16 @@ class SimulatorServer:
         await response.prepare(request)
         for event in reply.events:
             await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def _send_file(self, request: web.BaseRequest, reply: SimReply) -> web.StreamResponse:
+        assert reply.file is not None
+        response = web.StreamResponse(status=_status(reply), headers=_headers(reply))
+        response.content_length = reply.file.stat().st_size
+        await response.prepare(request)
+        for chunk in file_chunks(reply.file):
+            await response.write(chunk)
         await response.write_eof()
         return response
 
@@ -104,6 +118,13 @@ class SimulatorServer:
             await asyncio.sleep(reply.hang_s)
         _abort(request)
         raise asyncio.CancelledError
+
+
+def file_chunks(path: Path, size: int = FILE_CHUNK_BYTES) -> Iterator[bytes]:
+    """A file's bytes in chunks, read as they are sent (a results file is never held whole)."""
+    with open(path, "rb") as data:
+        while chunk := data.read(size):
+            yield chunk
 
 
 def _large_requests(loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from .core import SimReply, SimulatorCore
-from .server import build_core
+from .server import build_core, file_chunks
 
 
 class _CutStream(httpx.AsyncByteStream):
@@ -35,6 +36,17 @@ class _CutStream(httpx.AsyncByteStream):
         raise httpx.RemoteProtocolError(
             "peer closed connection without sending complete message body", request=self.request
         )
+
+
+class _FileStream(httpx.AsyncByteStream):
+    """A file's bytes, read chunk by chunk as the client reads the body."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in file_chunks(self.path):
+            yield chunk
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):
@@ -71,6 +83,9 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
             headers["Content-Length"] = str(len(payload))
             stream = _CutStream(payload[: reply.cut_at], request)
             return httpx.Response(reply.status or 200, headers=headers, stream=stream, request=request)
+        if reply.file is not None:
+            headers["Content-Length"] = str(reply.file.stat().st_size)
+            return httpx.Response(reply.status or 200, headers=headers, stream=_FileStream(reply.file), request=request)
         return httpx.Response(reply.status or 200, headers=headers, content=reply.payload(), request=request)
 
     async def aclose(self) -> None:
