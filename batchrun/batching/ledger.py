@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chunks import BATCHES_DIR, Chunk
+from .chunks import BATCHES_DIR, Chunk, read_ids
 
 LEDGER_NAME = "ledger.jsonl"
 
@@ -69,6 +69,11 @@ class LedgerView:
 
     def in_phase(self, *phases: Phase) -> list[ChunkState]:
         return [chunk for chunk in self.chunks.values() if chunk.phase in phases]
+
+    def in_flight_ids(self, folder: Path) -> set[str]:
+        """Request ids of every chunk neither collected nor returned: not to be chunked again."""
+        live = [chunk for chunk in self.chunks.values() if chunk.phase not in (Phase.COLLECTED, Phase.RETURNED)]
+        return {rid for chunk in live for rid in read_ids(folder / chunk.ids_file)}
 
 
 class Ledger:
