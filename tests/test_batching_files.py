@@ -117,3 +117,24 @@ def test_a_transport_failure_is_classified_and_the_key_never_appears_in_the_mess
         anyio.run(main)
     assert caught.value.reply.error_kind == "connection"
     assert "KEY-123" not in str(caught.value) and "KEY-123" not in (caught.value.reply.error_message or "")
+
+
+def test_the_download_hands_out_each_line_before_the_next_is_received():
+    produced = []
+
+    class Lines(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            for n in range(5):
+                produced.append(n)
+                yield b'{"key":"r%d"}\n' % n
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Lines()))
+
+    async def main():
+        seen = []
+        async with httpx.AsyncClient(transport=transport) as client:
+            async for line in download_lines(BatchApi(client, BASE, "k"), "files/r1"):
+                seen.append((line, len(produced)))
+        return seen
+
+    assert anyio.run(main) == [(f'{{"key":"r{n}"}}', n + 1) for n in range(5)]

@@ -93,6 +93,7 @@ class AdvanceReport:
 
     submitted: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)  # chunk_id -> extra batches (not ours to adopt)
     polled: list[str] = field(default_factory=list)
     collected: dict[str, CollectSummary] = field(default_factory=dict)
     returned: dict[str, str] = field(default_factory=dict)  # chunk_id -> reason
@@ -118,6 +119,7 @@ async def advance(api: BatchApi, ledger: Ledger, clock: Clock, target: ResultTar
     report = AdvanceReport()
     reconciled = await reconcile(api, ledger.read(), ledger)
     report.adopted.extend(reconciled.adopted)
+    report.duplicates.update(reconciled.duplicates)
     step = _Pass(api, ledger, clock, target, schedule, options, report)
     view = ledger.read()
     for chunk in view.in_phase(Phase.PLANNED, Phase.UPLOADING, Phase.UPLOADED):
