@@ -14,6 +14,7 @@
           ├── BillingStopped           12   the prepaid credit is used up (402): add credit
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
+          │    └── NoBatchRoute        11   batch create answered 404: the endpoint has no batch route
           └── Interrupted             130   Ctrl-C
 
     Problems a stage hands to its caller, which words them for a user (never shown alone):
@@ -143,6 +144,15 @@ class ConfigRejected(RunStopped):
 
 class Interrupted(RunStopped):
     exit_code = EXIT_INTERRUPTED
+
+
+class NoBatchRoute(ConfigRejected):
+    """The endpoint answered 404 to a batch create: it offers no Batch Mode (a gateway, often)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(f"{base_url} has no batch route (batchGenerateContent answered 404); "
+                         "use --tier flex or standard")
+
 
 class UnknownProvider(UsageError):
     """`provider.kind` names no provider batchrun knows."""

@@ -1,0 +1,13 @@
+"""Gemini Batch Mode, client side: the pending requests of a run packed into batch jobs and seen through.
+
+    chunks     pending RequestRecords -> chunk JSONL files (bounded by requests and bytes), ids files
+    ledger     the durable, append-only record of every chunk's phase (ledger.jsonl)
+    exchange   one HTTP exchange with the batch API, failures classified like synchronous replies
+    files      Files API: resumable upload of a chunk file, streamed download of a results file
+    batches    batchGenerateContent (file input), get, list, cancel; a batch's state
+    reconcile  after a crash between "creating" and "created": adopt the batch by display name
+    collect    a results file, line by line -> (request_id, ProviderReply) pairs and a summary
+    advance    one pass over every chunk: submit, poll, collect, return to pending
+
+Imports point one way: advance uses the others; chunks, ledger and collect know no HTTP.
+"""
