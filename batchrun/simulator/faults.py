@@ -109,6 +109,14 @@ class Limits(_Strict):
     requests_per_day: int | None = Field(None, ge=0)
 
 
+class FlexFaults(_Strict):
+    """The flex tier (requests with serviceTier flex): slower answers, and capacity errors that shed them."""
+
+    latency: Latency | None = None  # extra time before a flex reply (besides `latency`)
+    capacity: Schedule | None = None  # flex requests answered with a capacity error
+    capacity_status: Literal[503, 429] = 503  # 503 UNAVAILABLE or 429 RESOURCE_EXHAUSTED
+
+
 class FaultConfig(_Strict):
     """Everything the simulator may do wrong, as read from a profile or a faults file."""
 
@@ -135,6 +143,8 @@ class FaultConfig(_Strict):
     bad_keys: list[str] = []
     require_key: bool = False
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
+    flex: FlexFaults | None = None  # serviceTier flex: see simulator/tiers.py
+    priority_downgrade: float = Field(0.0, ge=0.0, le=1.0)  # share of priority requests served at standard
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:
