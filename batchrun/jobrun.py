@@ -389,9 +389,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
-    tier = run_tier(loaded, options)
-    timeout_s = run_timeout_s(tier, spec.limits.timeout_s, "timeout_s" in spec.limits.model_fields_set)
-    settings = ProviderSettings(spec.provider, key, loaded.folder, timeout_s, concurrency, tier)
+    settings = provider_settings(loaded, options, key, concurrency)
     transport, provider = build_transport(settings), build_provider(settings)
     display = make_display(options.progress, progress, options.status_every)
     live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
@@ -406,7 +404,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
     )
     display.start()
     try:
-        async with make_client(transport, timeout_s) as client:
+        async with make_client(transport, settings.timeout_s) as client:
             pool.client = client
             await pool.run(iter_work(manifest_path(loaded), work))
             return pool
@@ -415,6 +413,13 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
             sink.flush()
         display.stop()
         live.remove()
+
+
+def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, concurrency: int) -> ProviderSettings:
+    """What the adapter and its transport are built from: the run's tier, and the timeout that tier needs."""
+    spec, tier = loaded.spec, run_tier(loaded, options)
+    timeout_s = run_timeout_s(tier, spec.limits.timeout_s, "timeout_s" in spec.limits.model_fields_set)
+    return ProviderSettings(spec.provider, key, loaded.folder, timeout_s, concurrency, tier)
 
 
 def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:

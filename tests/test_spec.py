@@ -11,6 +11,7 @@ from batchrun.errors import EXIT_USAGE, SpecError
 from batchrun.planning import yamlload
 from batchrun.planning.spec import DEFAULT_BASE_URL, LoadedSpec, load_spec, yaml_path
 from batchrun.planning.templatesyntax import is_template
+from batchrun.tiers import Tier
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
@@ -288,3 +289,19 @@ def test_yaml_path(loc, path):
 )
 def test_is_template(value, templated):
     assert is_template(value) is templated
+
+
+@pytest.mark.parametrize("given, tier", [("", Tier.STANDARD), ("tier: flex\n", Tier.FLEX),
+                                         ("tier: priority\n", Tier.PRIORITY), ("tier: Standard\n", Tier.STANDARD)])
+def test_the_tier_key_names_the_run_s_tier(tmp_path, given, tier):
+    assert load_spec(write(tmp_path, MINIMAL + given)).spec.tier is tier
+
+
+@pytest.mark.parametrize("given, message", [
+    ("batch", "the batch tier is not available yet; use flex, also half price"),
+    ("cheap", "'cheap' is not a tier; use standard, flex (half price, slower) or priority (about 1.8x, faster)"),
+])
+def test_a_tier_no_run_can_use_is_refused_in_one_line(tmp_path, given, message):
+    where, said, line = error_of(tmp_path, MINIMAL + f"tier: {given}\n")
+    assert (where, said) == ("tier", message)
+    assert "\n" not in line
