@@ -618,3 +618,15 @@ def test_a_streamed_reply_reports_its_served_tier_from_the_last_usage():
               b'"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2,"serviceTier":"flex"}}\r\n\r\n')
     reply = parse_sse(events, wants_image=False)
     assert (reply.text, reply.service_tier) == ("Hi!", "flex")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_flex_capacity_error_is_retried_like_any_429_or_503_and_stops_nothing(status):
+    from batchrun.simulator.tiers import capacity_error
+
+    shed = parse_reply(status, json.dumps(capacity_error(status)).encode(), wants_image=False)
+    bare = parse_reply(status, json.dumps({"error": {"code": status, "message": "try again",
+                                                     "status": capacity_error(status)["error"]["status"]}}).encode(),
+                       wants_image=False)
+    assert (shed.outcome, shed.error_kind, shed.retry_after_s) == (bare.outcome, bare.error_kind, None)
+    assert shed.outcome is Outcome.RETRY and shed.rate_limited is (status == 429)

@@ -18,4 +18,8 @@ OpenAI-compatible POST /v1/chat/completions (also /v1beta/openai/chat/completion
 faults, limits and request log. Faults-file settings for the chat route: refusal (a fault, rate or
 schedule), chat_image_shape (images | markdown | parts | url | rotate; a request's sim_image_shape
 overrides it), ratelimit_headers (true | false: x-ratelimit-* headers when per-minute limits are
-set), image_url_fault (a rate or schedule: GETs of url-shape image links answered 503)."""
+set), image_url_fault (a rate or schedule: GETs of url-shape image links answered 503).
+Service tiers: serviceTier standard | flex | priority (lowercase; any other spelling is a 400) is reported
+back in usageMetadata.serviceTier and the x-gemini-service-tier header. Faults-file settings: flex
+(latency: extra time for flex replies; capacity: a rate or schedule of flex requests shed;
+capacity_status: 503 or 429), priority_downgrade (a share of priority requests served at standard)."""
