@@ -47,6 +47,8 @@ def test_a_flex_run_sends_service_tier_flex_and_every_row_costs_the_flex_price(t
     for row in rows:
         assert row["cost_usd"] == pytest.approx(by_hand(row, "flex"), rel=1e-9)
     assert sends_by_id(simulator.requests(), job.body_hashes(tier=Tier.FLEX)) == dict.fromkeys(job.ids, 1)
+    (run,) = (json.loads(path.read_text()) for path in (tmp_path / "outputs" / "flexjob" / "runs").glob("*.json"))
+    assert run["tier"] == "flex"
 
 
 @pytest.mark.parametrize("shed", [{"capacity": 0.3, "capacity_status": 429}, {"capacity": {"first": 6}}])
