@@ -580,6 +580,13 @@ def test_a_body_naming_its_own_service_tier_keeps_it_and_gets_no_second_one(tmp_
     assert sent.count(b"serviceTier") == 1 and json.loads(sent)["serviceTier"] == "flex"
 
 
+def test_a_schema_property_named_service_tier_does_not_stop_the_run_s_tier_being_sent(tmp_path):
+    schema = {"dialect": "json_schema", "schema": {"type": "object", "properties": {"serviceTier": {"type": "string"}}}}
+    body = {**neutral("Hi"), "response_schema": schema}
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.FLEX).encode_body(record(body))
+    assert json.loads(sent)["serviceTier"] == "flex"
+
+
 def test_the_tier_is_added_after_the_photo_is_inlined(tmp_path):
     ref = photo(tmp_path)
     body = neutral("Describe", image_ref(ref))

@@ -305,3 +305,11 @@ def test_a_tier_no_run_can_use_is_refused_in_one_line(tmp_path, given, message):
     where, said, line = error_of(tmp_path, MINIMAL + f"tier: {given}\n")
     assert (where, said) == ("tier", message)
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("key", ["serviceTier", "service_tier"])
+def test_a_service_tier_in_the_generation_config_points_to_the_tier_key(tmp_path, key):
+    where, message, _ = error_of(tmp_path, MINIMAL.replace("request: {prompt", f"request: {{generation_config: {{{key}: flex}}, prompt"))
+    assert where == f"request.generation_config.{key}"
+    assert message == ("the service tier is not a generationConfig key; write `tier: flex` (or priority) at the top "
+                       "of the spec, or run with --tier flex")

@@ -143,7 +143,7 @@ class GeminiProvider:
     def encode_body(self, record: RequestRecord) -> bytes:
         """The exact bytes sent: compact JSON with every image placeholder replaced by base64."""
         body = json.dumps(gemini_body(record.body), separators=(",", ":"), ensure_ascii=False).encode()
-        body = self._with_tier(body)
+        body = self._with_tier(body, record.body)
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
         inline = {_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
@@ -156,9 +156,9 @@ class GeminiProvider:
 
         return _PLACEHOLDER.sub(substitute, body)
 
-    def _with_tier(self, body: bytes) -> bytes:
-        """The body with the run's serviceTier last; a body that names its own keeps it (the spec's choice)."""
-        if not self._tier_suffix or b'"serviceTier":' in body:
+    def _with_tier(self, body: bytes, request: RenderedRequest) -> bytes:
+        """The body with the run's serviceTier last; a body that names its own at top level keeps it."""
+        if not self._tier_suffix or request["extras"].get("serviceTier"):
             return body
         return body[:-1] + self._tier_suffix
 
