@@ -28,6 +28,10 @@ EXIT_CODES = """exit codes:
   10 write error (disk full, read-only)   11 configuration error (first replies all 400/404)
   130 interrupted"""
 
+TIER_HELP = ("standard, flex (half price, answers in up to 15 min; requests time out after 900 s unless "
+             "limits.timeout_s says otherwise) or priority (about 1.8x, for billing tiers that offer it); "
+             "overrides the spec's tier:")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -120,6 +124,7 @@ def _add_run(commands, common) -> None:
     p.add_argument("--write-wait", type=float, default=120.0, metavar="SECONDS",
                    help="after a write error (disk full), how long to wait for space to save the replies that arrived")
     p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
+    p.add_argument("--tier", metavar="TIER", help=TIER_HELP)
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display (auto: rich on a terminal, plain lines otherwise)")
@@ -146,6 +151,7 @@ def _add_estimate(commands, common) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget to compare against")
+    p.add_argument("--tier", metavar="TIER", help="price the run at this tier (overrides the spec's tier:)")
     p.set_defaults(handler=cmd_estimate)
 
 

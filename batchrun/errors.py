@@ -223,6 +223,13 @@ def unsendable_key_message(env_var: str) -> str:
     )
 
 
+def tier_message(value: object) -> str:
+    """What is wrong with a tier named in `tier:` or `--tier`, and what to write instead."""
+    if str(value).strip().lower() == "batch":
+        return "the batch tier is not available yet; use flex, also half price"
+    return f"{value!r} is not a tier; use standard, flex (half price, slower) or priority (about 1.8x, faster)"
+
+
 def server_delay_message(delay_s: float, cap_s: float) -> str:
     """A server asked to wait longer than `retry.max_server_delay_s`: the run stops on it."""
     return (f"the server asked to wait {duration_text(delay_s)} before sending again, more than "

@@ -74,6 +74,7 @@ from .providers.registry import (
     build_transport,
     provider_entry,
 )
+from .tiers import Tier, run_timeout_s
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ def estimate_job(loaded: LoadedSpec, options: EstimateOptions) -> str:
     loaded = prepare(loaded)
     catalog = load_catalog(loaded, options.prices)
     budget = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
-    return estimate_report(manifest_path(loaded), loaded.output_dir, catalog, json_out=options.json, budget_usd=budget)
+    return estimate_report(manifest_path(loaded), loaded.output_dir, catalog, json_out=options.json, budget_usd=budget,
+                           tier=options.tier or loaded.spec.tier)
 
 
 def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
@@ -182,6 +184,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     try:
         _report_recovery(recovery)
         _report_endpoint_change(loaded, sink, options)
+        sink.run_facts["tier"] = run_tier(loaded, options).value  # the tier asked for; rows say which served
         work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
                          retry=options.retry)
         copied = _reuse_saved_replies(sink, work)
@@ -191,14 +194,14 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
                  f"{len(work.send):,}", spent)
         stop = PoolStop()
         if progress.total:
-            account = SpendingAccount(CatalogPrices(catalog), cap, spent)
+            account = SpendingAccount(CatalogPrices(catalog, run_tier(loaded, options)), cap, spent)
             pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
             stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
             log.info("nothing to send: every row of the job has a final result")
     finally:
         _close(sink, held)
-    _calibrate(loaded, catalog)
+    _calibrate(loaded, catalog, run_tier(loaded, options))
     return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
 
 
@@ -222,6 +225,11 @@ def _report_endpoint_change(loaded: LoadedSpec, sink: Sink, options: RunOptions)
     if invalid:
         log.warning("the provider endpoint changed since the last run (%s, now %s); %d rows recorded invalid "
                     "there stay so: `batchrun run --retry invalid` sends them again", before, endpoint, invalid)
+
+
+def run_tier(loaded: LoadedSpec, options: RunOptions) -> Tier:
+    """The tier a run asks for: --tier, else the spec's `tier:`."""
+    return options.tier or loaded.spec.tier
 
 
 def provider_endpoint(loaded: LoadedSpec) -> str:
@@ -302,14 +310,14 @@ def spent_so_far(out_dir: Path) -> float:
     return job_spend(out_dir).usd
 
 
-def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog) -> None:
+def _calibrate(loaded: LoadedSpec, catalog: PriceCatalog, tier: Tier) -> None:
     from batchrun.cost.estimate import write_calibration
 
-    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from"))
+    results = results_table(loaded.output_dir, ("request_id", "status", "cost_usd", "shared_from", "service_tier"))
     if not results.num_rows:
         return
     try:
-        write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog)
+        write_calibration(loaded.output_dir, manifest_path(loaded), results, catalog, run_tier=tier)
     except OSError as exc:  # only the next estimate's calibration is lost
         log.warning("calibration not saved: %s", write_error_message(exc, loaded.output_dir))
 
@@ -382,7 +390,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
     spec = loaded.spec
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
-    settings = ProviderSettings(spec.provider, key, loaded.folder, spec.limits.timeout_s, concurrency)
+    settings = provider_settings(loaded, options, key, concurrency)
     transport, provider = build_transport(settings), build_provider(settings)
     display = make_display(options.progress, progress, options.status_every)
     live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
@@ -397,7 +405,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
     )
     display.start()
     try:
-        async with make_client(transport, spec.limits.timeout_s) as client:
+        async with make_client(transport, settings.timeout_s) as client:
             pool.client = client
             await pool.run(iter_work(manifest_path(loaded), work))
             return pool
@@ -406,6 +414,13 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
             sink.flush()
         display.stop()
         live.remove()
+
+
+def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, concurrency: int) -> ProviderSettings:
+    """What the adapter and its transport are built from: the run's tier, and the timeout that tier needs."""
+    spec, tier = loaded.spec, run_tier(loaded, options)
+    timeout_s = run_timeout_s(tier, spec.limits.timeout_s, "timeout_s" in spec.limits.model_fields_set)
+    return ProviderSettings(spec.provider, key, loaded.folder, timeout_s, concurrency, tier)
 
 
 def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .tiers import Tier, run_tier
 
 MAX_CONCURRENCY = 10_000  # as limits.concurrency in a spec
 MAX_PORT = 65_535
@@ -41,6 +42,7 @@ class RunOptions:
     progress: str = "auto"
     status_every: float = 30.0
     handle_signals: bool = True
+    tier: Tier | None = None  # --tier; None: the spec's `tier:`
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class EstimateOptions:
     prices: Path | None = None
     max_cost: float | None = None  # the budget to compare against; None: the spec's
     json: bool = False
+    tier: Tier | None = None  # --tier; None: the spec's `tier:`
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,13 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         progress="none" if args.quiet and args.progress == "auto" else args.progress,
         status_every=_positive(args.status_every, "--status-every",
                                "more than 0 seconds between status lines, e.g. --status-every 30"),
+        tier=_tier(getattr(args, "tier", None)),
     )
 
 
 def estimate_options(args: argparse.Namespace) -> EstimateOptions:
     return EstimateOptions(prices=_prices_file(args.prices), max_cost=_max_cost(args.max_cost),
-                           json=args.json)
+                           json=args.json, tier=_tier(getattr(args, "tier", None)))
 
 
 def status_options(args: argparse.Namespace) -> StatusOptions:
@@ -150,6 +154,15 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise UsageError(f"--max-duration {text!r}: expected more than 0, e.g. 45m or 7h")
     return seconds
+
+
+def _tier(value: str | None) -> Tier | None:
+    if value is None:
+        return None
+    try:
+        return run_tier(value)
+    except ValueError as exc:
+        raise UsageError(f"--tier {value}: {exc}") from None
 
 
 def _max_cost(value: float | None) -> float | None:

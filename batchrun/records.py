@@ -163,6 +163,7 @@ class ProviderReply:
     error_message: str | None = None
     retry_after_s: float | None = None  # the delay the server asked for, if it named one
     headroom: Headroom | None = None  # what the server's rate-limit headers said is left
+    service_tier: str | None = None  # the tier that served it, when the reply says (a Tier value)
 
     @property
     def worth_another_attempt(self) -> bool:
@@ -220,3 +221,4 @@ class ResultRecord:
     run_id: str | None = None
     row_id: str | None = None  # None: the request_id (a row that shares its request with no other)
     shared_from: str | None = None  # the row_id whose paid reply this row reuses; its cost is 0
+    service_tier: str | None = None  # the tier that served the request (else the one asked for)

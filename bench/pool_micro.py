@@ -54,7 +54,7 @@ def make_pool(requests: int):
 
     class Prices:
         def worst_case(self, record): return 0.001
-        def cost(self, record, usage): return 0.0001
+        def cost(self, record, usage, served=None): return 0.0001
 
     return pool_module.WorkerPool(**common, account=SpendingAccount(Prices(), cap_usd=1e9),
                                   settings=pool_module.PoolSettings(concurrency=CONCURRENCY))

@@ -34,6 +34,7 @@ from batchrun.planning.manifest import batch_to_records
 from batchrun.providers.gemini import GeminiProvider
 from batchrun.providers.openai import OpenAIProvider
 from batchrun.simulator.requestlog import read_request_log
+from batchrun.tiers import Tier
 
 REPO = Path(__file__).resolve().parents[1]
 E2E_JOBS = Path(__file__).resolve().parent / "e2e_jobs"
@@ -357,9 +358,10 @@ class Outputs:
             ids.update(row[0] for row in run.results)
         return ids
 
-    def body_hashes(self, kind: str = "gemini") -> dict[str, str]:
-        """sha256 of the exact bytes sent for each request id (what the simulator logs), by provider kind."""
-        provider: GeminiProvider | OpenAIProvider = GeminiProvider("http://127.0.0.1", None, spec_dir=self.spec_dir)
+    def body_hashes(self, kind: str = "gemini", tier: Tier = Tier.STANDARD) -> dict[str, str]:
+        """sha256 of the exact bytes sent for each request id (what the simulator logs), by provider kind and tier."""
+        provider: GeminiProvider | OpenAIProvider = GeminiProvider("http://127.0.0.1", None, spec_dir=self.spec_dir,
+                                                                   tier=tier)
         if kind == "openai":
             provider = OpenAIProvider("http://127.0.0.1/v1", None, spec_dir=self.spec_dir)
         out = {}

@@ -289,3 +289,44 @@ def test_rows_that_share_a_request_are_estimated_once(tmp_path):
                                 variables={}, estimate=estimate) for i, rid in enumerate("abacb")])
     writer.commit()
     assert read_manifest_columns(path)["request_id"].to_pylist() == ["a", "b", "c"]
+
+
+# --- the run's tier -------------------------------------------------------------------------------
+
+
+def test_the_report_names_the_run_s_tier_and_checks_the_budget_at_it(image_job, catalog):
+    text = format_estimate(estimate_manifest(image_job, catalog, budget_usd=0.5, budget_tier="flex", today=TODAY))
+    assert "Tier: flex" in text
+    assert "Budget $0.5000 (flex): expected $0.3405 fits" in text
+    assert "priority" not in text
+
+
+def test_a_priority_run_shows_a_priority_column_at_1_8_times_standard(image_job, catalog):
+    # the image job at standard: expected $0.68105, high $1.65509 -> x 1.8 = $1.22589, $2.979162
+    est = estimate_manifest(image_job, catalog, budget_usd=2, budget_tier="priority", today=TODAY)
+    assert est.tiers == ("standard", "flex", "batch", "priority")
+    assert est.total("priority", "expected") == pytest.approx(1.22589)
+    assert est.total("priority", "high") == pytest.approx(2.979162)
+    text = format_estimate(est)
+    assert text.splitlines()[2] == "Tier: priority (the run's --tier or tier:; the budget is checked at it)"
+    assert "Budget $2.00 (priority): expected $1.23 fits the $2.00 budget" in text
+    assert "      priority" in text.split("Total")[1].splitlines()[0]
+
+
+def test_estimate_json_carries_the_tier_and_priority_only_when_asked(image_job, catalog, tmp_path):
+    flex = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=2, tier="flex"))
+    assert (flex["tier"], flex["budget"]["tier"]) == ("flex", "flex")
+    assert set(flex["total"]) == set(flex["models"][0]["cost"]) == {"standard", "flex", "batch"}
+    top = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, tier="priority"))
+    assert top["tier"] == "priority" and top["total"]["priority"]["expected"] == pytest.approx(1.22589)
+    assert set(top["models"][0]["cost"]) == {"standard", "flex", "batch", "priority"}
+
+
+def test_calibration_compares_each_request_at_the_tier_that_served_it(tmp_path, catalog):
+    # a flex run: bodies name no tier. r0 served flex at $0.0340525, r1 said nothing (the run's flex),
+    # r2 a priority request served at standard: $0.068105. Each matches its expected cost: ratio 1.
+    path = write_manifest(tmp_path / "m.parquet", [("gemini-3.1-flash-image", body(**IMAGE_1K))] * 3)
+    results = results_table([("r0", "ok", 0.0340525), ("r1", "ok", 0.0340525), ("r2", "ok", 0.068105)])
+    results = results.append_column("service_tier", pa.array(["flex", None, "standard"], pa.string()))
+    ratios = write_calibration(tmp_path, path, results, catalog, today=TODAY, run_tier="flex")
+    assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.jobrun import api_key, usable_key
+from batchrun.jobrun import api_key, provider_settings, usable_key
+from batchrun.options import RunOptions
 from batchrun.planning.spec import load_spec
+from batchrun.tiers import Tier
 
 KEY = "AIzaSyD-4fakeKeyForJobTests_0123456789ab"
 SHOWN = "jobs/x.yaml"
@@ -90,3 +92,20 @@ def test_a_write_error_says_where_and_what_to_do(code, fix):
     assert named.startswith(f"could not write /out/images/a.png: {os.strerror(code)} ({errno.errorcode[code]}); ")
     assert fix in named
     assert write_error_message(OSError(code, os.strerror(code)), Path("/out")).startswith("could not write in /out: ")
+
+
+TIER_SPEC = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
+
+
+@pytest.mark.parametrize("extra, flag, tier, timeout", [
+    ("", None, Tier.STANDARD, 180.0),
+    ("tier: flex\n", None, Tier.FLEX, 900.0),
+    ("", Tier.FLEX, Tier.FLEX, 900.0),
+    ("tier: flex\nlimits: {timeout_s: 240}\n", None, Tier.FLEX, 240.0),
+    ("tier: flex\n", Tier.PRIORITY, Tier.PRIORITY, 180.0),
+    ("tier: priority\n", Tier.STANDARD, Tier.STANDARD, 180.0),
+])
+def test_the_adapter_gets_the_run_s_tier_and_flex_waits_900s_unless_the_spec_says(tmp_path, extra, flag, tier, timeout):
+    (tmp_path / "job.yaml").write_text(TIER_SPEC + extra, encoding="utf-8")
+    settings = provider_settings(load_spec(tmp_path / "job.yaml"), RunOptions(tier=flag), None, 4)
+    assert (settings.tier, settings.timeout_s, settings.concurrency) == (tier, timeout, 4)

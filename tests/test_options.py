@@ -21,6 +21,7 @@ from batchrun.options import (
     run_options,
     simulate_options,
 )
+from batchrun.tiers import Tier
 
 NOON = dt.datetime(2026, 3, 2, 12, 0, 0)
 SPEC = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
@@ -99,6 +100,9 @@ BAD_RUN_FLAGS = [
      "batchrun: error: --retry 'failed': failed is not a status to send again; "
      "use invalid and/or blocked (failed rows are sent again by default)"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
+    (["--tier", "batch"], "batchrun: error: --tier batch: the batch tier is not available yet; use flex, also half price"),
+    (["--tier", "Flex!"], "batchrun: error: --tier Flex!: 'Flex!' is not a tier; use standard, flex (half price, "
+                          "slower) or priority (about 1.8x, faster)"),
 ]
 
 
@@ -127,6 +131,7 @@ def test_a_run_flag_that_cannot_work_exits_2_naming_it_and_writes_nothing(job, c
 @pytest.mark.parametrize("flags, line", [
     (["--max-cost", "-5"], "batchrun: error: --max-cost -5: expected a budget in USD above 0, e.g. --max-cost 25"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
+    (["--tier", "batch"], "batchrun: error: --tier batch: the batch tier is not available yet; use flex, also half price"),
 ])
 def test_an_estimate_flag_that_cannot_work_exits_2_and_writes_nothing(job, capsys, flags, line):
     assert_refused(capsys, job, ["estimate", "x.yaml", *flags], line)
@@ -145,3 +150,11 @@ def test_a_negative_show_exits_2_and_writes_nothing(job, capsys):
 ])
 def test_a_simulate_flag_that_cannot_work_exits_2_before_serving(job, capsys, flags, line):
     assert_refused(capsys, job, ["simulate", *flags], line)
+
+
+@pytest.mark.parametrize("given, tier", [("flex", Tier.FLEX), ("PRIORITY", Tier.PRIORITY), (" standard ", Tier.STANDARD),
+                                         (None, None)])
+def test_tier_flags_become_the_run_and_estimate_tier(given, tier):
+    flags = ["--tier", given] if given else []
+    assert run_options(parse("run", "x.yaml", *flags), NOON).tier is tier
+    assert estimate_options(parse("estimate", "x.yaml", *flags)).tier is tier

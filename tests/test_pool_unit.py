@@ -117,7 +117,7 @@ class FixedPrices:
     def worst_case(self, record: RequestRecord) -> float | None:
         return self.worst
 
-    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+    def cost(self, record: RequestRecord, usage: Usage | None, served: str | None = None) -> float | None:
         return None if usage is None else self.actual
 
 

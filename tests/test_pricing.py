@@ -117,7 +117,18 @@ def test_flex_tier(catalog):
 
 def test_unknown_tier_is_an_error(catalog):
     with pytest.raises(ValueError, match="unknown tier"):
-        cost_usd(Usage(prompt=1), price(catalog, "gemini-2.5-flash"), tier="priority")
+        cost_usd(Usage(prompt=1), price(catalog, "gemini-2.5-flash"), tier="premium")
+
+
+def test_priority_surcharges_every_rate_but_cached_input_by_1_8_unless_a_model_says_otherwise(catalog):
+    usage = Usage(prompt=1_000_000, cached=200_000, output_text=1_000_000)
+    entry = price(catalog, "gemini-2.5-flash")
+    standard = cost_usd(usage, entry)
+    cached = 0.2 * entry.cached_input
+    assert cost_usd(usage, entry, tier="priority") == pytest.approx((standard - cached) * 1.8 + cached)
+    own = PriceCatalog.load(overrides={"gemini-2.5-flash": {"priority_multiplier": 2.0}})
+    assert cost_usd(usage, own.price_for("gemini-2.5-flash"), tier="priority") == pytest.approx(
+        (standard - cached) * 2.0 + cached)
 
 
 def test_unknown_model_costs_none_and_warns_once(caplog):

@@ -22,6 +22,7 @@ from batchrun.providers.gemini import (
 )
 from batchrun.records import EstimateInputs, ImageRef, Outcome, RequestRecord, Usage
 from batchrun.rendered import rendered_request
+from batchrun.tiers import Tier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "replies"
 KEY = "test-key-123"
@@ -551,3 +552,88 @@ def test_a_refused_auth_scheme_does_not_echo_the_key(tmp_path):
     with pytest.raises(ValueError) as raised:
         GeminiProvider(GOOGLE, KEY, auth=KEY, spec_dir=tmp_path)
     assert KEY not in str(raised.value)
+
+
+# --- service tiers ------------------------------------------------------------------------------
+
+
+TIER_BODY_START = b'{"contents":[{"role":"user","parts":[{"text":"Describe a blue mug in one line."}]}],'
+
+
+@pytest.mark.parametrize("tier", [Tier.FLEX, Tier.PRIORITY])
+def test_a_run_at_flex_or_priority_sends_service_tier_last_at_top_level(tmp_path, tier):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=tier)
+    _, seen = exchange(provider, record(TEXT_BODY), content=fixture("text_stop.json"))
+    standard = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path).encode_body(record(TEXT_BODY))
+    assert seen[0].content == standard[:-1] + b',"serviceTier":"' + tier.value.encode() + b'"}'
+    assert json.loads(seen[0].content)["serviceTier"] == tier.value
+
+
+def test_a_run_at_standard_sends_no_service_tier(tmp_path):
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.STANDARD).encode_body(record(TEXT_BODY))
+    assert sent.startswith(TIER_BODY_START) and b"serviceTier" not in sent
+
+
+def test_a_body_naming_its_own_service_tier_keeps_it_and_gets_no_second_one(tmp_path):
+    body = neutral("Hi", extras={"serviceTier": "flex"})
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.PRIORITY).encode_body(record(body))
+    assert sent.count(b"serviceTier") == 1 and json.loads(sent)["serviceTier"] == "flex"
+
+
+def test_a_schema_property_named_service_tier_does_not_stop_the_run_s_tier_being_sent(tmp_path):
+    schema = {"dialect": "json_schema", "schema": {"type": "object", "properties": {"serviceTier": {"type": "string"}}}}
+    body = {**neutral("Hi"), "response_schema": schema}
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.FLEX).encode_body(record(body))
+    assert json.loads(sent)["serviceTier"] == "flex"
+
+
+def test_the_tier_is_added_after_the_photo_is_inlined(tmp_path):
+    ref = photo(tmp_path)
+    body = neutral("Describe", image_ref(ref))
+    sent = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.FLEX).encode_body(record(body, images=[ref]))
+    parsed = json.loads(sent)
+    assert parsed["serviceTier"] == "flex"
+    assert base64.b64decode(parsed["contents"][0]["parts"][1]["inlineData"]["data"]) == (tmp_path / ref.path).read_bytes()
+
+
+def text_reply(**extra) -> bytes:
+    reply = json.loads(fixture("text_stop.json"))
+    usage_tier = extra.pop("usage_tier", None)
+    if usage_tier is not None:
+        reply["usageMetadata"]["serviceTier"] = usage_tier
+    return json.dumps({**reply, **extra}).encode()
+
+
+@pytest.mark.parametrize(("content", "headers", "served"), [
+    (text_reply(usage_tier="flex"), {}, "flex"),
+    (text_reply(serviceTier="priority"), {}, "priority"),
+    (text_reply(usage_tier="SERVICE_TIER_STANDARD"), {"x-gemini-service-tier": "priority"}, "standard"),
+    (text_reply(), {"x-gemini-service-tier": "standard"}, "standard"),
+    (text_reply(), {}, None),
+    (text_reply(usage_tier="turbo"), {}, None),
+])
+def test_the_tier_that_served_a_reply_is_read_from_usage_then_the_reply_then_the_header(
+        tmp_path, content, headers, served):
+    provider = GeminiProvider(GOOGLE, KEY, spec_dir=tmp_path, tier=Tier.PRIORITY)
+    reply, _ = exchange(provider, record(TEXT_BODY), content=content, headers=headers)
+    assert (reply.outcome, reply.service_tier) == (Outcome.OK, served)
+
+
+def test_a_streamed_reply_reports_its_served_tier_from_the_last_usage():
+    events = (b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}\r\n\r\n'
+              b'data: {"candidates":[{"content":{"parts":[{"text":"!"}]},"finishReason":"STOP"}],'
+              b'"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2,"serviceTier":"flex"}}\r\n\r\n')
+    reply = parse_sse(events, wants_image=False)
+    assert (reply.text, reply.service_tier) == ("Hi!", "flex")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_flex_capacity_error_is_retried_like_any_429_or_503_and_stops_nothing(status):
+    from batchrun.simulator.tiers import capacity_error
+
+    shed = parse_reply(status, json.dumps(capacity_error(status)).encode(), wants_image=False)
+    bare = parse_reply(status, json.dumps({"error": {"code": status, "message": "try again",
+                                                     "status": capacity_error(status)["error"]["status"]}}).encode(),
+                       wants_image=False)
+    assert (shed.outcome, shed.error_kind, shed.retry_after_s) == (bare.outcome, bare.error_kind, None)
+    assert shed.outcome is Outcome.RETRY and shed.rate_limited is (status == 429)

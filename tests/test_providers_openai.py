@@ -25,6 +25,7 @@ from batchrun.providers.openai import (
 from batchrun.providers.openai_request import chat_body, openapi_to_json_schema
 from batchrun.records import Headroom, ImageRef, Outcome, RequestRecord, Usage
 from batchrun.rendered import rendered_request
+from batchrun.tiers import Tier
 
 KEY = "sk-test-key-123456789"
 COMET = "https://api.cometapi.com/v1"
@@ -468,3 +469,34 @@ def test_streamed_refusal_and_images_are_joined():
 def test_usage_without_counts_is_none_where_not_reported():
     assert chat_usage(None, has_image=False) is None
     assert chat_usage({"prompt_tokens": 3}, has_image=False) == Usage(prompt=3)
+
+
+# ---- service tiers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", [Tier.FLEX, Tier.PRIORITY])
+def test_a_run_at_flex_or_priority_sends_openai_s_service_tier(tier):
+    body = neutral("Hi")
+    sent = provider(tier=tier).encode_body(record(body))
+    assert sent == json.dumps({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "Hi"}],
+                               "service_tier": tier.value}, separators=(",", ":")).encode()
+
+
+def test_a_run_at_standard_sends_no_service_tier():
+    assert b"service_tier" not in provider(tier=Tier.STANDARD).encode_body(record(neutral("Hi")))
+
+
+@pytest.mark.parametrize(("said", "served"), [("flex", "flex"), ("priority", "priority"), ("default", "standard"),
+                                              ("scale", None), (None, None)])
+def test_the_tier_that_served_a_completion_is_read_from_its_service_tier(said, served):
+    payload = {**completion(), "service_tier": said}
+    reply, _ = exchange(provider(tier=Tier.FLEX), record(neutral("Hi")), answer(payload=payload))
+    assert (reply.outcome, reply.service_tier) == (Outcome.OK, served)
+
+
+def test_a_streamed_completion_keeps_its_service_tier():
+    chunks = [{"id": "c1", "model": "m", "service_tier": "flex",
+               "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}]
+    data = b"".join(b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks) + b"data: [DONE]\n\n"
+    reply, _ = parse_chat_sse(data, wants_image=False)
+    assert (reply.text, reply.service_tier) == ("Hi", "flex")

@@ -7,6 +7,7 @@ import pytest
 from batchrun.cost.pricing import PriceCatalog, cost_usd, worst_case_cost
 from batchrun.records import RequestRecord, TokenEstimate, Usage
 from batchrun.running.account import CatalogPrices, FreePrices, SpendingAccount
+from batchrun.tiers import Tier
 
 MODEL = "gemini-2.5-flash"
 
@@ -48,5 +49,28 @@ def test_catalog_prices_give_the_worst_case_and_the_tier_price_of_a_reply() -> N
     assert prices.worst_case(record()) == worst_case_cost(record().estimate, entry)
     assert prices.cost(record(), usage) == cost_usd(usage, entry, tier="standard")
     assert prices.cost(record("FLEX"), usage) == cost_usd(usage, entry, tier="flex")
-    assert prices.cost(record("priority"), usage) == cost_usd(usage, entry, tier="standard")
+    assert prices.cost(record("priority"), usage) == cost_usd(usage, entry, tier="priority")
+    assert prices.cost(record("premium"), usage) == cost_usd(usage, entry, tier="standard")  # no such tier
     assert prices.cost(record(), None) is None
+
+
+def test_a_reply_is_costed_at_the_tier_that_served_it_else_at_the_run_s_tier() -> None:
+    catalog = PriceCatalog.load()
+    entry = catalog.price_for(MODEL)
+    usage = Usage(prompt=100, output_text=200, total=300)
+    flex, priority = CatalogPrices(catalog, Tier.FLEX), CatalogPrices(catalog, Tier.PRIORITY)
+    assert flex.cost(record(), usage) == cost_usd(usage, entry, tier="flex")
+    assert flex.cost(record(), usage, "flex") == flex.cost(record(), usage) == 0.000265
+    assert priority.cost(record(), usage) == cost_usd(usage, entry, tier="priority") == 0.000954
+    assert priority.cost(record(), usage, "standard") == cost_usd(usage, entry, tier="standard") == 0.00053
+    assert priority.cost(record(), usage, "SERVICE_TIER_PRIORITY") == 0.000954
+    assert priority.cost(record(), usage, "unheard-of") == 0.000954  # an unknown served tier: the asked one
+
+
+def test_the_worst_case_reserved_is_at_the_run_s_tier() -> None:
+    catalog = PriceCatalog.load()
+    entry = catalog.price_for(MODEL)
+    worst = {tier: CatalogPrices(catalog, tier).worst_case(record()) for tier in Tier}
+    assert worst[Tier.FLEX] == worst_case_cost(record().estimate, entry, tier="flex")
+    assert worst[Tier.PRIORITY] == pytest.approx(worst[Tier.STANDARD] * 1.8)
+    assert CatalogPrices(catalog, Tier.PRIORITY).worst_case(record("flex")) == worst[Tier.FLEX]  # the body's own

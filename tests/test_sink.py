@@ -19,7 +19,7 @@ from batchrun.errors import UsageError
 from batchrun.output import lock as lock_module
 from batchrun.output.journal import RESULT_FIELDS
 from batchrun.output.lock import folder_lock
-from batchrun.output.sink import RESULT_SCHEMA, ImageFile, Recovery, Sink, pending_ids
+from batchrun.output.sink import RESULT_SCHEMA, ImageFile, Recovery, Sink, list_parts, pending_ids, read_parts
 from batchrun.records import ResultRecord
 
 DEAD_PID = 4_194_304 + 17  # above Linux's largest pid_max: no process can have it
@@ -497,3 +497,18 @@ def test_kill_9_loses_no_row_the_killed_process_had_written(tmp_path):
     for row in rows:
         if row["image_path"]:
             assert hashlib.sha256((out / row["image_path"]).read_bytes()).hexdigest() == row["image_sha256"]
+
+
+def test_a_part_written_before_the_service_tier_column_reads_with_it_null(tmp_path):
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    older = RESULT_SCHEMA.remove(RESULT_SCHEMA.get_field_index("service_tier"))
+    row = {name: value for name, value in dataclasses.asdict(result("a")).items() if name != "service_tier"}
+    row["started_at"] = row["finished_at"] = datetime.fromtimestamp(row["finished_at"], UTC)
+    pq.write_table(pa.Table.from_pylist([row], schema=older), out / "results" / "part-000000.parquet")
+    sink = open_sink(out)
+    sink.write_result(result("b", service_tier="flex"))
+    sink.close()
+    table = read_parts(list_parts(out / "results"), ("request_id", "service_tier", "status"))
+    assert table.to_pylist() == [{"request_id": "a", "service_tier": None, "status": "ok"},
+                                 {"request_id": "b", "service_tier": "flex", "status": "ok"}]

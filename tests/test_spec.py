@@ -11,6 +11,7 @@ from batchrun.errors import EXIT_USAGE, SpecError
 from batchrun.planning import yamlload
 from batchrun.planning.spec import DEFAULT_BASE_URL, LoadedSpec, load_spec, yaml_path
 from batchrun.planning.templatesyntax import is_template
+from batchrun.tiers import Tier
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: job\nmodel: gemini-3-flash-preview\ninputs: {rows: [{sku: A}]}\nrequest: {prompt: 'Describe {{ sku }}'}\n"
@@ -138,7 +139,7 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
     [
         ("modle: x\n", "modle", "unknown key; did you mean 'model'?"),
         ("zzzz: 1\n", "zzzz",
-         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing"),
+         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing, tier"),
         ("limits: {concurency: 4}\n", "limits.concurency", "unknown key; did you mean 'concurrency'?"),
         ("retry: {max_attempt: 3}\n", "retry.max_attempt", "unknown key; did you mean 'max_attempts'?"),
         ("provider: {kind: gemini, apikey_env: K}\n", "provider.apikey_env", "unknown key; did you mean 'api_key_env'?"),
@@ -288,3 +289,27 @@ def test_yaml_path(loc, path):
 )
 def test_is_template(value, templated):
     assert is_template(value) is templated
+
+
+@pytest.mark.parametrize("given, tier", [("", Tier.STANDARD), ("tier: flex\n", Tier.FLEX),
+                                         ("tier: priority\n", Tier.PRIORITY), ("tier: Standard\n", Tier.STANDARD)])
+def test_the_tier_key_names_the_run_s_tier(tmp_path, given, tier):
+    assert load_spec(write(tmp_path, MINIMAL + given)).spec.tier is tier
+
+
+@pytest.mark.parametrize("given, message", [
+    ("batch", "the batch tier is not available yet; use flex, also half price"),
+    ("cheap", "'cheap' is not a tier; use standard, flex (half price, slower) or priority (about 1.8x, faster)"),
+])
+def test_a_tier_no_run_can_use_is_refused_in_one_line(tmp_path, given, message):
+    where, said, line = error_of(tmp_path, MINIMAL + f"tier: {given}\n")
+    assert (where, said) == ("tier", message)
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("key", ["serviceTier", "service_tier"])
+def test_a_service_tier_in_the_generation_config_points_to_the_tier_key(tmp_path, key):
+    where, message, _ = error_of(tmp_path, MINIMAL.replace("request: {prompt", f"request: {{generation_config: {{{key}: flex}}, prompt"))
+    assert where == f"request.generation_config.{key}"
+    assert message == ("the service tier is not a generationConfig key; write `tier: flex` (or priority) at the top "
+                       "of the spec, or run with --tier flex")

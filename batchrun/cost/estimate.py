@@ -4,7 +4,7 @@ Inputs: `manifest.parquet` (its estimate columns, named fields the provider read
 request at plan time: never its body), a PriceCatalog, optional calibration
 ratios from an earlier run (`calibration.json` in the output folder), and what the folder's results
 already cost (`batchrun.output.spend`, the figure the run's budget starts from). Output: a JobEstimate per
-model and tier (standard, flex, batch), expected and high, and whether the job fits its budget: the
+model and tier (standard, flex, batch, and priority when the run asks for it), expected and high, and whether the job fits its budget: the
 cap less what results no longer in the manifest cost, since those were paid for all the same.
 The work is vectorised with pyarrow: rows are grouped by what prices them alike (model, thinking
 setting, >200k prompt, tier named in the body, image size), and only the few groups reach Python.
@@ -90,6 +90,11 @@ class JobEstimate:
     def requests(self) -> int:
         return sum(m.requests for m in self.models)
 
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The tiers the report shows: priority only when the run asks for it."""
+        return tuple(t for t in TIERS if t != "priority" or self.budget_tier == "priority")
+
     def total(self, tier: str, kind: str) -> float | None:
         """The job's cost at a tier ('expected' or 'high'); None when any model's price is unknown."""
         costs = [m.cost[tier][kind] for m in self.models]
@@ -141,8 +146,9 @@ class JobEstimate:
         return {
             "manifest": self.manifest,
             "requests": self.requests,
-            "models": [_model_json(m) for m in self.models],
-            "total": {t: {k: self.total(t, k) for k in ("expected", "high")} for t in TIERS},
+            "tier": self.budget_tier,
+            "models": [_model_json(m, self.tiers) for m in self.models],
+            "total": {t: {k: self.total(t, k) for k in ("expected", "high")} for t in self.tiers},
             "spend_usd": round(self.spent.usd, 6),
             "not_in_manifest_spend_usd": round(self.spent.not_in_manifest_usd, 6),
             "budget": None if verdict is None or headroom is None else {
@@ -168,8 +174,10 @@ RULES = {
 }
 
 
-def _model_json(m: ModelEstimate) -> dict[str, Any]:
-    return {name: getattr(m, name) for name in ModelEstimate.__slots__}
+def _model_json(m: ModelEstimate, tiers: tuple[str, ...]) -> dict[str, Any]:
+    out = {name: getattr(m, name) for name in ModelEstimate.__slots__}
+    out["cost"] = {tier: costs for tier, costs in m.cost.items() if tier in tiers}
+    return out
 
 
 def read_manifest_columns(manifest_path: Path) -> pa.Table:
@@ -298,11 +306,12 @@ def _usd(value: float | None) -> str:
 def format_estimate(est: JobEstimate) -> str:
     """The text report of `batchrun estimate`."""
     lines = [f"Estimate for {est.manifest}: {est.requests:,} requests, {len(est.models)} model(s)", ""]
+    lines += [f"Tier: {est.budget_tier} (the run's --tier or tier:; the budget is checked at it)", ""]
     for m in est.models:
-        lines += _model_lines(m)
-    lines += [f"{'Total':<18}" + "".join(f"{t:>14}" for t in TIERS)]
+        lines += _model_lines(m, est.tiers)
+    lines += [f"{'Total':<18}" + "".join(f"{t:>14}" for t in est.tiers)]
     for kind in ("expected", "high"):
-        lines.append(f"  {kind:<16}" + "".join(f"{_usd(est.total(t, kind)):>14}" for t in TIERS))
+        lines.append(f"  {kind:<16}" + "".join(f"{_usd(est.total(t, kind)):>14}" for t in est.tiers))
     if est.spent.results:
         lines += ["", _spent_line(est.spent)]
     verdict = est.budget_verdict()
@@ -320,7 +329,7 @@ def _spent_line(spent: JobSpend) -> str:
     return line
 
 
-def _model_lines(m: ModelEstimate) -> list[str]:
+def _model_lines(m: ModelEstimate, tiers: tuple[str, ...]) -> list[str]:
     lines = [
         f"{m.model}: {m.requests:,} requests",
         f"  input tokens    text {m.input_text_tokens:,}  image {m.input_image_tokens:,}",
@@ -328,10 +337,10 @@ def _model_lines(m: ModelEstimate) -> list[str]:
         f" {m.output_text_tokens_max:,} ceiling"
         f"  image {m.output_image_tokens:,} ({m.images_out:,} images)"
         f"  thinking {m.thinking_tokens_expected:,} expected",
-        f"  {'cost (USD)':<16}" + "".join(f"{t:>14}" for t in TIERS),
+        f"  {'cost (USD)':<16}" + "".join(f"{t:>14}" for t in tiers),
     ]
     for kind in ("expected", "high"):
-        lines.append(f"    {kind:<14}" + "".join(f"{_usd(m.cost[t][kind]):>14}" for t in TIERS))
+        lines.append(f"    {kind:<14}" + "".join(f"{_usd(m.cost[t][kind]):>14}" for t in tiers))
     if m.price_known:
         verified = f"verified {m.price_verified_at}" if m.price_verified_at else "unverified"
         lines.append(f"  price: {m.price_source or 'shipped catalog'} ({verified})")
@@ -357,14 +366,21 @@ def write_calibration(
     catalog: PriceCatalog,
     *,
     today: dt.date | None = None,
+    run_tier: str = "standard",
 ) -> dict[str, float]:
-    """Stores sum(actual cost_usd of ok rows) / sum(their expected cost) per model; returns them."""
+    """Stores sum(actual cost_usd of ok rows) / sum(their expected cost) per model; returns them.
+
+    Each request is expected at the tier that served it (the results' `service_tier`), else the tier its
+    body names, else `run_tier`: a flex run's actual cost is not mistaken for a standard one's half.
+    """
     ok = results.filter(pc.and_(pc.equal(results["status"], "ok"), pc.is_valid(results["cost_usd"])))
     if "shared_from" in results.column_names:  # a row that copied another's reply paid nothing
         ok = ok.filter(pc.is_null(ok["shared_from"]))
+    served = _served_tiers(ok)
     ok = ok.group_by("request_id", use_threads=False).aggregate([("cost_usd", "first")])  # a row per id
     manifest = read_manifest_columns(Path(manifest_path))
     manifest = manifest.filter(pc.is_in(manifest["request_id"], value_set=ok["request_id"]))
+    manifest = _at_served_tier(manifest, served, run_tier)
     actual = _actual_by_model(manifest, ok)
     expected = _expected_at_body_tier(_with_row_rules(manifest), catalog)
     rows = {
@@ -378,6 +394,22 @@ def write_calibration(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / CALIBRATION_FILE).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
     return {model: row["ratio"] for model, row in rows.items()}
+
+
+def _served_tiers(ok: pa.Table) -> dict[str, str]:
+    """request_id -> the tier that served it, for ok rows whose reply said."""
+    if "service_tier" not in ok.column_names:
+        return {}
+    known = ok.filter(pc.is_valid(ok["service_tier"]))
+    return dict(zip(known["request_id"].to_pylist(), known["service_tier"].to_pylist()))
+
+
+def _at_served_tier(manifest: pa.Table, served: dict[str, str], run_tier: str) -> pa.Table:
+    """The manifest with est_service_tier set to each request's served tier (else its own, else the run's)."""
+    tiers = [served.get(request_id) or own or run_tier for request_id, own in
+             zip(manifest["request_id"].to_pylist(), manifest["est_service_tier"].to_pylist())]
+    position = manifest.column_names.index("est_service_tier")
+    return manifest.set_column(position, "est_service_tier", pa.array(tiers, pa.string()))
 
 
 def _actual_by_model(manifest: pa.Table, ok: pa.Table) -> dict[str, tuple[float, int]]:
@@ -402,11 +434,12 @@ def _expected_at_body_tier(table: pa.Table, catalog: PriceCatalog) -> dict[str, 
 
 def estimate_report(
     manifest_path: Path, out_dir: Path, catalog: PriceCatalog, *, json_out: bool = False,
-    budget_usd: float | None = None, today: dt.date | None = None,
+    budget_usd: float | None = None, today: dt.date | None = None, tier: str = "standard",
 ) -> str:
     """What `batchrun estimate` prints: the calibrated estimate of a planned job and its spend, as text or JSON."""
     est = estimate_manifest(
-        manifest_path, catalog, calibration=read_calibration(out_dir), budget_usd=budget_usd, today=today
+        manifest_path, catalog, calibration=read_calibration(out_dir), budget_usd=budget_usd, today=today,
+        budget_tier=str(tier),
     )
     est.spent = job_spend(out_dir, read_columns(manifest_path, ["row_id"])["row_id"])
     return json.dumps(est.to_json(), indent=2) if json_out else format_estimate(est)

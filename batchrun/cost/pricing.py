@@ -8,7 +8,8 @@ Rates are USD per million tokens. The formula (reference "Cost formula from usag
     fresh input = prompt - cached; image input at `input_image` (else `input`); cached at `cached_input`;
     text and thinking output at `output`; image output at `output_image`;
     a prompt over 200,000 tokens switches every rate to its `*_above_200k` value where one exists;
-    batch and flex multiply every rate except cached input (cached tokens are priced as non-batch).
+    batch and flex multiply every rate except cached input (cached tokens are priced as non-batch);
+    priority multiplies every rate but cached input by `priority_multiplier` (75-100% surcharge, reference §1).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 LONG_CONTEXT_TOKENS = 200_000
 PER_MILLION = 1_000_000
-TIERS = ("standard", "flex", "batch")
+TIERS = ("standard", "flex", "batch", "priority")
 
 
 class PriceEntry(pydantic.BaseModel, extra="forbid"):
@@ -47,6 +48,8 @@ class PriceEntry(pydantic.BaseModel, extra="forbid"):
     cached_input_above_200k: float | None = pydantic.Field(None, ge=0)
     batch_multiplier: float = pydantic.Field(0.5, ge=0)
     flex_multiplier: float = pydantic.Field(0.5, ge=0)
+    # 75-100% surcharge (reference §1): 1.8 until a model's own rate is known
+    priority_multiplier: float = pydantic.Field(1.8, ge=0)
     output_image_tokens: dict[str, int] | None = None
     verified_at: str | None = None
     source: str | None = None
@@ -66,6 +69,8 @@ class PriceEntry(pydantic.BaseModel, extra="forbid"):
             return self.flex_multiplier
         if tier == "batch":
             return self.batch_multiplier
+        if tier == "priority":
+            return self.priority_multiplier
         raise ValueError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}")
 
 

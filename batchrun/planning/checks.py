@@ -27,6 +27,9 @@ def check_spec(spec: Any, shown: str) -> list[str]:
     warnings: list[str] = []
     config = spec.request.generation_config
     for key in config:
+        if key in ("serviceTier", "service_tier"):
+            raise SpecError(shown, f"{GC}.{key}", "the service tier is not a generationConfig key; write "
+                            "`tier: flex` (or priority) at the top of the spec, or run with --tier flex")
         if key not in GENERATION_CONFIG_KEYS:
             hint = difflib.get_close_matches(key, GENERATION_CONFIG_KEYS, n=1) or _camel_hint(key)
             fix = f"did you mean '{hint[0]}'?" if hint else "see the generationConfig reference"

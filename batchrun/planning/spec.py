@@ -29,6 +29,7 @@ from batchrun.planning.checks import check_spec
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
 from batchrun.providers.registry import provider_entry
+from batchrun.tiers import Tier, run_tier
 
 Scalar = str | int | float | bool
 
@@ -229,6 +230,12 @@ class JobSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     pricing: dict[str, dict[str, Any]] | None = None
+    tier: Tier = Tier.STANDARD  # standard | flex | priority; `--tier` overrides it
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _run_tier(cls, value: Any) -> Tier:
+        return run_tier(value)
 
     @model_validator(mode="after")
     def _variant_is_free(self) -> JobSpec:

@@ -35,6 +35,7 @@ from ..records import (
     Usage,
 )
 from ..rendered import RenderedRequest, option
+from ..tiers import SERVED_TIER_HEADER, Tier, served_tier
 from .classify import (
     classify_error,
     classify_finish,
@@ -104,6 +105,7 @@ class GeminiProvider:
         spec_dir: Path,
         stream: bool = False,
         timeout_s: float = 180.0,
+        tier: Tier = Tier.STANDARD,
     ) -> None:
         if auth not in AUTH_SCHEMES:
             # the value is not echoed: a misplaced argument may be the key itself
@@ -113,6 +115,9 @@ class GeminiProvider:
         self.spec_dir = Path(spec_dir)
         self.stream = stream
         self.timeout_s = timeout_s
+        self.tier = tier
+        # appended at send time like the stream flag: the request id hashes the body without it
+        self._tier_suffix = b"" if tier is Tier.STANDARD else f',"serviceTier":"{tier.value}"}}'.encode()
         self._api_key = api_key or None
         self._headers = {"content-type": "application/json", **_auth_header(auth, api_key)}
         self._timeout = httpx.Timeout(timeout_s, connect=min(30.0, timeout_s))
@@ -138,6 +143,7 @@ class GeminiProvider:
     def encode_body(self, record: RequestRecord) -> bytes:
         """The exact bytes sent: compact JSON with every image placeholder replaced by base64."""
         body = json.dumps(gemini_body(record.body), separators=(",", ":"), ensure_ascii=False).encode()
+        body = self._with_tier(body, record.body)
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
         inline = {_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
@@ -149,6 +155,12 @@ class GeminiProvider:
             return b'"data":"' + inline[digest] + b'"'
 
         return _PLACEHOLDER.sub(substitute, body)
+
+    def _with_tier(self, body: bytes, request: RenderedRequest) -> bytes:
+        """The body with the run's serviceTier last; a body that names its own at top level keeps it."""
+        if not self._tier_suffix or request["extras"].get("serviceTier"):
+            return body
+        return body[:-1] + self._tier_suffix
 
     def _read_base64(self, ref: ImageRef) -> bytes:
         try:
@@ -201,6 +213,8 @@ class GeminiProvider:
             reply = parse_reply(
                 status, response.content, wants_image=wants_image, headers=response.headers, now=now
             )
+        if reply.service_tier is None:
+            reply.service_tier = served_tier(response.headers.get(SERVED_TIER_HEADER))
         return self._redact(reply)
 
     def _redact(self, reply: ProviderReply) -> ProviderReply:
@@ -266,6 +280,7 @@ def _read_response(payload: dict[str, Any], status: int, wants_image: bool) -> P
         response_id=payload.get("responseId"),
         model_stage=model_status.get("modelStage"),
         retirement_time=model_status.get("retirementTime"),
+        service_tier=served_tier((payload.get("usageMetadata") or {}).get("serviceTier") or payload.get("serviceTier")),
     )
     candidates = payload.get("candidates")
     if not candidates:
@@ -397,7 +412,7 @@ def merge_stream(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     parts: list[Any] = []
     candidate: dict[str, Any] | None = None
     for payload in payloads:
-        for field in ("usageMetadata", "modelVersion", "responseId", "modelStatus"):
+        for field in ("usageMetadata", "modelVersion", "responseId", "modelStatus", "serviceTier"):
             if payload.get(field):
                 merged[field] = payload[field]  # usage is cumulative: the last chunk holds the total
         if "promptFeedback" in payload and "promptFeedback" not in merged:

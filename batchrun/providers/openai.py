@@ -35,6 +35,7 @@ import httpx
 from ..errors import InputImageChanged
 from ..outcomes import ErrorKind
 from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord, Usage
+from ..tiers import Tier, served_tier
 from .classify import classify_error, classify_finish, classify_transport, error_envelope
 from .messages import one_line, safe_message
 from .openai_request import chat_body
@@ -68,12 +69,14 @@ class OpenAIProvider:
         max_tokens_field: str | None = None,
         max_image_bytes: int = MAX_IMAGE_BYTES,
         image_timeout_s: float = IMAGE_TIMEOUT_S,
+        tier: Tier = Tier.STANDARD,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.spec_dir = Path(spec_dir)
         self.stream = stream
         self.max_tokens_field = max_tokens_field  # read by chat_body
         self.max_image_bytes = max_image_bytes
+        self.tier = tier
         self._api_key = api_key or None
         self._headers = {"content-type": "application/json"}
         if api_key:
@@ -99,6 +102,8 @@ class OpenAIProvider:
         if self._streams(record):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if self.tier is not Tier.STANDARD:  # at send time, like stream: the request id hashes the body without it
+            body.setdefault("service_tier", self.tier.value)
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         if not record.images:
             return data
@@ -224,7 +229,7 @@ def reply_from_completion(payload: dict[str, Any], status: int, wants_image: boo
 
 def _read_completion(payload: dict[str, Any], status: int, wants_image: bool) -> tuple[ProviderReply, str | None]:
     reply = ProviderReply(Outcome.OK, http_status=status, model_version=_text(payload.get("model")),
-                          response_id=_text(payload.get("id")))
+                          response_id=_text(payload.get("id")), service_tier=served_tier(payload.get("service_tier")))
     choices = payload.get("choices")
     if not choices:
         reply.usage = chat_usage(payload.get("usage"), has_image=False)
@@ -381,7 +386,7 @@ def merge_chunks(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     message = _MessageDeltas()
     for payload in payloads:
-        for field in ("id", "model", "usage"):
+        for field in ("id", "model", "usage", "service_tier"):
             if payload.get(field):
                 merged[field] = payload[field]
         chunk_choices = payload.get("choices")

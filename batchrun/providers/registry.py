@@ -24,6 +24,7 @@ import httpx
 from ..errors import UnknownProvider
 from ..records import EstimateInputs, ProviderReply, RequestRecord
 from ..rendered import RenderedRequest
+from ..tiers import Tier
 
 GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
 SIMULATOR_BASE_URL = "http://simulator.batchrun.invalid"
@@ -55,6 +56,7 @@ class ProviderSettings:
     spec_dir: Path = Path(".")
     timeout_s: float = 180.0
     concurrency: int = 16
+    tier: Tier = Tier.STANDARD  # added to each body at send time, never part of the request id
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
 
         spec = settings.provider
         return GeminiProvider(base_url or spec.url, settings.api_key, auth=spec.auth, spec_dir=settings.spec_dir,
-                              stream=spec.stream, timeout_s=settings.timeout_s)
+                              stream=spec.stream, timeout_s=settings.timeout_s, tier=settings.tier)
 
     return build
 
@@ -144,7 +146,8 @@ def _openai(settings: ProviderSettings) -> Provider:
 
     spec = settings.provider
     return OpenAIProvider(spec.url, settings.api_key, spec_dir=settings.spec_dir, stream=spec.stream,
-                          timeout_s=settings.timeout_s, max_tokens_field=spec.max_tokens_field)
+                          timeout_s=settings.timeout_s, max_tokens_field=spec.max_tokens_field,
+                          tier=settings.tier)
 
 
 _gemini_estimate_inputs: Callable[[RenderedRequest], EstimateInputs] = _lazy(".gemini", "gemini_estimate_inputs")

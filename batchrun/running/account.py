@@ -13,8 +13,8 @@ from typing import Protocol
 
 from batchrun.cost.pricing import PriceCatalog, cost_usd, worst_case_cost
 from batchrun.records import RequestRecord, TokenEstimate, Usage
+from batchrun.tiers import Tier, served_tier
 
-HALF_PRICE_TIERS = ("flex", "batch")
 _SLACK_USD = 1e-12  # float sums of reservations: a request that fits exactly is not refused
 
 
@@ -23,28 +23,34 @@ class RequestPrices(Protocol):
 
     def worst_case(self, record: RequestRecord) -> float | None: ...
 
-    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None: ...
+    def cost(self, record: RequestRecord, usage: Usage | None, served: str | None = None) -> float | None: ...
 
 
 class CatalogPrices:
-    """`RequestPrices` from the price catalog; worst cases cached per (model, estimate)."""
+    """`RequestPrices` from the price catalog at the run's tier; worst cases cached per (model, estimate)."""
 
-    def __init__(self, catalog: PriceCatalog) -> None:
+    def __init__(self, catalog: PriceCatalog, tier: Tier = Tier.STANDARD) -> None:
         self.catalog = catalog
+        self.tier = tier
         self._worst: dict[tuple[str, TokenEstimate], float | None] = {}
 
     def worst_case(self, record: RequestRecord) -> float | None:
         key = (record.model, record.estimate)
         if key not in self._worst:
-            self._worst[key] = worst_case_cost(record.estimate, self.catalog.lookup(record.model))
+            price = self.catalog.lookup(record.model)
+            self._worst[key] = worst_case_cost(record.estimate, price, tier=self.asked_tier(record))
         return self._worst[key]
 
-    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+    def cost(self, record: RequestRecord, usage: Usage | None, served: str | None = None) -> float | None:
+        """The reply's cost at the tier that served it, else at the tier asked for."""
         if usage is None:
             return None
-        tier = str(record.estimate.service_tier or "standard").lower()
-        priced_tier = tier if tier in HALF_PRICE_TIERS else "standard"
-        return cost_usd(usage, self.catalog.price_for(record.model), tier=priced_tier)
+        tier = served_tier(served) or self.asked_tier(record)
+        return cost_usd(usage, self.catalog.price_for(record.model), tier=tier)
+
+    def asked_tier(self, record: RequestRecord) -> Tier:
+        """A serviceTier the request's own body names (it is sent as is), else the run's tier."""
+        return served_tier(record.estimate.service_tier) or self.tier
 
 
 class FreePrices:
@@ -53,7 +59,7 @@ class FreePrices:
     def worst_case(self, record: RequestRecord) -> float | None:
         return None
 
-    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
+    def cost(self, record: RequestRecord, usage: Usage | None, served: str | None = None) -> float | None:
         return None
 
 
@@ -71,9 +77,9 @@ class SpendingAccount:
         """The most `record` can cost (None: unknown)."""
         return self.prices.worst_case(record)
 
-    def cost(self, record: RequestRecord, usage: Usage | None) -> float | None:
-        """What `record`'s reply cost (None: unknown)."""
-        return self.prices.cost(record, usage)
+    def cost(self, record: RequestRecord, usage: Usage | None, served: str | None = None) -> float | None:
+        """What `record`'s reply cost at the tier that `served` it, else the tier asked for (None: unknown)."""
+        return self.prices.cost(record, usage, served)
 
     def reserve(self, worst: float | None) -> bool:
         """Reserve a worst case; False when it would pass the cap (nothing is reserved then)."""

@@ -351,7 +351,7 @@ class WorkerPool:
 
     async def _record(self, record: RequestRecord, reply: ProviderReply, attempts: int, started: float,
                       worst: float | None) -> None:
-        cost = self.account.cost(record, reply.usage)
+        cost = self.account.cost(record, reply.usage, reply.service_tier)
         self._settle(worst, cost)  # paid whether or not it can be written
         self.progress.spend_usd += cost or 0.0
         self.progress.tokens += (reply.usage.total or 0) if reply.usage else 0

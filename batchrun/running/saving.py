@@ -150,6 +150,7 @@ def finished_result(done: Finished, image: ImageFile | None) -> ResultRecord:
         model=record.model,
         model_version=reply.model_version,
         response_id=reply.response_id,
+        service_tier=reply.service_tier,
     )
 
 

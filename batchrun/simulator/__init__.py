@@ -34,4 +34,9 @@ missing_key, repeated_key (over the lines of each batch), download_unavailable (
 downloads: 503); line_padding_bytes (whitespace added to every results line). The generate faults
 apply to batch lines: blocked, safety, no_image, max_tokens as the line's reply; server_error,
 unavailable, billing_402, prepaid_429 as the line's error. The request log gets one batch.line line
-per line answered (body_sha256 of the line's request as compact JSON, and "batch": its name)."""
+per line answered (body_sha256 of the line's request as compact JSON, and "batch": its name).
+
+Service tiers: serviceTier standard | flex | priority (lowercase; any other spelling is a 400) is reported
+back in usageMetadata.serviceTier and the x-gemini-service-tier header. Faults-file settings: flex
+(latency: extra time for flex replies; capacity: a rate or schedule of flex requests shed;
+capacity_status: 503 or 429), priority_downgrade (a share of priority requests served at standard)."""

@@ -57,6 +57,7 @@ from .replies import (
     usage_metadata,
 )
 from .requestlog import RequestLog
+from .tiers import SERVED_TIER_HEADER, capacity_error, decide_tier, report_served
 
 JSON_TYPE = "application/json; charset=UTF-8"
 SSE_TYPE = "text/event-stream"
@@ -246,8 +247,14 @@ class SimulatorCore:
             outcome = "quota" if refusal.per_day else "rate_limited"
             body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)
             return _json_reply(429, outcome, body)
+        tier = decide_tier(self.config, self.seed, n, request.service_tier)
+        if tier.shed_status is not None:
+            return _json_reply(tier.shed_status, "flex_shed", capacity_error(tier.shed_status))
+        request.served_tier = tier.served
         reply = self._faulted(model, request, plan, decision, n, streaming, sse)
-        reply.delay_s = decision.delay_s if reply.action != "hang" else 0.0
+        reply.delay_s = decision.delay_s + tier.delay_s if reply.action != "hang" else 0.0
+        if tier.served is not None:
+            reply.headers[SERVED_TIER_HEADER] = tier.served
         return reply
 
     def _faulted(self, model, request, plan, decision: Decision, n, streaming, sse) -> SimReply:
@@ -275,6 +282,7 @@ class SimulatorCore:
 
         def build(reply: SimReply) -> None:
             obj = self._reply_object(model, request, plan, fault, response_id, content)
+            report_served(obj, request.served_tier)
             self._encode(reply, obj, streaming, sse)
             if fault == "drop":
                 reply.action = "drop"

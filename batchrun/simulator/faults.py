@@ -137,6 +137,14 @@ class BatchSettings(_Strict):
     line_padding_bytes: int = Field(0, ge=0)
 
 
+class FlexFaults(_Strict):
+    """The flex tier (requests with serviceTier flex): slower answers, and capacity errors that shed them."""
+
+    latency: Latency | None = None  # extra time before a flex reply (besides `latency`)
+    capacity: Schedule | None = None  # flex requests answered with a capacity error
+    capacity_status: Literal[503, 429] = 503  # 503 UNAVAILABLE or 429 RESOURCE_EXHAUSTED
+
+
 class FaultConfig(_Strict):
     """Everything the simulator may do wrong, as read from a profile or a faults file."""
 
@@ -164,6 +172,8 @@ class FaultConfig(_Strict):
     require_key: bool = False
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
     batch: BatchSettings = BatchSettings()
+    flex: FlexFaults | None = None  # serviceTier flex: see simulator/tiers.py
+    priority_downgrade: float = Field(0.0, ge=0.0, le=1.0)  # share of priority requests served at standard
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:

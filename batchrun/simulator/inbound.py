@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from batchrun.cost.tokens import text_tokens
 
 from ..errors import InvalidRequest
+from .tiers import read_service_tier
 
 _HEADER_CHARS = 1 << 16  # base64 characters decoded to find an image's size (48 KiB of bytes)
 _URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
@@ -52,6 +53,8 @@ class GenerateRequest:
     thinking_level: str | None = None  # minimal | low | medium | high (the chat route's reasoning_effort)
     response_mime: str = "text/plain"
     response_schema: dict[str, Any] | None = None  # responseSchema or responseJsonSchema, as sent
+    service_tier: str | None = None  # serviceTier as asked (simulator/tiers.py reads it)
+    served_tier: str | None = None  # the tier that serves it, once the core has decided
 
 
 def _get(mapping: dict[str, Any], camel: str, snake: str, default: Any = None) -> Any:
@@ -174,6 +177,7 @@ def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
         thinking_budget=_typed(_get(thinking, "thinkingBudget", "thinking_budget"), int, "thinkingBudget"),
         response_mime=_get(config, "responseMimeType", "response_mime_type") or "text/plain",
         response_schema=_response_schema(config),
+        service_tier=read_service_tier(body),
     )
 
 
