@@ -234,14 +234,12 @@ class JobSpec(_Strict):
 
     @field_validator("tier", mode="before")
     @classmethod
-    def _run_tier(cls, value: Any) -> Tier:
-        return run_tier(value)
-
-    @model_validator(mode="after")
-    def _batch_tier_has_batch_mode(self) -> JobSpec:
-        if self.tier is Tier.BATCH and self.provider.kind not in BATCH_KINDS:
-            raise ValueError(f"tier: {batch_kind_message(self.provider.kind)}")
-        return self
+    def _run_tier(cls, value: Any, info: ValidationInfo) -> Tier:
+        tier = run_tier(value)
+        provider = info.data.get("provider")
+        if tier is Tier.BATCH and provider is not None and provider.kind not in BATCH_KINDS:
+            raise ValueError(batch_kind_message(provider.kind))
+        return tier
 
     @model_validator(mode="after")
     def _variant_is_free(self) -> JobSpec:
