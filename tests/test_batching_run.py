@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
+from batchrun.batching.exchange import BatchApi
 from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
-from batchrun.batching.exchange import BatchApi
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
 from batchrun.providers.gemini import GeminiProvider
