@@ -142,7 +142,9 @@ def _add_status(commands, common) -> None:
                  "Counts are for the manifest; failed, invalid and blocked results are broken down by error\n"
                  "kind (blocked: finish reason), each with an example message. Spend is every result's, as\n"
                  "the run's budget counts it, and says how much went on results no longer in the manifest.\n"
-                 "A spec changed since the last plan is pointed out (`batchrun plan` refreshes the manifest).")
+                 "A spec changed since the last plan is pointed out (`batchrun plan` refreshes the manifest).\n"
+                 "After a run at the batch tier, each batch is listed from the ledger: chunk, batch name, state as\n"
+                 "last polled, requests, age and results collected.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (money rounded to 6 decimals)")
     p.set_defaults(handler=cmd_status)

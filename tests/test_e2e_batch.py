@@ -9,9 +9,11 @@ never on the wall clock), and read the simulator's request log: each request ans
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 
 from e2e_helpers import (
+    batchrun,
     image_job,
     outputs,
     run_job,
@@ -62,6 +64,9 @@ def test_a_text_batch_job_runs_to_completion_over_several_runs_each_request_answ
     assert sends_by_id(lines, job.body_hashes()) == dict.fromkeys(job.ids, 1)
     assert Counter(line["rpc"] for line in log)["batches.create"] == 1
     assert not [line for line in log if line["rpc"] == "generateContent"]
+    status = batchrun(tmp_path, "status", str(spec), "--json")
+    (batch,) = json.loads(status.stdout)["batches"]
+    assert (batch["state"], batch["requests"], batch["collected"]) == ("collected", 7, 7)
 
 
 def test_an_image_batch_saves_each_image_matching_its_row_s_sha256(tmp_path):
