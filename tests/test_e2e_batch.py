@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from collections import Counter
 
 from e2e_helpers import (
@@ -18,8 +19,10 @@ from e2e_helpers import (
     outputs,
     run_job,
     sends_by_id,
+    start_batchrun,
     start_simulator,
     text_job,
+    wait_until,
     write_faults,
     write_spec,
 )
@@ -84,3 +87,52 @@ def test_an_image_batch_saves_each_image_matching_its_row_s_sha256(tmp_path):
     for row in rows:
         data = (job.folder / row["image_path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row["image_sha256"]
+
+
+# The kill lands tens of milliseconds after the call is seen in the log: upload and create take less, so a
+# kill "at upload" may land after the create; the ledger then decides, and the log shows what was paid for.
+KILL_MOMENTS = ("files.upload.start", "batches.get", "files.download")
+
+
+def kill_at(folder, spec, simulator, rpc: str) -> bool:
+    """Start a batch run and `kill -9` it once the simulator has logged one more `rpc` call; False if the
+    run ended first (it had nothing more of that kind to do)."""
+    before = rpc_count(simulator, rpc)
+    process = start_batchrun(folder, "run", str(spec), "--tier", "batch", "--wait", "--progress", "none")
+    try:
+        wait_until(lambda: rpc_count(simulator, rpc) > before or process.poll() is not None, process,
+                   f"a {rpc} call or the run's end")
+        if process.poll() is not None:
+            return False
+        process.send_signal(signal.SIGKILL)
+        return True
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def rpc_count(simulator, rpc: str) -> int:
+    return sum(1 for line in simulator.requests() if line["rpc"] == rpc)
+
+
+def test_a_batch_run_killed_at_upload_poll_and_collect_resumes_to_one_row_per_request(tmp_path):
+    faults = write_faults(tmp_path, "slowerbatch", {"batch": {"pending_s": 1.0, "running_s": 2.0}})
+    simulator = start_simulator(tmp_path, faults=faults)
+    try:
+        spec = write_spec(tmp_path, image_job("batchkills", simulator.url, tmp_path, photos=3, scenes=2))
+        killed = [rpc for rpc in KILL_MOMENTS if kill_at(tmp_path, spec, simulator, rpc)]
+        runs_until_done(tmp_path, spec)
+    finally:
+        simulator.stop()
+
+    assert "files.upload.start" in killed and len(killed) >= 2
+    job = outputs(tmp_path, "batchkills")
+    rows = job.rows()
+    assert sorted(r["request_id"] for r in rows) == sorted(job.ids)  # exactly one final row per request
+    for row in rows:
+        assert hashlib.sha256((job.folder / row["image_path"]).read_bytes()).hexdigest() == row["image_sha256"]
+    creates = [line for line in simulator.requests() if line["rpc"] == "batches.create"]
+    assert len(creates) == 1  # one chunk, never created twice
