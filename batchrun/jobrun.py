@@ -243,6 +243,7 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                          work: Work, account: SpendingAccount) -> BatchOutcome:
     """The pending requests through Gemini Batch Mode: planned into chunks, advanced once (or till done)."""
     from batchrun.batching.exchange import BatchApi, BatchApiError
+    from batchrun.batching.advance import PollBackoff
     from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
 
     spec = loaded.spec
@@ -251,7 +252,8 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     records = {record.request_id: record for record in iter_work(manifest_path(loaded), work)}
     target = SinkTarget(sink, records, account, progress)
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
-    run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s)
+    run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
+                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff())
     async with make_client(build_transport(settings), settings.timeout_s) as client:
         api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
         try:

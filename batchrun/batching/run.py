@@ -29,7 +29,7 @@ from ..running.account import SpendingAccount
 from ..running.clock import Clock
 from ..running.saving import Finished, ResultWriter, save_finished
 from ..tiers import Tier
-from .advance import AdvanceReport, PollSchedule, advance
+from .advance import AdvanceReport, PollBackoff, PollSchedule, advance
 from .chunks import BATCHES_DIR, Chunk, ChunkLimits, Encode, read_ids, write_chunks
 from .exchange import BatchApi
 from .ledger import Ledger
@@ -77,6 +77,7 @@ class BatchRunSettings:
     wait: bool = False  # pass after pass until nothing runs, or the deadline
     deadline_s: float | None = None  # from the start, on the run's clock
     limits: ChunkLimits = ChunkLimits()
+    poll: PollBackoff = PollBackoff()
 
 
 @dataclass(slots=True)
@@ -141,7 +142,7 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
     planned, left_out = plan_chunks(fresh, encode, ledger, account, target, settings)
     if planned:
         log.info("planned %d batch chunks (%d requests)", len(planned), len(fresh) - left_out)
-    schedule = PollSchedule()
+    schedule = PollSchedule(settings.poll)
     outcome = BatchOutcome(AdvanceReport(), planned=planned, over_budget=left_out, in_flight_before=len(in_flight))
     while True:
         outcome.report = await advance(api, ledger, clock, target, schedule=schedule)
