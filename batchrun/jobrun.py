@@ -242,8 +242,8 @@ def _batch_stop(batches: BatchOutcome, progress: Progress) -> PoolStop:
 async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | None, sink: Sink, progress: Progress,
                          work: Work, account: SpendingAccount) -> BatchOutcome:
     """The pending requests through Gemini Batch Mode: planned into chunks, advanced once (or till done)."""
-    from batchrun.batching.exchange import BatchApi, BatchApiError
     from batchrun.batching.advance import PollBackoff
+    from batchrun.batching.exchange import BatchApi, BatchApiError
     from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
 
     spec = loaded.spec
