@@ -271,10 +271,13 @@ def batch_base_url(loaded: LoadedSpec) -> str:
 
 
 def _batch_stop_error(exc: BatchApiError) -> RunStopped:
-    """A batch exchange that stops the run (bad key, quota, billing), as the synchronous run words it."""
+    """A batch exchange that stops the run (bad key, quota, billing, a request refused), worded for a user."""
     reply = exc.reply
     if reply.outcome is Outcome.STOP_BILLING:
         return BillingStopped(f"run stopped: {billing_message(reply)}; `batchrun run` again resumes")
+    if reply.outcome is Outcome.INVALID:
+        return ConfigRejected(f"run stopped: the batch API refused {exc}; check provider.base_url, or use "
+                              "--tier flex (also half price)")
     error = AuthFailed if reply.outcome is Outcome.STOP_AUTH else QuotaExhausted
     return error(f"run stopped: {exc}; batches already submitted are kept in the ledger; "
                  "`batchrun run` again resumes")

@@ -9,11 +9,14 @@ import anyio
 import httpx
 import pytest
 import yaml
+from batch_fake import BASE as FAKE_BASE
+from batch_fake import FakeBatchApi
 
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
-from batchrun.batching.exchange import BatchApi
+from batchrun.batching.exchange import BatchApi, BatchApiError
 from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
+from batchrun.errors import NoBatchRoute
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
 from batchrun.providers.gemini import GeminiProvider
@@ -233,3 +236,48 @@ def test_no_request_in_flight_is_chunked_again(tmp_path, extra):
     world = World(tmp_path, {"pending_s": 1000, "running_s": 1})
     world.drive(steps)
     assert world.rpcs()["batches.create"] == 1 + extra
+
+
+# ---------------------------------------------------------------- failures at the batch API (a scripted fake)
+
+
+def fake_run(fake: FakeBatchApi, tmp_path, records: list[RequestRecord]):
+    target, writer, _, _ = target_of(*records)
+    settings = BatchRunSettings(job_name="job")
+    encode = GeminiProvider(FAKE_BASE, None, spec_dir=tmp_path).encode_body
+
+    async def go():
+        async with fake.client() as client:
+            return await run_batches(BatchApi(client, FAKE_BASE, None), tmp_path / "out", target, encode,
+                                     target.account, FakeClock(), settings)
+
+    return anyio.run(go)
+
+
+def test_an_endpoint_without_the_batch_route_stops_the_run_with_the_line_that_says_so(tmp_path):
+    with pytest.raises(NoBatchRoute, match="has no batch route .*use --tier flex or standard"):
+        fake_run(FakeBatchApi(no_batch_route=True), tmp_path, [record(1)])
+
+
+def test_a_listing_that_fails_after_a_lost_create_reply_leaves_the_batch_for_the_next_run_never_created_twice(tmp_path):
+    fake = FakeBatchApi(lost_create_replies=1, faults={"list": [503]})
+    records = [record(1), record(2)]
+
+    first = fake_run(fake, tmp_path, records)  # created at the server, the reply lost: `creating`
+    second = fake_run(fake, tmp_path, records)  # the listing answers 503: nothing decided
+    third = fake_run(fake, tmp_path, records)  # the listing finds it: adopted
+
+    assert first.still_running and [p.what.split()[0] for p in first.report.problems] == ["create"]
+    assert second.still_running and [(p.chunk_id, p.error_kind) for p in second.report.problems] == [
+        ("", "unavailable")]
+    assert list(third.report.adopted) == first.planned
+    assert len(fake.creates) == 1
+
+
+def test_a_listing_the_server_refuses_stops_the_run(tmp_path):
+    fake = FakeBatchApi(lost_create_replies=1, faults={"list": [400]})
+    fake_run(fake, tmp_path, [record(1)])
+
+    with pytest.raises(BatchApiError) as caught:
+        fake_run(fake, tmp_path, [record(1)])
+    assert caught.value.reply.outcome is Outcome.INVALID

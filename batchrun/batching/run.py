@@ -29,9 +29,9 @@ from ..running.account import SpendingAccount
 from ..running.clock import Clock
 from ..running.saving import Finished, ResultWriter, save_finished
 from ..tiers import Tier
-from .advance import AdvanceReport, PollBackoff, PollSchedule, advance
+from .advance import AdvanceReport, PollBackoff, PollSchedule, Problem, advance, unfinished
 from .chunks import BATCHES_DIR, Chunk, ChunkLimits, Encode, read_ids, write_chunks
-from .exchange import BatchApi
+from .exchange import BatchApi, BatchApiError
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
     schedule = PollSchedule(settings.poll)
     outcome = BatchOutcome(AdvanceReport(), planned=planned, over_budget=left_out, in_flight_before=len(in_flight))
     while True:
-        outcome.report = await advance(api, ledger, clock, target, schedule=schedule)
+        outcome.report = await _one_pass(api, ledger, clock, target, schedule)
         outcome.passes += 1
         _log_pass(outcome.report)
         if not (settings.wait and outcome.report.still_running):
@@ -154,6 +154,20 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
         if settings.deadline_s is not None and wake - started > settings.deadline_s:
             return outcome
         await clock.sleep(max(0.0, wake - clock.now()))
+
+
+async def _one_pass(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget,
+                    schedule: PollSchedule) -> AdvanceReport:
+    """One `advance`; a failure worth retrying outside a chunk's step (the listing that reconciles a
+    crash) ends the pass with every chunk still unfinished, to be tried again."""
+    try:
+        return await advance(api, ledger, clock, target, schedule=schedule)
+    except BatchApiError as exc:
+        if exc.reply.outcome is not Outcome.RETRY:
+            raise
+        report = AdvanceReport(unfinished=unfinished(ledger))
+        report.problems.append(Problem("", exc.what, exc.reply.error_kind, exc.reply.error_message or ""))
+        return report
 
 
 def _next_wake(report: AdvanceReport, now: float) -> float:
@@ -170,8 +184,9 @@ def _log_pass(report: AdvanceReport) -> None:
     for chunk_id, reason in report.returned.items():
         log.warning("batch chunk %s returned to pending: %s", chunk_id, reason)
     for problem in report.problems:
-        log.warning("batch chunk %s: %s failed (%s): %s; the next pass tries again", problem.chunk_id,
-                    problem.what, problem.error_kind, problem.message)
+        where = f"batch chunk {problem.chunk_id}" if problem.chunk_id else "batch API"
+        log.warning("%s: %s failed (%s): %s; the next pass tries again", where, problem.what, problem.error_kind,
+                    problem.message)
     for chunk_id, names in report.duplicates.items():
         log.warning("batch chunk %s: the server lists more batches under its name (%s); they are not collected",
                     chunk_id, ", ".join(names))
