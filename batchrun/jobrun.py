@@ -217,6 +217,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             if run_tier(loaded, options) is Tier.BATCH:
                 batches = anyio.run(run_batch_tier, loaded, options, key, sink, progress, work, account)
             else:
+                _warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
                 pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
                 stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
@@ -261,6 +262,18 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                                      MonotonicClock(), run)
         except BatchApiError as exc:
             raise _batch_stop_error(exc) from None
+
+
+def _warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:
+    """A synchronous run sends again what batches at the server still hold: say so, once."""
+    from batchrun.batching.chunks import BATCHES_DIR
+    from batchrun.batching.ledger import Ledger
+
+    in_flight = Ledger(out_dir).read().in_flight_ids(out_dir / BATCHES_DIR)
+    if in_flight:
+        log.warning("%d requests are in batches still running at the server (`batchrun status` lists them); this run "
+                    "at the %s tier sends them again and they may be billed twice: `batchrun run --tier batch` "
+                    "collects them instead", len(in_flight), tier.value)
 
 
 def batch_base_url(loaded: LoadedSpec) -> str:

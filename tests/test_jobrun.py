@@ -151,3 +151,27 @@ def test_the_batch_flag_on_an_openai_spec_is_refused_before_anything_is_written(
     with pytest.raises(UsageError, match=r"^--tier batch: the batch tier is Gemini-only for now"):
         run_job(load_spec(tmp_path / "job.yaml"), RunOptions(tier=Tier.BATCH, handle_signals=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
+
+
+def test_a_synchronous_run_warns_that_requests_held_by_running_batches_may_be_billed_twice(tmp_path, monkeypatch,
+                                                                                           caplog):
+    from batchrun.batching.chunks import write_chunks
+    from batchrun.batching.ledger import Ledger
+    from batchrun.planning.manifest import iter_records
+    from batchrun.planning.plan import manifest_path
+    from batchrun.providers.gemini import GeminiProvider
+
+    loaded = prepare_batch_job(tmp_path, monkeypatch)
+    records = list(iter_records(manifest_path(loaded)))[:1]
+    encode = GeminiProvider("http://x", None, spec_dir=tmp_path).encode_body
+    Ledger(tmp_path / "out").planned(write_chunks(records, encode, tmp_path / "out", "bjob").chunks[0])
+
+    assert run_job(loaded, RunOptions(handle_signals=False, progress="none")) == 0
+    assert ("1 requests are in batches still running at the server (`batchrun status` lists them); this run at the "
+            "standard tier sends them again and they may be billed twice") in caplog.text
+
+
+def prepare_batch_job(tmp_path, monkeypatch):
+    from batchrun.jobrun import prepare
+
+    return prepare(batch_job(tmp_path, monkeypatch))
