@@ -2,7 +2,8 @@
 
 Wires the stages: read the key, take the output folder's lock (held to the end), plan if the manifest
 is stale, open the sink (recovering a crashed run), compute what is pending, run the pool
-(`run_pool` builds it: client, limiter, retry policy, provider), close the sink, calibrate the estimate, and turn how the run ended into an
+(`run_pool` builds it: client, limiter, retry policy, provider) or, at the batch tier, the batch run
+(`run_batch_tier`: batching/run.py over the same sink), close the sink, calibrate the estimate, and turn how the run ended into an
 exit code or the RunStopped error that says why. Prints nothing: results go back to the CLI, state
 changes to the log.
 """
