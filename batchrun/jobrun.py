@@ -3,7 +3,7 @@
 Wires the stages: read the key, take the output folder's lock (held to the end), plan if the manifest
 is stale, open the sink (recovering a crashed run), compute what is pending, run the pool
 (`run_pool` builds it: client, limiter, retry policy, provider) or, at the batch tier, the batch run
-(`run_batch_tier`: batching/run.py over the same sink), close the sink, calibrate the estimate, and turn how the run ended into an
+(batchtier.py: batching/run.py over the same sink), close the sink, calibrate the estimate, and turn how the run ended into an
 exit code or the RunStopped error that says why. Prints nothing: results go back to the CLI, state
 changes to the log.
 """
@@ -17,15 +17,14 @@ import os
 import re
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
@@ -48,11 +47,12 @@ from batchrun.running.hooks import ModelStatusWarner, ProgressTicker, RunHooks
 from batchrun.running.http import make_client
 from batchrun.running.limiter import Limiter
 from batchrun.running.pending import RETRYABLE_FINAL, Work, iter_work, plan_work
-from batchrun.running.pool import PoolSettings, PoolStop, StopReason, WorkerPool, billing_message
+from batchrun.running.pool import PoolSettings, PoolStop, StopReason, WorkerPool
 from batchrun.running.retry import RetryPolicy
 from batchrun.running.saving import Finished, copy_replies, save_finished
 from batchrun.running.writeerrors import write_error_message
 
+from .batchtier import batch_stop, check_batch_kind, run_batch_tier, warn_batches_in_flight
 from .errors import (
     EXIT_BATCHES_RUNNING,
     EXIT_FAILURES,
@@ -65,10 +65,8 @@ from .errors import (
     DeadlineReached,
     Interrupted,
     QuotaExhausted,
-    RunStopped,
     UsageError,
     WriteFailed,
-    batch_kind_message,
     batches_running_message,
     missing_key_message,
     unsendable_key_message,
@@ -81,12 +79,7 @@ from .providers.registry import (
     build_transport,
     provider_entry,
 )
-from .records import Outcome
-from .tiers import BATCH_KINDS, Tier, run_timeout_s
-
-if TYPE_CHECKING:
-    from batchrun.batching.exchange import BatchApiError
-    from batchrun.batching.run import BatchOutcome
+from .tiers import Tier, run_timeout_s
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +158,7 @@ def usable_key(value: str | None, env: str, shown: str) -> str:
 
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
-    _check_batch_kind(loaded, options)
+    check_batch_kind(loaded, options)
     key = api_key(loaded)  # before anything is written: a bad key leaves no trace
     # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
     try:
@@ -176,12 +169,6 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
         return _run_locked(loaded, options, lock, key)
     finally:
         release_lock(lock)
-
-
-def _check_batch_kind(loaded: LoadedSpec, options: RunOptions) -> None:
-    kind = loaded.spec.provider.kind
-    if run_tier(loaded, options) is Tier.BATCH and kind not in BATCH_KINDS:
-        raise UsageError(f"--tier batch: {batch_kind_message(kind)}")
 
 
 def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None) -> int:
@@ -218,7 +205,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             if run_tier(loaded, options) is Tier.BATCH:
                 batches = anyio.run(run_batch_tier, loaded, options, key, sink, progress, work, account)
             else:
-                _warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
+                warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
                 pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
                 stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
@@ -227,74 +214,11 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         _close(sink, held)
     _calibrate(loaded, catalog, run_tier(loaded, options))
     if batches is not None:
-        stop = _batch_stop(batches, progress)
+        stop = batch_stop(batches, progress)
         if batches.still_running:
             log.warning(batches_running_message(len(batches.report.unfinished)))
             return EXIT_BATCHES_RUNNING
     return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
-
-
-def _batch_stop(batches: BatchOutcome, progress: Progress) -> PoolStop:
-    """A batch run that left requests out for the budget stops as a run does at its cap (exit 4)."""
-    if not batches.over_budget or batches.still_running:
-        return PoolStop()
-    return PoolStop(StopReason.BUDGET, f"{batches.over_budget:,} requests did not fit the budget at the batch price")
-
-
-async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | None, sink: Sink, progress: Progress,
-                         work: Work, account: SpendingAccount) -> BatchOutcome:
-    """The pending requests through Gemini Batch Mode: planned into chunks, advanced once (or till done)."""
-    from batchrun.batching.advance import PollBackoff
-    from batchrun.batching.exchange import BatchApi, BatchApiError
-    from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
-
-    spec = loaded.spec
-    settings = provider_settings(loaded, options, key, options.concurrency or spec.limits.concurrency)
-    encoder = build_provider(replace(settings, tier=Tier.STANDARD))  # a batch line names no serviceTier
-    records = {record.request_id: record for record in iter_work(manifest_path(loaded), work)}
-    target = SinkTarget(sink, records, account, progress)
-    in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
-    run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
-                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff())
-    async with make_client(build_transport(settings), settings.timeout_s) as client:
-        api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
-        try:
-            return await run_batches(api, loaded.output_dir, target, encoder.encode_body, account,
-                                     MonotonicClock(), run)
-        except BatchApiError as exc:
-            raise _batch_stop_error(exc) from None
-
-
-def _warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:
-    """A synchronous run sends again what batches at the server still hold: say so, once."""
-    from batchrun.batching.chunks import BATCHES_DIR
-    from batchrun.batching.ledger import Ledger
-
-    in_flight = Ledger(out_dir).read().in_flight_ids(out_dir / BATCHES_DIR)
-    if in_flight:
-        log.warning("%d requests are in batches still running at the server (`batchrun status` lists them); this run "
-                    "at the %s tier sends them again and they may be billed twice: `batchrun run --tier batch` "
-                    "collects them instead", len(in_flight), tier.value)
-
-
-def batch_base_url(loaded: LoadedSpec) -> str:
-    from batchrun.providers.registry import SIMULATOR_BASE_URL
-
-    provider = loaded.spec.provider
-    return SIMULATOR_BASE_URL if provider.kind == "simulator" else provider.url
-
-
-def _batch_stop_error(exc: BatchApiError) -> RunStopped:
-    """A batch exchange that stops the run (bad key, quota, billing, a request refused), worded for a user."""
-    reply = exc.reply
-    if reply.outcome is Outcome.STOP_BILLING:
-        return BillingStopped(f"run stopped: {billing_message(reply)}; `batchrun run` again resumes")
-    if reply.outcome is Outcome.INVALID:
-        return ConfigRejected(f"run stopped: the batch API refused {exc}; check provider.base_url, or use "
-                              "--tier flex (also half price)")
-    error = AuthFailed if reply.outcome is Outcome.STOP_AUTH else QuotaExhausted
-    return error(f"run stopped: {exc}; batches already submitted are kept in the ledger; "
-                 "`batchrun run` again resumes")
 
 
 def _report_recovery(recovery) -> None:
