@@ -26,11 +26,13 @@ EXIT_CODES = """exit codes:
   5 deadline reached   6 authentication / permission   7 quota exhausted
   8 finished, some rows blocked or invalid   9 another run or plan is writing the output folder
   10 write error (disk full, read-only)   11 configuration error (first replies all 400/404)
-  130 interrupted"""
+  12 billing (prepaid credit used up)
+  13 batches still running at the server: run again later, or use --wait   130 interrupted"""
 
 TIER_HELP = ("standard, flex (half price, answers in up to 15 min; requests time out after 900 s unless "
-             "limits.timeout_s says otherwise) or priority (about 1.8x, for billing tiers that offer it); "
-             "overrides the spec's tier:")
+             "limits.timeout_s says otherwise), batch (half price, Gemini Batch Mode: answers within 24 h; each "
+             "run submits what is pending and collects what is done, exit 13 while batches run) or priority "
+             "(about 1.8x, for billing tiers that offer it); overrides the spec's tier:")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +127,9 @@ def _add_run(commands, common) -> None:
                    help="after a write error (disk full), how long to wait for space to save the replies that arrived")
     p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
     p.add_argument("--tier", metavar="TIER", help=TIER_HELP)
+    p.add_argument("--wait", action="store_true",
+                   help="at the batch tier, poll until every batch is done (or --until / --max-duration) "
+                        "instead of exiting 13 while batches run")
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display (auto: rich on a terminal, plain lines otherwise)")
@@ -137,7 +142,9 @@ def _add_status(commands, common) -> None:
                  "Counts are for the manifest; failed, invalid and blocked results are broken down by error\n"
                  "kind (blocked: finish reason), each with an example message. Spend is every result's, as\n"
                  "the run's budget counts it, and says how much went on results no longer in the manifest.\n"
-                 "A spec changed since the last plan is pointed out (`batchrun plan` refreshes the manifest).")
+                 "A spec changed since the last plan is pointed out (`batchrun plan` refreshes the manifest).\n"
+                 "After a run at the batch tier, each batch is listed from the ledger: chunk, batch name, state as\n"
+                 "last polled, requests, age and results collected.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (money rounded to 6 decimals)")
     p.set_defaults(handler=cmd_status)

@@ -26,7 +26,8 @@
     records that request `invalid` (error kind `input_changed`) and the run goes on.
 
     A run that finishes returns 0 when every row is ok, 3 when some failed after their last attempt
-    (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid).
+    (sent again by the next run), 8 when none failed but some are final and not ok (blocked, invalid),
+    13 when a batch run (--tier batch) leaves batches still running at the server (run again later).
 
 Messages say what to do. None of them ever holds an API key or a header value.
 """
@@ -45,6 +46,7 @@ EXIT_RUNNING = 9
 EXIT_WRITE = 10
 EXIT_CONFIG = 11
 EXIT_BILLING = 12
+EXIT_BATCHES_RUNNING = 13
 EXIT_INTERRUPTED = 130
 
 
@@ -212,6 +214,11 @@ class RequestAbandoned(Exception):
     """The run is stopping: the pool leaves this request pending, unrecorded. Never reaches a user."""
 
 
+def batches_running_message(chunks: int) -> str:
+    return (f"{chunks} batch{'es' if chunks != 1 else ''} still running at the server: run `batchrun run` "
+            "again later, or use --wait")
+
+
 def missing_key_message(env_var: str) -> str:
     return f"no API key: set the environment variable {env_var} (provider.api_key_env names it)"
 
@@ -225,9 +232,14 @@ def unsendable_key_message(env_var: str) -> str:
 
 def tier_message(value: object) -> str:
     """What is wrong with a tier named in `tier:` or `--tier`, and what to write instead."""
-    if str(value).strip().lower() == "batch":
-        return "the batch tier is not available yet; use flex, also half price"
-    return f"{value!r} is not a tier; use standard, flex (half price, slower) or priority (about 1.8x, faster)"
+    return (f"{value!r} is not a tier; use standard, flex (half price, slower), batch (half price, answers "
+            "within 24 hours) or priority (about 1.8x, faster)")
+
+
+def batch_kind_message(kind: str) -> str:
+    """The batch tier asked of a provider kind whose endpoint has no Batch Mode."""
+    return (f"the batch tier is Gemini-only for now (provider.kind gemini or simulator, not {kind}); "
+            "use --tier flex, also half price")
 
 
 def server_delay_message(delay_s: float, cap_s: float) -> str:

@@ -2,7 +2,8 @@
 
 Wires the stages: read the key, take the output folder's lock (held to the end), plan if the manifest
 is stale, open the sink (recovering a crashed run), compute what is pending, run the pool
-(`run_pool` builds it: client, limiter, retry policy, provider), close the sink, calibrate the estimate, and turn how the run ended into an
+(`run_pool` builds it: client, limiter, retry policy, provider) or, at the batch tier, the batch run
+(batchtier.py: batching/run.py over the same sink), close the sink, calibrate the estimate, and turn how the run ended into an
 exit code or the RunStopped error that says why. Prints nothing: results go back to the CLI, state
 changes to the log.
 """
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
@@ -50,7 +52,9 @@ from batchrun.running.retry import RetryPolicy
 from batchrun.running.saving import Finished, copy_replies, save_finished
 from batchrun.running.writeerrors import write_error_message
 
+from .batchtier import batch_stop, check_batch_kind, run_batch_tier, warn_batches_in_flight
 from .errors import (
+    EXIT_BATCHES_RUNNING,
     EXIT_FAILURES,
     EXIT_NOT_OK,
     EXIT_OK,
@@ -63,6 +67,7 @@ from .errors import (
     QuotaExhausted,
     UsageError,
     WriteFailed,
+    batches_running_message,
     missing_key_message,
     unsendable_key_message,
 )
@@ -153,6 +158,7 @@ def usable_key(value: str | None, env: str, shown: str) -> str:
 
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
+    check_batch_kind(loaded, options)
     key = api_key(loaded)  # before anything is written: a bad key leaves no trace
     # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
     try:
@@ -181,6 +187,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     held: list[Finished] = []
+    batches: BatchOutcome | None = None
     try:
         _report_recovery(recovery)
         _report_endpoint_change(loaded, sink, options)
@@ -195,13 +202,22 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         stop = PoolStop()
         if progress.total:
             account = SpendingAccount(CatalogPrices(catalog, run_tier(loaded, options)), cap, spent)
-            pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
-            stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
+            if run_tier(loaded, options) is Tier.BATCH:
+                batches = anyio.run(run_batch_tier, loaded, options, key, sink, progress, work, account)
+            else:
+                warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
+                pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
+                stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
             log.info("nothing to send: every row of the job has a final result")
     finally:
         _close(sink, held)
     _calibrate(loaded, catalog, run_tier(loaded, options))
+    if batches is not None:
+        stop = batch_stop(batches, progress)
+        if batches.still_running:
+            log.warning(batches_running_message(len(batches.report.unfinished)))
+            return EXIT_BATCHES_RUNNING
     return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
 
 

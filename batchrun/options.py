@@ -43,6 +43,7 @@ class RunOptions:
     status_every: float = 30.0
     handle_signals: bool = True
     tier: Tier | None = None  # --tier; None: the spec's `tier:`
+    wait: bool = False  # --wait: a batch run polls until its batches are done (or the deadline)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         status_every=_positive(args.status_every, "--status-every",
                                "more than 0 seconds between status lines, e.g. --status-every 30"),
         tier=_tier(getattr(args, "tier", None)),
+        wait=getattr(args, "wait", False),
     )
 
 

@@ -23,10 +23,11 @@ class Tier(enum.StrEnum):
     STANDARD = "standard"
     FLEX = "flex"
     PRIORITY = "priority"
-    BATCH = "batch"  # priced by the estimate; no run can use it yet
+    BATCH = "batch"  # Gemini Batch Mode: the run submits batch jobs (batching/run.py), not requests
 
 
-RUN_TIERS = (Tier.STANDARD, Tier.FLEX, Tier.PRIORITY)  # what `tier:` and `--tier` accept
+RUN_TIERS = (Tier.STANDARD, Tier.FLEX, Tier.PRIORITY, Tier.BATCH)  # what `tier:` and `--tier` accept
+BATCH_KINDS = ("gemini", "simulator")  # the provider kinds whose endpoint offers Batch Mode
 # OpenAI's names for the same tiers: "default" is its standard
 _ALIASES = {"default": Tier.STANDARD, "on_demand": Tier.STANDARD}
 

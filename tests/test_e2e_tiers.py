@@ -103,11 +103,13 @@ def test_a_job_half_run_at_standard_and_continued_at_flex_sends_no_answered_row_
 
 
 @pytest.mark.parametrize("where", ["flag", "spec"])
-def test_the_batch_tier_is_refused_in_one_line_and_nothing_is_written(tmp_path, where):
+def test_the_batch_tier_of_an_openai_provider_is_refused_in_one_line_and_nothing_is_written(tmp_path, where):
     extra = {"tier": "batch"} if where == "spec" else {}
-    spec = write_spec(tmp_path, text_job("batchjob", "http://127.0.0.1:9", 3, **extra))
+    openai = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "BATCHRUN_E2E_KEY"}
+    spec = write_spec(tmp_path, text_job("batchjob", "http://127.0.0.1:9", 3, provider=openai, **extra))
     result = run_job(tmp_path, spec, *(["--tier", "batch"] if where == "flag" else []))
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert line.endswith("the batch tier is not available yet; use flex, also half price")
+    assert line.endswith("the batch tier is Gemini-only for now (provider.kind gemini or simulator, not openai); "
+                         "use --tier flex, also half price")
     assert not (tmp_path / "outputs").exists()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.errors import UsageError
-from batchrun.jobrun import api_key, provider_settings, usable_key
+from batchrun.errors import BudgetReached, UsageError
+from batchrun.jobrun import api_key, provider_settings, results_table, run_job, usable_key
 from batchrun.options import RunOptions
 from batchrun.planning.spec import load_spec
 from batchrun.tiers import Tier
@@ -109,3 +109,69 @@ def test_the_adapter_gets_the_run_s_tier_and_flex_waits_900s_unless_the_spec_say
     (tmp_path / "job.yaml").write_text(TIER_SPEC + extra, encoding="utf-8")
     settings = provider_settings(load_spec(tmp_path / "job.yaml"), RunOptions(tier=flag), None, 4)
     assert (settings.tier, settings.timeout_s, settings.concurrency) == (tier, timeout, 4)
+
+
+BATCH_SPEC = ("name: bjob\nprovider: {kind: simulator, faults: faults.yaml}\nmodel: gemini-3-flash-preview\n"
+              "inputs: {rows: [{n: 1}, {n: 2}, {n: 1}]}\nrequest: {prompt: 'One line about {{ n }}'}\n"
+              "output: {dir: out}\n")
+
+
+def batch_job(tmp_path, monkeypatch, extra: str = ""):
+    (tmp_path / "faults.yaml").write_text("batch: {pending_s: 0, running_s: 0.2}\n", encoding="utf-8")
+    (tmp_path / "job.yaml").write_text(BATCH_SPEC + extra, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return load_spec(tmp_path / "job.yaml")
+
+
+def test_a_batch_run_on_the_simulator_in_process_waits_for_its_batches_and_writes_every_row(tmp_path, monkeypatch):
+    loaded = batch_job(tmp_path, monkeypatch)
+
+    assert run_job(loaded, RunOptions(tier=Tier.BATCH, handle_signals=False, progress="none")) == 0
+
+    rows = sorted(results_table(tmp_path / "out", ("request_id", "status", "service_tier", "shared_from")).to_pylist(),
+                  key=lambda r: (r["request_id"], r["shared_from"] is not None))
+    assert [(r["status"], r["service_tier"]) for r in rows] == [("ok", "batch")] * 3
+    assert sum(r["shared_from"] is not None for r in rows) == 1  # the row sharing a request took a copy
+
+
+def test_a_batch_run_whose_first_chunk_passes_the_cap_submits_nothing_and_stops_for_the_budget(tmp_path, monkeypatch):
+    loaded = batch_job(tmp_path, monkeypatch, "budget: {max_cost_usd: 0.000001}\n")
+
+    with pytest.raises(BudgetReached, match="did not fit the budget at the batch price"):
+        run_job(loaded, RunOptions(tier=Tier.BATCH, handle_signals=False, progress="none"))
+
+    assert not (tmp_path / "out" / "batches" / "ledger.jsonl").exists()
+
+
+def test_the_batch_flag_on_an_openai_spec_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    (tmp_path / "job.yaml").write_text(SPEC + "provider: {kind: openai, base_url: 'https://api.cometapi.com/v1'}\n",
+                                       encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(UsageError, match=r"^--tier batch: the batch tier is Gemini-only for now"):
+        run_job(load_spec(tmp_path / "job.yaml"), RunOptions(tier=Tier.BATCH, handle_signals=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
+
+
+def test_a_synchronous_run_warns_that_requests_held_by_running_batches_may_be_billed_twice(tmp_path, monkeypatch,
+                                                                                           caplog):
+    from batchrun.batching.chunks import write_chunks
+    from batchrun.batching.ledger import Ledger
+    from batchrun.planning.manifest import iter_records
+    from batchrun.planning.plan import manifest_path
+    from batchrun.providers.gemini import GeminiProvider
+
+    loaded = prepare_batch_job(tmp_path, monkeypatch)
+    records = list(iter_records(manifest_path(loaded)))[:1]
+    encode = GeminiProvider("http://x", None, spec_dir=tmp_path).encode_body
+    Ledger(tmp_path / "out").planned(write_chunks(records, encode, tmp_path / "out", "bjob").chunks[0])
+
+    assert run_job(loaded, RunOptions(handle_signals=False, progress="none")) == 0
+    assert ("1 requests are in batches still running at the server (`batchrun status` lists them); this run at the "
+            "standard tier sends them again and they may be billed twice") in caplog.text
+
+
+def prepare_batch_job(tmp_path, monkeypatch):
+    from batchrun.jobrun import prepare
+
+    return prepare(batch_job(tmp_path, monkeypatch))

@@ -100,9 +100,8 @@ BAD_RUN_FLAGS = [
      "batchrun: error: --retry 'failed': failed is not a status to send again; "
      "use invalid and/or blocked (failed rows are sent again by default)"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
-    (["--tier", "batch"], "batchrun: error: --tier batch: the batch tier is not available yet; use flex, also half price"),
     (["--tier", "Flex!"], "batchrun: error: --tier Flex!: 'Flex!' is not a tier; use standard, flex (half price, "
-                          "slower) or priority (about 1.8x, faster)"),
+                          "slower), batch (half price, answers within 24 hours) or priority (about 1.8x, faster)"),
 ]
 
 
@@ -131,7 +130,8 @@ def test_a_run_flag_that_cannot_work_exits_2_naming_it_and_writes_nothing(job, c
 @pytest.mark.parametrize("flags, line", [
     (["--max-cost", "-5"], "batchrun: error: --max-cost -5: expected a budget in USD above 0, e.g. --max-cost 25"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
-    (["--tier", "batch"], "batchrun: error: --tier batch: the batch tier is not available yet; use flex, also half price"),
+    (["--tier", "cheap"], "batchrun: error: --tier cheap: 'cheap' is not a tier; use standard, flex (half price, "
+                          "slower), batch (half price, answers within 24 hours) or priority (about 1.8x, faster)"),
 ])
 def test_an_estimate_flag_that_cannot_work_exits_2_and_writes_nothing(job, capsys, flags, line):
     assert_refused(capsys, job, ["estimate", "x.yaml", *flags], line)

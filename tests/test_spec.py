@@ -292,14 +292,15 @@ def test_is_template(value, templated):
 
 
 @pytest.mark.parametrize("given, tier", [("", Tier.STANDARD), ("tier: flex\n", Tier.FLEX),
-                                         ("tier: priority\n", Tier.PRIORITY), ("tier: Standard\n", Tier.STANDARD)])
+                                         ("tier: priority\n", Tier.PRIORITY), ("tier: Standard\n", Tier.STANDARD),
+                                         ("tier: batch\n", Tier.BATCH)])
 def test_the_tier_key_names_the_run_s_tier(tmp_path, given, tier):
     assert load_spec(write(tmp_path, MINIMAL + given)).spec.tier is tier
 
 
 @pytest.mark.parametrize("given, message", [
-    ("batch", "the batch tier is not available yet; use flex, also half price"),
-    ("cheap", "'cheap' is not a tier; use standard, flex (half price, slower) or priority (about 1.8x, faster)"),
+    ("cheap", "'cheap' is not a tier; use standard, flex (half price, slower), batch (half price, answers within "
+              "24 hours) or priority (about 1.8x, faster)"),
 ])
 def test_a_tier_no_run_can_use_is_refused_in_one_line(tmp_path, given, message):
     where, said, line = error_of(tmp_path, MINIMAL + f"tier: {given}\n")
@@ -313,3 +314,12 @@ def test_a_service_tier_in_the_generation_config_points_to_the_tier_key(tmp_path
     assert where == f"request.generation_config.{key}"
     assert message == ("the service tier is not a generationConfig key; write `tier: flex` (or priority) at the top "
                        "of the spec, or run with --tier flex")
+
+
+def test_the_batch_tier_of_an_openai_provider_is_refused_naming_the_fix(tmp_path):
+    provider = "provider: {kind: openai, base_url: 'https://api.cometapi.com/v1'}\n"
+    where, message, line = error_of(tmp_path, MINIMAL + provider + "tier: batch\n")
+    assert where == "tier"
+    assert message == ("the batch tier is Gemini-only for now (provider.kind gemini or simulator, not openai); "
+                       "use --tier flex, also half price")
+    assert "\n" not in line

@@ -14,10 +14,11 @@ def test_a_reply_s_tier_is_read_in_any_of_its_spellings(value, tier):
     assert served_tier(value) is tier
 
 
-def test_a_run_asks_for_standard_flex_or_priority_and_nothing_else():
-    assert [run_tier(name) for name in ("standard", "FLEX", "priority")] == [Tier.STANDARD, Tier.FLEX, Tier.PRIORITY]
-    with pytest.raises(ValueError, match="^the batch tier is not available yet; use flex, also half price$"):
-        run_tier("batch")
+def test_a_run_asks_for_standard_flex_batch_or_priority_and_nothing_else():
+    assert [run_tier(name) for name in ("standard", "FLEX", "priority", "Batch")] == [
+        Tier.STANDARD, Tier.FLEX, Tier.PRIORITY, Tier.BATCH]
+    with pytest.raises(ValueError, match="'auto' is not a tier"):
+        run_tier("auto")
     with pytest.raises(ValueError, match="is not a tier"):
         run_tier(None)
 

@@ -58,6 +58,8 @@ class ChunkState:
     results_file: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    planned_at: float | None = None  # unix seconds of the ledger lines
+    created_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +162,8 @@ def _apply(view: LedgerView, entry: dict[str, Any]) -> None:
     if event == "planned":
         view.chunks.pop(chunk_id, None)  # planned again: listed in its new place, fresh
         view.chunks[chunk_id] = ChunkState(chunk_id, entry["display_name"], entry["model"],
-                                           entry["ids_file"], entry["count"], entry["bytes"])
+                                           entry["ids_file"], entry["count"], entry["bytes"],
+                                           planned_at=entry.get("at"))
         return
     chunk = view.chunks.get(chunk_id)
     if chunk is None:
@@ -175,7 +178,7 @@ def _on_uploaded(chunk: ChunkState, entry: dict[str, Any]) -> None:
 
 
 def _on_created(chunk: ChunkState, entry: dict[str, Any]) -> None:
-    chunk.phase, chunk.batch_name = Phase.CREATED, entry["batch_name"]
+    chunk.phase, chunk.batch_name, chunk.created_at = Phase.CREATED, entry["batch_name"], entry.get("at")
 
 
 def _on_state(chunk: ChunkState, entry: dict[str, Any]) -> None:

@@ -64,6 +64,7 @@ class StatusSummary:
     in_flight: int | None = None  # now (live run) or at the last crash
     crashed_run_id: str | None = None
     pause: dict[str, Any] | None = None  # the live run's pause now: until (epoch s), left_s, reason
+    batches: list[dict[str, Any]] = field(default_factory=list)  # --tier batch: one per chunk of the ledger
 
     @property
     def final(self) -> int:
@@ -95,7 +96,14 @@ def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = 
     _count_spend(summary, latest)
     _read_in_flight(summary, out_dir, runs)
     _read_pause(summary, out_dir, time.time() if now is None else now)
+    _read_batches(summary, out_dir, time.time() if now is None else now)
     return summary
+
+
+def _read_batches(summary: StatusSummary, out_dir: Path, now: float) -> None:
+    from batchrun.batching.listing import batch_lines
+
+    summary.batches = [asdict(line) for line in batch_lines(out_dir, now)]
 
 
 def _read_pause(summary: StatusSummary, out_dir: Path, now: float) -> None:
@@ -220,7 +228,21 @@ def format_status(summary: StatusSummary) -> str:
               f"   {row['results']:,} results" for row in summary.spend]
     tokens = (f"{name.removesuffix('_tokens')} {count:,}" for name, count in summary.tokens.items())
     lines.append("tokens  " + ", ".join(tokens))
+    lines += _batch_lines(summary.batches)
     return "\n".join(lines + _notes(summary))
+
+
+def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:
+    """One line per batch of a `--tier batch` run: chunk, batch, state, requests, age, results collected."""
+    if not batches:
+        return []
+    lines = [f"batches {len(batches):,}"]
+    for batch in batches:
+        age = "" if batch["age_s"] is None else f", age {duration_text(batch['age_s'])}"
+        collected = "" if batch["collected"] is None else f", {batch['collected']:,} results collected"
+        lines.append(f"  {batch['chunk']}  {batch['batch'] or '(not created)'}  {batch['state']}, "
+                     f"{batch['requests']:,} request{'' if batch['requests'] == 1 else 's'}{age}{collected}")
+    return lines
 
 
 def _row(label: str, count: int, detail: str = "") -> str:

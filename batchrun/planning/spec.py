@@ -24,12 +24,12 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from batchrun.errors import SpecError
+from batchrun.errors import SpecError, batch_kind_message
 from batchrun.planning.checks import check_spec
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
 from batchrun.providers.registry import provider_entry
-from batchrun.tiers import Tier, run_tier
+from batchrun.tiers import BATCH_KINDS, Tier, run_tier
 
 Scalar = str | int | float | bool
 
@@ -234,8 +234,12 @@ class JobSpec(_Strict):
 
     @field_validator("tier", mode="before")
     @classmethod
-    def _run_tier(cls, value: Any) -> Tier:
-        return run_tier(value)
+    def _run_tier(cls, value: Any, info: ValidationInfo) -> Tier:
+        tier = run_tier(value)
+        provider = info.data.get("provider")
+        if tier is Tier.BATCH and provider is not None and provider.kind not in BATCH_KINDS:
+            raise ValueError(batch_kind_message(provider.kind))
+        return tier
 
     @model_validator(mode="after")
     def _variant_is_free(self) -> JobSpec:

@@ -1,0 +1,44 @@
+"""The batches of a job as `batchrun status` shows them, read from the ledger alone (no network).
+
+In:  the output folder and the wall clock. Out: one `BatchLine` per chunk of the ledger, in planning
+order: its chunk id, batch name, state (the server's, as last polled, else the ledger's phase),
+request count, age since creation (since planning, before) and results collected.
+Invariant: reads only; a job that never ran at the batch tier has no lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .batches import parse_state
+from .ledger import ChunkState, Ledger, Phase
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    chunk: str
+    batch: str | None
+    state: str
+    requests: int
+    age_s: float | None
+    collected: int | None  # result lines read; None before collection
+
+
+def batch_lines(out_dir: Path, now: float) -> list[BatchLine]:
+    """Each chunk of the job's ledger, as status shows it."""
+    return [_line(chunk, now) for chunk in Ledger(out_dir).read().chunks.values()]
+
+
+def _line(chunk: ChunkState, now: float) -> BatchLine:
+    since = chunk.created_at or chunk.planned_at
+    return BatchLine(chunk.chunk_id, chunk.batch_name, _state(chunk), chunk.count,
+                     None if since is None else max(0.0, now - since),
+                     chunk.summary.get("lines") if chunk.phase is Phase.COLLECTED else None)
+
+
+def _state(chunk: ChunkState) -> str:
+    """The ledger's phase where it says more (collected, returned), else the server's state."""
+    if chunk.phase in (Phase.COLLECTED, Phase.RETURNED) or not chunk.batch_state:
+        return chunk.phase.value
+    return parse_state(chunk.batch_state).value.lower()
