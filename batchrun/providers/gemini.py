@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -44,6 +43,7 @@ from .classify import (
 )
 from .messages import one_line, safe_message
 from .sse import sse_events
+from .wire import image_hex, loads, malformed, read_input_image
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
@@ -146,7 +146,7 @@ class GeminiProvider:
         body = self._with_tier(body, record.body)
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
-        inline = {_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
+        inline = {image_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
 
         def substitute(match: re.Match[bytes]) -> bytes:
             digest = match.group(1).decode().lower()
@@ -163,14 +163,7 @@ class GeminiProvider:
         return body[:-1] + self._tier_suffix
 
     def _read_base64(self, ref: ImageRef) -> bytes:
-        try:
-            data = (self.spec_dir / ref.path).read_bytes()
-        except OSError as exc:
-            raise InputImageChanged(f"input image {ref.path} cannot be read: {exc.strerror}") from exc
-        if hashlib.sha256(data).hexdigest() != _hex(ref.sha256).lower():
-            raise InputImageChanged(
-                f"input image {ref.path} changed since the plan; run `batchrun plan` again"
-            )
+        data = read_input_image(self.spec_dir, ref)
         return base64.b64encode(data)
 
     def build_request(self, client: httpx.AsyncClient, record: RequestRecord) -> httpx.Request:
@@ -231,19 +224,7 @@ def _auth_header(auth: str, api_key: str | None) -> dict[str, str]:
     return {"x-goog-api-key": api_key}
 
 
-def _hex(sha256: str) -> str:
-    return sha256.removeprefix(IMAGE_PLACEHOLDER_PREFIX)
 
-
-def _loads(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-        return None
-
-
-def _malformed(status: int, message: str) -> ProviderReply:
-    return ProviderReply(Outcome.RETRY, http_status=status, error_kind="malformed", error_message=message)
 
 
 def parse_reply(
@@ -255,11 +236,11 @@ def parse_reply(
     now: datetime | None = None,
 ) -> ProviderReply:
     """The ProviderReply for one non-streamed HTTP reply (status and body)."""
-    payload = _loads(content)
+    payload = loads(content)
     if not 200 <= status < 300 or error_envelope(payload) is not None:
         return classify_error(status, payload, headers, now=now)
     if not isinstance(payload, dict):
-        return _malformed(status, "reply is not a JSON object" if content else "empty reply")
+        return malformed(status, "reply is not a JSON object" if content else "empty reply")
     return reply_from_response(payload, status, wants_image)
 
 
@@ -268,7 +249,7 @@ def reply_from_response(payload: dict[str, Any], status: int, wants_image: bool)
     try:
         return _read_response(payload, status, wants_image)
     except (AttributeError, TypeError, IndexError):
-        return _malformed(status, "reply does not have the generateContent shape")
+        return malformed(status, "reply does not have the generateContent shape")
 
 
 def _read_response(payload: dict[str, Any], status: int, wants_image: bool) -> ProviderReply:
@@ -393,16 +374,16 @@ def parse_sse(
         return parse_reply(200, data, wants_image=wants_image, headers=headers, now=now)
     payloads = []
     for event in events:
-        payload = _loads(event)
+        payload = loads(event)
         if error_envelope(payload) is not None:
             return classify_error(200, payload, headers, now=now)
         if not isinstance(payload, dict):
-            return _malformed(200, "stream event is not a JSON object")
+            return malformed(200, "stream event is not a JSON object")
         payloads.append(payload)
     try:
         merged = merge_stream(payloads)
     except (AttributeError, TypeError, IndexError):
-        return _malformed(200, "stream event does not have the generateContent shape")
+        return malformed(200, "stream event does not have the generateContent shape")
     return reply_from_response(merged, 200, wants_image)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,7 @@ from .messages import one_line, safe_message
 from .openai_request import chat_body
 from .ratelimits import parse_headroom
 from .sse import sse_events
+from .wire import image_hex, loads, malformed, read_input_image
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # an image reply's URL is not fetched past this
 IMAGE_TIMEOUT_S = 60.0
@@ -107,7 +107,7 @@ class OpenAIProvider:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         if not record.images:
             return data
-        inline = {_hex(ref.sha256).lower(): self._data_url(ref) for ref in record.images}
+        inline = {image_hex(ref.sha256).lower(): self._data_url(ref) for ref in record.images}
 
         def substitute(match: re.Match[bytes]) -> bytes:
             digest = match.group(1).decode().lower()
@@ -118,12 +118,7 @@ class OpenAIProvider:
         return _PLACEHOLDER.sub(substitute, data)
 
     def _data_url(self, ref: ImageRef) -> bytes:
-        try:
-            data = (self.spec_dir / ref.path).read_bytes()
-        except OSError as exc:
-            raise InputImageChanged(f"input image {ref.path} cannot be read: {exc.strerror}") from exc
-        if hashlib.sha256(data).hexdigest() != _hex(ref.sha256).lower():
-            raise InputImageChanged(f"input image {ref.path} changed since the plan; run `batchrun plan` again")
+        data = read_input_image(self.spec_dir, ref)
         return b"data:" + ref.mime.encode() + b";base64," + base64.b64encode(data)
 
     def _streams(self, record: RequestRecord) -> bool:
@@ -187,19 +182,7 @@ def _download_failed(reply: ProviderReply, url: str, why: str) -> None:
     reply.error_message = f"the reply's image could not be downloaded: {why} ({url})"
 
 
-def _hex(sha256: str) -> str:
-    return sha256.removeprefix(IMAGE_PLACEHOLDER_PREFIX)
 
-
-def _loads(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-        return None
-
-
-def _malformed(status: int, message: str) -> ProviderReply:
-    return ProviderReply(Outcome.RETRY, http_status=status, error_kind="malformed", error_message=message)
 
 
 def parse_chat_reply(
@@ -211,11 +194,11 @@ def parse_chat_reply(
     now: datetime | None = None,
 ) -> tuple[ProviderReply, str | None]:
     """The ProviderReply of one non-streamed reply, and the http(s) URL of its image if it must be fetched."""
-    payload = _loads(content)
+    payload = loads(content)
     if not 200 <= status < 300 or error_envelope(payload) is not None:
         return classify_error(status, payload, headers, now=now), None
     if not isinstance(payload, dict):
-        return _malformed(status, "reply is not a JSON object" if content else "empty reply"), None
+        return malformed(status, "reply is not a JSON object" if content else "empty reply"), None
     return reply_from_completion(payload, status, wants_image)
 
 
@@ -224,7 +207,7 @@ def reply_from_completion(payload: dict[str, Any], status: int, wants_image: boo
     try:
         return _read_completion(payload, status, wants_image)
     except (AttributeError, TypeError, IndexError, KeyError):
-        return _malformed(status, "reply does not have the chat-completion shape"), None
+        return malformed(status, "reply does not have the chat-completion shape"), None
 
 
 def _read_completion(payload: dict[str, Any], status: int, wants_image: bool) -> tuple[ProviderReply, str | None]:
@@ -368,16 +351,16 @@ def parse_chat_sse(
         return parse_chat_reply(200, data, wants_image=wants_image, headers=headers, now=now)
     payloads = []
     for event in events:
-        payload = _loads(event)
+        payload = loads(event)
         if error_envelope(payload) is not None:
             return classify_error(200, payload, headers, now=now), None
         if not isinstance(payload, dict):
-            return _malformed(200, "stream event is not a JSON object"), None
+            return malformed(200, "stream event is not a JSON object"), None
         payloads.append(payload)
     try:
         merged = merge_chunks(payloads)
     except (AttributeError, TypeError, IndexError):
-        return _malformed(200, "stream event does not have the chat-completion-chunk shape"), None
+        return malformed(200, "stream event does not have the chat-completion-chunk shape"), None
     return reply_from_completion(merged, 200, wants_image)
 
 

@@ -1,0 +1,46 @@
+"""What both adapters do the same way on the wire: read a checked input image, parse a body, name a
+malformed reply.
+
+An input image is read at send time and must still be the bytes the plan hashed: a file changed or gone
+since the plan raises InputImageChanged (the request is recorded invalid, never sent with other bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputImageChanged
+from ..outcomes import ErrorKind
+from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply
+
+
+def image_hex(sha256: str) -> str:
+    """The hex digest of an image reference ("sha256:<hex>" or a bare digest)."""
+    return sha256.removeprefix(IMAGE_PLACEHOLDER_PREFIX)
+
+
+def read_input_image(spec_dir: Path, ref: ImageRef) -> bytes:
+    """An input image's bytes, checked against the hash the plan recorded."""
+    try:
+        data = (spec_dir / ref.path).read_bytes()
+    except OSError as exc:
+        raise InputImageChanged(f"input image {ref.path} cannot be read: {exc.strerror}") from exc
+    if hashlib.sha256(data).hexdigest() != image_hex(ref.sha256).lower():
+        raise InputImageChanged(f"input image {ref.path} changed since the plan; run `batchrun plan` again")
+    return data
+
+
+def loads(content: bytes) -> Any:
+    """A reply body as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(content)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return None
+
+
+def malformed(status: int, message: str) -> ProviderReply:
+    """A reply whose body can't be read: retried."""
+    return ProviderReply(Outcome.RETRY, http_status=status, error_kind=ErrorKind.MALFORMED, error_message=message)
