@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import httpx
 
 from ..errors import InputImageChanged
@@ -43,7 +42,7 @@ from .classify import (
 )
 from .messages import one_line, safe_message
 from .sse import sse_events
-from .wire import image_hex, loads, malformed, read_input_image
+from .wire import encoded, image_hex, loads, malformed, read_input_image
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
@@ -183,14 +182,9 @@ class GeminiProvider:
 
     async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
         """One exchange: encode, post, parse. HTTP and transport failures come back as replies."""
-        try:
-            if record.images:  # file reads and base64 off the event loop
-                body = await anyio.to_thread.run_sync(self.encode_body, record)
-            else:
-                body = self.encode_body(record)
-        except InputImageChanged as exc:
-            reply = ProviderReply(Outcome.INVALID, error_kind="input_changed", error_message=str(exc))
-            return self._redact(reply)
+        body = await encoded(self.encode_body, record)
+        if isinstance(body, ProviderReply):
+            return self._redact(body)
         request = self._request(client, record, body)
         try:
             response = await client.send(request)

@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import httpx
 
 from ..errors import InputImageChanged
@@ -40,7 +39,7 @@ from .messages import one_line, safe_message
 from .openai_request import chat_body
 from .ratelimits import parse_headroom
 from .sse import sse_events
-from .wire import image_hex, loads, malformed, read_input_image
+from .wire import encoded, image_hex, loads, malformed, read_input_image
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # an image reply's URL is not fetched past this
 IMAGE_TIMEOUT_S = 60.0
@@ -126,13 +125,9 @@ class OpenAIProvider:
 
     async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
         """One exchange: encode, post, parse, fetch an image named by URL. Failures come back as replies."""
-        try:
-            if record.images:  # file reads and base64 off the event loop
-                body = await anyio.to_thread.run_sync(self.encode_body, record)
-            else:
-                body = self.encode_body(record)
-        except InputImageChanged as exc:
-            return self._redact(ProviderReply(Outcome.INVALID, error_kind="input_changed", error_message=str(exc)))
+        body = await encoded(self.encode_body, record)
+        if isinstance(body, ProviderReply):
+            return self._redact(body)
         request = httpx.Request("POST", self._url, content=body, headers=self._headers, extensions=self._extensions)
         try:
             response = await client.send(request)

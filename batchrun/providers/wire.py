@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from ..errors import InputImageChanged
 from ..outcomes import ErrorKind
-from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply
+from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord
 
 
 def image_hex(sha256: str) -> str:
@@ -44,3 +47,14 @@ def loads(content: bytes) -> Any:
 def malformed(status: int, message: str) -> ProviderReply:
     """A reply whose body can't be read: retried."""
     return ProviderReply(Outcome.RETRY, http_status=status, error_kind=ErrorKind.MALFORMED, error_message=message)
+
+
+async def encoded(encode: Callable[[RequestRecord], bytes], record: RequestRecord) -> bytes | ProviderReply:
+    """The bytes to send (input images read and base64-encoded off the event loop), or, when an input
+    image changed since the plan, the invalid reply that records it."""
+    try:
+        if record.images:
+            return await anyio.to_thread.run_sync(encode, record)
+        return encode(record)
+    except InputImageChanged as exc:
+        return ProviderReply(Outcome.INVALID, error_kind=ErrorKind.INPUT_CHANGED, error_message=str(exc))
