@@ -3,6 +3,11 @@
 In:  the loaded spec, the run's options and key, the open sink, progress, the pending `Work` and the
      spending account at the batch price. Out: the `BatchOutcome` of one pass (or of passes until
      done, with --wait, or on the in-process simulator, whose batches end with the process).
+With a fallback (`--fallback` / `batch.fallback`), the requests of batches given up on (past
+`--batch-timeout` / `batch.timeout`, or unfinished at `--until`) are then sent synchronously at the
+fallback tier by the ordinary worker pool (`send_fallback`), bounded by `--max-duration` from the
+run's start; the budget keeps the cancelled batches' reservations besides the fallback's own.
+
 Invariants: the batch tier runs only where the endpoint offers Batch Mode (provider.kind gemini or
 simulator); a batch exchange that must stop the run becomes the RunStopped error a synchronous run
 would raise; a synchronous run warns when batches at the server still hold requests it sends.
@@ -11,23 +16,29 @@ would raise; a synchronous run warns when batches at the server still hold reque
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
+import pyarrow as pa
+
 from batchrun.batching.advance import PollBackoff
-from batchrun.batching.chunks import BATCHES_DIR
+from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
-from batchrun.batching.ledger import Ledger
+from batchrun.batching.fallback import FallbackPolicy, SwitchReport
+from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, run_batches
+from batchrun.cost.pricing import PriceCatalog
 from batchrun.output.progress import Progress
 from batchrun.output.sink import Sink
 from batchrun.planning.plan import manifest_path
 from batchrun.planning.spec import LoadedSpec
-from batchrun.running.account import SpendingAccount
+from batchrun.running.account import CatalogPrices, SpendingAccount
 from batchrun.running.clock import MonotonicClock
 from batchrun.running.http import make_client
 from batchrun.running.pending import Work, iter_work
-from batchrun.running.pool import PoolStop, StopReason, billing_message
+from batchrun.running.pool import PoolStop, StopReason, WorkerPool, billing_message
 
 from .errors import (
     AuthFailed,
@@ -37,6 +48,8 @@ from .errors import (
     RunStopped,
     UsageError,
     batch_kind_message,
+    fallback_needs_batch_message,
+    timeout_needs_fallback_message,
 )
 from .options import RunOptions
 from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
@@ -45,11 +58,46 @@ from .tiers import BATCH_KINDS, Tier
 
 log = logging.getLogger(__name__)
 
+_UNFINISHED = (Phase.PLANNED, Phase.UPLOADING, Phase.UPLOADED, Phase.CREATING, Phase.CREATED)
+
 
 def check_batch_kind(loaded: LoadedSpec, options: RunOptions) -> None:
     kind = loaded.spec.provider.kind
     if (options.tier or loaded.spec.tier) is Tier.BATCH and kind not in BATCH_KINDS:
         raise UsageError(f"--tier batch: {batch_kind_message(kind)}")
+    check_fallback(loaded, options)
+
+
+def check_fallback(loaded: LoadedSpec, options: RunOptions) -> None:
+    """`--fallback` and `--batch-timeout` only on a batch run, and a timeout only with a tier to switch to."""
+    batch_run = (options.tier or loaded.spec.tier) is Tier.BATCH
+    if options.fallback is not None and not batch_run:
+        raise UsageError(f"--fallback {options.fallback.value}: {fallback_needs_batch_message()}")
+    timeout = None if options.batch_timeout_s is None else f"--batch-timeout {options.batch_timeout_s:g}s"
+    if timeout and not batch_run:
+        raise UsageError(f"{timeout}: {fallback_needs_batch_message()}")
+    if timeout and fallback_tier(loaded, options) is None:
+        raise UsageError(f"{timeout}: {timeout_needs_fallback_message()}")
+
+
+def fallback_tier(loaded: LoadedSpec, options: RunOptions) -> Tier | None:
+    """The tier a batch run switches to: --fallback, else the spec's `batch.fallback`."""
+    return options.fallback or loaded.spec.batch.fallback
+
+
+def fallback_policy(loaded: LoadedSpec, options: RunOptions) -> FallbackPolicy | None:
+    """When batches are given up on: past the timeout, and at --until when it comes before --max-duration
+    (a switch at --max-duration would leave the fallback no time: batches then keep running, exit 13)."""
+    if fallback_tier(loaded, options) is None:
+        return None
+    timeout_s = options.batch_timeout_s if options.batch_timeout_s is not None else loaded.spec.batch.timeout
+    until, hard = options.until_s, options.max_duration_s
+    return FallbackPolicy(timeout_s=timeout_s, at_deadline=until is not None and (hard is None or until < hard))
+
+
+def chunk_limits(loaded: LoadedSpec) -> ChunkLimits:
+    batch = loaded.spec.batch
+    return ChunkLimits(max_requests=batch.max_requests, max_bytes=int(batch.max_mb * 1024 * 1024))
 
 
 def batch_stop(batches: BatchOutcome, progress: Progress) -> PoolStop:
@@ -71,7 +119,8 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     target = SinkTarget(sink, records, account, progress)
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
     run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
-                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff())
+                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff(),
+                           limits=chunk_limits(loaded), fallback=fallback_policy(loaded, options))
     async with make_client(build_transport(settings), settings.timeout_s) as client:
         api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
         try:
@@ -79,6 +128,50 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                                      MonotonicClock(), run)
         except BatchApiError as exc:
             raise _batch_stop_error(exc) from None
+
+
+def send_fallback(loaded: LoadedSpec, options: RunOptions, key: str | None, catalog: PriceCatalog, sink: Sink,
+                  progress: Progress, work: Work, batches: BatchOutcome, batch_account: SpendingAccount,
+                  started: float) -> WorkerPool | None:
+    """The requests of batches given up on, sent through the worker pool at the fallback tier (None: none)."""
+    from .jobrun import run_pool  # jobrun calls this module: imported at the call
+
+    switched, tier = batches.switched, fallback_tier(loaded, options)
+    if tier is None or not (switched.send or switched.cancelled):
+        return None
+    record_switch(sink, switched, tier)
+    if not switched.send:
+        return None
+    account = SpendingAccount(CatalogPrices(catalog, tier), batch_account.cap_usd,
+                              batch_account.spent_usd + batch_account.reserved_usd)  # cancelled may be billed
+    hard_s = None if options.max_duration_s is None else options.max_duration_s - (time.monotonic() - started)
+    pool_options = replace(options, tier=tier, deadline_s=None if hard_s is None else max(0.0, hard_s))
+    return anyio.run(run_pool, loaded, pool_options, key, catalog, sink, progress,
+                     work_of(loaded, work, set(switched.send)), account)
+
+
+def record_switch(sink: Sink, switched: SwitchReport, tier: Tier) -> None:
+    """One warning line for the risk of paying twice, and the switch in the run record (runs/*.json)."""
+    sink.run_facts["fallback"] = {
+        "tier": tier.value, "batches_cancelled": len(switched.cancelled), "chunks_unsubmitted": len(switched.unsubmitted),
+        "requests_sent": len(switched.send), "requests_sent_again": switched.sent_again,
+        "most_billed_twice_usd": round(switched.twice_usd, 6),
+    }
+    if switched.sent_again:
+        log.warning("%d requests of cancelled batches had no result and are sent again at the %s tier: any the server "
+                    "finished before the cancel landed is billed twice (at most $%.4f more, at the batch price)",
+                    switched.sent_again, tier.value, switched.twice_usd)
+
+
+def work_of(loaded: LoadedSpec, work: Work, request_ids: set[str]) -> Work:
+    """The part of the run's work that sends these requests (with the rows sharing them)."""
+    rows = [record.row_id for record in iter_work(manifest_path(loaded), work) if record.request_id in request_ids]
+    return Work(pa.array(rows, pa.string()), work.shares, rows=len(rows))
+
+
+def batches_to_advance(out_dir: Path) -> int:
+    """Chunks of the ledger neither collected nor returned (batches still at the server, or a step to retry)."""
+    return len(Ledger(out_dir).read().in_phase(*_UNFINISHED))
 
 
 def warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:

@@ -130,6 +130,13 @@ def _add_run(commands, common) -> None:
     p.add_argument("--wait", action="store_true",
                    help="at the batch tier, poll until every batch is done (or --until / --max-duration) "
                         "instead of exiting 13 while batches run")
+    p.add_argument("--fallback", metavar="TIER",
+                   help="at the batch tier, flex or standard: batches unfinished after --batch-timeout, or at "
+                        "--until, are cancelled, what they answered is kept, and the rest is sent at this tier in "
+                        "the same run (--max-duration still bounds the whole run); overrides batch.fallback")
+    p.add_argument("--batch-timeout", metavar="DURATION",
+                   help="with --fallback, give up on a batch this long after its creation, e.g. 4h, 90m, 3600s "
+                        "(overrides batch.timeout)")
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="on Ctrl-C, wait this long for in-flight requests")
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display (auto: rich on a terminal, plain lines otherwise)")

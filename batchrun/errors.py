@@ -256,3 +256,21 @@ def duration_text(seconds: float) -> str:
         return f"{seconds:.3g}s" if seconds < 10 else f"{whole}s"
     minutes, secs = divmod(whole, 60)
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def fallback_tier_message(value: object) -> str:
+    """A fallback tier that can't take a batch's requests synchronously."""
+    return (f"{value!r} is not a fallback tier; a fallback sends synchronously: use flex (half price, slower) "
+            "or standard")
+
+
+def fallback_needs_batch_message() -> str:
+    """`--fallback` / `--batch-timeout` given to a run that submits no batches."""
+    return "applies to batch runs only; add --tier batch (or set tier: batch in the spec), or drop it"
+
+
+def timeout_needs_fallback_message() -> str:
+    """A batch timeout with nothing to switch to."""
+    return ("needs a tier to switch to; add --fallback flex or --fallback standard (or batch.fallback in the "
+            "spec)")
+

@@ -52,7 +52,14 @@ from batchrun.running.retry import RetryPolicy
 from batchrun.running.saving import Finished, copy_replies, save_finished
 from batchrun.running.writeerrors import write_error_message
 
-from .batchtier import batch_stop, check_batch_kind, run_batch_tier, warn_batches_in_flight
+from .batchtier import (
+    batch_stop,
+    batches_to_advance,
+    check_batch_kind,
+    run_batch_tier,
+    send_fallback,
+    warn_batches_in_flight,
+)
 from .errors import (
     EXIT_BATCHES_RUNNING,
     EXIT_FAILURES,
@@ -200,10 +207,13 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         log.info("%s rows pending (%s requests to send); spent so far $%.4f", f"{progress.total:,}",
                  f"{len(work.send):,}", spent)
         stop = PoolStop()
-        if progress.total:
+        if progress.total or _orphaned_batches(loaded, options):
             account = SpendingAccount(CatalogPrices(catalog, run_tier(loaded, options)), cap, spent)
             if run_tier(loaded, options) is Tier.BATCH:
                 batches = anyio.run(run_batch_tier, loaded, options, key, sink, progress, work, account)
+                pool = send_fallback(loaded, options, key, catalog, sink, progress, work, batches, account, started)
+                if pool is not None:
+                    stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
             else:
                 warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
                 pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
@@ -213,12 +223,22 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     finally:
         _close(sink, held)
     _calibrate(loaded, catalog, run_tier(loaded, options))
-    if batches is not None:
+    if batches is not None and stop.reason is None:  # a fallback's stop (deadline, budget) says more
         stop = batch_stop(batches, progress)
         if batches.still_running:
             log.warning(batches_running_message(len(batches.report.unfinished)))
             return EXIT_BATCHES_RUNNING
     return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
+
+
+def _orphaned_batches(loaded: LoadedSpec, options: RunOptions) -> bool:
+    """A batch run with nothing pending still advances the batches in flight (their replies are skipped)."""
+    if run_tier(loaded, options) is not Tier.BATCH:
+        return False
+    chunks = batches_to_advance(loaded.output_dir)
+    if chunks:
+        log.info("nothing pending, but %d batch chunks are unfinished in the ledger: advancing them", chunks)
+    return bool(chunks)
 
 
 def _report_recovery(recovery) -> None:

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
-from .tiers import Tier, run_tier
+from .errors import UsageError, fallback_tier_message
+from .tiers import FALLBACK_TIERS, Tier, run_tier
 
 MAX_CONCURRENCY = 10_000  # as limits.concurrency in a spec
 MAX_PORT = 65_535
@@ -44,6 +44,10 @@ class RunOptions:
     handle_signals: bool = True
     tier: Tier | None = None  # --tier; None: the spec's `tier:`
     wait: bool = False  # --wait: a batch run polls until its batches are done (or the deadline)
+    until_s: float | None = None  # --until alone, seconds from now: when a batch run switches to its fallback
+    max_duration_s: float | None = None  # --max-duration alone: a hard bound, on a fallback's send too
+    fallback: Tier | None = None  # --fallback; None: the spec's `batch.fallback`
+    batch_timeout_s: float | None = None  # --batch-timeout; None: the spec's `batch.timeout`
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
                                "more than 0 seconds between status lines, e.g. --status-every 30"),
         tier=_tier(getattr(args, "tier", None)),
         wait=getattr(args, "wait", False),
+        until_s=deadline_from(args.until, None, now),
+        max_duration_s=deadline_from(None, args.max_duration, now),
+        fallback=fallback_tier(getattr(args, "fallback", None), "--fallback"),
+        batch_timeout_s=_batch_timeout(getattr(args, "batch_timeout", None)),
     )
 
 
@@ -148,14 +156,36 @@ def deadline_from(until: str | None, max_duration: str | None, now: dt.datetime)
     return min(limits) if limits else None
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--max-duration") -> float:
+    try:
+        return duration_seconds(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text!r}: expected {exc}") from None
+
+
+def duration_seconds(text: str) -> float:
+    """`90s`, `45m`, `7h` or a bare number of seconds; ValueError (saying what to write) if none or not above 0."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", text)
     if not match:
-        raise UsageError(f"--max-duration {text!r}: expected a number with s, m or h, e.g. 45m or 7h")
+        raise ValueError("a number with s, m or h, e.g. 45m or 7h")
     seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
     if seconds <= 0:
-        raise UsageError(f"--max-duration {text!r}: expected more than 0, e.g. 45m or 7h")
+        raise ValueError("more than 0, e.g. 45m or 7h")
     return seconds
+
+
+def fallback_tier(value: object, where: str) -> Tier | None:
+    """The tier a batch run falls back to (flex or standard); UsageError naming `where` otherwise."""
+    if value is None:
+        return None
+    name = str(value).strip().lower()
+    if name not in FALLBACK_TIERS:
+        raise UsageError(f"{where} {value}: {fallback_tier_message(value)}")
+    return Tier(name)
+
+
+def _batch_timeout(text: str | None) -> float | None:
+    return None if text is None else parse_duration(text, "--batch-timeout")
 
 
 def _tier(value: str | None) -> Tier | None:

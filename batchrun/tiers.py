@@ -27,6 +27,7 @@ class Tier(enum.StrEnum):
 
 
 RUN_TIERS = (Tier.STANDARD, Tier.FLEX, Tier.PRIORITY, Tier.BATCH)  # what `tier:` and `--tier` accept
+FALLBACK_TIERS = (Tier.STANDARD, Tier.FLEX)  # what a batch run may switch to: both send synchronously
 BATCH_KINDS = ("gemini", "simulator")  # the provider kinds whose endpoint offers Batch Mode
 # OpenAI's names for the same tiers: "default" is its standard
 _ALIASES = {"default": Tier.STANDARD, "on_demand": Tier.STANDARD}

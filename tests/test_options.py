@@ -40,7 +40,16 @@ def test_run_flags_become_run_options(tmp_path):
     assert run_options(args, NOON) == RunOptions(
         deadline_s=2700.0, max_cost=2.5, prices=prices, retry_failed=False, retry=frozenset({"invalid"}),
         config_check=False, write_wait_s=0.0, concurrency=64, grace_s=0.0, progress="plain", status_every=0.2,
+        max_duration_s=2700.0,
     )
+
+
+def test_batch_fallback_flags_become_run_options():
+    args = parse("run", "jobs/x.yaml", "--tier", "batch", "--fallback", "Flex", "--batch-timeout", "90m",
+                 "--until", "13:30", "--max-duration", "4h")
+    options = run_options(args, NOON)
+    assert (options.fallback, options.batch_timeout_s) == (Tier.FLEX, 5400.0)
+    assert (options.deadline_s, options.until_s, options.max_duration_s) == (5400.0, 5400.0, 14400.0)
 
 
 def test_run_defaults_are_the_documented_ones():
@@ -100,6 +109,18 @@ BAD_RUN_FLAGS = [
      "batchrun: error: --retry 'failed': failed is not a status to send again; "
      "use invalid and/or blocked (failed rows are sent again by default)"),
     (["--prices", "missing.yaml"], "batchrun: error: --prices missing.yaml: no such file; give a YAML or JSON file of model -> rates"),
+    (["--tier", "batch", "--fallback", "batch"], "batchrun: error: --fallback batch: 'batch' is not a fallback tier; "
+     "a fallback sends synchronously: use flex (half price, slower) or standard"),
+    (["--tier", "batch", "--fallback", "priority"], "batchrun: error: --fallback priority: 'priority' is not a "
+     "fallback tier; a fallback sends synchronously: use flex (half price, slower) or standard"),
+    (["--fallback", "flex"], "batchrun: error: --fallback flex: applies to batch runs only; add --tier batch (or set "
+     "tier: batch in the spec), or drop it"),
+    (["--tier", "flex", "--batch-timeout", "4h"], "batchrun: error: --batch-timeout 14400s: applies to batch runs "
+     "only; add --tier batch (or set tier: batch in the spec), or drop it"),
+    (["--tier", "batch", "--batch-timeout", "4h"], "batchrun: error: --batch-timeout 14400s: needs a tier to switch "
+     "to; add --fallback flex or --fallback standard (or batch.fallback in the spec)"),
+    (["--tier", "batch", "--fallback", "flex", "--batch-timeout", "soon"], "batchrun: error: --batch-timeout 'soon': "
+     "expected a number with s, m or h, e.g. 45m or 7h"),
     (["--tier", "Flex!"], "batchrun: error: --tier Flex!: 'Flex!' is not a tier; use standard, flex (half price, "
                           "slower), batch (half price, answers within 24 hours) or priority (about 1.8x, faster)"),
 ]

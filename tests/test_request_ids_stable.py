@@ -72,3 +72,12 @@ def test_request_ids_are_those_0_2_planned(tmp_path, monkeypatch):
     write_jobs(tmp_path)
     for name, expected in PLANNED_BY_0_2.items():
         assert planned_ids(tmp_path / name) == expected, name
+
+
+def test_a_batch_section_and_a_tier_are_run_settings_the_request_ids_stay_the_same(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_jobs(tmp_path)
+    spec = tmp_path / "text.yaml"
+    spec.write_text(spec.read_text() + "    tier: batch\n"
+                    "    batch: {fallback: flex, timeout: 4h, max_requests: 1, max_mb: 1}\n")
+    assert planned_ids(spec) == PLANNED_BY_0_2["text.yaml"]

@@ -122,6 +122,15 @@ def test_a_base_url_is_used_without_a_pasted_api_path_or_end_slash(tmp_path, url
     assert provider.url == used
 
 
+def test_the_batch_section_sets_the_fallback_its_timeout_and_the_chunk_limits(tmp_path):
+    batch = load_spec(write(tmp_path, MINIMAL + "batch: {fallback: Flex, timeout: 90m, max_requests: 500, "
+                                                "max_mb: 50}\n")).spec.batch
+    assert (batch.fallback, batch.timeout, batch.max_requests, batch.max_mb) == (Tier.FLEX, 5400.0, 500, 50.0)
+    default = load_spec(write(tmp_path, MINIMAL)).spec.batch
+    assert (default.fallback, default.timeout, default.max_requests, default.max_mb) == (None, None, 2_000, 200.0)
+    assert load_spec(write(tmp_path, MINIMAL + "batch: {fallback: standard, timeout: 3600}\n")).spec.batch.timeout == 3600
+
+
 def test_output_dir_from_the_spec(tmp_path):
     loaded = load_spec(write(tmp_path, MINIMAL + "output: {dir: out/here}\n"))
     assert loaded.output_dir == Path("out/here")
@@ -139,7 +148,7 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
     [
         ("modle: x\n", "modle", "unknown key; did you mean 'model'?"),
         ("zzzz: 1\n", "zzzz",
-         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing, tier"),
+         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing, tier, batch"),
         ("limits: {concurency: 4}\n", "limits.concurency", "unknown key; did you mean 'concurrency'?"),
         ("retry: {max_attempt: 3}\n", "retry.max_attempt", "unknown key; did you mean 'max_attempts'?"),
         ("provider: {kind: gemini, apikey_env: K}\n", "provider.apikey_env", "unknown key; did you mean 'api_key_env'?"),
@@ -164,6 +173,19 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
         ("pricing: {gemini-3-flash-preview: {output: cheap}}\n", "pricing.gemini-3-flash-preview.output", "expected a number, got 'cheap'"),
         ("pricing: {gemini-3-flash-preview: {outptu: 3}}\n", "pricing.gemini-3-flash-preview.outptu",
          "unknown key; did you mean 'output'?"),
+        ("batch: {fallback: batch}\n", "batch.fallback",
+         "'batch' is not a fallback tier; a fallback sends synchronously: use flex (half price, slower) or standard"),
+        ("batch: {fallback: priority}\n", "batch.fallback",
+         "'priority' is not a fallback tier; a fallback sends synchronously: use flex (half price, slower) or standard"),
+        ("batch: {fallback: flex, timeout: 4 hours}\n", "batch.timeout",
+         "expected a number with s, m or h, e.g. 45m or 7h"),
+        ("batch: {fallback: flex, timeout: 0s}\n", "batch.timeout", "expected more than 0, e.g. 45m or 7h"),
+        ("batch: {timeout: 4h}\n", "batch",
+         "timeout needs a tier to switch to; add batch.fallback: flex (or standard), or drop batch.timeout"),
+        ("batch: {max_requests: 0}\n", "batch.max_requests", "must be at least 1, got 0"),
+        ("batch: {max_mb: 0}\n", "batch.max_mb", "must be more than 0, got 0"),
+        ("batch: {max_mb: 4096}\n", "batch.max_mb", "must be at most 2000, got 4096"),
+        ("batch: {max_request: 10}\n", "batch.max_request", "unknown key; did you mean 'max_requests'?"),
     ],
 )
 def test_field_errors(tmp_path, extra, where, message):

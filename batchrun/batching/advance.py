@@ -202,15 +202,21 @@ class _Pass:
         if not chunk.results_file:
             self.return_to_pending(chunk, "batch succeeded without a results file")
             return
-        ids = read_ids(self.folder / chunk.ids_file)
-        collector = ResultsCollector({rid: self.target.wants_image(rid) for rid in ids})
-        async for request_id, reply in collector.replies(download_lines(self.api, chunk.results_file)):
-            self.target.accept(request_id, reply)
-        summary = collector.summary()
-        self.ledger.collected(chunk.chunk_id, summary.lines, len(summary.missing), summary.errors)
-        self.report.collected[chunk.chunk_id] = summary
+        self.report.collected[chunk.chunk_id] = await collect_chunk(self.api, self.ledger, self.target, chunk)
 
     def return_to_pending(self, chunk: ChunkState, reason: str) -> None:
         self.ledger.returned_to_pending(chunk.chunk_id, reason)
         self.report.returned[chunk.chunk_id] = reason
 
+
+
+async def collect_chunk(api: BatchApi, ledger: Ledger, target: ResultTarget, chunk: ChunkState) -> CollectSummary:
+    """Stream a chunk's results file into the target, then record `collected`."""
+    assert chunk.results_file is not None  # the caller checked
+    ids = read_ids(ledger.path.parent / chunk.ids_file)
+    collector = ResultsCollector({rid: target.wants_image(rid) for rid in ids})
+    async for request_id, reply in collector.replies(download_lines(api, chunk.results_file)):
+        target.accept(request_id, reply)
+    summary = collector.summary()
+    ledger.collected(chunk.chunk_id, summary.lines, len(summary.missing), summary.errors)
+    return summary

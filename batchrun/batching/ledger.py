@@ -1,12 +1,13 @@
 """The ledger: the durable record of every chunk's phase, `outputs/NAME/batches/ledger.jsonl`.
 
 In:  one call per phase change of a chunk (planned, uploading, uploaded, creating, created, state,
-     collected, returned_to_pending).
+     cancel_requested, collected, returned_to_pending).
 Out: one JSON line per call, appended, flushed and fsynced before the call returns; `read_ledger`
      folds the lines into each chunk's latest state.
 
 Invariants: lines are only ever appended; `creating` is on disk before the create call is made, so a
-crash between the two is seen on resume (see `reconcile`); a torn last line (a crash mid-write) is
+crash between the two is seen on resume (see `reconcile`); `cancel_requested` is on disk before the
+cancel call, so a resumed run finishes the switch to the fallback (batching/fallback.py); a torn last line (a crash mid-write) is
 ignored on reading and cut off before the next append; `planned` starts a chunk afresh (the same
 requests planned again after a return to pending), while every batch name ever recorded stays known,
 so a batch once adopted or abandoned is never adopted again.
@@ -60,6 +61,7 @@ class ChunkState:
     reason: str | None = None
     planned_at: float | None = None  # unix seconds of the ledger lines
     created_at: float | None = None
+    cancel_reason: str | None = None  # set once a cancel for the fallback is recorded (before the call)
 
 
 @dataclass(slots=True)
@@ -109,6 +111,10 @@ class Ledger:
 
     def state(self, chunk_id: str, state: str, stats: dict[str, Any], results_file: str | None) -> None:
         self._append("state", chunk_id, state=state, stats=stats, results_file=results_file)
+
+    def cancel_requested(self, chunk_id: str, reason: str) -> None:
+        """Recorded (and fsynced) before the cancel call: a crash after it still ends in the fallback."""
+        self._append("cancel_requested", chunk_id, reason=reason)
 
     def collected(self, chunk_id: str, lines: int, missing: int, unknown: int) -> None:
         self._append("collected", chunk_id, lines=lines, missing=missing, unknown=unknown)
@@ -186,6 +192,10 @@ def _on_state(chunk: ChunkState, entry: dict[str, Any]) -> None:
     chunk.results_file = entry.get("results_file")
 
 
+def _on_cancel_requested(chunk: ChunkState, entry: dict[str, Any]) -> None:
+    chunk.cancel_reason = entry["reason"]
+
+
 def _on_collected(chunk: ChunkState, entry: dict[str, Any]) -> None:
     chunk.phase = Phase.COLLECTED
     chunk.summary = {key: entry[key] for key in ("lines", "missing", "unknown")}
@@ -207,6 +217,7 @@ _UPDATES: dict[str, Callable[[ChunkState, dict[str, Any]], None]] = {
     "creating": _set_phase(Phase.CREATING),
     "created": _on_created,
     "state": _on_state,
+    "cancel_requested": _on_cancel_requested,
     "collected": _on_collected,
     "returned_to_pending": _on_returned,
 }

@@ -3,8 +3,9 @@
 In:  the pending RequestRecords of a run (rows without a final result, each with the rows that share
      its request), the output folder's sink, a `BatchApi`, the clock, the spending account at the
      batch price, and how long the run may wait.
-Out: a `BatchOutcome`: the last pass's report, the requests left out for the budget, and whether
-     batches are still running at the server (the CLI exits 13 then).
+Out: a `BatchOutcome`: the last pass's report, the requests left out for the budget, whether
+     batches are still running at the server (the CLI exits 13 then), and, with a fallback, the
+     requests of batches given up on (batching/fallback.py) for the wiring to send synchronously.
 
 Invariants: a request already in a chunk the ledger shows in flight is never chunked again; each new
 chunk's worst case is reserved in the account before it is `planned` (a chunk that does not fit is
@@ -32,6 +33,7 @@ from ..tiers import Tier
 from .advance import AdvanceReport, PollBackoff, PollSchedule, Problem, advance, unfinished
 from .chunks import BATCHES_DIR, Chunk, ChunkLimits, Encode, read_ids, write_chunks
 from .exchange import BatchApi, BatchApiError
+from .fallback import FallbackPolicy, SwitchReport, next_timeout_in, switch, switch_due
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,14 @@ class SinkTarget:
             return
         self.write(record, reply)
 
+    def unanswered(self, request_ids: Iterable[str]) -> list[str]:
+        """The ids, of requests pending in this run, not written yet."""
+        return [rid for rid in request_ids if rid in self.records and rid not in self.written]
+
+    def worst_case_usd(self, request_ids: Iterable[str]) -> float:
+        """The most these requests can cost together at the account's price (unknown prices count as 0)."""
+        return sum(self.account.worst_case(self.records[rid]) or 0.0 for rid in request_ids if rid in self.records)
+
     def write(self, record: RequestRecord, reply: ProviderReply) -> None:
         reply.service_tier = reply.service_tier or Tier.BATCH.value
         cost = self.account.cost(record, reply.usage, Tier.BATCH.value)
@@ -78,6 +88,7 @@ class BatchRunSettings:
     deadline_s: float | None = None  # from the start, on the run's clock
     limits: ChunkLimits = ChunkLimits()
     poll: PollBackoff = PollBackoff()
+    fallback: FallbackPolicy | None = None  # switch batches given up on to a synchronous tier
 
 
 @dataclass(slots=True)
@@ -89,6 +100,7 @@ class BatchOutcome:
     planned: list[str] = field(default_factory=list)
     over_budget: int = 0  # requests of chunks the budget could not hold: still pending
     in_flight_before: int = 0  # requests in chunks earlier runs submitted
+    switched: SwitchReport = field(default_factory=SwitchReport)  # what the fallback takes over
 
     @property
     def still_running(self) -> bool:
@@ -132,8 +144,10 @@ def reserve_in_flight(ids: set[str], records: dict[str, RequestRecord], account:
 
 
 async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: Encode, account: SpendingAccount,
-                      clock: Clock, settings: BatchRunSettings) -> BatchOutcome:
-    """Plan what is pending (`target.records`) and not in flight, then advance once (or until done, with `wait`)."""
+                      clock: Clock, settings: BatchRunSettings, *,
+                      wall: Callable[[], float] = time.time) -> BatchOutcome:
+    """Plan what is pending (`target.records`) and not in flight, then advance once (or until done, with `wait`);
+    with a fallback, batches past the timeout or the deadline are switched (`outcome.switched`)."""
     ledger = Ledger(out_dir)
     started = clock.now()
     in_flight = ledger.read().in_flight_ids(Path(out_dir) / BATCHES_DIR)
@@ -145,15 +159,47 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
     schedule = PollSchedule(settings.poll)
     outcome = BatchOutcome(AdvanceReport(), planned=planned, over_budget=left_out, in_flight_before=len(in_flight))
     while True:
+        await _switch(api, ledger, clock, target, settings, outcome, wall(), deadline=False)
         outcome.report = await _one_pass(api, ledger, clock, target, schedule)
         outcome.passes += 1
         _log_pass(outcome.report)
         if not (settings.wait and outcome.report.still_running):
             return outcome
-        wake = _next_wake(outcome.report, clock.now())
+        wake = _next_wake(outcome.report, clock.now(), ledger, settings.fallback, wall())
         if settings.deadline_s is not None and wake - started > settings.deadline_s:
-            return outcome
+            return await _at_deadline(api, ledger, clock, target, settings, outcome, started, wall)
         await clock.sleep(max(0.0, wake - clock.now()))
+
+
+async def _at_deadline(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
+                       outcome: BatchOutcome, started: float, wall: Callable[[], float]) -> BatchOutcome:
+    """Without a fallback, stop waiting; with one, wait out the deadline and switch what is unfinished."""
+    if settings.fallback is None or not settings.fallback.at_deadline or settings.deadline_s is None:
+        return outcome
+    await clock.sleep(max(0.0, started + settings.deadline_s - clock.now()))
+    await _switch(api, ledger, clock, target, settings, outcome, wall(), deadline=True)
+    outcome.report.unfinished = unfinished(ledger)
+    outcome.report.next_poll_at = None
+    return outcome
+
+
+async def _switch(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
+                  outcome: BatchOutcome, wall_now: float, *, deadline: bool) -> None:
+    """Switch the chunks due (timed out, mid-switch, or every one at the deadline) to the fallback."""
+    if settings.fallback is None:
+        return
+    due = switch_due(ledger.read(), settings.fallback, wall_now, deadline=deadline)
+    if not due:
+        return
+    report = outcome.switched
+    before = len(report.send)
+    await switch(api, ledger, clock, target, due, settings.fallback, report)
+    why = "the run's deadline came" if deadline else "past the batch timeout"
+    log.warning("%s: %d batch chunks given up on (%s); %d requests without a result go to the fallback tier",
+                why, len(due), ", ".join(chunk.chunk_id for chunk in due), len(report.send) - before)
+    for chunk_id, what in report.problems:
+        log.warning("batch chunk %s: the switch to the fallback failed (%s); the next pass tries again", chunk_id, what)
+    report.problems.clear()
 
 
 async def _one_pass(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget,
@@ -170,9 +216,13 @@ async def _one_pass(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTar
         return report
 
 
-def _next_wake(report: AdvanceReport, now: float) -> float:
-    """When the next pass is worth making: the earliest poll due, else (a step to retry) 10 s from now."""
-    return report.next_poll_at if report.next_poll_at is not None else now + 10.0
+def _next_wake(report: AdvanceReport, now: float, ledger: Ledger, fallback: FallbackPolicy | None,
+               wall_now: float) -> float:
+    """When the next pass is worth making: the earliest poll or batch timeout due, else (a step to retry)
+    10 s from now."""
+    wake = report.next_poll_at if report.next_poll_at is not None else now + 10.0
+    timeout_in = None if fallback is None else next_timeout_in(ledger.read(), fallback, wall_now)
+    return wake if timeout_in is None else min(wake, now + timeout_in)
 
 
 def _log_pass(report: AdvanceReport) -> None:

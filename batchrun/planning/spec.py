@@ -24,12 +24,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from batchrun.errors import SpecError, batch_kind_message
+from batchrun.errors import SpecError, batch_kind_message, fallback_tier_message
+from batchrun.options import duration_seconds
 from batchrun.planning.checks import check_spec
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
 from batchrun.providers.registry import provider_entry
-from batchrun.tiers import BATCH_KINDS, Tier, run_tier
+from batchrun.tiers import BATCH_KINDS, FALLBACK_TIERS, Tier, run_tier
 
 Scalar = str | int | float | bool
 
@@ -198,6 +199,44 @@ class BudgetSpec(_Strict):
     max_cost_usd: float | None = Field(None, gt=0)
 
 
+class BatchSpec(_Strict):
+    """How a batch run (`tier: batch` / `--tier batch`) sizes its batches and when it gives up on them.
+
+    Run settings, not part of any request: changing them plans the same request ids."""
+
+    fallback: Tier | None = None  # flex | standard: the tier unfinished batches' requests switch to
+    timeout: float | None = None  # seconds (or "4h", "90m", "3600s") from a batch's creation
+    max_requests: int = Field(2_000, ge=1)  # requests per batch
+    max_mb: float = Field(200.0, gt=0, le=2_000)  # MiB of request file per batch (the Files API takes 2 GB)
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_tier(cls, value: Any) -> Tier | None:
+        if value is None:
+            return None
+        name = str(value).strip().lower()
+        if name not in FALLBACK_TIERS:
+            raise ValueError(fallback_tier_message(value))
+        return Tier(name)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        if value is None or isinstance(value, bool):
+            return value
+        try:
+            return duration_seconds(str(value))
+        except ValueError as exc:
+            raise ValueError(f"expected {exc}") from None
+
+    @model_validator(mode="after")
+    def _timeout_has_a_fallback(self) -> BatchSpec:
+        if self.timeout is not None and self.fallback is None:
+            raise ValueError("timeout needs a tier to switch to; add batch.fallback: flex (or standard), "
+                             "or drop batch.timeout")
+        return self
+
+
 class OutputSpec(_Strict):
     dir: str | None = None
     image_name: str | None = None
@@ -231,6 +270,7 @@ class JobSpec(_Strict):
     output: OutputSpec = Field(default_factory=OutputSpec)
     pricing: dict[str, dict[str, Any]] | None = None
     tier: Tier = Tier.STANDARD  # standard | flex | priority; `--tier` overrides it
+    batch: BatchSpec = Field(default_factory=BatchSpec)  # used by batch runs only
 
     @field_validator("tier", mode="before")
     @classmethod
