@@ -78,6 +78,6 @@ def test_a_batch_section_and_a_tier_are_run_settings_the_request_ids_stay_the_sa
     monkeypatch.chdir(tmp_path)
     write_jobs(tmp_path)
     spec = tmp_path / "text.yaml"
-    spec.write_text(spec.read_text() + "    tier: batch\n"
+    spec.write_text(spec.read_text().rstrip() + "\n    tier: batch\n"
                     "    batch: {fallback: flex, timeout: 4h, max_requests: 1, max_mb: 1}\n")
     assert planned_ids(spec) == PLANNED_BY_0_2["text.yaml"]
