@@ -57,6 +57,7 @@ class FakeBatchApi:
     faults: dict[str, list[int]] = field(default_factory=dict)  # route -> statuses to answer first
     no_batch_route: bool = False
     lost_create_replies: int = 0  # creates that happen but answer 503, as a reply lost on the way
+    cancel_too_late: bool = False  # a cancel answers 400 and changes nothing (the batch ended first)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -148,6 +149,9 @@ class FakeBatchApi:
 
     def _cancel(self, request: httpx.Request) -> httpx.Response:
         batch = self.batches[request.url.path.removeprefix("/v1beta/").removesuffix(":cancel")]
+        if self.cancel_too_late:
+            return httpx.Response(400, json={"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                                       "message": "batch already ended"}})
         batch.states = ["BATCH_STATE_CANCELLED"]
         return httpx.Response(200, json={})
 
