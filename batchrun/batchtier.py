@@ -10,7 +10,8 @@ run's start; the budget keeps the cancelled batches' reservations besides the fa
 
 Invariants: the batch tier runs only where the endpoint offers Batch Mode (provider.kind gemini or
 simulator); a batch exchange that must stop the run becomes the RunStopped error a synchronous run
-would raise; a synchronous run warns when batches at the server still hold requests it sends.
+would raise; a synchronous run leaves the requests batches in flight hold to them (never sent twice;
+`--fallback` is the way to take them back).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import anyio
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchrun.batching.advance import PollBackoff
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
@@ -32,6 +34,7 @@ from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, ru
 from batchrun.cost.pricing import PriceCatalog
 from batchrun.output.progress import Progress
 from batchrun.output.sink import Sink
+from batchrun.planning.manifest import read_columns
 from batchrun.planning.plan import manifest_path
 from batchrun.planning.spec import LoadedSpec
 from batchrun.running.account import CatalogPrices, SpendingAccount
@@ -54,7 +57,7 @@ from .errors import (
 from .options import RunOptions
 from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
 from .records import Outcome
-from .tiers import BATCH_KINDS, Tier
+from .tiers import BATCH_KINDS, FALLBACK_TIERS, Tier
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +177,24 @@ def batches_to_advance(out_dir: Path) -> int:
     return len(Ledger(out_dir).read().in_phase(*_UNFINISHED))
 
 
-def warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:
-    """A synchronous run sends again what batches at the server still hold: say so, once."""
-    in_flight = Ledger(out_dir).read().in_flight_ids(out_dir / BATCHES_DIR)
-    if in_flight:
-        log.warning("%d requests are in batches still running at the server (`batchrun status` lists them); this run "
-                    "at the %s tier sends them again and they may be billed twice: `batchrun run --tier batch` "
-                    "collects them instead", len(in_flight), tier.value)
+def leave_to_batches(loaded: LoadedSpec, work: Work, tier: Tier) -> tuple[Work, int]:
+    """A synchronous run leaves the requests that batches in flight hold to them: (the rest, rows left)."""
+    out_dir = loaded.output_dir
+    held = Ledger(out_dir).read().in_flight_ids(out_dir / BATCHES_DIR)
+    if not held:
+        return work, 0
+    rows = read_columns(manifest_path(loaded), ["row_id", "request_id"])
+    held_rows = rows.filter(pc.is_in(rows["request_id"], value_set=pa.array(sorted(held), pa.string())))["row_id"]
+    kept = pc.invert(pc.is_in(work.send, value_set=held_rows.combine_chunks()))
+    left = pc.filter(work.send, pc.invert(kept)).to_pylist()
+    left_rows = sum(1 + len(work.shares.get(row_id, ())) for row_id in left)
+    if left:
+        fallback = tier.value if tier in FALLBACK_TIERS else Tier.FLEX.value
+        log.warning("%d requests (%d rows) are in batches still running at the server (`batchrun status` lists them): "
+                    "left to them, not sent twice; `batchrun run --tier batch` collects them, and `batchrun run "
+                    "--tier batch --fallback %s --batch-timeout 1s` cancels those batches and sends what they have "
+                    "not answered", len(left), left_rows, fallback)
+    return replace(work, send=pc.filter(work.send, kept), rows=work.rows - left_rows), left_rows
 
 
 def batch_base_url(loaded: LoadedSpec) -> str:

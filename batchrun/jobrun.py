@@ -56,9 +56,9 @@ from .batchtier import (
     batch_stop,
     batches_to_advance,
     check_batch_kind,
+    leave_to_batches,
     run_batch_tier,
     send_fallback,
-    warn_batches_in_flight,
 )
 from .errors import (
     EXIT_BATCHES_RUNNING,
@@ -195,6 +195,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     held: list[Finished] = []
     batches: BatchOutcome | None = None
+    left_to_batches = 0  # rows a synchronous run left to the batches in flight that hold their requests
     try:
         _report_recovery(recovery)
         _report_endpoint_change(loaded, sink, options)
@@ -215,7 +216,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
                 if pool is not None:
                     stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
             else:
-                warn_batches_in_flight(loaded.output_dir, run_tier(loaded, options))
+                work, left_to_batches = leave_to_batches(loaded, work, run_tier(loaded, options))
+                progress.total -= left_to_batches
                 pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
                 stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
@@ -228,7 +230,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         if batches.still_running:
             log.warning(batches_running_message(len(batches.report.unfinished)))
             return EXIT_BATCHES_RUNNING
-    return _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
+    code = _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
+    return EXIT_BATCHES_RUNNING if left_to_batches and code == EXIT_OK else code
 
 
 def _orphaned_batches(loaded: LoadedSpec, options: RunOptions) -> bool:

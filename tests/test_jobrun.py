@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.errors import BudgetReached, UsageError
+from batchrun.batching.chunks import read_ids
+from batchrun.errors import EXIT_BATCHES_RUNNING, BudgetReached, UsageError
 from batchrun.jobrun import api_key, provider_settings, results_table, run_job, usable_key
 from batchrun.options import RunOptions
 from batchrun.planning.spec import load_spec
@@ -153,8 +154,8 @@ def test_the_batch_flag_on_an_openai_spec_is_refused_before_anything_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]
 
 
-def test_a_synchronous_run_warns_that_requests_held_by_running_batches_may_be_billed_twice(tmp_path, monkeypatch,
-                                                                                           caplog):
+def test_a_synchronous_run_leaves_requests_held_by_running_batches_to_them_and_exits_13(tmp_path, monkeypatch,
+                                                                                       caplog):
     from batchrun.batching.chunks import write_chunks
     from batchrun.batching.ledger import Ledger
     from batchrun.planning.manifest import iter_records
@@ -166,9 +167,14 @@ def test_a_synchronous_run_warns_that_requests_held_by_running_batches_may_be_bi
     encode = GeminiProvider("http://x", None, spec_dir=tmp_path).encode_body
     Ledger(tmp_path / "out").planned(write_chunks(records, encode, tmp_path / "out", "bjob").chunks[0])
 
-    assert run_job(loaded, RunOptions(handle_signals=False, progress="none")) == 0
-    assert ("1 requests are in batches still running at the server (`batchrun status` lists them); this run at the "
-            "standard tier sends them again and they may be billed twice") in caplog.text
+    assert run_job(loaded, RunOptions(handle_signals=False, progress="none")) == EXIT_BATCHES_RUNNING
+    assert ("1 requests (2 rows) are in batches still running at the server (`batchrun status` lists them): left to "
+            "them, not sent twice; `batchrun run --tier batch` collects them, and `batchrun run --tier batch "
+            "--fallback standard --batch-timeout 1s` cancels those batches and sends what they have not answered"
+            ) in caplog.text
+    held = read_ids(next((tmp_path / "out" / "batches").glob("*.ids")))
+    answered = results_table(tmp_path / "out", ("request_id",))["request_id"].to_pylist()
+    assert answered and not set(held) & set(answered)
 
 
 def prepare_batch_job(tmp_path, monkeypatch):
