@@ -181,3 +181,74 @@ def prepare_batch_job(tmp_path, monkeypatch):
     from batchrun.jobrun import prepare
 
     return prepare(batch_job(tmp_path, monkeypatch))
+
+
+STUCK_BATCHES = "batch: {pending_s: 1000, running_s: 1000}\n"
+
+
+def stuck_batch_job(tmp_path, monkeypatch, extra: str = ""):
+    from batchrun.jobrun import prepare
+
+    loaded = batch_job(tmp_path, monkeypatch, extra)
+    (tmp_path / "faults.yaml").write_text(STUCK_BATCHES, encoding="utf-8")
+    return prepare(loaded)
+
+
+def fallback_options(**changes) -> RunOptions:
+    settings = {"tier": Tier.BATCH, "fallback": Tier.FLEX, "batch_timeout_s": 0.2, "handle_signals": False,
+                "progress": "none"}
+    return RunOptions(**{**settings, **changes})
+
+
+def test_a_batch_past_its_timeout_falls_back_to_flex_in_the_same_run_and_the_run_record_says_so(tmp_path,
+                                                                                                monkeypatch):
+    import json
+
+    loaded = stuck_batch_job(tmp_path, monkeypatch)
+
+    assert run_job(loaded, fallback_options()) == 0
+
+    rows = results_table(tmp_path / "out", ("status", "service_tier")).to_pylist()
+    assert [(r["status"], r["service_tier"]) for r in rows] == [("ok", "flex")] * 3
+    (record,) = (json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json"))
+    assert {key: record["fallback"][key] for key in ("tier", "batches_cancelled", "requests_sent_again")} == {
+        "tier": "flex", "batches_cancelled": 1, "requests_sent_again": 2}
+
+
+def test_the_fallback_s_budget_keeps_the_cancelled_batch_s_reservation(tmp_path, monkeypatch):
+    from batchrun.cost.pricing import PriceCatalog
+    from batchrun.planning.manifest import iter_records
+    from batchrun.planning.plan import manifest_path
+    from batchrun.running.account import CatalogPrices
+
+    loaded = stuck_batch_job(tmp_path, monkeypatch)
+    records = list({r.request_id: r for r in iter_records(manifest_path(loaded))}.values())  # 2 requests
+    worst = {tier: [CatalogPrices(PriceCatalog.load(), tier).worst_case(r) for r in records]
+             for tier in (Tier.BATCH, Tier.FLEX)}
+    cap = sum(worst[Tier.BATCH]) + min(worst[Tier.FLEX]) / 2  # the batch's hold fits, no flex request besides
+    assert cap > max(worst[Tier.FLEX]) * 2  # without the batch's hold, both flex requests would fit
+
+    with pytest.raises(BudgetReached, match="3 rows left pending"):
+        run_job(loaded, fallback_options(max_cost=cap))
+    assert not results_table(tmp_path / "out", ("status",)).num_rows
+
+
+def test_max_duration_alone_does_not_switch_batches_it_leaves_them_running(tmp_path, monkeypatch):
+    loaded = stuck_batch_job(tmp_path, monkeypatch)
+    options = fallback_options(batch_timeout_s=None, deadline_s=0.5, max_duration_s=0.5)
+
+    assert run_job(loaded, options) == EXIT_BATCHES_RUNNING
+    assert not results_table(tmp_path / "out", ("status",)).num_rows
+
+
+@pytest.mark.parametrize("until_s, max_duration_s, at_deadline", [
+    (600.0, None, True), (600.0, 900.0, True), (900.0, 600.0, False), (None, 600.0, False)])
+def test_the_switch_at_the_deadline_is_at_until_when_it_comes_before_max_duration(tmp_path, monkeypatch, until_s,
+                                                                                   max_duration_s, at_deadline):
+    from batchrun.batchtier import fallback_policy
+
+    loaded = batch_job(tmp_path, monkeypatch, "batch: {fallback: standard, timeout: 4h}\n")
+    policy = fallback_policy(loaded, RunOptions(until_s=until_s, max_duration_s=max_duration_s))
+    assert policy is not None and (policy.timeout_s, policy.at_deadline) == (4 * 3600, at_deadline)
+    assert fallback_policy(loaded, RunOptions(fallback=Tier.FLEX, batch_timeout_s=60)).timeout_s == 60
+    assert fallback_policy(batch_job(tmp_path, monkeypatch), RunOptions()) is None
