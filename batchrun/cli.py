@@ -131,9 +131,11 @@ def _add_run(commands, common) -> None:
                    help="at the batch tier, poll until every batch is done (or --until / --max-duration) "
                         "instead of exiting 13 while batches run")
     p.add_argument("--fallback", metavar="TIER",
-                   help="at the batch tier, flex or standard: batches unfinished after --batch-timeout, or at "
-                        "--until, are cancelled, what they answered is kept, and the rest is sent at this tier in "
-                        "the same run (--max-duration still bounds the whole run); overrides batch.fallback")
+                   help="at the batch tier, flex or standard: a batch unfinished after --batch-timeout, or at "
+                        "--until (with --wait), is cancelled, what it answered is kept, and its other requests are "
+                        "sent at this tier in the same run, not stopped by --until; --max-duration stays a hard "
+                        "bound on the whole run, and a batch unfinished only then keeps running (exit 13); "
+                        "overrides batch.fallback")
     p.add_argument("--batch-timeout", metavar="DURATION",
                    help="with --fallback, give up on a batch this long after its creation, e.g. 4h, 90m, 3600s "
                         "(overrides batch.timeout)")

@@ -8,6 +8,8 @@
     reconcile  after a crash between "creating" and "created": adopt the batch by display name
     collect    a results file, line by line -> (request_id, ProviderReply) pairs and a summary
     advance    one pass over every chunk: submit, poll, collect, return to pending
+    fallback   batches given up on (timeout, deadline): cancelled, collected as far as they got, returned
+    run        a batch run: chunks planned within the budget, passes until done or the deadline
 
-Imports point one way: advance uses the others; chunks, ledger and collect know no HTTP.
+Imports point one way: run uses advance and fallback, which use the others; chunks, ledger and collect know no HTTP.
 """
