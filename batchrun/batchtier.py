@@ -6,17 +6,24 @@ In:  the loaded spec, the run's options and key, the open sink, progress, the pe
 Invariants: the batch tier runs only where the endpoint offers Batch Mode (provider.kind gemini or
 simulator); a batch exchange that must stop the run becomes the RunStopped error a synchronous run
 would raise; a synchronous run warns when batches at the server still hold requests it sends.
+The environment variable BATCHRUN_UPLOAD_CHUNK_BYTES sets the resumable upload's piece size (default
+8 MiB, as the google-genai SDK; Google takes multiples of 256 KiB), for slow links and for tests.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+
+import httpx
 
 from batchrun.batching.advance import PollBackoff
 from batchrun.batching.chunks import BATCHES_DIR
 from batchrun.batching.exchange import BatchApi, BatchApiError
+from batchrun.batching.files import UPLOAD_CHUNK_BYTES
 from batchrun.batching.ledger import Ledger
 from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, run_batches
 from batchrun.output.progress import Progress
@@ -39,11 +46,13 @@ from .errors import (
     batch_kind_message,
 )
 from .options import RunOptions
-from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
+from .providers.registry import SIMULATOR_BASE_URL, ProviderSettings, build_provider, build_transport
 from .records import Outcome
 from .tiers import BATCH_KINDS, Tier
 
 log = logging.getLogger(__name__)
+
+UPLOAD_CHUNK_ENV = "BATCHRUN_UPLOAD_CHUNK_BYTES"
 
 
 def check_batch_kind(loaded: LoadedSpec, options: RunOptions) -> None:
@@ -71,14 +80,34 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     target = SinkTarget(sink, records, account, progress)
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
     run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
-                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff())
-    async with make_client(build_transport(settings), settings.timeout_s) as client:
+                           poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff(),
+                           upload_chunk_bytes=upload_chunk_bytes(os.environ))
+    async with make_client(batch_transport(settings), settings.timeout_s) as client:
         api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
         try:
             return await run_batches(api, loaded.output_dir, target, encoder.encode_body, account,
                                      MonotonicClock(), run)
         except BatchApiError as exc:
             raise _batch_stop_error(exc) from None
+
+
+def batch_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
+    """A transport that streams a results download line by line: the run's aiohttp transport reads each
+    body whole, which would hold a whole results file in memory and deliver none of it before its end."""
+    if settings.provider.kind == "simulator":
+        return build_transport(settings)  # in process: streams the file chunk by chunk
+    return httpx.AsyncHTTPTransport()
+
+
+def upload_chunk_bytes(environ: Mapping[str, str]) -> int:
+    """The upload's piece size: BATCHRUN_UPLOAD_CHUNK_BYTES when set, else the SDK's."""
+    raw = environ.get(UPLOAD_CHUNK_ENV, "").strip()
+    if not raw:
+        return UPLOAD_CHUNK_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{UPLOAD_CHUNK_ENV}={raw!r}: expected a whole number of bytes, e.g. 8388608 (8 MiB), "
+                         "or unset it")
+    return int(raw)
 
 
 def warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:
