@@ -181,3 +181,25 @@ async def test_the_transport_pauses_a_download_after_its_first_lines(tmp_path):
                 received.append(json.loads(line)["key"])
     assert waits == [(4.0, ["k0"])]
     assert received == ["k0", "k1", "k2"]
+
+
+# ---------------------------------------------------------------- min_gets
+
+
+def test_with_min_gets_a_batch_the_clock_has_ended_runs_until_it_is_got_that_many_times(tmp_path):
+    core = make_core(tmp_path, {}, min_gets=2)
+    name = create(core, 2)["name"]
+    send(core, "GET", "/v1beta/batches")  # a listing is not a get
+    first, second = get(core, name, 100), get(core, name, 100)
+    core.close()
+    assert first["metadata"]["state"] == "BATCH_STATE_RUNNING" and "done" not in first
+    assert second["metadata"]["state"] == "BATCH_STATE_SUCCEEDED" and second["done"]
+
+
+def test_min_gets_does_not_hold_a_cancelled_batch(tmp_path):
+    core = make_core(tmp_path, {}, min_gets=5, pending_s=10)
+    name = create(core, 2)["name"]
+    send(core, "POST", f"/v1beta/{name}:cancel", b"{}")
+    state = get(core, name, 100)["metadata"]["state"]
+    core.close()
+    assert state == "BATCH_STATE_CANCELLED"

@@ -161,7 +161,7 @@ class BatchRoute:
         if cancel:
             return None, None
         if method == "GET":
-            return "batches.get", lambda q, h, b, t: self._json(self.book.operation(self.book.get(batch_id), t))
+            return "batches.get", lambda q, h, b, t: self._json(self.book.polled(batch_id, t))
         if method == "DELETE":
             return "batches.delete", lambda q, h, b, t: _emptied(self.book.delete, batch_id)
         return None, None

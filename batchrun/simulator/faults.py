@@ -15,7 +15,8 @@ image: `images`, `markdown`, `parts`, `url`, or `rotate` through the first three
 decision is drawn from its own seeded stream, so it never shifts the generate decisions.
 
 Batch Mode settings, under `batch:` (`BatchSettings`): the batch clock, `pending_s` then `running_s`
-seconds after creation (defaults 1 and 2); and the batch faults, each a rate or a schedule, drawn
+seconds after creation (defaults 1 and 2), and `min_gets` (a batch the clock has ended stays RUNNING
+until it has been got that many times); and the batch faults, each a rate or a schedule, drawn
 from their own seeded streams. Over batches in creation order: `stuck_pending` (never leaves
 PENDING), `expired` (ends EXPIRED, no results), `failed` (ends FAILED with an error),
 `partial_results` (SUCCEEDED, but the results hold only the first half of the lines). Over the
@@ -195,6 +196,7 @@ class BatchSettings(_Strict):
     download_unavailable: Schedule | None = None
     line_padding_bytes: int = Field(0, ge=0)
     delays: BatchDelays = BatchDelays()
+    min_gets: int = Field(0, ge=0)  # a batch ends no sooner than its min_gets-th batches.get
 
 
 class FlexFaults(_Strict):
