@@ -14,7 +14,7 @@ from batch_fake import FakeBatchApi
 
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
-from batchrun.batching.ledger import Ledger, Phase
+from batchrun.batching.ledger import LEDGER_NAME, Ledger, Phase
 from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
 from batchrun.errors import NoBatchRoute
 from batchrun.output.images import ImageFile
@@ -194,6 +194,20 @@ def test_runs_advance_the_batches_until_every_request_is_written_once(tmp_path):
     world.drive(steps)
     rpcs = world.rpcs()
     assert (rpcs["batches.create"], rpcs["batch.line"]) == (3, 5)
+
+
+def test_the_chunk_s_file_goes_up_in_pieces_of_the_size_the_settings_give(tmp_path):
+    records = [record(n) for n in range(2)]
+
+    async def steps(world):
+        target, _, _, _ = target_of(*records)
+        settings = BatchRunSettings(job_name="job", upload_chunk_bytes=100)
+        await run_batches(world.api, world.out, target, world.encode, target.account, world.clock, settings)
+
+    world = World(tmp_path, {"pending_s": 5, "running_s": 20})
+    world.drive(steps)
+    [jsonl] = [path for path in (world.out / BATCHES_DIR).glob("*.jsonl") if path.name != LEDGER_NAME]
+    assert world.rpcs()["files.upload"] == -(-jsonl.stat().st_size // 100) > 1
 
 
 def test_wait_polls_on_the_clock_until_every_batch_is_done(tmp_path):

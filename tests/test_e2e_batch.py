@@ -14,6 +14,7 @@ import signal
 from collections import Counter
 
 import httpx
+import pytest
 from e2e_helpers import (
     FAKE_KEY,
     batchrun,
@@ -153,6 +154,7 @@ def server_display_names(simulator) -> list[str]:
     return [op["metadata"]["displayName"] for op in response.json().get("operations", [])]
 
 
+@pytest.mark.timeout(300)  # seven CLI runs: a run takes 15 s to start on a machine with both cores busy
 def test_a_batch_run_killed_at_six_moments_of_upload_create_poll_and_collect_resumes_to_one_row_per_request(
         tmp_path):
     simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "killbatch", KILL_FAULTS))
