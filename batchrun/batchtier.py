@@ -12,22 +12,28 @@ Invariants: the batch tier runs only where the endpoint offers Batch Mode (provi
 simulator); a batch exchange that must stop the run becomes the RunStopped error a synchronous run
 would raise; a synchronous run leaves the requests batches in flight hold to them (never sent twice;
 `--fallback` is the way to take them back).
+The environment variable BATCHRUN_UPLOAD_CHUNK_BYTES sets the resumable upload's piece size (default
+8 MiB, as the google-genai SDK; Google takes multiples of 256 KiB), for slow links and for tests.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchrun.batching.advance import PollBackoff
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
+from batchrun.batching.files import UPLOAD_CHUNK_BYTES
 from batchrun.batching.fallback import FallbackPolicy, SwitchReport
 from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, run_batches
@@ -55,13 +61,14 @@ from .errors import (
     timeout_needs_fallback_message,
 )
 from .options import RunOptions
-from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
+from .providers.registry import SIMULATOR_BASE_URL, ProviderSettings, build_provider, build_transport
 from .records import Outcome
 from .tiers import BATCH_KINDS, FALLBACK_TIERS, Tier
 
 log = logging.getLogger(__name__)
 
 _UNFINISHED = (Phase.PLANNED, Phase.UPLOADING, Phase.UPLOADED, Phase.CREATING, Phase.CREATED)
+UPLOAD_CHUNK_ENV = "BATCHRUN_UPLOAD_CHUNK_BYTES"
 
 
 def check_batch_kind(loaded: LoadedSpec, options: RunOptions) -> None:
@@ -123,8 +130,9 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
     run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
                            poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff(),
-                           limits=chunk_limits(loaded), fallback=fallback_policy(loaded, options))
-    async with make_client(build_transport(settings), settings.timeout_s) as client:
+                           limits=chunk_limits(loaded), fallback=fallback_policy(loaded, options),
+                           upload_chunk_bytes=upload_chunk_bytes(os.environ))
+    async with make_client(batch_transport(settings), settings.timeout_s) as client:
         api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
         try:
             return await run_batches(api, loaded.output_dir, target, encoder.encode_body, account,
@@ -195,6 +203,25 @@ def leave_to_batches(loaded: LoadedSpec, work: Work, tier: Tier) -> tuple[Work, 
                     "--tier batch --fallback %s --batch-timeout 1s` cancels those batches and sends what they have "
                     "not answered", len(left), left_rows, fallback)
     return replace(work, send=pc.filter(work.send, kept), rows=work.rows - left_rows), left_rows
+
+
+def batch_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
+    """A transport that streams a results download line by line: the run's aiohttp transport reads each
+    body whole, which would hold a whole results file in memory and deliver none of it before its end."""
+    if settings.provider.kind == "simulator":
+        return build_transport(settings)  # in process: streams the file chunk by chunk
+    return httpx.AsyncHTTPTransport()
+
+
+def upload_chunk_bytes(environ: Mapping[str, str]) -> int:
+    """The upload's piece size: BATCHRUN_UPLOAD_CHUNK_BYTES when set, else the SDK's."""
+    raw = environ.get(UPLOAD_CHUNK_ENV, "").strip()
+    if not raw:
+        return UPLOAD_CHUNK_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{UPLOAD_CHUNK_ENV}={raw!r}: expected a whole number of bytes, e.g. 8388608 (8 MiB), "
+                         "or unset it")
+    return int(raw)
 
 
 def batch_base_url(loaded: LoadedSpec) -> str:

@@ -14,7 +14,7 @@ from batch_fake import FakeBatchApi
 
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
-from batchrun.batching.ledger import Ledger, Phase
+from batchrun.batching.ledger import LEDGER_NAME, Ledger, Phase
 from batchrun.batching.run import BatchRunSettings, SinkTarget, run_batches
 from batchrun.errors import NoBatchRoute
 from batchrun.output.images import ImageFile
@@ -37,9 +37,13 @@ class Writer:
     def __init__(self) -> None:
         self.rows: list = []
         self.images: list[tuple[bytes, str | None, str]] = []
+        self.flushed = 0  # rows handed to the OS, as of the last flush
 
     def write_result(self, result) -> None:
         self.rows.append(result)
+
+    def flush(self) -> None:
+        self.flushed = len(self.rows)
 
     def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile:
         self.images.append((data, output_name, row_id))
@@ -91,6 +95,15 @@ def test_a_reply_is_written_for_its_row_and_each_row_sharing_its_request_at_the_
         ("r1", "ok", 0.2, None, "batch", 2_000), ("row-b", "ok", 0.0, "r1", "batch", None)]
     assert prices.served == ["batch"]
     assert (progress.ok, progress.spend_usd) == (2, 0.2)
+
+
+def test_each_reply_s_rows_are_handed_to_the_os_before_accept_returns_so_a_kill_after_keeps_them():
+    target, writer, _, _ = target_of(record(1, shares=(RowTarget("row-b", None),)), record(2))
+
+    target.accept("r1", ok_reply())
+    assert writer.flushed == 2
+    target.accept("r2", ok_reply())
+    assert writer.flushed == 3
 
 
 def test_an_image_reply_is_saved_under_each_row_s_name_as_a_synchronous_run_saves_it():
@@ -181,6 +194,20 @@ def test_runs_advance_the_batches_until_every_request_is_written_once(tmp_path):
     world.drive(steps)
     rpcs = world.rpcs()
     assert (rpcs["batches.create"], rpcs["batch.line"]) == (3, 5)
+
+
+def test_the_chunk_s_file_goes_up_in_pieces_of_the_size_the_settings_give(tmp_path):
+    records = [record(n) for n in range(2)]
+
+    async def steps(world):
+        target, _, _, _ = target_of(*records)
+        settings = BatchRunSettings(job_name="job", upload_chunk_bytes=100)
+        await run_batches(world.api, world.out, target, world.encode, target.account, world.clock, settings)
+
+    world = World(tmp_path, {"pending_s": 5, "running_s": 20})
+    world.drive(steps)
+    [jsonl] = [path for path in (world.out / BATCHES_DIR).glob("*.jsonl") if path.name != LEDGER_NAME]
+    assert world.rpcs()["files.upload"] == -(-jsonl.stat().st_size // 100) > 1
 
 
 def test_wait_polls_on_the_clock_until_every_batch_is_done(tmp_path):

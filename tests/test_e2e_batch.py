@@ -13,8 +13,13 @@ import json
 import signal
 from collections import Counter
 
+import httpx
+import pytest
 from e2e_helpers import (
+    FAKE_KEY,
     batchrun,
+    cli_env,
+    durable_results,
     image_job,
     outputs,
     run_job,
@@ -26,6 +31,9 @@ from e2e_helpers import (
     write_faults,
     write_spec,
 )
+
+from batchrun.batching.ledger import LEDGER_NAME, ChunkState, Phase, read_ledger
+from batchrun.batchtier import UPLOAD_CHUNK_ENV
 
 EXIT_BATCHES_RUNNING = 13
 MAX_RUNS = 30
@@ -89,50 +97,115 @@ def test_an_image_batch_saves_each_image_matching_its_row_s_sha256(tmp_path):
         assert hashlib.sha256(data).hexdigest() == row["image_sha256"]
 
 
-# The kill lands tens of milliseconds after the call is seen in the log: upload and create take less, so a
-# kill "at upload" may land after the create; the ledger then decides, and the log shows what was paid for.
-KILL_MOMENTS = ("files.upload.start", "batches.get", "files.download")
+# ---------------------------------------------------------------- kill -9 at six moments of one batch run
+#
+# The simulator slows its batch routes (`batch.delays`) so that each moment lasts long enough to be caught:
+# an upload piece is answered 0.5 s after it arrives, a create waits 1.5 s before the batch is made and
+# 1.5 s after, a download pauses 1.5 s after its first 3 lines. Each kill is sent once the request log (or
+# the ledger, or the durable results) shows the run inside that moment, and is checked to have landed there.
+# The batch's clock is fast, but it ends no sooner than its second get (`min_gets`): the run killed between
+# polls sees it running however long the run took to start, and the next run sees it end.
+
+KILL_FAULTS = {"batch": {"pending_s": 0.2, "running_s": 0.2, "min_gets": 2, "delays": {
+    "upload": {"after_s": 0.5},
+    "create": {"before_s": 1.5, "after_s": 1.5},
+    "download": {"pause_after_lines": 3, "pause_s": 1.5},
+}}}
+UPLOAD_PIECE_BYTES = 8192  # the chunk's JSONL (6 requests, photos inlined) goes up in several pieces
+ROWS_BEFORE_PAUSE = 3
 
 
-def kill_at(folder, spec, simulator, rpc: str) -> bool:
-    """Start a batch run and `kill -9` it once the simulator has logged one more `rpc` call; False if the
-    run ended first (it had nothing more of that kind to do)."""
-    before = rpc_count(simulator, rpc)
-    process = start_batchrun(folder, "run", str(spec), "--tier", "batch", "--wait", "--progress", "none")
+def logged(simulator, rpc: str, outcome: str | None = None) -> int:
+    """How many request-log lines of `rpc` (with `outcome`, if given)."""
+    return sum(1 for line in simulator.requests() if line["rpc"] == rpc and outcome in (None, line["outcome"]))
+
+
+def the_chunk(folder, name: str) -> ChunkState | None:
+    """The job's one chunk as its ledger shows it now (None before it is planned)."""
+    chunks = list(read_ledger(folder / "outputs" / name / "batches" / LEDGER_NAME).chunks.values())
+    assert len(chunks) <= 1, chunks
+    return chunks[0] if chunks else None
+
+
+def in_phase(folder, name: str, phase: Phase) -> bool:
+    chunk = the_chunk(folder, name)
+    return chunk is not None and chunk.phase is phase
+
+
+def kill_when(folder, spec, reached, what: str) -> None:
+    """Start `batchrun run SPEC --tier batch --wait` and `kill -9` it once `reached()` holds."""
+    env = cli_env(**{UPLOAD_CHUNK_ENV: str(UPLOAD_PIECE_BYTES)})
+    stderr = folder / f"kill-{what.replace(' ', '-')[:40]}.err"
+    process = start_batchrun(folder, "run", str(spec), "--tier", "batch", "--wait", "--progress", "none",
+                             stderr=stderr, env=env)
     try:
-        wait_until(lambda: rpc_count(simulator, rpc) > before or process.poll() is not None, process,
-                   f"a {rpc} call or the run's end")
-        if process.poll() is not None:
-            return False
+        wait_until(reached, process, what)
         process.send_signal(signal.SIGKILL)
-        return True
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=60)
-        if process.stderr is not None:
-            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL, f"{what}: the run ended by itself: {stderr.read_text()}"
 
 
-def rpc_count(simulator, rpc: str) -> int:
-    return sum(1 for line in simulator.requests() if line["rpc"] == rpc)
+def server_display_names(simulator) -> list[str]:
+    response = httpx.get(f"{simulator.url}/v1beta/batches", headers={"x-goog-api-key": FAKE_KEY}, timeout=30)
+    response.raise_for_status()
+    return [op["metadata"]["displayName"] for op in response.json().get("operations", [])]
 
 
-def test_a_batch_run_killed_at_upload_poll_and_collect_resumes_to_one_row_per_request(tmp_path):
-    faults = write_faults(tmp_path, "slowerbatch", {"batch": {"pending_s": 1.0, "running_s": 2.0}})
-    simulator = start_simulator(tmp_path, faults=faults)
+@pytest.mark.timeout(300)  # seven CLI runs: a run takes 15 s to start on a machine with both cores busy
+def test_a_batch_run_killed_at_six_moments_of_upload_create_poll_and_collect_resumes_to_one_row_per_request(
+        tmp_path):
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "killbatch", KILL_FAULTS))
+    name = "batchkills"
     try:
-        spec = write_spec(tmp_path, image_job("batchkills", simulator.url, tmp_path, photos=3, scenes=2))
-        killed = [rpc for rpc in KILL_MOMENTS if kill_at(tmp_path, spec, simulator, rpc)]
+        spec = write_spec(tmp_path, image_job(name, simulator.url, tmp_path, photos=3, scenes=2))
+
+        # 1. upload started, no piece sent yet
+        kill_when(tmp_path, spec, lambda: logged(simulator, "files.upload.start") >= 1, "upload started")
+        assert in_phase(tmp_path, name, Phase.UPLOADING) and logged(simulator, "files.upload") == 0
+
+        # 2. between upload pieces: the first piece answered, the next one arrived (a fresh upload on resume)
+        pieces_before = logged(simulator, "files.upload", "ok")
+        kill_when(tmp_path, spec, lambda: logged(simulator, "files.upload", "arrived") >= 2
+                  and logged(simulator, "files.upload", "ok") > pieces_before, "between upload pieces")
+        assert in_phase(tmp_path, name, Phase.UPLOADING) and logged(simulator, "batches.create") == 0
+
+        # 3. inside the create call, before the server made the batch
+        kill_when(tmp_path, spec, lambda: logged(simulator, "batches.create", "arrived") >= 1,
+                  "a create arrived")
+        assert in_phase(tmp_path, name, Phase.CREATING)
+        assert logged(simulator, "batches.create", "ok") == 0  # not made: its caller went away first
+
+        # 4. inside the create call, after the server made the batch, before the client recorded `created`
+        kill_when(tmp_path, spec, lambda: logged(simulator, "batches.create", "ok") >= 1, "a batch created")
+        assert in_phase(tmp_path, name, Phase.CREATING)  # the reconcile path: adopted on resume, not made again
+
+        # 5. between polls: adopted, polled once while still running, waiting for the next poll
+        kill_when(tmp_path, spec, lambda: (the_chunk(tmp_path, name).batch_state or "").endswith(
+            ("PENDING", "RUNNING")), "a poll answered while the batch runs")
+        assert in_phase(tmp_path, name, Phase.CREATED) and logged(simulator, "batches.get") == 1
+        assert logged(simulator, "files.download") == 0
+
+        # 6. mid-download: the first rows written, the rest of the results file held back
+        kill_when(tmp_path, spec, lambda: durable_results(tmp_path, name) >= ROWS_BEFORE_PAUSE,
+                  "rows written mid-download")
+        assert in_phase(tmp_path, name, Phase.CREATED)
+        assert durable_results(tmp_path, name) == ROWS_BEFORE_PAUSE
+
         runs_until_done(tmp_path, spec)
+        display_names = server_display_names(simulator)
     finally:
         simulator.stop()
 
-    assert "files.upload.start" in killed and len(killed) >= 2
-    job = outputs(tmp_path, "batchkills")
+    job = outputs(tmp_path, name)
     rows = job.rows()
     assert sorted(r["request_id"] for r in rows) == sorted(job.ids)  # exactly one final row per request
+    assert all(r["status"] == "ok" for r in rows)
     for row in rows:
         assert hashlib.sha256((job.folder / row["image_path"]).read_bytes()).hexdigest() == row["image_sha256"]
-    creates = [line for line in simulator.requests() if line["rpc"] == "batches.create"]
-    assert len(creates) == 1  # one chunk, never created twice
+    assert logged(simulator, "batches.create", "ok") == 1  # one chunk, its batch made once
+    assert display_names == [the_chunk(tmp_path, name).display_name]  # no display name created twice
+    lines = [line for line in simulator.requests() if line["rpc"] == "batch.line"]
+    assert sends_by_id(lines, job.body_hashes()) == dict.fromkeys(job.ids, 1)  # each request answered once

@@ -38,7 +38,9 @@ class ResultTarget(Protocol):
 
     def wants_image(self, request_id: str) -> bool: ...
 
-    def accept(self, request_id: str, reply: ProviderReply) -> None: ...
+    def accept(self, request_id: str, reply: ProviderReply) -> None:
+        """Take one reply; once this returns, a kill of the process must not lose it (`collected` is
+        recorded after the last reply of a results file is accepted)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

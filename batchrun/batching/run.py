@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..outcomes import Status
 from ..output.progress import Progress
@@ -30,19 +31,26 @@ from ..running.account import SpendingAccount
 from ..running.clock import Clock
 from ..running.saving import Finished, ResultWriter, save_finished
 from ..tiers import Tier
-from .advance import AdvanceReport, PollBackoff, PollSchedule, Problem, advance, unfinished
+from .advance import AdvanceOptions, AdvanceReport, PollBackoff, PollSchedule, Problem, advance, unfinished
 from .chunks import BATCHES_DIR, Chunk, ChunkLimits, Encode, read_ids, write_chunks
 from .exchange import BatchApi, BatchApiError
 from .fallback import FallbackPolicy, SwitchReport, next_timeout_in, switch, switch_due
+from .files import UPLOAD_CHUNK_BYTES
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 
+class FlushingWriter(ResultWriter, Protocol):
+    """The sink as the target needs it: rows and images written, and rows handed to the OS on `flush`."""
+
+    def flush(self) -> None: ...
+
+
 class SinkTarget:
     """A `ResultTarget` writing each collected reply through the sink, as a synchronous run would."""
 
-    def __init__(self, sink: ResultWriter, records: dict[str, RequestRecord], account: SpendingAccount,
+    def __init__(self, sink: FlushingWriter, records: dict[str, RequestRecord], account: SpendingAccount,
                  progress: Progress, *, now: Callable[[], float] = time.time) -> None:
         self.sink, self.records, self.account, self.progress = sink, records, account, progress
         self._now = now
@@ -54,12 +62,14 @@ class SinkTarget:
         return record is not None and record.wants_image
 
     def accept(self, request_id: str, reply: ProviderReply) -> None:
-        """Write the reply's rows, unless its request has a final row already."""
+        """Write the reply's rows, unless its request has a final row already, and hand them to the OS:
+        a kill after this keeps them (the ledger records `collected` after the last one)."""
         record = self.records.get(request_id)
         if record is None or request_id in self.written:
             self.skipped += 1
             return
         self.write(record, reply)
+        self.sink.flush()
 
     def unanswered(self, request_ids: Iterable[str]) -> list[str]:
         """The ids, of requests pending in this run, not written yet."""
@@ -89,6 +99,7 @@ class BatchRunSettings:
     limits: ChunkLimits = ChunkLimits()
     poll: PollBackoff = PollBackoff()
     fallback: FallbackPolicy | None = None  # switch batches given up on to a synchronous tier
+    upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES  # the resumable upload's piece size
 
 
 @dataclass(slots=True)
@@ -160,7 +171,8 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
     outcome = BatchOutcome(AdvanceReport(), planned=planned, over_budget=left_out, in_flight_before=len(in_flight))
     while True:
         await _switch(api, ledger, clock, target, settings, outcome, wall(), deadline=False)
-        outcome.report = await _one_pass(api, ledger, clock, target, schedule)
+        outcome.report = await _one_pass(api, ledger, clock, target, schedule,
+                                         AdvanceOptions(upload_chunk_bytes=settings.upload_chunk_bytes))
         outcome.passes += 1
         _log_pass(outcome.report)
         if not (settings.wait and outcome.report.still_running):
@@ -203,11 +215,11 @@ async def _switch(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarge
 
 
 async def _one_pass(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget,
-                    schedule: PollSchedule) -> AdvanceReport:
+                    schedule: PollSchedule, options: AdvanceOptions) -> AdvanceReport:
     """One `advance`; a failure worth retrying outside a chunk's step (the listing that reconciles a
     crash) ends the pass with every chunk still unfinished, to be tried again."""
     try:
-        return await advance(api, ledger, clock, target, schedule=schedule)
+        return await advance(api, ledger, clock, target, schedule=schedule, options=options)
     except BatchApiError as exc:
         if exc.reply.outcome is not Outcome.RETRY:
             raise

@@ -2,9 +2,11 @@
 
 A batch's state is computed from the clock whenever it is read (no background task): PENDING for
 `pending_s` after creation, RUNNING for `running_s` more, then its end (SUCCEEDED, or EXPIRED or
-FAILED by a batch fault; `stuck_pending` never leaves PENDING). A cancelled batch is CANCELLED from
-then on. The first read that finds a batch SUCCEEDED answers its lines (batchlines.py) into a
-results file (file input) or inline responses (inline input); later reads return the same output.
+FAILED by a batch fault; `stuck_pending` never leaves PENDING). With `min_gets`, a batch the clock
+has ended stays RUNNING until it has been got that many times, so a test can hold it running across a
+client's restart whatever the machine's speed. A cancelled batch is CANCELLED from then on. The
+first read that finds a batch SUCCEEDED answers its lines (batchlines.py) into a results file (file
+input) or inline responses (inline input); later reads return the same output.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Batch:
     output: dict[str, Any] | None = None
     succeeded: int = 0
     failed: int = 0
+    gets: int = 0  # batches.get calls answered, for `min_gets`
 
     @property
     def name(self) -> str:
@@ -149,9 +152,18 @@ class BatchBook:
             batch.input_path.unlink(missing_ok=True)
         del self.batches[batch_id]
 
+    def polled(self, batch_id: str, now: float) -> dict[str, Any]:
+        """A batches.get: the Operation, the batch counted as got once more."""
+        batch = self.get(batch_id)
+        batch.gets += 1
+        return self.operation(batch, now)
+
     def state(self, batch: Batch, now: float) -> tuple[str, float]:
         settings = self.core.config.batch
-        return batch_state(batch, now, settings.pending_s, settings.running_s)
+        state, since = batch_state(batch, now, settings.pending_s, settings.running_s)
+        if batch.gets < settings.min_gets and batch.cancelled_at is None and state in FINAL_STATES:
+            return "BATCH_STATE_RUNNING", batch.created + settings.pending_s
+        return state, since
 
     def operation(self, batch: Batch, now: float) -> dict[str, Any]:
         """The batch as a long-running Operation, answering its lines first if it has just succeeded."""

@@ -10,7 +10,8 @@
     POST   /v1beta/batches/ID:cancel                 batches.cancel
     DELETE /v1beta/batches/ID                        batches.delete
 
-Every call is logged by the core with its rpc name; each batch line answered is logged by batchlines.py.
+Every call is logged by the core with its rpc name (a call to a route slowed by `batch.delays` also as it
+arrives); each batch line answered is logged by batchlines.py.
 The API key is checked as on the generate route. The files live in `FileStore`, the batches in `BatchBook`.
 """
 
@@ -103,6 +104,10 @@ class BatchRoute:
             return None, None, _reply(404, "not_found", not_found(path))
         return None, rpc, self._call(call, query, headers, body, now)
 
+    def rpc_of(self, method: str, path: str, query: Mapping[str, str]) -> str | None:
+        """The rpc name a Files or Batch API call is logged under (None: not served)."""
+        return self._route(method, path, query)[0]
+
     def create(self, model: str, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
                now: float) -> SimReply:
         """batchGenerateContent: a new batch, as an Operation."""
@@ -156,7 +161,7 @@ class BatchRoute:
         if cancel:
             return None, None
         if method == "GET":
-            return "batches.get", lambda q, h, b, t: self._json(self.book.operation(self.book.get(batch_id), t))
+            return "batches.get", lambda q, h, b, t: self._json(self.book.polled(batch_id, t))
         if method == "DELETE":
             return "batches.delete", lambda q, h, b, t: _emptied(self.book.delete, batch_id)
         return None, None
@@ -223,6 +228,8 @@ class BatchRoute:
             return _reply(503, "unavailable", unavailable_error())
         reply = _reply(200, "ok")
         reply.content_type, reply.file = RESULTS_TYPE, stored.path
+        delay = self.core.config.batch.delays.download
+        reply.pause = delay.pause() if delay is not None else None
         return reply
 
     def _create(self, model: str, body: bytes, now: float) -> SimReply:

@@ -31,7 +31,7 @@ from batchrun.cost.modeltable import input_image_tokens
 
 from ..errors import InvalidRequest, SchemaError, UnsupportedImageConfig
 from .content import Content, ContentMaker, ModelPlan, plan_for
-from .faults import Decision, FaultConfig, decide
+from .faults import BatchDelays, Decision, FaultConfig, decide
 from .inbound import (
     GenerateRequest,
     load_body,
@@ -60,6 +60,7 @@ from .requestlog import RequestLog
 from .tiers import SERVED_TIER_HEADER, capacity_error, decide_tier, report_served
 
 JSON_TYPE = "application/json; charset=UTF-8"
+ARRIVED = "arrived"  # the outcome of a delayed batch call's first log line, written as it arrives
 SSE_TYPE = "text/event-stream"
 _ROUTE = re.compile(r"^/(?:v1beta|v1|v1alpha)/(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
 _GENERATE = ("generateContent", "streamGenerateContent")
@@ -93,6 +94,7 @@ class SimReply:
     draws: bool = False  # building the body draws images: worth a worker thread
     headers: dict[str, str] = field(default_factory=dict)  # sent besides Content-Type
     file: Path | None = None  # the body is this file's bytes, streamed (a batch's results)
+    pause: tuple[int, float] | None = None  # a file sent: (lines, seconds) of a pause after its first lines
 
     def complete(self) -> None:
         """Build the body if it is still to be built; may run on a worker thread, once per reply."""
@@ -148,6 +150,7 @@ class SimulatorCore:
         self.content = ContentMaker(seed, config.image_mime)
         self.arrivals = 0
         self._bad_keys = frozenset(config.bad_keys)
+        self._delayed = config.batch.delays != BatchDelays()
         from .batchroute import BatchRoute  # both routes build on this module
         from .chatroute import ChatRoute
 
@@ -179,7 +182,30 @@ class SimulatorCore:
         else:
             reply = self._serve(model, route.group(2), query, headers, body, now)
         self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
+        delay = self.config.batch.delays.of(rpc)
+        if delay is not None:
+            reply.delay_s += delay.after_s
         return reply
+
+    def arrive(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> float:
+        """Log a call to a delayed batch route as it arrives (outcome `arrived`); the seconds to wait
+        before `receive`. Other calls are not logged here and wait nothing."""
+        if not self._delayed:
+            return 0.0
+        model, rpc = self._batch_rpc(method, path, query)
+        delay = self.config.batch.delays.of(rpc)
+        if delay is None:
+            return 0.0
+        self.log.write(self.clock(), model, hashlib.sha256(body).hexdigest(), ARRIVED, None, rpc)
+        return delay.before_s
+
+    def _batch_rpc(self, method: str, path: str, query: Mapping[str, str]) -> tuple[str | None, str | None]:
+        route = _ROUTE.match(path)
+        if route is not None:
+            return route.group(1), "batches.create" if route.group(2) == BATCH_CREATE else None
+        if path.startswith(BATCH_PREFIXES):
+            return None, self.batches.rpc_of(method, path, query)
+        return None, None
 
     def _unrouted(self, method, path, query, headers, body, now) -> tuple[str | None, str | None, SimReply]:
         if path.startswith(BATCH_PREFIXES):

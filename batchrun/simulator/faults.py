@@ -15,7 +15,8 @@ image: `images`, `markdown`, `parts`, `url`, or `rotate` through the first three
 decision is drawn from its own seeded stream, so it never shifts the generate decisions.
 
 Batch Mode settings, under `batch:` (`BatchSettings`): the batch clock, `pending_s` then `running_s`
-seconds after creation (defaults 1 and 2); and the batch faults, each a rate or a schedule, drawn
+seconds after creation (defaults 1 and 2), and `min_gets` (a batch the clock has ended stays RUNNING
+until it has been got that many times); and the batch faults, each a rate or a schedule, drawn
 from their own seeded streams. Over batches in creation order: `stuck_pending` (never leaves
 PENDING), `expired` (ends EXPIRED, no results), `failed` (ends FAILED with an error),
 `partial_results` (SUCCEEDED, but the results hold only the first half of the lines). Over the
@@ -26,6 +27,13 @@ many spaces of JSON whitespace, for testing a client's memory against a large re
 generate faults apply to batch lines too, by line number within the batch: blocked, safety,
 no_image and max_tokens as the reply of that line; server_error, unavailable, billing_402 and
 prepaid_429 as that line's error; hang, drop, malformed and envelope200 have no batch form.
+
+`batch.delays` slows the batch routes, one entry per route (`upload` covers the upload's start and
+each piece, `create`, `get`, `list`, `cancel`, `download`): `before_s` waits after the call arrives
+and before the server acts on it (a create not yet made), `after_s` after it acted and before it
+answers (a batch created, its creator not yet told); a bare number is `after_s`. A delayed route's
+call is logged twice: on arrival (outcome `arrived`) and when acted on. `download` may also pause
+mid-stream: `pause_after_lines` lines are sent, then `pause_s` seconds pass before the rest.
 """
 
 from __future__ import annotations
@@ -122,6 +130,58 @@ class Limits(_Strict):
     requests_per_day: int | None = Field(None, ge=0)
 
 
+class RouteDelay(_Strict):
+    """Seconds a batch route waits before acting on a call and after acting, before its answer."""
+
+    before_s: float = Field(0.0, ge=0)
+    after_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_after(cls, value: Any) -> Any:
+        return {"after_s": value} if isinstance(value, (int, float)) else value
+
+
+class DownloadDelay(RouteDelay):
+    """A download's delays, and a pause of `pause_s` after its first `pause_after_lines` lines."""
+
+    pause_after_lines: int = Field(0, ge=0)
+    pause_s: float = Field(0.0, ge=0)
+
+    def pause(self) -> tuple[int, float] | None:
+        """(lines sent first, seconds of the pause), or None when downloads stream without one."""
+        return (self.pause_after_lines, self.pause_s) if self.pause_s else None
+
+
+# The request log's rpc names of each delayed route.
+DELAYED_RPCS = {
+    "upload": ("files.upload.start", "files.upload"),
+    "create": ("batches.create",),
+    "get": ("batches.get",),
+    "list": ("batches.list",),
+    "cancel": ("batches.cancel",),
+    "download": ("files.download",),
+}
+
+
+class BatchDelays(_Strict):
+    """How slow each batch route is (see the module docstring); a route not named answers at once."""
+
+    upload: RouteDelay | None = None
+    create: RouteDelay | None = None
+    get: RouteDelay | None = None
+    list: RouteDelay | None = None
+    cancel: RouteDelay | None = None
+    download: DownloadDelay | None = None
+
+    def of(self, rpc: str | None) -> RouteDelay | None:
+        """The delay of the route an rpc name belongs to, if any."""
+        for route, rpcs in DELAYED_RPCS.items():
+            if rpc in rpcs:
+                return getattr(self, route)
+        return None
+
+
 class BatchSettings(_Strict):
     """Batch Mode's clock and faults (see the module docstring)."""
 
@@ -135,6 +195,8 @@ class BatchSettings(_Strict):
     repeated_key: Schedule | None = None
     download_unavailable: Schedule | None = None
     line_padding_bytes: int = Field(0, ge=0)
+    delays: BatchDelays = BatchDelays()
+    min_gets: int = Field(0, ge=0)  # a batch ends no sooner than its min_gets-th batches.get
 
 
 class FlexFaults(_Strict):

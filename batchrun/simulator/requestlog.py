@@ -7,7 +7,8 @@ Line: {"t": arrival unix time, "model": ..., "rpc": "generateContent" | "streamG
 "body_sha256": sha256 of the raw body bytes, "outcome": "ok" | "rate_limited" | "quota" | ...,
 "status": HTTP status or null (hang)}. A `batch.line` line is one line of a batch answered: its
 body_sha256 is that of the line's request as compact JSON, and it has one more key, "batch" (the
-batch's name, batches/ID).
+batch's name, batches/ID). A call to a batch route slowed by the faults file's `batch.delays` is
+logged twice: as it arrives (outcome "arrived", status null), and when the server acts on it.
 Tests hash the bytes they sent and count lines to prove how often each request was received.
 """
 

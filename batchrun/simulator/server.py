@@ -4,7 +4,8 @@ aiohttp's low-level server hands each request to `SimulatorCore.receive`, has a 
 images built on a worker thread (so the event loop keeps answering while images are drawn; Pillow
 and zlib release the GIL for much of it), and carries out the reply: wait the injected latency,
 then answer, stream SSE events (or a results file, chunk by chunk) one by one, cut the connection part way through the body (drop), or
-hold the request and close without answering (hang).
+hold the request and close without answering (hang). A call to a batch route slowed by `batch.delays`
+waits its `before_s` before the core acts on it; a client that disconnects meanwhile cancels it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class SimulatorServer:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """aiohttp's request handler: ask the core, build the body, then carry out its reply."""
         body = await request.read()
+        wait_s = self.core.arrive(request.method, request.path, request.query, body)
+        if wait_s:
+            await asyncio.sleep(wait_s)  # a client that goes away meanwhile cancels the call: never acted on
         reply = self.core.receive(request.method, request.path, request.query, request.headers, body)
         if reply.draws:
             await asyncio.get_running_loop().run_in_executor(self.pool, reply.complete)
@@ -97,8 +101,11 @@ class SimulatorServer:
         response = web.StreamResponse(status=_status(reply), headers=_headers(reply))
         response.content_length = reply.file.stat().st_size
         await response.prepare(request)
-        for chunk in file_chunks(reply.file):
-            await response.write(chunk)
+        for piece in file_stream(reply.file, reply.pause):
+            if isinstance(piece, float):
+                await asyncio.sleep(piece)
+            else:
+                await response.write(piece)
         await response.write_eof()
         return response
 
@@ -120,9 +127,16 @@ class SimulatorServer:
         raise asyncio.CancelledError
 
 
-def file_chunks(path: Path, size: int = FILE_CHUNK_BYTES) -> Iterator[bytes]:
-    """A file's bytes in chunks, read as they are sent (a results file is never held whole)."""
+def file_stream(path: Path, pause: tuple[int, float] | None = None,
+                size: int = FILE_CHUNK_BYTES) -> Iterator[bytes | float]:
+    """A file's bytes in chunks, read as they are sent (a results file is never held whole); with a
+    `pause` of (lines, seconds), its first lines, then the seconds to wait (a float), then the rest."""
     with open(path, "rb") as data:
+        if pause is not None:
+            head = b"".join(data.readline() for _ in range(pause[0]))
+            if head:
+                yield head
+            yield float(pause[1])
         while chunk := data.read(size):
             yield chunk
 

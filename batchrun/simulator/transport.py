@@ -1,18 +1,19 @@
 """The simulator in process: an httpx transport that answers with the server's logic, no sockets.
 
 Used for `provider: {kind: simulator}`. Images are drawn on a worker thread (`anyio.to_thread`), so
-the run's event loop is not held while they are. Latency is awaited with `anyio.sleep`. Faults that
-need a socket become the httpx exceptions a client would see: a dropped connection yields the first
-part of the body and then raises `httpx.RemoteProtocolError`; a request that never gets an answer
-waits for the request's read timeout (or the fault's `seconds`, whichever is shorter) and then raises
-`httpx.ReadTimeout` (or `RemoteProtocolError` if the server side gave up first).
+the run's event loop is not held while they are. Latency and batch delays are awaited with the
+`sleep` given (`anyio.sleep`). Faults that need a socket become the httpx exceptions a client would
+see: a dropped connection yields the first part of the body and then raises
+`httpx.RemoteProtocolError`; a request that never gets an answer waits for the request's read
+timeout (or the fault's `seconds`, whichever is shorter) and then raises `httpx.ReadTimeout` (or
+`RemoteProtocolError` if the server side gave up first).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -20,7 +21,9 @@ import anyio.to_thread
 import httpx
 
 from .core import SimReply, SimulatorCore
-from .server import build_core, file_chunks
+from .server import build_core, file_stream
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class _CutStream(httpx.AsyncByteStream):
@@ -41,12 +44,17 @@ class _CutStream(httpx.AsyncByteStream):
 class _FileStream(httpx.AsyncByteStream):
     """A file's bytes, read chunk by chunk as the client reads the body."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pause: tuple[int, float] | None, sleep: Sleep) -> None:
         self.path = path
+        self.pause = pause
+        self.sleep = sleep
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in file_chunks(self.path):
-            yield chunk
+        for piece in file_stream(self.path, self.pause):
+            if isinstance(piece, float):
+                await self.sleep(piece)
+            else:
+                yield piece
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):
@@ -60,7 +68,9 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
         *,
         request_log: str | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Sleep | None = None,
     ) -> None:
+        self._sleep = sleep or _anyio_sleep  # latency and batch delays are waited on it
         if faults_file is not None and profile == "clean":
             profile = None  # the default profile gives way to a faults file
         self.core: SimulatorCore = build_core(profile, faults_file, seed, request_log, clock)
@@ -69,12 +79,15 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
         """Answer one request in process."""
         body = await request.aread()
         query = dict(request.url.params)
+        wait_s = self.core.arrive(request.method, request.url.path, query, body)
+        if wait_s:
+            await self._sleep(wait_s)
         reply = self.core.receive(request.method, request.url.path, query, request.headers, body)
         if reply.draws:
             await anyio.to_thread.run_sync(reply.complete)
         reply.complete()
         if reply.delay_s:
-            await anyio.sleep(reply.delay_s)
+            await self._sleep(reply.delay_s)
         if reply.action == "hang":
             await _hang(request, reply)
         headers = {"Content-Type": reply.content_type, **reply.headers}
@@ -85,11 +98,16 @@ class SimulatorTransport(httpx.AsyncBaseTransport):
             return httpx.Response(reply.status or 200, headers=headers, stream=stream, request=request)
         if reply.file is not None:
             headers["Content-Length"] = str(reply.file.stat().st_size)
-            return httpx.Response(reply.status or 200, headers=headers, stream=_FileStream(reply.file), request=request)
+            body_file = _FileStream(reply.file, reply.pause, self._sleep)
+            return httpx.Response(reply.status or 200, headers=headers, stream=body_file, request=request)
         return httpx.Response(reply.status or 200, headers=headers, content=reply.payload(), request=request)
 
     async def aclose(self) -> None:
         self.core.close()
+
+
+async def _anyio_sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)
 
 
 async def _hang(request: httpx.Request, reply: SimReply) -> None:
