@@ -18,7 +18,7 @@
           └── Interrupted             130   Ctrl-C
 
     Problems a stage hands to its caller, which words them for a user (never shown alone):
-    TemplateProblem, ImageProblem, BadInputLine, YamlRefused; in the simulator, InvalidRequest,
+    TemplateProblem, ImageProblem, BadInputLine, InputProblem, YamlRefused; in the simulator, InvalidRequest,
     SchemaError, UnsupportedPattern, UnsupportedImageConfig (each an HTTP 400 reply).
     RequestAbandoned                       internal, never shown: the run is stopping, so the pool leaves
                                            this request pending (the next run sends it)
@@ -186,6 +186,14 @@ class ImageProblem(Exception):
 
 class BadInputLine(ValueError):
     """A line of a jsonl input that is not one JSON object."""
+
+
+class InputProblem(ValueError):
+    """An input file that cannot give rows as the spec asks: (the spec field to fix, message)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(where, message)
+        self.where, self.message = where, message
 
 
 class YamlRefused(Exception):

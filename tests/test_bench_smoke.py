@@ -179,3 +179,9 @@ def test_spec_load_reports_the_old_and_the_new_loader(tmp_path: Path) -> None:
     assert {"old", "new_pure", "load_spec"} <= set(result["load_s"])
     assert all(positive(v) for v in result["load_s"].values())
     assert positive(result["old_over_new"]) and set(result["cli_s"]) == set(result["cli_cpu_s"]) == {"plan", "status", "help"}
+
+
+def test_input_formats_reads_the_same_rows_from_each_format() -> None:
+    result = figures("input_formats.py", "--rows", "40", "--rounds", "1")
+    assert result["rows_out"] == {"csv": 40, "xlsx": 40, "xlsx_inline": 40, "grouped_csv": 30}
+    assert all(positive(v) for v in result["rows_per_s"].values())

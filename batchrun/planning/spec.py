@@ -8,6 +8,7 @@ the YAML path and the fix.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -138,26 +139,61 @@ def _url_text_problem(value: str, parts: SplitResult) -> str | None:
     return None
 
 
+class GroupSpec(_Strict):
+    """Rows that share a key (a store export's product) become one row, or one row per image."""
+
+    by: str = Field(min_length=1)  # the key column, e.g. Handle
+    images: Literal["first", "each"] = "first"
+    image_column: str = Field("Image Src", min_length=1)
+    position_column: str = Field("Image Position", min_length=1)  # orders the images when the file has it
+
+
 class InputsSpec(_Strict):
     path: str | None = None
     rows: list[dict[str, Any]] | None = None
     id_column: str | None = None
+    sheet: str | None = None  # .xlsx only: the sheet to read (default: the first)
+    group: GroupSpec | None = None
+    columns: dict[str, str] | None = None  # template name -> input column: keep only these, renamed
 
     @field_validator("path")
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
-        if value is not None and Path(value).suffix.lower() not in INPUT_FORMATS:
-            raise ValueError(f"'{value}' is not a .csv, .parquet or .jsonl file; convert it or use one of those")
+        suffix = None if value is None else Path(value).suffix.lower()
+        if suffix == ".xls":
+            raise ValueError(f"'{value}' is an old-format Excel workbook (.xls); open it and save it as .xlsx or .csv")
+        if suffix is not None and suffix not in INPUT_FORMATS:
+            raise ValueError(f"'{value}' is not a .csv, .parquet, .jsonl or .xlsx file; convert it or use one of those")
+        return value
+
+    @field_validator("sheet")
+    @classmethod
+    def _xlsx_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = info.data.get("path")
+        if value is not None and INPUT_FORMATS.get(Path(path or "").suffix.lower()) != "xlsx":
+            raise ValueError("a sheet applies to an .xlsx inputs.path only; remove it")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _template_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not COLUMN_NAME.match(name):
+                raise ValueError(f"{name!r} is not a name a template can use; use letters, digits and '_' "
+                                 "(e.g. image_src: Image Src)")
+        if value is not None and not value:
+            raise ValueError("no columns; name at least one, or remove the key to keep every column")
         return value
 
     @model_validator(mode="after")
     def _one_source(self) -> InputsSpec:
         if (self.path is None) == (self.rows is None):
-            raise ValueError("give exactly one of 'path' (a csv, parquet or jsonl file) or 'rows'")
+            raise ValueError("give exactly one of 'path' (a csv, parquet, jsonl or xlsx file) or 'rows'")
         return self
 
 
-INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"}
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class RequestSpec(_Strict):
