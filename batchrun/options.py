@@ -26,6 +26,8 @@ MAX_PORT = 65_535
 class PlanOptions:
     show: int = 0  # print the first N rendered requests
     json: bool = False
+    refresh: bool = False  # ask servers again about photos by URL already in the input cache
+    skip_bad_inputs: bool = False  # plan the rows whose photos are good; list the others
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class RunOptions:
     handle_signals: bool = True
     tier: Tier | None = None  # --tier; None: the spec's `tier:`
     wait: bool = False  # --wait: a batch run polls until its batches are done (or the deadline)
+    refresh: bool = False  # plan again, asking servers about photos by URL already in the input cache
+    skip_bad_inputs: bool = False  # a plan the run makes leaves out rows with bad photos
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class SimulateOptions:
 def plan_options(args: argparse.Namespace) -> PlanOptions:
     if args.show < 0:
         raise UsageError(f"--show {args.show}: expected 0 or more requests to print, e.g. --show 3")
-    return PlanOptions(show=args.show, json=args.json)
+    return PlanOptions(show=args.show, json=args.json, refresh=getattr(args, "refresh", False),
+                       skip_bad_inputs=getattr(args, "skip_bad_inputs", False))
 
 
 def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
@@ -92,6 +97,8 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
                                "more than 0 seconds between status lines, e.g. --status-every 30"),
         tier=_tier(getattr(args, "tier", None)),
         wait=getattr(args, "wait", False),
+        refresh=getattr(args, "refresh", False),
+        skip_bad_inputs=getattr(args, "skip_bad_inputs", False),
     )
 
 
