@@ -41,7 +41,7 @@ def input_inspector(loaded: LoadedSpec, images: list[CompiledTemplate], combos: 
     fetched = fetch_all(urls, cache, settings or FetchSettings(), refresh=refresh) if urls else {}
     if urls:
         failed = sum(1 for entry in fetched.values() if isinstance(entry, Exception))
-        log.info("input photos by URL: %s, %s could not be fetched", f"{len(urls):,}", f"{failed:,}")
+        log.info("input photos by URL: %s, of which %s could not be fetched", f"{len(urls):,}", f"{failed:,}")
     return ImageInspector(loaded.folder, fetched=fetched, cache=cache, prep=prep)
 
 
