@@ -4,6 +4,7 @@ Routes:
   /photo/N.png      a distinct small PNG per N, with an ETag and Last-Modified; answers 304 to a
                     matching If-None-Match
   /redirect/N       302 to /photo/N.png
+  /loop             302 to itself
   /missing.png      404
   /flaky/N.png      503 on the first request, the photo afterwards
   /slow.png         waits until the test ends (or 10 s) before answering: past any short client timeout
@@ -60,6 +61,7 @@ class PhotoServer:
 def _handler(server: PhotoServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
 
         def log_message(self, *args) -> None:  # quiet
             pass
@@ -74,6 +76,8 @@ def _handler(server: PhotoServer) -> type[BaseHTTPRequestHandler]:
                 return self._photo(int(path.removeprefix("/photo/").removesuffix(".png")))
             if path.startswith("/redirect/"):
                 return self._send(302, b"", "text/plain", {"Location": f"/photo/{path.rsplit('/', 1)[1]}.png"})
+            if path == "/loop":
+                return self._send(302, b"", "text/plain", {"Location": "/loop"})
             if path.startswith("/flaky/"):
                 if server.first_time(path):
                     return self._send(503, b"busy", "text/plain")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,8 @@ def test_image_prep_changes_what_is_recorded_sent_and_identified(server, tmp_pat
     data = read_input_image(tmp_path, ref, cache_folder(Path("outputs/urls")))
     assert hashlib.sha256(data).hexdigest() == ref.sha256
     assert cached_image_path(cache_folder(Path("outputs/urls")), ref.sha256, ref.mime).is_file()
+    index = json.loads((cache_folder(Path("outputs/urls")) / "index.json").read_text())
+    assert list(index["prepared"].values()) == [ref.sha256]  # the next plan reuses it
 
 
 def test_image_prep_rejects_unknown_settings(tmp_path):

@@ -43,6 +43,12 @@ def test_a_redirect_is_followed(server, tmp_path):
     assert [e.path for e in server.log] == ["/redirect/7", "/photo/7.png"]
 
 
+def test_redirects_are_bounded(server, tmp_path):
+    [problem] = fetch(server, InputCache(tmp_path), "/loop", settings=FetchSettings(max_redirects=3, attempts=1))
+    assert str(problem) == f"{server.url}/loop: more than 3 redirects; link the photo's final address"
+    assert len(server.requests_to("/loop")) == 4
+
+
 def test_a_404_is_final_and_named(server, tmp_path):
     [problem] = fetch(server, InputCache(tmp_path), "/missing.png")
     assert isinstance(problem, ImageProblem)
@@ -125,3 +131,10 @@ def test_a_refused_connection_is_retried_then_named(tmp_path):
 ])
 def test_urls_are_shown_without_credentials_or_query_values(url, shown):
     assert shown_source(url) == shown
+
+
+def test_httpx_s_own_transport_streams_and_stops_past_the_cap_too(server, tmp_path):
+    urls = [f"{server.url}/big.png", f"{server.url}/redirect/2"]
+    found = fetch_all(urls, InputCache(tmp_path), QUICK, transport=httpx.AsyncHTTPTransport())
+    assert str(found[urls[0]]).endswith("the body is over 100,000 bytes, the size cap; link a smaller photo")
+    assert found[urls[1]].sha256 == hashlib.sha256(photo_bytes(2)).hexdigest()

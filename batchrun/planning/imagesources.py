@@ -45,15 +45,23 @@ def input_inspector(loaded: LoadedSpec, images: list[CompiledTemplate], combos: 
     return ImageInspector(loaded.folder, fetched=fetched, cache=cache, prep=prep)
 
 
+def save_input_cache(inspector: ImageInspector) -> None:
+    """Keep what this plan prepared in the cache's index, so the next plan reuses it."""
+    if inspector.cache is not None:
+        inspector.cache.save_index()
+
+
 def gather_urls(loaded: LoadedSpec, images: list[CompiledTemplate], combos: list[dict[str, Any]]) -> list[str]:
     """The distinct URLs `request.images` renders to, in the order rows first name them."""
     constant = [t.constant for t in images if t.constant is not None]
     if len(constant) == len(images):
         return [c for c in dict.fromkeys(constant) if is_url(c)]
     found: dict[str, None] = {}
+    matrix_used = any(key in t.source for t in images for key in (combos[0] if combos else {}))
+    needed = combos if matrix_used else combos[:1]  # a template that names no matrix key renders once a row
     for batch in iter_row_batches(loaded):
         for row in batch:
-            for combo in combos or [{}]:
+            for combo in needed or [{}]:
                 found.update(dict.fromkeys(_urls_of(images, {**row, **combo} if combo else row)))
     return list(found)
 

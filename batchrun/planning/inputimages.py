@@ -55,7 +55,7 @@ class ImageInspector:
             entry = self.fetched[path]
             if isinstance(entry, ImageProblem):
                 raise entry
-            data = self.cache.read(entry.sha256, entry.mime)
+            data = self._cache().read(entry.sha256, entry.mime)
             ref = _describe(path, data)
         else:
             ref = _inspect(self.folder, path)
@@ -65,14 +65,19 @@ class ImageInspector:
     def _prepared(self, ref: ImageRef, data: bytes) -> ImageRef:
         from batchrun.planning.imageprep import FORMAT_BY_NAME, prep_key, prepare_image
 
-        key = prep_key(ref.sha256, self.prep)
+        cache, key = self._cache(), prep_key(ref.sha256, self.prep)
         mime = MIME_BY_FORMAT[FORMAT_BY_NAME[self.prep.format]] if self.prep.format else ref.mime
-        digest = self.cache.prepared(key)
-        if digest is None or not self.cache.has(digest, mime):
+        digest = cache.prepared(key)
+        if digest is None or not cache.has(digest, mime):
             prepared = prepare_image(data, self.prep)
-            digest = self.cache.store(prepared.data, prepared.mime)
-            self.cache.remember_prepared(key, digest)
-        return _describe(ref.path, self.cache.read(digest, mime))
+            digest = cache.store(prepared.data, prepared.mime)
+            cache.remember_prepared(key, digest)
+        return _describe(ref.path, cache.read(digest, mime))
+
+    def _cache(self) -> InputCache:
+        if self.cache is None:
+            raise ValueError("photos by URL and request.image_prep need an InputCache")
+        return self.cache
 
     @property
     def distinct(self) -> list[ImageRef]:

@@ -22,7 +22,7 @@ from batchrun.output.lock import folder_lock
 from batchrun.planning.expand import Expander, canonical_json
 from batchrun.planning.identity import settle_identity
 from batchrun.planning.imageproblems import SkippedRow
-from batchrun.planning.imagesources import input_inspector, write_skipped
+from batchrun.planning.imagesources import input_inspector, save_input_cache, write_skipped
 from batchrun.planning.inputs import input_file, iter_row_batches
 from batchrun.planning.manifest import (
     MANIFEST_NAME,
@@ -134,6 +134,7 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) 
         writer.abort()
         raise
     writer.commit()
+    save_input_cache(expander.inspector)
     skipped = expander.image_problems.skipped
     skipped_file = write_skipped(loaded.output_dir, skipped, expander.id_column)
     distinct = expander.inspector.distinct

@@ -25,8 +25,10 @@ from batchrun.errors import ImageProblem
 from batchrun.planning.inputcache import CachedUrl, InputCache
 from batchrun.planning.inputimages import MIME_BY_FORMAT
 from batchrun.records import shown_source
+from batchrun.running.http import MAX_BODY_EXTENSION, AiohttpTransport, BodyTooLarge
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 Fetched = CachedUrl | ImageProblem
 
 
@@ -49,9 +51,14 @@ class _Transient(Exception):
 
 def fetch_all(urls: Iterable[str], cache: InputCache, settings: FetchSettings, *,
               refresh: bool = False, transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Fetched]:
-    """Fetch (or reuse) every URL; the cache's index is saved before returning."""
+    """Fetch (or reuse) every URL; the cache's index is saved before returning.
+
+    The transport is the run's aiohttp one unless one is given: 2.3x httpx's own pool on 200 photos
+    (bench/RESULTS.md, "Photos by URL").
+    """
     fetcher = UrlFetcher(cache, settings, refresh=refresh)
     try:
+        transport = transport or AiohttpTransport(max_connections=settings.connections)
         return anyio.run(fetcher.fetch_all, list(dict.fromkeys(urls)), transport)
     finally:
         cache.save_index()
@@ -86,8 +93,8 @@ class UrlFetcher:
     def _client(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         s = self.settings
         limits = httpx.Limits(max_connections=s.connections, max_keepalive_connections=s.connections)
-        return httpx.AsyncClient(transport=transport, limits=limits, timeout=httpx.Timeout(s.timeout_s),
-                                 follow_redirects=True, max_redirects=s.max_redirects)
+        # redirects are followed by `_get`: the run's aiohttp transport can't resend httpx's redirected request
+        return httpx.AsyncClient(transport=transport, limits=limits, timeout=httpx.Timeout(s.timeout_s))
 
     async def _fetch_into(self, client: httpx.AsyncClient, limiter: anyio.CapacityLimiter, url: str,
                           found: dict[str, Fetched]) -> None:
@@ -113,31 +120,45 @@ class UrlFetcher:
 
     async def _attempt(self, client: httpx.AsyncClient, url: str) -> CachedUrl:
         cached = self.cache.url(url)
-        self.requests += 1
         try:
             with anyio.fail_after(self.settings.timeout_s):
-                async with client.stream("GET", url, headers=_validators(cached)) as response:
-                    if response.status_code == 304 and cached is not None:
-                        return cached
-                    _check_status(url, response)
-                    data = await self._body(url, response)
+                response, data = await self._get(client, url, cached)
         except TimeoutError:
             raise _Transient(f"no answer within {self.settings.timeout_s:g} s") from None
-        except httpx.TooManyRedirects:
-            raise ImageProblem(f"{shown_source(url)}: more than {self.settings.max_redirects} redirects") from None
+        except BodyTooLarge:
+            raise _too_large(url, self.settings.max_bytes) from None
         except httpx.TimeoutException:
             raise _Transient(f"no answer within {self.settings.timeout_s:g} s") from None
         except httpx.TransportError as exc:
             raise _Transient(f"could not connect ({type(exc).__name__})") from None
-        return self._keep(url, response, data)
+        if data is None and cached is not None:
+            return cached  # 304: not modified
+        return self._keep(url, response, data or b"")
+
+    async def _get(self, client: httpx.AsyncClient, url: str,
+                   cached: CachedUrl | None) -> tuple[httpx.Response, bytes | None]:
+        """The final response and its body (None for a 304), redirects followed here, bounded."""
+        target = httpx.URL(url)
+        for _ in range(self.settings.max_redirects + 1):
+            self.requests += 1
+            async with client.stream("GET", target, headers=_validators(cached),
+                                     extensions={MAX_BODY_EXTENSION: self.settings.max_bytes}) as response:
+                if response.status_code in REDIRECTS and "location" in response.headers:
+                    target = response.url.join(response.headers["location"])
+                    continue
+                if response.status_code == 304 and cached is not None:
+                    return response, None
+                _check_status(url, response)
+                return response, await self._body(url, response)
+        raise ImageProblem(f"{shown_source(url)}: more than {self.settings.max_redirects} redirects; "
+                           "link the photo's final address")
 
     async def _body(self, url: str, response: httpx.Response) -> bytes:
         cap, chunks, size = self.settings.max_bytes, [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > cap:
-                raise ImageProblem(f"{shown_source(url)}: the body is over {cap:,} bytes, the size cap; "
-                                   "link a smaller photo")
+                raise _too_large(url, cap)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -147,6 +168,10 @@ class UrlFetcher:
                           response.headers.get("last-modified"))
         self.cache.remember_url(url, entry)
         return entry
+
+
+def _too_large(url: str, cap: int) -> ImageProblem:
+    return ImageProblem(f"{shown_source(url)}: the body is over {cap:,} bytes, the size cap; link a smaller photo")
 
 
 def _validators(cached: CachedUrl | None) -> dict[str, str]:

@@ -1,0 +1,111 @@
+"""Photos by URL: 200 distinct photos fetched at plan time from a local server, at several connection limits.
+
+    python bench/url_fetch.py                    # 200 URLs, 3 rounds
+    python bench/url_fetch.py --urls 50 --rounds 1
+
+The server (threaded http.server on 127.0.0.1, in this process) answers each photo after `--latency-ms`
+(a CDN's round trip; 0 for loopback alone) with a distinct ~60 KB JPEG. Each round fetches every URL into
+a fresh cache with `fetch_all` at each connection limit, side by side, then once more into a warm cache
+(a re-plan: no request). Prints one JSON line per measurement and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from batchrun.planning.inputcache import InputCache  # noqa: E402
+from batchrun.planning.urlfetch import FetchSettings, UrlFetcher, fetch_all  # noqa: E402
+
+
+def photo(n: int) -> bytes:
+    image = Image.effect_noise((320, 240), 40 + n % 50).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def start_server(photos: list[bytes], latency_s: float) -> tuple[ThreadingHTTPServer, str, list[int]]:
+    served: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            n = int(self.path.rsplit("/", 1)[1].removesuffix(".jpg"))
+            served.append(n)
+            if latency_s:
+                time.sleep(latency_s)  # the server's round trip, not the measurement's
+            body = photos[n]
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{n}"')
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", served
+
+
+def timed_fetch(urls: list[str], folder: Path, connections: int) -> float:
+    started = time.perf_counter()
+    found = fetch_all(urls, InputCache(folder), FetchSettings(connections=connections))
+    elapsed = time.perf_counter() - started
+    failed = [url for url, entry in found.items() if isinstance(entry, Exception)]
+    assert not failed, failed[:3]
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--urls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--connections", default="1,4,16")
+    args = parser.parse_args()
+    photos = [photo(n) for n in range(args.urls)]
+    server, base, served = start_server(photos, args.latency_ms / 1000)
+    urls = [f"{base}/photo/{n}.jpg" for n in range(args.urls)]
+    limits = [int(c) for c in args.connections.split(",")]
+    times: dict[str, list[float]] = {str(c): [] for c in limits} | {"warm": []}
+    try:
+        for round_ in range(args.rounds):
+            for connections in limits:
+                with tempfile.TemporaryDirectory() as tmp:
+                    elapsed = timed_fetch(urls, Path(tmp), connections)
+                    times[str(connections)].append(elapsed)
+                    if connections == limits[-1]:
+                        before = len(served)
+                        times["warm"].append(timed_fetch(urls, Path(tmp), connections))
+                        assert len(served) == before, "a warm cache sent requests"
+                print(json.dumps({"round": round_, "connections": connections, "seconds": round(elapsed, 3)}))
+    finally:
+        server.shutdown()
+    medians = {key: round(statistics.median(values), 3) for key, values in times.items()}
+    print(json.dumps({"urls": args.urls, "latency_ms": args.latency_ms, "photo_bytes_mean": sum(map(len, photos)) // len(photos),
+                      "median_seconds": medians, "runs": times}))
+
+
+__all__ = ["UrlFetcher", "main"]
+
+if __name__ == "__main__":
+    main()
