@@ -5,8 +5,9 @@
 
 The server (threaded http.server on 127.0.0.1, in this process) answers each photo after `--latency-ms`
 (a CDN's round trip; 0 for loopback alone) with a distinct ~60 KB JPEG. Each round fetches every URL into
-a fresh cache with `fetch_all` at each connection limit, side by side, then once more into a warm cache
-(a re-plan: no request). Prints one JSON line per measurement and the medians.
+a fresh cache with `fetch_all` over the default (aiohttp) transport at 1, 4 and 16 connections and over
+httpx's own pool at 16, side by side; then plans a 200-row image job of those URLs (`plan_job`, in
+process) cold and again warm (a re-plan: no request, checked). Prints one JSON line a round, then medians.
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
 from batchrun.planning.inputcache import InputCache  # noqa: E402
-from batchrun.planning.urlfetch import FetchSettings, UrlFetcher, fetch_all  # noqa: E402
+from batchrun.planning.plan import plan_job  # noqa: E402
+from batchrun.planning.spec import load_spec  # noqa: E402
+from batchrun.planning.urlfetch import FetchSettings, fetch_all  # noqa: E402
 
 
 def photo(n: int) -> bytes:
@@ -66,13 +72,31 @@ def start_server(photos: list[bytes], latency_s: float) -> tuple[ThreadingHTTPSe
     return server, f"http://127.0.0.1:{server.server_address[1]}", served
 
 
-def timed_fetch(urls: list[str], folder: Path, connections: int) -> float:
+def timed_fetch(urls: list[str], folder: Path, connections: int, transport: str) -> float:
+    chosen = httpx.AsyncHTTPTransport() if transport == "httpx" else None  # None: the aiohttp default
     started = time.perf_counter()
-    found = fetch_all(urls, InputCache(folder), FetchSettings(connections=connections))
+    found = fetch_all(urls, InputCache(folder), FetchSettings(connections=connections), transport=chosen)
     elapsed = time.perf_counter() - started
     failed = [url for url, entry in found.items() if isinstance(entry, Exception)]
     assert not failed, failed[:3]
     return elapsed
+
+
+def timed_plan(urls: list[str], folder: Path) -> float:
+    """`plan_job` of a 200-row image job whose photos are the URLs (in-process, imports excluded)."""
+    spec = {"name": "urlbench", "provider": {"kind": "simulator"}, "model": "gemini-3.1-flash-image",
+            "inputs": {"rows": [{"sku": f"S{n}", "photo": url} for n, url in enumerate(urls)]},
+            "request": {"prompt": "Photograph {{ sku }}", "images": ["{{ photo }}"],
+                        "generation_config": {"responseModalities": ["IMAGE"]}},
+            "output": {"dir": str(folder / "out"), "image_name": "{{ sku }}"}}
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    started = time.perf_counter()
+    plan_job(load_spec(path))
+    return time.perf_counter() - started
+
+
+CASES = (("aiohttp", 1), ("aiohttp", 4), ("aiohttp", 16), ("httpx", 16))
 
 
 def main() -> None:
@@ -80,32 +104,28 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--connections", default="1,4,16")
     args = parser.parse_args()
     photos = [photo(n) for n in range(args.urls)]
     server, base, served = start_server(photos, args.latency_ms / 1000)
     urls = [f"{base}/photo/{n}.jpg" for n in range(args.urls)]
-    limits = [int(c) for c in args.connections.split(",")]
-    times: dict[str, list[float]] = {str(c): [] for c in limits} | {"warm": []}
+    times: dict[str, list[float]] = {f"{t}/{c}": [] for t, c in CASES} | {"plan cold": [], "plan warm": []}
     try:
         for round_ in range(args.rounds):
-            for connections in limits:
+            for transport, connections in CASES:
                 with tempfile.TemporaryDirectory() as tmp:
-                    elapsed = timed_fetch(urls, Path(tmp), connections)
-                    times[str(connections)].append(elapsed)
-                    if connections == limits[-1]:
-                        before = len(served)
-                        times["warm"].append(timed_fetch(urls, Path(tmp), connections))
-                        assert len(served) == before, "a warm cache sent requests"
-                print(json.dumps({"round": round_, "connections": connections, "seconds": round(elapsed, 3)}))
+                    times[f"{transport}/{connections}"].append(timed_fetch(urls, Path(tmp), connections, transport))
+            with tempfile.TemporaryDirectory() as tmp:
+                times["plan cold"].append(timed_plan(urls, Path(tmp)))
+                before = len(served)
+                times["plan warm"].append(timed_plan(urls, Path(tmp)))
+                assert len(served) == before, "a re-plan sent requests"
+            print(json.dumps({"round": round_, **{k: round(v[-1], 3) for k, v in times.items()}}))
     finally:
         server.shutdown()
     medians = {key: round(statistics.median(values), 3) for key, values in times.items()}
-    print(json.dumps({"urls": args.urls, "latency_ms": args.latency_ms, "photo_bytes_mean": sum(map(len, photos)) // len(photos),
-                      "median_seconds": medians, "runs": times}))
+    print(json.dumps({"urls": args.urls, "latency_ms": args.latency_ms,
+                      "photo_bytes_mean": sum(map(len, photos)) // len(photos), "median_seconds": medians}))
 
-
-__all__ = ["UrlFetcher", "main"]
 
 if __name__ == "__main__":
     main()
