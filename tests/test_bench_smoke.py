@@ -179,3 +179,10 @@ def test_spec_load_reports_the_old_and_the_new_loader(tmp_path: Path) -> None:
     assert {"old", "new_pure", "load_spec"} <= set(result["load_s"])
     assert all(positive(v) for v in result["load_s"].values())
     assert positive(result["old_over_new"]) and set(result["cli_s"]) == set(result["cli_cpu_s"]) == {"plan", "status", "help"}
+
+
+def test_url_fetch_reports_every_case_cold_and_warm() -> None:
+    result = figures("url_fetch.py", "--urls", "6", "--rounds", "1", "--latency-ms", "0")
+    assert result["urls"] == 6
+    assert set(result["median_seconds"]) == {"aiohttp/1", "aiohttp/4", "aiohttp/16", "httpx/16", "plan cold", "plan warm"}
+    assert all(positive(v) for v in result["median_seconds"].values())
