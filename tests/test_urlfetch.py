@@ -10,7 +10,7 @@ from photo_server import photo_bytes, serve_photos
 
 from batchrun.errors import ImageProblem
 from batchrun.planning.inputcache import CachedUrl, InputCache, cached_image_path
-from batchrun.planning.urlfetch import FetchSettings, fetch_all
+from batchrun.planning.urlfetch import FetchSettings, UrlFetcher, fetch_all
 from batchrun.records import shown_source
 
 QUICK = FetchSettings(timeout_s=0.5, attempts=2, wait_initial_s=0, wait_max_s=0, max_bytes=100_000)
@@ -138,3 +138,28 @@ def test_httpx_s_own_transport_streams_and_stops_past_the_cap_too(server, tmp_pa
     found = fetch_all(urls, InputCache(tmp_path), QUICK, transport=httpx.AsyncHTTPTransport())
     assert str(found[urls[0]]).endswith("the body is over 100,000 bytes, the size cap; link a smaller photo")
     assert found[urls[1]].sha256 == hashlib.sha256(photo_bytes(2)).hexdigest()
+
+
+def test_retries_wait_through_the_injected_sleep_within_the_backoff_cap(tmp_path):
+    import anyio
+
+    answers = iter([429, 503, 502, 200])
+    waits: list[float] = []
+
+    def reply(request):
+        status = next(answers)
+        return httpx.Response(status, content=photo_bytes(3) if status == 200 else b"busy")
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    fetcher = UrlFetcher(InputCache(tmp_path), FetchSettings(attempts=4, wait_initial_s=1, wait_max_s=3), sleep=sleep)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(reply)) as client:
+            return await fetcher.fetch(client, "https://cdn.example/p.png")
+
+    entry = anyio.run(main)
+    assert entry.sha256 == hashlib.sha256(photo_bytes(3)).hexdigest()
+    assert fetcher.requests == 4 and len(waits) == 3
+    assert all(0 <= wait <= 3 for wait in waits)
