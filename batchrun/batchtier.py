@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 from batchrun.batching.advance import PollBackoff
 from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
-from batchrun.batching.files import UPLOAD_CHUNK_BYTES
 from batchrun.batching.fallback import FallbackPolicy, SwitchReport
+from batchrun.batching.files import UPLOAD_CHUNK_BYTES
 from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, run_batches
 from batchrun.cost.pricing import PriceCatalog

@@ -106,7 +106,17 @@ def _add_plan(commands, common) -> None:
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print the first N fully rendered requests")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_input_flags(p)
     p.set_defaults(handler=cmd_plan)
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh", action="store_true",
+                   help="ask the servers again about photos by URL already in the input cache (If-None-Match / "
+                        "If-Modified-Since; an unchanged photo is not downloaded again); with run, plan again first")
+    p.add_argument("--skip-bad-inputs", action="store_true",
+                   help="plan the rows whose input photos are good and leave out the others (a URL that fails, a "
+                        "missing or unreadable file), listed in the summary and in OUTPUT/skipped_inputs.csv")
 
 
 def _add_run(commands, common) -> None:
@@ -143,6 +153,7 @@ def _add_run(commands, common) -> None:
     p.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
                    help="progress display (auto: rich on a terminal, plain lines otherwise)")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS", help="plain status line interval")
+    _add_input_flags(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -194,7 +205,9 @@ def cmd_plan(args) -> int:
     from batchrun.planning.plan import plan_job, render_request
 
     _warn(loaded.warnings, lifecycle_warning_for(loaded.spec.model, lifecycle_warning))
-    summary = plan_job(loaded, show=options.show)
+    from batchrun.planning.plan import InputChoices
+
+    summary = plan_job(loaded, show=options.show, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     _warn(summary.warnings)
     if options.json:
         print(json.dumps(summary.to_json(), indent=2))
@@ -228,10 +241,21 @@ def format_plan(summary) -> str:
         f"models: {', '.join(summary.models)}",
         f"input images: {summary.images:,} distinct, {summary.image_bytes:,} bytes",
     ]
+    if summary.skipped:
+        lines.append(format_skipped(summary))
     if summary.shared_rows:
         lines.append(f"shared: {summary.shared_rows:,} rows make the same request as another row; each such "
                      "request is sent once and its reply (and image) copied to every row, its cost counted once")
     return "\n".join(lines)
+
+
+def format_skipped(summary) -> str:
+    """The rows --skip-bad-inputs left out: a count, the file that lists them, the first few."""
+    head = (f"skipped: {len(summary.skipped):,} input rows with a bad photo, not in the manifest "
+            f"(all listed in {summary.skipped_file})")
+    shown = [f"  row {row.row}{f' ({row.ident})' if row.ident else ''}: {row.reason}" for row in summary.skipped[:10]]
+    more = len(summary.skipped) - len(shown)
+    return "\n".join([head, *shown, *([f"  and {more:,} more"] if more > 0 else [])])
 
 
 def cmd_run(args) -> int:

@@ -38,8 +38,9 @@ from batchrun.output.sink import (
 )
 from batchrun.output.spend import job_spend
 from batchrun.output.status import last_run_record
+from batchrun.planning.inputcache import cache_folder
 from batchrun.planning.manifest import planned_by_an_earlier_version, read_columns
-from batchrun.planning.plan import manifest_is_current, manifest_path, plan_job
+from batchrun.planning.plan import InputChoices, manifest_is_current, manifest_path, plan_job
 from batchrun.planning.spec import JobSpec, LoadedSpec
 from batchrun.running.account import CatalogPrices, SpendingAccount
 from batchrun.running.clock import Clock, MonotonicClock
@@ -113,8 +114,9 @@ def estimate_job(loaded: LoadedSpec, options: EstimateOptions) -> str:
                            tier=options.tier or loaded.spec.tier)
 
 
-def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
-    """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec."""
+def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices | None = None) -> LoadedSpec:
+    """Warn, and plan again (under the folder's lock) when the manifest is missing or older than the spec, or
+    when `inputs.refresh` asks for the photos by URL to be checked again."""
     from batchrun.cost.lifecycle import lifecycle_warning
 
     for line in loaded.warnings:
@@ -123,10 +125,13 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False) -> LoadedSpec:
         log.info("the manifest was planned by batchrun 0.2: planning it again (request ids are the same, "
                  "so nothing already answered is sent again)")
         plan_job(loaded, lock_held=lock_held)
-    elif not manifest_is_current(loaded):
-        summary = plan_job(loaded, lock_held=lock_held)
+    elif (inputs is not None and inputs.refresh) or not manifest_is_current(loaded):
+        summary = plan_job(loaded, lock_held=lock_held, inputs=inputs or InputChoices())
         for line in summary.warnings:
             log.warning(line)
+        if summary.skipped:
+            log.warning("skipped %s input rows with a bad photo (listed in %s)", f"{len(summary.skipped):,}",
+                        summary.skipped_file)
         log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
                  summary.manifest)
     for model in manifest_models(manifest_path(loaded)):
@@ -180,7 +185,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
 
 def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None) -> int:
     started = time.monotonic()
-    prepare(loaded, lock_held=True)
+    prepare(loaded, lock_held=True, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
     cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
@@ -459,7 +464,8 @@ def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, 
     """What the adapter and its transport are built from: the run's tier, and the timeout that tier needs."""
     spec, tier = loaded.spec, run_tier(loaded, options)
     timeout_s = run_timeout_s(tier, spec.limits.timeout_s, "timeout_s" in spec.limits.model_fields_set)
-    return ProviderSettings(spec.provider, key, loaded.folder, timeout_s, concurrency, tier)
+    return ProviderSettings(spec.provider, key, loaded.folder, timeout_s, concurrency, tier,
+                            image_cache=cache_folder(loaded.output_dir))
 
 
 def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:

@@ -26,6 +26,8 @@ MAX_PORT = 65_535
 class PlanOptions:
     show: int = 0  # print the first N rendered requests
     json: bool = False
+    refresh: bool = False  # ask servers again about photos by URL already in the input cache
+    skip_bad_inputs: bool = False  # plan the rows whose photos are good; list the others
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class RunOptions:
     max_duration_s: float | None = None  # --max-duration alone: a hard bound, on a fallback's send too
     fallback: Tier | None = None  # --fallback; None: the spec's `batch.fallback`
     batch_timeout_s: float | None = None  # --batch-timeout; None: the spec's `batch.timeout`
+    refresh: bool = False  # plan again, asking servers about photos by URL already in the input cache
+    skip_bad_inputs: bool = False  # a plan the run makes leaves out rows with bad photos
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ class SimulateOptions:
 def plan_options(args: argparse.Namespace) -> PlanOptions:
     if args.show < 0:
         raise UsageError(f"--show {args.show}: expected 0 or more requests to print, e.g. --show 3")
-    return PlanOptions(show=args.show, json=args.json)
+    return PlanOptions(show=args.show, json=args.json, refresh=getattr(args, "refresh", False),
+                       skip_bad_inputs=getattr(args, "skip_bad_inputs", False))
 
 
 def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
@@ -100,6 +105,8 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         max_duration_s=deadline_from(None, args.max_duration, now),
         fallback=fallback_tier(getattr(args, "fallback", None), "--fallback"),
         batch_timeout_s=_batch_timeout(getattr(args, "batch_timeout", None)),
+        refresh=getattr(args, "refresh", False),
+        skip_bad_inputs=getattr(args, "skip_bad_inputs", False),
     )
 
 

@@ -36,7 +36,8 @@ IMAGE_PLACEHOLDER_PREFIX = "sha256:"
 
 @dataclass(frozen=True, slots=True)
 class ImageRef:
-    """An input image checked at plan time; `path` is relative to the spec's folder."""
+    """An input image checked at plan time; `path` is relative to the spec's folder, or the URL it was
+    fetched from (its bytes are then in the input cache, found by `sha256`)."""
 
     path: str
     sha256: str
@@ -44,6 +45,29 @@ class ImageRef:
     bytes: int
     width: int
     height: int
+
+
+CACHED_IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def cached_image_name(sha256: str, mime: str) -> str:
+    """An input photo's file name in the input cache (`batchrun.planning.inputcache`): its hash and type."""
+    return f"{sha256.lower()}.{CACHED_IMAGE_EXTENSIONS.get(mime, 'bin')}"
+
+
+def is_url(path: str) -> bool:
+    """Whether an image's path is an `http(s)` URL (a photo fetched at plan time)."""
+    return path[:8].lower().startswith(("http://", "https://"))
+
+
+def shown_source(path: str) -> str:
+    """An image's path as messages show it: a URL without user, password or query values (signed tokens)."""
+    if not is_url(path):
+        return path
+    scheme, rest = path.split("://", 1)
+    head, _, query = rest.partition("?")
+    host, slash, tail = head.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{tail.partition('#')[0]}" + ("?…" if query else "")
 
 
 @dataclass(frozen=True, slots=True)

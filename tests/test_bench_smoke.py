@@ -185,3 +185,10 @@ def test_input_formats_reads_the_same_rows_from_each_format() -> None:
     result = figures("input_formats.py", "--rows", "40", "--rounds", "1")
     assert result["rows_out"] == {"csv": 40, "xlsx": 40, "xlsx_inline": 40, "grouped_csv": 30}
     assert all(positive(v) for v in result["rows_per_s"].values())
+
+
+def test_url_fetch_reports_every_case_cold_and_warm() -> None:
+    result = figures("url_fetch.py", "--urls", "6", "--rounds", "1", "--latency-ms", "0")
+    assert result["urls"] == 6
+    assert set(result["median_seconds"]) == {"aiohttp/1", "aiohttp/4", "aiohttp/16", "httpx/16", "plan cold", "plan warm"}
+    assert all(positive(v) for v in result["median_seconds"].values())

@@ -75,7 +75,7 @@ class _ModelFacts:
 class Expander:
     """Turns batches of input rows into RequestRecords for one loaded spec."""
 
-    def __init__(self, loaded: LoadedSpec) -> None:
+    def __init__(self, loaded: LoadedSpec, *, skip_bad_inputs: bool = False) -> None:
         self.loaded = loaded
         spec, shown = loaded.spec, loaded.shown
         env = make_environment()
@@ -95,8 +95,8 @@ class Expander:
         self.image_name = compile_template(env, name, "output.image_name", shown) if name else None
         self.name_max = name_max(loaded.output_dir)
         self.warnings: list[str] = []  # found while expanding: a rendered model not in the model table
-        self.inspector = ImageInspector(loaded.folder)
-        self.image_problems = ImageProblems(shown)
+        self.inspector = ImageInspector(loaded.folder)  # the plan swaps in one that knows URLs and image_prep
+        self.image_problems = ImageProblems(shown, skip=skip_bad_inputs)
         self.counts = PlanCounts()
         self.id_column: str | None = spec.inputs.id_column
         self._checked_columns = False
@@ -139,6 +139,9 @@ class Expander:
         if self.id_column and self.id_column in row:
             return f"row {number} ({self.id_column} {row[self.id_column]!r})"
         return f"row {number}"
+
+    def _ident(self, row: dict[str, Any]) -> str:
+        return str(row.get(self.id_column, "")) if self.id_column else ""
 
     def _render(self, template: CompiledTemplate, variables, path: str, number: int, row) -> str:
         return self._rendered(template.render, variables, path, number, row)
@@ -241,7 +244,8 @@ class Expander:
             try:
                 refs.append(self.inspector.inspect(path))
             except ImageProblem as problem:
-                self.image_problems.add(key, number, f"{self._where(number, row)}: {problem}")
+                self.image_problems.add(key, number, f"{self._where(number, row)}: {problem}",
+                                        image=path, ident=self._ident(row), reason=str(problem))
                 return None
         return refs
 

@@ -21,6 +21,8 @@ from batchrun import __version__
 from batchrun.output.lock import folder_lock
 from batchrun.planning.expand import Expander, canonical_json
 from batchrun.planning.identity import settle_identity
+from batchrun.planning.imageproblems import SkippedRow
+from batchrun.planning.imagesources import input_inspector, save_input_cache, write_skipped
 from batchrun.planning.inputs import input_file, iter_row_batches
 from batchrun.planning.manifest import (
     MANIFEST_NAME,
@@ -50,8 +52,12 @@ class PlanSummary:
     shared_rows: int  # rows whose request an earlier row makes too: sent once, the reply copied
     shown: list[RequestRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedRow] = field(default_factory=list)  # rows left out by --skip-bad-inputs
+    skipped_file: Path | None = None
 
     def to_json(self) -> dict:
+        skipped = {} if self.skipped_file is None else {  # only when --skip-bad-inputs left rows out
+            "skipped_input_rows": len(self.skipped), "skipped_inputs_file": str(self.skipped_file)}
         return {
             "manifest": str(self.manifest),
             "requests": self.requests,
@@ -63,6 +69,7 @@ class PlanSummary:
             "input_images": self.images,
             "input_image_bytes": self.image_bytes,
             "rows_sharing_a_request": self.shared_rows,
+            **skipped,
         }
 
 
@@ -85,16 +92,31 @@ def manifest_is_current(loaded: LoadedSpec) -> bool:
     return read_fingerprint(manifest_path(loaded)) == fingerprint(loaded)
 
 
-def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192, lock_held: bool = False) -> PlanSummary:
+@dataclass(frozen=True)
+class InputChoices:
+    """How a plan treats its input photos: `--refresh` (ask again about cached URLs), `--skip-bad-inputs`."""
+
+    refresh: bool = False
+    skip_bad_inputs: bool = False
+
+
+def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192, lock_held: bool = False,
+             inputs: InputChoices = InputChoices()) -> PlanSummary:
     """Write the spec's manifest under the folder's lock (taken here unless `lock_held`); SpecError replaces nothing."""
     if lock_held:
-        return _plan(loaded, show, batch_rows)
+        return _plan(loaded, show, batch_rows, inputs)
     with folder_lock(loaded.output_dir):
-        return _plan(loaded, show, batch_rows)
+        return _plan(loaded, show, batch_rows, inputs)
 
 
-def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
-    expander = Expander(loaded)
+def _expander(loaded: LoadedSpec, inputs: InputChoices) -> Expander:
+    expander = Expander(loaded, skip_bad_inputs=inputs.skip_bad_inputs)
+    expander.inspector = input_inspector(loaded, expander.templates.images, expander.combos, refresh=inputs.refresh)
+    return expander
+
+
+def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) -> PlanSummary:
+    expander = _expander(loaded, inputs)
     if remove_stale_temps(manifest_path(loaded)):
         log.info("removed temporary manifests an interrupted plan left in %s", loaded.output_dir)
     writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
@@ -112,6 +134,9 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
         writer.abort()
         raise
     writer.commit()
+    save_input_cache(expander.inspector)
+    skipped = expander.image_problems.skipped
+    skipped_file = write_skipped(loaded.output_dir, skipped, expander.id_column)
     distinct = expander.inspector.distinct
     spec = loaded.spec
     return PlanSummary(
@@ -127,6 +152,8 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int) -> PlanSummary:
         shared_rows=expander.counts.duplicates,
         shown=list(itertools.islice(iter_records(writer.path), show)) if show else [],
         warnings=expander.warnings,
+        skipped=skipped,
+        skipped_file=skipped_file,
     )
 
 
@@ -167,4 +194,4 @@ def render_request(record: RequestRecord, provider_kind: str, provider: Any = No
     return json.dumps({**head, "body": body}, indent=2, ensure_ascii=False)
 
 
-__all__ = ["PlanSummary", "plan_job", "manifest_is_current", "manifest_path", "render_request", "canonical_json"]
+__all__ = ["InputChoices", "PlanSummary", "plan_job", "manifest_is_current", "manifest_path", "render_request", "canonical_json"]

@@ -196,10 +196,19 @@ INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjs
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class ImagePrepSpec(_Strict):
+    """`request.image_prep`: input photos resized (never upscaled) and/or converted at plan time."""
+
+    max_side: int | None = Field(None, ge=16, le=16384)  # the longer side, in pixels, at most
+    format: Literal["jpeg", "png", "webp"] | None = None  # None: the photo's own format
+    quality: int = Field(90, ge=1, le=100)  # jpeg and webp
+
+
 class RequestSpec(_Strict):
     system: str | None = None
     prompt: str
     images: list[str] = Field(default_factory=list)
+    image_prep: ImagePrepSpec | None = None
     generation_config: dict[str, Any] = Field(default_factory=dict)
     safety_settings: list[dict[str, Any]] | None = None
     extra_body: dict[str, Any] | None = None  # kind openai: merged into the chat-completions body

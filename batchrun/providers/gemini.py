@@ -102,6 +102,7 @@ class GeminiProvider:
         *,
         auth: str = "x-goog-api-key",
         spec_dir: Path,
+        image_cache: Path | None = None,
         stream: bool = False,
         timeout_s: float = 180.0,
         tier: Tier = Tier.STANDARD,
@@ -112,6 +113,7 @@ class GeminiProvider:
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.auth = auth
         self.spec_dir = Path(spec_dir)
+        self.image_cache = image_cache  # fetched and prepared input photos, found by sha256
         self.stream = stream
         self.timeout_s = timeout_s
         self.tier = tier
@@ -162,7 +164,7 @@ class GeminiProvider:
         return body[:-1] + self._tier_suffix
 
     def _read_base64(self, ref: ImageRef) -> bytes:
-        data = read_input_image(self.spec_dir, ref)
+        data = read_input_image(self.spec_dir, ref, self.image_cache)
         return base64.b64encode(data)
 
     def build_request(self, client: httpx.AsyncClient, record: RequestRecord) -> httpx.Request:

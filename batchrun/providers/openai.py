@@ -63,6 +63,7 @@ class OpenAIProvider:
         api_key: str | None,
         *,
         spec_dir: Path,
+        image_cache: Path | None = None,
         stream: bool = False,
         timeout_s: float = 180.0,
         max_tokens_field: str | None = None,
@@ -72,6 +73,7 @@ class OpenAIProvider:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.spec_dir = Path(spec_dir)
+        self.image_cache = image_cache  # fetched and prepared input photos, found by sha256
         self.stream = stream
         self.max_tokens_field = max_tokens_field  # read by chat_body
         self.max_image_bytes = max_image_bytes
@@ -117,7 +119,7 @@ class OpenAIProvider:
         return _PLACEHOLDER.sub(substitute, data)
 
     def _data_url(self, ref: ImageRef) -> bytes:
-        data = read_input_image(self.spec_dir, ref)
+        data = read_input_image(self.spec_dir, ref, self.image_cache)
         return b"data:" + ref.mime.encode() + b";base64," + base64.b64encode(data)
 
     def _streams(self, record: RequestRecord) -> bool:

@@ -57,6 +57,7 @@ class ProviderSettings:
     timeout_s: float = 180.0
     concurrency: int = 16
     tier: Tier = Tier.STANDARD  # added to each body at send time, never part of the request id
+    image_cache: Path | None = None  # the output folder's input cache (photos by URL, image_prep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
 
         spec = settings.provider
         return GeminiProvider(base_url or spec.url, settings.api_key, auth=spec.auth, spec_dir=settings.spec_dir,
-                              stream=spec.stream, timeout_s=settings.timeout_s, tier=settings.tier)
+                              image_cache=settings.image_cache, stream=spec.stream, timeout_s=settings.timeout_s, tier=settings.tier)
 
     return build
 
@@ -145,7 +146,8 @@ def _openai(settings: ProviderSettings) -> Provider:
     from .openai import OpenAIProvider
 
     spec = settings.provider
-    return OpenAIProvider(spec.url, settings.api_key, spec_dir=settings.spec_dir, stream=spec.stream,
+    return OpenAIProvider(spec.url, settings.api_key, spec_dir=settings.spec_dir, image_cache=settings.image_cache,
+                          stream=spec.stream,
                           timeout_s=settings.timeout_s, max_tokens_field=spec.max_tokens_field,
                           tier=settings.tier)
 

@@ -3,6 +3,8 @@ malformed reply.
 
 An input image is read at send time and must still be the bytes the plan hashed: a file changed or gone
 since the plan raises InputImageChanged (the request is recorded invalid, never sent with other bytes).
+A photo the plan fetched by URL or prepared (`request.image_prep`) is read from the output folder's
+input cache, found by its sha256; a local photo not in the cache is read from the spec's folder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import anyio.to_thread
 
 from ..errors import InputImageChanged
 from ..outcomes import ErrorKind
-from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord
+from ..records import IMAGE_PLACEHOLDER_PREFIX, ImageRef, Outcome, ProviderReply, RequestRecord, cached_image_name, is_url, shown_source
 
 
 def image_hex(sha256: str) -> str:
@@ -25,14 +27,23 @@ def image_hex(sha256: str) -> str:
     return sha256.removeprefix(IMAGE_PLACEHOLDER_PREFIX)
 
 
-def read_input_image(spec_dir: Path, ref: ImageRef) -> bytes:
-    """An input image's bytes, checked against the hash the plan recorded."""
+def read_input_image(spec_dir: Path, ref: ImageRef, cache: Path | None = None) -> bytes:
+    """An input image's bytes (from the input cache when it is there), checked against the plan's hash."""
+    digest = image_hex(ref.sha256).lower()
+    cached = cache / cached_image_name(digest, ref.mime) if cache is not None else None
+    shown = shown_source(ref.path)
+    if cached is not None and cached.is_file():
+        source = cached
+    elif is_url(ref.path):
+        raise InputImageChanged(f"input image {shown} is not in the input cache; run `batchrun plan` again")
+    else:
+        source = spec_dir / ref.path
     try:
-        data = (spec_dir / ref.path).read_bytes()
+        data = source.read_bytes()
     except OSError as exc:
-        raise InputImageChanged(f"input image {ref.path} cannot be read: {exc.strerror}") from exc
-    if hashlib.sha256(data).hexdigest() != image_hex(ref.sha256).lower():
-        raise InputImageChanged(f"input image {ref.path} changed since the plan; run `batchrun plan` again")
+        raise InputImageChanged(f"input image {shown} cannot be read: {exc.strerror}") from exc
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise InputImageChanged(f"input image {shown} changed since the plan; run `batchrun plan` again")
     return data
 
 

@@ -30,6 +30,10 @@ MAX_BODY_EXTENSION = "batchrun.max_body_bytes"  # a request's cap on the body re
 _SKIPPED_HEADERS = frozenset({b"host", b"content-length", b"accept-encoding"})  # aiohttp writes its own
 
 
+class BodyTooLarge(httpx.ReadError):
+    """A body longer than the request's MAX_BODY_EXTENSION: not worth another attempt."""
+
+
 def make_client(transport: httpx.AsyncBaseTransport, timeout_s: float) -> httpx.AsyncClient:
     """One client per run, sending straight through `transport` (see the module docstring)."""
     timeout = httpx.Timeout(timeout_s, connect=min(30.0, timeout_s))
@@ -96,12 +100,12 @@ async def _read(reply: aiohttp.ClientResponse, limit: int | None) -> bytes:
     if limit is None:
         return await reply.read()
     if reply.content_length is not None and reply.content_length > limit:
-        raise httpx.ReadError(f"the body is {reply.content_length} bytes, more than the {limit} allowed")
+        raise BodyTooLarge(f"the body is {reply.content_length} bytes, more than the {limit} allowed")
     chunks, size = [], 0
     async for chunk in reply.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
-            raise httpx.ReadError(f"the body is longer than the {limit} bytes allowed")
+            raise BodyTooLarge(f"the body is longer than the {limit} bytes allowed")
         chunks.append(chunk)
     return b"".join(chunks)
 
