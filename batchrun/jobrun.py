@@ -125,7 +125,7 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices
         log.info("the manifest was planned by batchrun 0.2: planning it again (request ids are the same, "
                  "so nothing already answered is sent again)")
         plan_job(loaded, lock_held=lock_held)
-    elif (inputs is not None and inputs.refresh) or not manifest_is_current(loaded):
+    elif (inputs is not None and inputs.refresh) or not manifest_is_current(loaded) or _cache_emptied(loaded):
         summary = plan_job(loaded, lock_held=lock_held, inputs=inputs or InputChoices())
         for line in summary.warnings:
             log.warning(line)
@@ -139,6 +139,17 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices
         if retiring:
             log.warning(retiring)
     return loaded
+
+
+def _cache_emptied(loaded: LoadedSpec) -> bool:
+    """Whether the input cache lost photos the manifest sends (deleted between runs): plan again to fetch them."""
+    from batchrun.planning.imagesources import missing_cached_images
+
+    missing = missing_cached_images(loaded, manifest_path(loaded))
+    if missing:
+        log.warning("%s input photos the plan fetched or prepared are no longer in the input cache: planning "
+                    "again to fetch them", f"{missing:,}")
+    return bool(missing)
 
 
 def load_catalog(loaded: LoadedSpec, prices: Path | None) -> PriceCatalog:

@@ -148,3 +148,37 @@ def test_image_prep_rejects_unknown_settings(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_spec(write_job(tmp_path, ["a.png"], image_prep={"max_side": 1024, "format": "gif"}))
     assert "request.image_prep.format" in str(caught.value)
+
+
+def test_a_run_plans_again_when_the_input_cache_lost_a_photo_instead_of_failing_its_rows(server, tmp_path):
+    import shutil
+
+    from batchrun.jobrun import prepare
+    from batchrun.planning.imagesources import missing_cached_images
+    from batchrun.planning.plan import manifest_path
+
+    path = write_job(tmp_path, [f"{server.url}/photo/{i}.png" for i in (4, 5)])
+    plan(path)
+    loaded = load_spec(path)
+    assert missing_cached_images(loaded, manifest_path(loaded)) == 0
+    shutil.rmtree(cache_folder(Path("outputs/urls")))
+    assert missing_cached_images(loaded, manifest_path(loaded)) == 2
+    prepare(loaded)
+    assert missing_cached_images(loaded, manifest_path(loaded)) == 0
+    for record in iter_records(Path("outputs/urls/manifest.parquet")):
+        [ref] = record.images
+        assert read_input_image(tmp_path, ref, cache_folder(Path("outputs/urls"))) == photo_bytes(int(ref.path[-5]))
+
+
+def test_a_prepared_local_photo_lost_from_the_cache_is_prepared_again(tmp_path):
+    from batchrun.planning.imagesources import missing_cached_images
+    from batchrun.planning.plan import manifest_path
+
+    (tmp_path / "local.png").write_bytes(photo_bytes(6))
+    path = write_job(tmp_path, ["local.png"], image_prep={"format": "jpeg"})
+    plan(path)
+    loaded = load_spec(path)
+    assert missing_cached_images(loaded, manifest_path(loaded)) == 0
+    for file in cache_folder(Path("outputs/urls")).glob("*.jpg"):
+        file.unlink()
+    assert missing_cached_images(loaded, manifest_path(loaded)) == 1

@@ -23,7 +23,7 @@ from batchrun.planning.inputs import iter_row_batches
 from batchrun.planning.spec import LoadedSpec
 from batchrun.planning.templates import CompiledTemplate
 from batchrun.planning.urlfetch import FetchSettings, fetch_all
-from batchrun.records import is_url
+from batchrun.records import cached_image_name, is_url
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +89,25 @@ def write_skipped(output_dir: Path, skipped: list[SkippedRow], id_column: str | 
         for row in skipped:
             writer.writerow([row.row, row.ident, row.image, row.reason])
     return path
+
+
+def missing_cached_images(loaded: LoadedSpec, manifest: Path) -> int:
+    """How many distinct images the manifest needs from the input cache (photos by URL, or every photo
+    when `request.image_prep` is set) that the cache no longer holds: a plan fetches or prepares them again."""
+    if not loaded.spec.request.images or not manifest.is_file():
+        return 0
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    refs = pc.list_flatten(pq.read_table(manifest, columns=["images"])["images"])
+    prepared = loaded.spec.request.image_prep is not None
+    seen: set[str] = set()
+    missing = 0
+    cache = cache_folder(loaded.output_dir)
+    for ref in refs.to_pylist():
+        if ref["sha256"] in seen or not (prepared or is_url(ref["path"])):
+            continue
+        seen.add(ref["sha256"])
+        if not (cache / cached_image_name(ref["sha256"], ref["mime"])).is_file():
+            missing += 1
+    return missing
