@@ -179,3 +179,14 @@ def test_spec_load_reports_the_old_and_the_new_loader(tmp_path: Path) -> None:
     assert {"old", "new_pure", "load_spec"} <= set(result["load_s"])
     assert all(positive(v) for v in result["load_s"].values())
     assert positive(result["old_over_new"]) and set(result["cli_s"]) == set(result["cli_cpu_s"]) == {"plan", "status", "help"}
+
+
+def test_batch_collect_reports_the_collect_beside_a_synchronous_run_and_the_padded_collect(tmp_path: Path) -> None:
+    result = figures("batch_collect.py", "--requests", "20", "--pad", "2000", "--runs", "1", "--records", "20",
+                     "--work", str(tmp_path))
+    assert result["benchmark"] == "batch_collect" and result["requests"] == 20
+    assert set(result["lines_per_s"]) == {"collect", "collect_padded", "sync_run"}
+    assert all(positive(v) for v in result["lines_per_s"].values()) and positive(result["collect_vs_sync"])
+    assert all(positive(v) for v in result["peak_rss_mb"].values()) and positive(result["padded_over_plain_rss"])
+    assert result["results_mb"]["padded"] > result["results_mb"]["plain"] > 0
+    assert positive(result["pending_records_mb"]["20"])
