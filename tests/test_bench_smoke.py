@@ -182,11 +182,12 @@ def test_spec_load_reports_the_old_and_the_new_loader(tmp_path: Path) -> None:
 
 
 def test_batch_collect_reports_the_collect_beside_a_synchronous_run_and_the_padded_collect(tmp_path: Path) -> None:
-    result = figures("batch_collect.py", "--requests", "20", "--pad", "2000", "--runs", "1", "--records", "20",
-                     "--work", str(tmp_path))
+    result = figures("batch_collect.py", "--requests", "20", "--pad", "2000", "--runs", "1", "--running-s", "1",
+                     "--records", "20", "--work", str(tmp_path))
     assert result["benchmark"] == "batch_collect" and result["requests"] == 20
     assert set(result["lines_per_s"]) == {"collect", "collect_padded", "sync_run"}
     assert all(positive(v) for v in result["lines_per_s"].values()) and positive(result["collect_vs_sync"])
+    assert positive(result["collect_vs_sync_cpu"]) and all(positive(v) for v in result["lines_per_cpu_s"].values())
     assert all(positive(v) for v in result["peak_rss_mb"].values()) and positive(result["padded_over_plain_rss"])
     assert result["results_mb"]["padded"] > result["results_mb"]["plain"] > 0
     assert positive(result["pending_records_mb"]["20"])
