@@ -74,7 +74,8 @@ def wait_for_batches(url: str, timeout_s: float) -> None:
 
 
 def rows_written(spec: Path) -> int:
-    return harness.result_counts(spec)["rows"] if (harness.output_dir(spec) / "results").exists() else 0
+    parts = list((harness.output_dir(spec) / "results").glob("**/*.parquet"))
+    return harness.result_counts(spec)["rows"] if parts else 0
 
 
 def results_bytes(url: str) -> int:
