@@ -198,11 +198,12 @@ def canned_server(*args: str) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def simulator_server(source: Path | None = None) -> Iterator[Server]:
-    """`python -m batchrun.simulator` (clean), of the `source` tree holding batchrun/ if given."""
+def simulator_server(source: Path | None = None, faults: Path | None = None) -> Iterator[Server]:
+    """`python -m batchrun.simulator` (clean, or with a faults file), of the `source` tree holding batchrun/ if given."""
     env = {**os.environ, "PYTHONPATH": str(source)} if source else None
-    proc = subprocess.Popen([sys.executable, "-m", "batchrun.simulator", "--port", "0"], stdout=subprocess.PIPE,
-                            text=True, cwd=source, env=env)
+    extra = ["--faults", str(faults)] if faults else []
+    proc = subprocess.Popen([sys.executable, "-m", "batchrun.simulator", "--port", "0", *extra],
+                            stdout=subprocess.PIPE, text=True, cwd=source, env=env)
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:

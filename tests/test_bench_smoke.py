@@ -19,16 +19,16 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+def run_bench(script: str, *args: str, timeout_s: float = 100) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=100, cwd=BENCH)
+                          timeout=timeout_s, cwd=BENCH)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
-def figures(script: str, *args: str) -> dict:
+def figures(script: str, *args: str, timeout_s: float = 100) -> dict:
     """The JSON line a benchmark prints last."""
-    return json.loads(run_bench(script, *args).stdout.strip().splitlines()[-1])
+    return json.loads(run_bench(script, *args, timeout_s=timeout_s).stdout.strip().splitlines()[-1])
 
 
 def bench_harness():
@@ -192,3 +192,16 @@ def test_url_fetch_reports_every_case_cold_and_warm() -> None:
     assert result["urls"] == 6
     assert set(result["median_seconds"]) == {"aiohttp/1", "aiohttp/4", "aiohttp/16", "httpx/16", "plan cold", "plan warm"}
     assert all(positive(v) for v in result["median_seconds"].values())
+
+
+@pytest.mark.timeout(300)  # two simulators and nine short batchrun processes: slow only on a loaded machine
+def test_batch_collect_reports_the_collect_beside_a_synchronous_run_and_the_padded_collect(tmp_path: Path) -> None:
+    result = figures("batch_collect.py", "--requests", "20", "--pad", "2000", "--runs", "1", "--running-s", "1",
+                     "--records", "20", "--work", str(tmp_path), timeout_s=280)
+    assert result["benchmark"] == "batch_collect" and result["requests"] == 20
+    assert set(result["lines_per_s"]) == {"collect", "collect_padded", "sync_run"}
+    assert all(positive(v) for v in result["lines_per_s"].values()) and positive(result["collect_vs_sync"])
+    assert positive(result["collect_vs_sync_cpu"]) and all(positive(v) for v in result["lines_per_cpu_s"].values())
+    assert all(positive(v) for v in result["peak_rss_mb"].values()) and positive(result["padded_over_plain_rss"])
+    assert result["results_mb"]["padded"] > result["results_mb"]["plain"] > 0
+    assert positive(result["pending_records_mb"]["20"])

@@ -8,7 +8,9 @@ request, extracting cookies from every reply (a urllib round trip per response),
 hooks, and a chunked body stream. A run needs none of these, so:
 
 - `AiohttpTransport` sends over one aiohttp session sized to the concurrency and reads the whole body
-  before it returns (a reply is parsed whole anyway); aiohttp's failures become httpx's, once, here;
+  before it returns (a reply is parsed whole anyway); aiohttp's failures become httpx's, once, here.
+  A request sent with `stream=True` (a batch's results file, hundreds of MB) is the exception: its
+  body comes in pieces of at most 64 KiB as it is read, so memory holds one piece, not the file;
 - `RunClient.send` hands a request straight to the transport: no cookies kept (a gateway's
   Set-Cookie is not state a batch job carries), no auth hook (the provider sets its header), no
   redirects (a gateway's 301 is an error, not a detour).
@@ -20,13 +22,15 @@ Which transport a provider kind sends through is the provider registry's choice
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import httpx
 
 MAX_BODY_EXTENSION = "batchrun.max_body_bytes"  # a request's cap on the body read (an image fetched by URL)
+STREAM_EXTENSION = "batchrun.stream_body"  # set by RunClient.send(stream=True): the body is not read up front
+STREAM_PIECE_BYTES = 1 << 16
 _SKIPPED_HEADERS = frozenset({b"host", b"content-length", b"accept-encoding"})  # aiohttp writes its own
 
 
@@ -49,6 +53,8 @@ class RunClient(httpx.AsyncClient):
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         """The response to `request`, body read unless `stream`; httpx's own path if asked for more."""
+        if stream:
+            request.extensions[STREAM_EXTENSION] = True
         if kwargs or self.is_closed:
             return await super().send(request, stream=stream, **kwargs)
         response = await self._run_transport.handle_async_request(request)
@@ -63,7 +69,7 @@ class RunClient(httpx.AsyncClient):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx requests over one aiohttp session; each response arrives with its body read."""
+    """httpx requests over one aiohttp session; each response arrives with its body read, unless streamed."""
 
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
@@ -81,11 +87,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout") or {}
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw
                    if k.lower() not in _SKIPPED_HEADERS}
+        sent = session.request(request.method, str(request.url), headers=headers, data=request.content or None,
+                               allow_redirects=False, timeout=_client_timeout(timeout))
+        if request.extensions.get(STREAM_EXTENSION):
+            with _httpx_errors():
+                reply = await sent
+            return httpx.Response(reply.status, headers=_reply_headers(reply), stream=_ReplyStream(reply),
+                                  request=request)
         with _httpx_errors():
-            async with session.request(
-                request.method, str(request.url), headers=headers, data=request.content or None,
-                allow_redirects=False, timeout=_client_timeout(timeout),
-            ) as reply:
+            async with sent as reply:
                 body = await _read(reply, request.extensions.get(MAX_BODY_EXTENSION))
         return httpx.Response(reply.status, headers=_reply_headers(reply), content=body, request=request)
 
@@ -93,6 +103,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _ReplyStream(httpx.AsyncByteStream):
+    """A streamed reply's body, piece by piece as it arrives; closing it releases the connection."""
+
+    def __init__(self, reply: aiohttp.ClientResponse) -> None:
+        self._reply = reply
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for piece in self._reply.content.iter_chunked(STREAM_PIECE_BYTES):
+                yield piece
+
+    async def aclose(self) -> None:
+        self._reply.release()  # back to the pool when read to the end, else the connection is closed
 
 
 async def _read(reply: aiohttp.ClientResponse, limit: int | None) -> bytes:
