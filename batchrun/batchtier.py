@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -61,7 +60,7 @@ from .errors import (
     timeout_needs_fallback_message,
 )
 from .options import RunOptions
-from .providers.registry import SIMULATOR_BASE_URL, ProviderSettings, build_provider, build_transport
+from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
 from .records import Outcome
 from .tiers import BATCH_KINDS, FALLBACK_TIERS, Tier
 
@@ -132,7 +131,7 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                            poll=PollBackoff(first_s=0.5, max_s=5.0) if in_process else PollBackoff(),
                            limits=chunk_limits(loaded), fallback=fallback_policy(loaded, options),
                            upload_chunk_bytes=upload_chunk_bytes(os.environ))
-    async with make_client(batch_transport(settings), settings.timeout_s) as client:
+    async with make_client(build_transport(settings), settings.timeout_s) as client:
         api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
         try:
             return await run_batches(api, loaded.output_dir, target, encoder.encode_body, account,
@@ -203,14 +202,6 @@ def leave_to_batches(loaded: LoadedSpec, work: Work, tier: Tier) -> tuple[Work, 
                     "--tier batch --fallback %s --batch-timeout 1s` cancels those batches and sends what they have "
                     "not answered", len(left), left_rows, fallback)
     return replace(work, send=pc.filter(work.send, kept), rows=work.rows - left_rows), left_rows
-
-
-def batch_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
-    """A transport that streams a results download line by line: the run's aiohttp transport reads each
-    body whole, which would hold a whole results file in memory and deliver none of it before its end."""
-    if settings.provider.kind == "simulator":
-        return build_transport(settings)  # in process: streams the file chunk by chunk
-    return httpx.AsyncHTTPTransport()
 
 
 def upload_chunk_bytes(environ: Mapping[str, str]) -> int:
