@@ -50,7 +50,7 @@ def test_each_chunk_is_listed_with_its_batch_state_requests_age_and_results_coll
 
     assert batch_lines(tmp_path, now=2000.0) == [
         BatchLine("a", "batches/a", "collected", 2, 930.0, 2),
-        BatchLine("b", "batches/b", "running", 3, 890.0, None),
+        BatchLine("b", "batches/b", "running", 3, 890.0, None, 48 * 3600.0 - 890.0),
         BatchLine("c", None, "planned", 1, 970.0, None),
     ]
 
@@ -68,6 +68,22 @@ def test_status_shows_the_batches_in_text_and_json(tmp_path):
     assert format_status(summary).splitlines()[-4:] == [
         "batches 3",
         "  a  batches/a  collected, 2 requests, age 15m30s, 2 results collected",
-        "  b  batches/b  running, 3 requests, age 14m50s",
+        "  b  batches/b  running, 3 requests, age 14m50s, expires in 47h45m",
         "  c  (not created)  planned, 1 request, age 16m10s",
     ]
+
+
+def test_a_batch_given_up_on_for_the_fallback_shows_cancelling_until_the_switch_ends(tmp_path):
+    ledger = ledger_of_three(tmp_path)
+    ledger.cancel_requested("b", "past the batch timeout")
+    [_, b, _] = batch_lines(tmp_path, now=2000.0)
+    assert b.state == "cancelling"
+    ledger.returned_to_pending("b", "cancelled for the fallback")
+    [_, b, _] = batch_lines(tmp_path, now=2000.0)
+    assert (b.state, b.expires_in_s) == ("returned_to_pending", None)
+
+
+def test_a_batch_past_its_expiry_shows_no_time_left(tmp_path):
+    ledger_of_three(tmp_path)
+    [_, b, _] = batch_lines(tmp_path, now=1110.0 + 50 * 3600)
+    assert b.expires_in_s == 0.0

@@ -233,13 +233,16 @@ def format_status(summary: StatusSummary) -> str:
 
 
 def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:
-    """One line per batch of a `--tier batch` run: chunk, batch, state, requests, age, results collected."""
+    """One line per batch of a `--tier batch` run: chunk, batch, state, requests, age, results collected,
+    and the time left before the server expires a batch still running."""
     if not batches:
         return []
     lines = [f"batches {len(batches):,}"]
     for batch in batches:
         age = "" if batch["age_s"] is None else f", age {duration_text(batch['age_s'])}"
         collected = "" if batch["collected"] is None else f", {batch['collected']:,} results collected"
+        expires = batch.get("expires_in_s")
+        collected += "" if expires is None else f", expires in {duration_text(expires)}"
         lines.append(f"  {batch['chunk']}  {batch['batch'] or '(not created)'}  {batch['state']}, "
                      f"{batch['requests']:,} request{'' if batch['requests'] == 1 else 's'}{age}{collected}")
     return lines
