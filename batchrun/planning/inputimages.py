@@ -1,5 +1,6 @@
 """Input images checked at plan time: the file exists, Pillow can open it as PNG, JPEG or WebP, and it
-fits inline in a request. Each distinct path is read once per plan.
+can be sent: within the Files API's size, and, for a provider without a Files API (`inline_limit`
+given), inline within the request limit. Each distinct path is read once per plan.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from batchrun.records import ImageRef
 
 MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 INLINE_REQUEST_LIMIT = 100 * 1024 * 1024  # bytes of one request body; base64 adds a third
-MAX_IMAGE_BYTES = INLINE_REQUEST_LIMIT * 3 // 4
+MAX_IMAGE_BYTES = 2 * 1024 * 1024 * 1024  # one Files API file (reference §1.2): a larger image can't be sent
 
 
 class ImageInspector:
     """Inspects input images relative to the spec's folder, caching by path."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, inline_limit: int | None = None) -> None:
         self.folder = folder
+        self.inline_limit = inline_limit  # bytes of a request body, for a provider with no Files API
         self._seen: dict[str, ImageRef | ImageProblem] = {}
 
     def inspect(self, path: str) -> ImageRef:
@@ -34,6 +36,8 @@ class ImageInspector:
             self._seen[path] = found
         if isinstance(found, ImageProblem):
             raise found
+        if self.inline_limit is not None and 4 * ((found.bytes + 2) // 3) > self.inline_limit:
+            raise ImageProblem(_over_inline_limit(found, self.inline_limit))
         return found
 
     @property
@@ -49,7 +53,8 @@ def _inspect(folder: Path, path: str) -> ImageRef:
         raise ImageProblem(f"image not found: {path} (relative to the spec's folder)")
     data = file.read_bytes()
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageProblem(f"{path} is {len(data)} bytes, over the inline request limit; make it smaller")
+        raise ImageProblem(f"{path} is {len(data)} bytes, over the Files API's {MAX_IMAGE_BYTES} bytes; "
+                           "make it smaller (request.image_prep can shrink it)")
     try:
         with Image.open(file) as image:
             kind, (width, height) = image.format, image.size
@@ -61,3 +66,10 @@ def _inspect(folder: Path, path: str) -> ImageRef:
         raise ImageProblem(f"{path} is {kind}, not PNG, JPEG or WebP; convert it")
     digest = hashlib.sha256(data).hexdigest()
     return ImageRef(path=path, sha256=digest, mime=mime, bytes=len(data), width=width, height=height)
+
+
+def _over_inline_limit(ref: ImageRef, limit: int) -> str:
+    mib = 1024 * 1024
+    return (f"{ref.path} is {ref.bytes / mib:.1f} MB, over the {limit / mib:g} MB inline request limit once "
+            "base64-encoded, and this provider has no Files API to upload it to; shrink it with request.image_prep "
+            "(a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
