@@ -174,6 +174,8 @@ class FaultConfig(_Strict):
     batch: BatchSettings = BatchSettings()
     flex: FlexFaults | None = None  # serviceTier flex: see simulator/tiers.py
     priority_downgrade: float = Field(0.0, ge=0.0, le=1.0)  # share of priority requests served at standard
+    # a generateContent body longer than this is refused 400 "Request payload size exceeds the limit"
+    max_request_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:
