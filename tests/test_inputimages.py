@@ -84,10 +84,11 @@ def test_without_a_files_api_an_image_over_the_inline_limit_is_refused_with_its_
     inspector = ImageInspector(tmp_path, inline_limit=size)  # its base64 is a third larger than the limit
     with pytest.raises(ImageProblem) as caught:
         inspector.inspect("big.png")
+    encoded = 4 * ((size + 2) // 3)
     assert str(caught.value) == (
-        f"big.png is {size / 1048576:.1f} MB, over the {size / 1048576:g} MB inline request limit once base64-encoded, "
-        "and this provider has no Files API to upload it to; shrink it with request.image_prep (a smaller max side "
-        "or JPEG), use a smaller photo, or send through provider.kind gemini")
+        f"big.png is {size / 1048576:.3g} MB ({encoded / 1048576:.3g} MB in base64), over the {size / 1048576:.3g} MB "
+        "inline request limit (provider.inline_limit_mb), and this provider has no Files API to upload it to; shrink "
+        "it with request.image_prep (a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
 
 
 def test_without_a_files_api_an_image_whose_base64_fits_is_kept(tmp_path):

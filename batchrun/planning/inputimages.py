@@ -69,7 +69,11 @@ def _inspect(folder: Path, path: str) -> ImageRef:
 
 
 def _over_inline_limit(ref: ImageRef, limit: int) -> str:
-    mib = 1024 * 1024
-    return (f"{ref.path} is {ref.bytes / mib:.1f} MB, over the {limit / mib:g} MB inline request limit once "
-            "base64-encoded, and this provider has no Files API to upload it to; shrink it with request.image_prep "
-            "(a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
+    encoded = 4 * ((ref.bytes + 2) // 3)
+    return (f"{ref.path} is {_mb(ref.bytes)} ({_mb(encoded)} in base64), over the {_mb(limit)} inline request "
+            "limit (provider.inline_limit_mb), and this provider has no Files API to upload it to; shrink it with "
+            "request.image_prep (a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MB"
