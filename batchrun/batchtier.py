@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from batchrun.batching.advance import PollBackoff
 from batchrun.batching.chunks import BATCHES_DIR
@@ -36,14 +38,16 @@ from .errors import (
     QuotaExhausted,
     RunStopped,
     UsageError,
+    batch_images_message,
     batch_kind_message,
 )
 from .options import RunOptions
 from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
-from .records import Outcome
+from .records import Outcome, RequestRecord
 from .tiers import BATCH_KINDS, Tier
 
 log = logging.getLogger(__name__)
+BATCH_LINE_LIMIT = 20 * 1024 * 1024  # bytes of one inline batch request (reference §7.1)
 
 
 def check_batch_kind(loaded: LoadedSpec, options: RunOptions) -> None:
@@ -68,6 +72,7 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     settings = provider_settings(loaded, options, key, options.concurrency or spec.limits.concurrency)
     encoder = build_provider(replace(settings, tier=Tier.STANDARD))  # a batch line names no serviceTier
     records = {record.request_id: record for record in iter_work(manifest_path(loaded), work)}
+    refuse_large_images(records.values(), encoder, min(spec.provider.inline_limit, BATCH_LINE_LIMIT))
     target = SinkTarget(sink, records, account, progress)
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
     run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
@@ -79,6 +84,14 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                                      MonotonicClock(), run)
         except BatchApiError as exc:
             raise _batch_stop_error(exc) from None
+
+
+def refuse_large_images(records: Iterable[RequestRecord], encoder: Any, limit: int) -> None:
+    """UsageError when a record's images would not fit a batch line inline (they would need the Files API)."""
+    encoder.inline_limit = limit
+    over = [large for record in records if (large := encoder.by_file(record))]
+    if over:
+        raise UsageError(batch_images_message(len(over), over[0][0].path, limit))
 
 
 def warn_batches_in_flight(out_dir: Path, tier: Tier) -> None:

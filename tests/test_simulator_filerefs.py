@@ -13,7 +13,7 @@ from PIL import Image
 
 from batchrun.simulator.files import FILE_LIFETIME_S
 from batchrun.simulator.filerefs import file_id
-from tests.test_simulator_files import make_core, send, upload
+from test_simulator_files import make_core, send, upload
 
 MODEL = "gemini-2.5-flash"
 URL = f"/v1beta/models/{MODEL}:generateContent"
