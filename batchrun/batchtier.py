@@ -11,8 +11,8 @@ would raise; a synchronous run warns when batches at the server still hold reque
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

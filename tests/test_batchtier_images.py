@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from test_providers_gemini_uploads import photo, record
 
 from batchrun.batchtier import BATCH_LINE_LIMIT, refuse_large_images
 from batchrun.errors import UsageError
 from batchrun.providers.gemini import GeminiProvider
-from test_providers_gemini_uploads import photo, record
 
 
 def test_a_request_whose_photo_fits_a_batch_line_passes(tmp_path):

@@ -10,10 +10,10 @@ import random
 
 import pytest
 from PIL import Image
-
-from batchrun.simulator.files import FILE_LIFETIME_S
-from batchrun.simulator.filerefs import file_id
 from test_simulator_files import make_core, send, upload
+
+from batchrun.simulator.filerefs import file_id
+from batchrun.simulator.files import FILE_LIFETIME_S
 
 MODEL = "gemini-2.5-flash"
 URL = f"/v1beta/models/{MODEL}:generateContent"

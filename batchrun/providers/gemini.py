@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -198,7 +199,7 @@ class GeminiProvider:
         try:
             for ref in large:
                 files[image_hex(ref.sha256).lower()] = await self.uploads.file_for(
-                    client, ref, lambda ref=ref: read_input_image(self.spec_dir, ref))
+                    client, ref, functools.partial(read_input_image, self.spec_dir, ref))
         except InputImageChanged as exc:
             return ProviderReply(Outcome.INVALID, error_kind=ErrorKind.INPUT_CHANGED, error_message=str(exc))
         except UploadFailed as exc:
