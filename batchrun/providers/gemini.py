@@ -150,11 +150,17 @@ class GeminiProvider:
     def encode_body(self, record: RequestRecord, files: Mapping[str, UploadedImage] | None = None) -> bytes:
         """The exact bytes sent: compact JSON with every image placeholder replaced by base64, or by a
         `fileData` reference for the images in `files` (by hex digest)."""
+        return self._inlined(record, self._json(record, files), files)
+
+    def _json(self, record: RequestRecord, files: Mapping[str, UploadedImage] | None) -> bytes:
+        """The body before its photos are inlined: their data still "sha256:<hex>" placeholders."""
         wire = gemini_body(record.body)
         if files:
             refer_to_files(wire, files)
         body = json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
-        body = self._with_tier(body, record.body)
+        return self._with_tier(body, record.body)
+
+    def _inlined(self, record: RequestRecord, body: bytes, files: Mapping[str, UploadedImage] | None) -> bytes:
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
         inline = {digest: self._read_base64(ref) for ref in record.images
@@ -178,17 +184,18 @@ class GeminiProvider:
         data = read_input_image(self.spec_dir, ref)
         return base64.b64encode(data)
 
-    def by_file(self, record: RequestRecord) -> list[ImageRef]:
-        """The record's images that would push its body past the inline limit (none for most)."""
+    def by_file(self, record: RequestRecord, body: bytes | None = None) -> list[ImageRef]:
+        """The record's images that would push its body past the inline limit (none for most); `body`,
+        if given, is its `_json` without files."""
         if not record.images:
             return []
-        text = json.dumps(gemini_body(record.body), separators=(",", ":"), ensure_ascii=False).encode()
-        return images_by_file(record.images, len(text) + len(self._tier_suffix), self.inline_limit)
+        size = len(body if body is not None else self._json(record, None))
+        return images_by_file(record.images, size, self.inline_limit)
 
-    async def _upload_large(self, client: httpx.AsyncClient,
-                            record: RequestRecord) -> dict[str, UploadedImage] | ProviderReply:
+    async def _upload_large(self, client: httpx.AsyncClient, record: RequestRecord,
+                            body: bytes) -> dict[str, UploadedImage] | ProviderReply:
         """The Files API file of each image too large to inline, uploaded if need be (see `uploads`)."""
-        large = self.by_file(record)
+        large = self.by_file(record, body)
         if not large:
             return {}
         if self.uploads is None:
@@ -233,10 +240,12 @@ class GeminiProvider:
         """One exchange: encode, post, parse. HTTP and transport failures come back as replies.
 
         Before it, an image too large to inline is uploaded (once per content hash, see `uploads`)."""
-        files = await self._upload_large(client, record)
+        text = self._json(record, None)
+        files = await self._upload_large(client, record, text)
         if isinstance(files, ProviderReply):
             return self._redact(files)
-        body = await encoded(lambda r: self.encode_body(r, files), record)
+        with_files = self._json(record, files) if files else text  # most requests: the one JSON dump
+        body = await encoded(lambda r: self._inlined(r, with_files, files), record)
         if isinstance(body, ProviderReply):
             return self._redact(body)
         request = self._request(client, record, body)

@@ -75,6 +75,8 @@ def images_by_file(refs: list[ImageRef], body_bytes: int, limit: int) -> list[Im
 
     `body_bytes` is the body without its images' data; each image inlined adds its base64 length."""
     size = body_bytes + sum(base64_size(ref.bytes) for ref in refs)
+    if size <= limit:
+        return []  # nearly every request: nothing to sort
     chosen: list[ImageRef] = []
     for ref in sorted(dict.fromkeys(refs), key=lambda ref: (-ref.bytes, ref.sha256)):
         if size <= limit:
