@@ -26,6 +26,10 @@ many spaces of JSON whitespace, for testing a client's memory against a large re
 generate faults apply to batch lines too, by line number within the batch: blocked, safety,
 no_image and max_tokens as the reply of that line; server_error, unavailable, billing_402 and
 prepaid_429 as that line's error; hang, drop, malformed and envelope200 have no batch form.
+
+`max_request_bytes` (default 100 MiB, Google's inline limit) refuses a generateContent body longer than
+that with 400 "Request payload size exceeds the limit: N bytes.", so a test can use small photos to
+send an image through the Files API (`fileData`, see `filerefs.py`) instead.
 """
 
 from __future__ import annotations
