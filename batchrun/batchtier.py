@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pyarrow as pa
@@ -55,16 +56,18 @@ from .errors import (
     QuotaExhausted,
     RunStopped,
     UsageError,
+    batch_images_message,
     batch_kind_message,
     fallback_needs_batch_message,
     timeout_needs_fallback_message,
 )
 from .options import RunOptions
 from .providers.registry import SIMULATOR_BASE_URL, build_provider, build_transport
-from .records import Outcome
+from .records import Outcome, RequestRecord
 from .tiers import BATCH_KINDS, FALLBACK_TIERS, Tier
 
 log = logging.getLogger(__name__)
+BATCH_LINE_LIMIT = 20 * 1024 * 1024  # bytes of one inline batch request (reference §7.1)
 
 _UNFINISHED = (Phase.PLANNED, Phase.UPLOADING, Phase.UPLOADED, Phase.CREATING, Phase.CREATED)
 UPLOAD_CHUNK_ENV = "BATCHRUN_UPLOAD_CHUNK_BYTES"
@@ -125,6 +128,7 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
     settings = provider_settings(loaded, options, key, options.concurrency or spec.limits.concurrency)
     encoder = build_provider(replace(settings, tier=Tier.STANDARD))  # a batch line names no serviceTier
     records = {record.request_id: record for record in iter_work(manifest_path(loaded), work)}
+    refuse_large_images(records.values(), encoder, min(spec.provider.inline_limit, BATCH_LINE_LIMIT))
     target = SinkTarget(sink, records, account, progress)
     in_process = spec.provider.kind == "simulator"  # its batches end with this process: wait for them
     run = BatchRunSettings(job_name=spec.name, wait=options.wait or in_process, deadline_s=options.deadline_s,
@@ -213,6 +217,15 @@ def upload_chunk_bytes(environ: Mapping[str, str]) -> int:
         raise UsageError(f"{UPLOAD_CHUNK_ENV}={raw!r}: expected a whole number of bytes, e.g. 8388608 (8 MiB), "
                          "or unset it")
     return int(raw)
+
+
+def refuse_large_images(records: Iterable[RequestRecord], encoder: Any, limit: int) -> None:
+    """UsageError when a record's images would not fit a batch line inline (they would need the Files API)."""
+    encoder.inline_limit = limit
+    over = [large for record in records if (large := encoder.by_file(record))]
+    if over:
+        raise UsageError(batch_images_message(len(over), over[0][0].path, limit))
+
 
 
 def batch_base_url(loaded: LoadedSpec) -> str:

@@ -250,6 +250,13 @@ def batch_kind_message(kind: str) -> str:
             "use --tier flex, also half price")
 
 
+def batch_images_message(requests: int, path: str, limit: int) -> str:
+    """Requests whose input images would go through the Files API, asked of the batch tier."""
+    return (f"--tier batch: {requests} requests carry input images over the batch line's inline limit of "
+            f"{limit:,} bytes (the first: {path}), and batch lines don't refer to uploaded files yet; "
+            "run them with --tier standard or flex, or shrink the photos with request.image_prep")
+
+
 def server_delay_message(delay_s: float, cap_s: float) -> str:
     """A server asked to wait longer than `retry.max_server_delay_s`: the run stops on it."""
     return (f"the server asked to wait {duration_text(delay_s)} before sending again, more than "

@@ -76,6 +76,7 @@ class ErrorKind(enum.StrEnum):
     CLIENT_ERROR = "client_error"
     UNEXPECTED_STATUS = "unexpected_status"
     INPUT_CHANGED = "input_changed"
+    INPUT_FILE_GONE = "input_file_gone"  # an uploaded input image the server no longer holds: uploaded again
     # the server or the network
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"

@@ -65,16 +65,35 @@ def test_a_truncated_png_is_refused(tmp_path):
         ImageInspector(tmp_path).inspect("cut.png")
 
 
-def test_an_image_over_the_inline_limit_is_refused(tmp_path, monkeypatch):
+def test_an_image_over_the_files_api_limit_is_refused(tmp_path, monkeypatch):
     path = save(tmp_path, "big.png", "PNG")
     monkeypatch.setattr(inputimages, "MAX_IMAGE_BYTES", path.stat().st_size - 1)
     with pytest.raises(ImageProblem) as caught:
         ImageInspector(tmp_path).inspect("big.png")
-    assert str(caught.value) == f"big.png is {path.stat().st_size} bytes, over the inline request limit; make it smaller"
+    assert str(caught.value) == (f"big.png is {path.stat().st_size} bytes, over the Files API's "
+                                 f"{path.stat().st_size - 1} bytes; make it smaller (request.image_prep can shrink it)")
 
 
-def test_the_limit_leaves_room_for_base64():
-    assert inputimages.MAX_IMAGE_BYTES * 4 // 3 <= inputimages.INLINE_REQUEST_LIMIT
+def test_an_image_over_the_inline_limit_is_kept_when_the_provider_can_upload_it(tmp_path):
+    path = save(tmp_path, "big.png", "PNG")
+    assert ImageInspector(tmp_path).inspect("big.png").bytes == path.stat().st_size
+
+
+def test_without_a_files_api_an_image_over_the_inline_limit_is_refused_with_its_size_and_the_fix(tmp_path):
+    size = save(tmp_path, "big.png", "PNG").stat().st_size
+    inspector = ImageInspector(tmp_path, inline_limit=size)  # its base64 is a third larger than the limit
+    with pytest.raises(ImageProblem) as caught:
+        inspector.inspect("big.png")
+    encoded = 4 * ((size + 2) // 3)
+    assert str(caught.value) == (
+        f"big.png is {size / 1048576:.3g} MB ({encoded / 1048576:.3g} MB in base64), over the {size / 1048576:.3g} MB "
+        "inline request limit (provider.inline_limit_mb), and this provider has no Files API to upload it to; shrink "
+        "it with request.image_prep (a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
+
+
+def test_without_a_files_api_an_image_whose_base64_fits_is_kept(tmp_path):
+    size = save(tmp_path, "small.png", "PNG").stat().st_size
+    assert ImageInspector(tmp_path, inline_limit=4 * ((size + 2) // 3)).inspect("small.png").bytes == size
 
 
 def test_each_path_is_read_once(tmp_path, monkeypatch):

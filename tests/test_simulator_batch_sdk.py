@@ -10,6 +10,7 @@ import json
 
 import pytest
 from google.genai import types
+from PIL import Image
 from test_simulator_server import running_simulator, sdk_client
 
 from batchrun.simulator.requestlog import read_request_log
@@ -90,3 +91,14 @@ def test_sdk_lists_pending_batches_newest_first_and_cancels_one(tmp_path):
         assert client.batches.get(name=names[0]).state == types.JobState.JOB_STATE_CANCELLED
         client.batches.delete(name=names[1])
         assert [b.name for b in client.batches.list()] == [names[0]]
+
+
+def test_sdk_uploads_a_photo_and_generates_from_it_as_from_the_same_photo_inline(instant_server):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buffer, format="PNG")
+    client = sdk_client(instant_server[0])
+    file = client.files.upload(file=io.BytesIO(buffer.getvalue()), config={"mime_type": "image/png"})
+    by_file = client.models.generate_content(model=MODEL, contents=["Describe the photo.", file])
+    inline = client.models.generate_content(
+        model=MODEL, contents=["Describe the photo.", types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/png")])
+    assert by_file.usage_metadata.prompt_token_count == inline.usage_metadata.prompt_token_count > 10

@@ -95,7 +95,9 @@ class Expander:
         self.image_name = compile_template(env, name, "output.image_name", shown) if name else None
         self.name_max = name_max(loaded.output_dir)
         self.warnings: list[str] = []  # found while expanding: a rendered model not in the model table
-        self.inspector = ImageInspector(loaded.folder)  # the plan swaps in one that knows URLs and image_prep
+        inline_limit = None if self.provider.files_api else spec.provider.inline_limit
+        # the plan swaps in an inspector that knows URLs and image_prep, with the same inline limit
+        self.inspector = ImageInspector(loaded.folder, inline_limit=inline_limit)
         self.image_problems = ImageProblems(shown, skip=skip_bad_inputs)
         self.counts = PlanCounts()
         self.id_column: str | None = spec.inputs.id_column

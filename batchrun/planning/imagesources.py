@@ -31,18 +31,20 @@ SKIPPED_NAME = "skipped_inputs.csv"
 
 
 def input_inspector(loaded: LoadedSpec, images: list[CompiledTemplate], combos: list[dict[str, Any]], *,
-                    refresh: bool = False, settings: FetchSettings | None = None) -> ImageInspector:
-    """The inspector of one plan: its URLs fetched (or reused from the cache) and image_prep applied."""
+                    refresh: bool = False, settings: FetchSettings | None = None,
+                    inline_limit: int | None = None) -> ImageInspector:
+    """The inspector of one plan: its URLs fetched (or reused from the cache) and image_prep applied;
+    `inline_limit` as the Expander's (set for a provider without a Files API)."""
     prep = loaded.spec.request.image_prep
     urls = gather_urls(loaded, images, combos) if images else []
     if not urls and prep is None:
-        return ImageInspector(loaded.folder)
+        return ImageInspector(loaded.folder, inline_limit=inline_limit)
     cache = InputCache(cache_folder(loaded.output_dir))
     fetched = fetch_all(urls, cache, settings or FetchSettings(), refresh=refresh) if urls else {}
     if urls:
         failed = sum(1 for entry in fetched.values() if isinstance(entry, Exception))
         log.info("input photos by URL: %s, of which %s could not be fetched", f"{len(urls):,}", f"{failed:,}")
-    return ImageInspector(loaded.folder, fetched=fetched, cache=cache, prep=prep)
+    return ImageInspector(loaded.folder, fetched=fetched, cache=cache, prep=prep, inline_limit=inline_limit)
 
 
 def save_input_cache(inspector: ImageInspector) -> None:

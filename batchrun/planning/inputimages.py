@@ -1,5 +1,6 @@
 """Input images checked at plan time: the file exists, Pillow can open it as PNG, JPEG or WebP, and it
-fits inline in a request. Each distinct path is read once per plan.
+can be sent: within the Files API's size, and, for a provider without a Files API (`inline_limit`
+given), inline within the request limit. Each distinct path is read once per plan.
 
 An entry that is an `http(s)` URL is looked up among the photos `urlfetch` fetched into the input cache;
 its ImageRef keeps the URL as `path` (the send path finds the bytes in the cache by sha256). With
@@ -25,17 +26,18 @@ if TYPE_CHECKING:
 
 MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 INLINE_REQUEST_LIMIT = 100 * 1024 * 1024  # bytes of one request body; base64 adds a third
-MAX_IMAGE_BYTES = INLINE_REQUEST_LIMIT * 3 // 4
+MAX_IMAGE_BYTES = 2 * 1024 * 1024 * 1024  # one Files API file (reference §1.2): a larger image can't be sent
 
 
 class ImageInspector:
     """Inspects input images relative to the spec's folder, caching by path."""
 
     def __init__(self, folder: Path, *, fetched: Mapping[str, CachedUrl | ImageProblem] | None = None,
-                 cache: InputCache | None = None, prep: Any = None) -> None:
+                 cache: InputCache | None = None, prep: Any = None, inline_limit: int | None = None) -> None:
         self.folder = folder
         self.fetched = fetched or {}  # URL -> its cached photo, or why it could not be fetched
         self.cache, self.prep = cache, prep  # prep (request.image_prep) needs the cache
+        self.inline_limit = inline_limit  # bytes of a request body, for a provider with no Files API
         self._seen: dict[str, ImageRef | ImageProblem] = {}
 
     def inspect(self, path: str) -> ImageRef:
@@ -48,6 +50,8 @@ class ImageInspector:
             self._seen[path] = found
         if isinstance(found, ImageProblem):
             raise found
+        if self.inline_limit is not None and 4 * ((found.bytes + 2) // 3) > self.inline_limit:
+            raise ImageProblem(_over_inline_limit(found, self.inline_limit))
         return found
 
     def _look(self, path: str) -> ImageRef:
@@ -97,7 +101,8 @@ def _describe(path: str, data: bytes) -> ImageRef:
     """The ImageRef of an image's bytes; `path` names it (a file relative to the spec, or a URL)."""
     shown = shown_source(path)
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageProblem(f"{shown} is {len(data)} bytes, over the inline request limit; make it smaller")
+        raise ImageProblem(f"{shown} is {len(data)} bytes, over the Files API's {MAX_IMAGE_BYTES} bytes; "
+                           "make it smaller (request.image_prep can shrink it)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
@@ -110,3 +115,13 @@ def _describe(path: str, data: bytes) -> ImageRef:
     digest = hashlib.sha256(data).hexdigest()
     return ImageRef(path=path, sha256=digest, mime=mime, bytes=len(data), width=width, height=height)
 
+
+def _over_inline_limit(ref: ImageRef, limit: int) -> str:
+    encoded = 4 * ((ref.bytes + 2) // 3)
+    return (f"{ref.path} is {_mb(ref.bytes)} ({_mb(encoded)} in base64), over the {_mb(limit)} inline request "
+            "limit (provider.inline_limit_mb), and this provider has no Files API to upload it to; shrink it with "
+            "request.image_prep (a smaller max side or JPEG), use a smaller photo, or send through provider.kind gemini")
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MB"

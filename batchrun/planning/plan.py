@@ -111,7 +111,8 @@ def plan_job(loaded: LoadedSpec, *, show: int = 0, batch_rows: int = 8192, lock_
 
 def _expander(loaded: LoadedSpec, inputs: InputChoices) -> Expander:
     expander = Expander(loaded, skip_bad_inputs=inputs.skip_bad_inputs)
-    expander.inspector = input_inspector(loaded, expander.templates.images, expander.combos, refresh=inputs.refresh)
+    expander.inspector = input_inspector(loaded, expander.templates.images, expander.combos, refresh=inputs.refresh,
+                                         inline_limit=expander.inspector.inline_limit)
     return expander
 
 

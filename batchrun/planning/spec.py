@@ -51,6 +51,8 @@ class ProviderSpec(_Strict):
     profile: str | None = None  # simulator only: clean | flaky | overloaded | quota
     faults: str | None = None  # simulator only: a faults YAML file, relative to the spec
     seed: int = 0  # simulator only
+    # a generateContent body past this sends its largest input images through the Files API (MiB)
+    inline_limit_mb: float = Field(100.0, gt=0)
 
     @field_validator("kind")
     @classmethod
@@ -73,6 +75,11 @@ class ProviderSpec(_Strict):
         from batchrun.providers.registry import provider_entry
 
         return provider_entry(self.kind).default_key_env
+
+    @property
+    def inline_limit(self) -> int:
+        """`inline_limit_mb` in bytes."""
+        return int(self.inline_limit_mb * 1024 * 1024)
 
     @property
     def url(self) -> str:

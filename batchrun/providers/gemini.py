@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from ..errors import InputImageChanged
+from ..outcomes import ErrorKind
 from ..records import (
     IMAGE_PLACEHOLDER_PREFIX,
     EstimateInputs,
@@ -42,9 +44,11 @@ from .classify import (
 )
 from .messages import one_line, safe_message
 from .sse import sse_events
+from .uploads import ImageUploads, UploadedImage, UploadFailed, images_by_file
 from .wire import encoded, image_hex, loads, malformed, read_input_image
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+INLINE_LIMIT = 100 * 1024 * 1024  # bytes of one generateContent body (reference §1.2); provider.inline_limit_mb
 AUTH_SCHEMES = ("x-goog-api-key", "bearer")
 
 _PLACEHOLDER = re.compile(rb'"data":"' + IMAGE_PLACEHOLDER_PREFIX.encode() + rb'([0-9A-Fa-f]{64})"')
@@ -106,6 +110,8 @@ class GeminiProvider:
         stream: bool = False,
         timeout_s: float = 180.0,
         tier: Tier = Tier.STANDARD,
+        inline_limit: int = INLINE_LIMIT,
+        uploads: ImageUploads | None = None,
     ) -> None:
         if auth not in AUTH_SCHEMES:
             # the value is not echoed: a misplaced argument may be the key itself
@@ -117,6 +123,8 @@ class GeminiProvider:
         self.stream = stream
         self.timeout_s = timeout_s
         self.tier = tier
+        self.inline_limit = inline_limit  # a larger body sends its largest images by file (`uploads`)
+        self.uploads = uploads
         # appended at send time like the stream flag: the request id hashes the body without it
         self._tier_suffix = b"" if tier is Tier.STANDARD else f',"serviceTier":"{tier.value}"}}'.encode()
         self._api_key = api_key or None
@@ -141,13 +149,24 @@ class GeminiProvider:
             self._urls[(model, stream)] = url
         return url
 
-    def encode_body(self, record: RequestRecord) -> bytes:
-        """The exact bytes sent: compact JSON with every image placeholder replaced by base64."""
-        body = json.dumps(gemini_body(record.body), separators=(",", ":"), ensure_ascii=False).encode()
-        body = self._with_tier(body, record.body)
+    def encode_body(self, record: RequestRecord, files: Mapping[str, UploadedImage] | None = None) -> bytes:
+        """The exact bytes sent: compact JSON with every image placeholder replaced by base64, or by a
+        `fileData` reference for the images in `files` (by hex digest)."""
+        return self._inlined(record, self._json(record, files), files)
+
+    def _json(self, record: RequestRecord, files: Mapping[str, UploadedImage] | None) -> bytes:
+        """The body before its photos are inlined: their data still "sha256:<hex>" placeholders."""
+        wire = gemini_body(record.body)
+        if files:
+            refer_to_files(wire, files)
+        body = json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._with_tier(body, record.body)
+
+    def _inlined(self, record: RequestRecord, body: bytes, files: Mapping[str, UploadedImage] | None) -> bytes:
         if not record.images and IMAGE_PLACEHOLDER_PREFIX.encode() not in body:
             return body
-        inline = {image_hex(ref.sha256).lower(): self._read_base64(ref) for ref in record.images}
+        inline = {digest: self._read_base64(ref) for ref in record.images
+                  if (digest := image_hex(ref.sha256).lower()) not in (files or {})}
 
         def substitute(match: re.Match[bytes]) -> bytes:
             digest = match.group(1).decode().lower()
@@ -167,6 +186,43 @@ class GeminiProvider:
         data = read_input_image(self.spec_dir, ref, self.image_cache)
         return base64.b64encode(data)
 
+    def by_file(self, record: RequestRecord, body: bytes | None = None) -> list[ImageRef]:
+        """The record's images that would push its body past the inline limit (none for most); `body`,
+        if given, is its `_json` without files."""
+        if not record.images:
+            return []
+        size = len(body if body is not None else self._json(record, None))
+        return images_by_file(record.images, size, self.inline_limit)
+
+    async def _upload_large(self, client: httpx.AsyncClient, record: RequestRecord,
+                            body: bytes) -> dict[str, UploadedImage] | ProviderReply:
+        """The Files API file of each image too large to inline, uploaded if need be (see `uploads`)."""
+        large = self.by_file(record, body)
+        if not large:
+            return {}
+        if self.uploads is None:
+            return ProviderReply(Outcome.INVALID, error_kind=ErrorKind.INVALID_REQUEST,
+                                 error_message=f"the request is over the {self.inline_limit}-byte inline limit "
+                                               "and this provider has no Files API to send its images by")
+        files: dict[str, UploadedImage] = {}
+        try:
+            for ref in large:
+                files[image_hex(ref.sha256).lower()] = await self.uploads.file_for(
+                    client, ref, functools.partial(read_input_image, self.spec_dir, ref, self.image_cache))
+        except InputImageChanged as exc:
+            return ProviderReply(Outcome.INVALID, error_kind=ErrorKind.INPUT_CHANGED, error_message=str(exc))
+        except UploadFailed as exc:
+            return exc.reply
+        return files
+
+    def _files_gone(self, reply: ProviderReply, files: Mapping[str, UploadedImage]) -> ProviderReply:
+        """A 403 or 404 to a request that referred to uploaded files: they are uploaded again on retry."""
+        assert self.uploads is not None
+        for upload in files.values():
+            self.uploads.forget(upload)
+        reply.outcome, reply.error_kind = Outcome.RETRY, ErrorKind.INPUT_FILE_GONE
+        return reply
+
     def build_request(self, client: httpx.AsyncClient, record: RequestRecord) -> httpx.Request:
         """The POST for one record, body encoded and images inlined."""
         return self._request(client, record, self.encode_body(record))
@@ -183,8 +239,15 @@ class GeminiProvider:
         return self.stream and not record.wants_image  # image parts arrive whole: nothing to stream
 
     async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
-        """One exchange: encode, post, parse. HTTP and transport failures come back as replies."""
-        body = await encoded(self.encode_body, record)
+        """One exchange: encode, post, parse. HTTP and transport failures come back as replies.
+
+        Before it, an image too large to inline is uploaded (once per content hash, see `uploads`)."""
+        text = self._json(record, None)
+        files = await self._upload_large(client, record, text)
+        if isinstance(files, ProviderReply):
+            return self._redact(files)
+        with_files = self._json(record, files) if files else text  # most requests: the one JSON dump
+        body = await encoded(lambda r: self._inlined(r, with_files, files), record)
         if isinstance(body, ProviderReply):
             return self._redact(body)
         request = self._request(client, record, body)
@@ -204,12 +267,24 @@ class GeminiProvider:
             )
         if reply.service_tier is None:
             reply.service_tier = served_tier(response.headers.get(SERVED_TIER_HEADER))
+        if files and status in (403, 404):
+            reply = self._files_gone(reply, files)
         return self._redact(reply)
 
     def _redact(self, reply: ProviderReply) -> ProviderReply:
         """Scrub the key from all of an error message (a gateway or a transport may echo it), then cut it."""
         reply.error_message = safe_message(reply.error_message, self._api_key)
         return reply
+
+
+def refer_to_files(body: dict[str, Any], files: Mapping[str, UploadedImage]) -> None:
+    """Turn the inline image parts of `body` whose digest is in `files` into `fileData` references."""
+    for content in body["contents"]:
+        for index, part in enumerate(content["parts"]):
+            data = (part.get("inlineData") or {}).get("data", "")
+            upload = files.get(data.removeprefix(IMAGE_PLACEHOLDER_PREFIX).lower()) if data else None
+            if upload is not None:
+                content["parts"][index] = {"fileData": {"mimeType": upload.mime, "fileUri": upload.uri}}
 
 
 def _auth_header(auth: str, api_key: str | None) -> dict[str, str]:

@@ -76,6 +76,7 @@ class ProviderEntry:
     example_urls: str  # named in the message about a base_url that is not a URL
     url_path: Callable[[str, str], str]  # a base_url's path, a pasted API path dropped (ValueError: refused)
     spec_problem: Callable[[Any], tuple[str, str] | None]  # a spec key the kind can't send: (yaml path, fix)
+    files_api: bool = True  # images past the inline limit are uploaded (else refused at plan time)
 
 
 def _gemini_path(path: str, scheme_and_host: str) -> str:
@@ -109,10 +110,23 @@ def _gemini(base_url: str) -> Callable[[ProviderSettings], Provider]:
         from .gemini import GeminiProvider
 
         spec = settings.provider
-        return GeminiProvider(base_url or spec.url, settings.api_key, auth=spec.auth, spec_dir=settings.spec_dir,
-                              image_cache=settings.image_cache, stream=spec.stream, timeout_s=settings.timeout_s, tier=settings.tier)
+        url = base_url or spec.url
+        return GeminiProvider(url, settings.api_key, auth=spec.auth, spec_dir=settings.spec_dir,
+                              image_cache=settings.image_cache,
+                              stream=spec.stream, timeout_s=settings.timeout_s, tier=settings.tier,
+                              inline_limit=spec.inline_limit, uploads=_image_uploads(settings, url, durable=not base_url))
 
     return build
+
+
+def _image_uploads(settings: ProviderSettings, url: str, *, durable: bool) -> Any:
+    """Large input images' uploads: recorded in the shared book of `url`, or (the in-process simulator,
+    whose files end with the run) in memory only."""
+    from ..batching.files import ImageFilesRoute
+    from .uploads import ImageUploads, UploadBook, default_book_path
+
+    route = ImageFilesRoute(url, settings.api_key, auth=settings.provider.auth)
+    return ImageUploads(route, UploadBook(default_book_path(url) if durable else None))
 
 
 def _aiohttp_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
@@ -181,7 +195,7 @@ ENTRIES: dict[str, ProviderEntry] = {
         kind="openai", default_key_env="OPENAI_API_KEY", build=_openai, transport=_aiohttp_transport,
         estimate_inputs=_gemini_estimate_inputs, wire_body=_chat_body, endpoint_label=lambda spec: spec.url,
         default_base_url=OPENAI_BASE_URL, example_urls="https://api.cometapi.com/v1 or https://api.openai.com/v1",
-        url_path=_chat_path, spec_problem=_chat_problem,
+        url_path=_chat_path, spec_problem=_chat_problem, files_api=False,
     ),
 }
 KINDS = tuple(ENTRIES)

@@ -24,7 +24,7 @@ from .content import plan_for
 from .faults import batch_fault_hits, decide
 from .files import FileApiError
 from .inbound import read_generate_request
-from .replies import invalid_argument, prepayment_depleted_error, server_error, unavailable_error
+from .replies import google_error, invalid_argument, prepayment_depleted_error, server_error, unavailable_error
 
 if TYPE_CHECKING:
     from .core import SimulatorCore
@@ -121,10 +121,12 @@ class LineAnswerer:
 
     def _reply(self, index: int, body: dict) -> tuple[str, int, dict]:
         try:
-            request = read_generate_request(body)
+            request = read_generate_request(body, self.core.file_image)
             plan = plan_for(self.model, request)
         except (InvalidRequest, UnsupportedImageConfig, SchemaError) as exc:
             return "invalid", 400, invalid_argument(str(exc))
+        except FileApiError as exc:
+            return exc.status.lower(), exc.code, google_error(exc.code, exc.status, exc.message)
         decision = decide(self.core.config, self.line_seed, index)
         fault = decision.fault
         if fault == "no_image" and not plan.wants_image:

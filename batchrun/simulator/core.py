@@ -32,6 +32,8 @@ from batchrun.cost.modeltable import input_image_tokens
 from ..errors import InvalidRequest, SchemaError, UnsupportedImageConfig
 from .content import Content, ContentMaker, ModelPlan, plan_for
 from .faults import BatchDelays, Decision, FaultConfig, decide
+from .filerefs import file_image_reader
+from .files import FileApiError
 from .inbound import (
     GenerateRequest,
     load_body,
@@ -45,6 +47,7 @@ from .replies import (
     count_tokens_reply,
     gateway_envelope,
     generate_reply,
+    google_error,
     image_part,
     invalid_argument,
     missing_key_error,
@@ -156,6 +159,7 @@ class SimulatorCore:
 
         self.chat = ChatRoute(self)
         self.batches = BatchRoute(self)
+        self.file_image = file_image_reader(self.batches.files, clock)
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -249,21 +253,26 @@ class SimulatorCore:
             return _json_reply(400, "bad_key", bad_key_error())
         if refused == "no_key":
             return _json_reply(403, "no_key", missing_key_error())
+        if len(body) > self.config.max_request_bytes:
+            message = f"Request payload size exceeds the limit: {self.config.max_request_bytes} bytes."
+            return _json_reply(400, "too_large", invalid_argument(message))
         try:
             parsed = load_body(body)
             if rpc == "countTokens":
                 return self._count_tokens(model, parsed)
             if rpc not in _GENERATE:
                 return _json_reply(404, "not_found", not_found(f"models/{model}:{rpc}"))
-            request = read_generate_request(parsed)
+            request = read_generate_request(parsed, self.file_image)
             plan = plan_for(model, request)
         except (InvalidRequest, UnsupportedImageConfig, SchemaError) as exc:
             return _json_reply(400, "invalid", invalid_argument(str(exc)))
+        except FileApiError as exc:
+            return _json_reply(exc.code, exc.status.lower(), google_error(exc.code, exc.status, exc.message))
         streaming = rpc == "streamGenerateContent"
         return self._generate(model, request, plan, streaming, query.get("alt") == "sse", now)
 
     def _count_tokens(self, model: str, body: dict) -> SimReply:
-        request = read_count_tokens_request(body)
+        request = read_count_tokens_request(body, self.file_image)
         reply = count_tokens_reply(request.prompt_text_tokens, _image_in(model, request))
         return _json_reply(200, "ok", reply)
 

@@ -34,6 +34,10 @@ and before the server acts on it (a create not yet made), `after_s` after it act
 answers (a batch created, its creator not yet told); a bare number is `after_s`. A delayed route's
 call is logged twice: on arrival (outcome `arrived`) and when acted on. `download` may also pause
 mid-stream: `pause_after_lines` lines are sent, then `pause_s` seconds pass before the rest.
+
+`max_request_bytes` (default 100 MiB, Google's inline limit) refuses a generateContent body longer than
+that with 400 "Request payload size exceeds the limit: N bytes.", so a test can use small photos to
+send an image through the Files API (`fileData`, see `filerefs.py`) instead.
 """
 
 from __future__ import annotations
@@ -236,6 +240,8 @@ class FaultConfig(_Strict):
     batch: BatchSettings = BatchSettings()
     flex: FlexFaults | None = None  # serviceTier flex: see simulator/tiers.py
     priority_downgrade: float = Field(0.0, ge=0.0, le=1.0)  # share of priority requests served at standard
+    # a generateContent body longer than this is refused 400 "Request payload size exceeds the limit"
+    max_request_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:

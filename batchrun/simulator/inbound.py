@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,14 @@ def image_size(data: str) -> tuple[int, int]:
     raise InvalidRequest("Unable to process input image. Please retry or report in Google AI Studio.")
 
 
-def _read_parts(parts: list[Any], texts: list[str], images: list[InputImage]) -> None:
+FileImage = Callable[[str, str], InputImage]  # (fileUri, mimeType) -> the stored image (simulator/filerefs.py)
+
+
+def _no_files(uri: str, mime: str) -> InputImage:
+    raise InvalidRequest(f"fileData is not accepted here: send the image inline (file {uri})")
+
+
+def _read_parts(parts: list[Any], texts: list[str], images: list[InputImage], file_image: FileImage) -> None:
     for part in parts:
         if not isinstance(part, dict):
             raise InvalidRequest("Invalid JSON payload received. A part must be an object.")
@@ -100,6 +108,9 @@ def _read_parts(parts: list[Any], texts: list[str], images: list[InputImage]) ->
             mime = str(_get(blob, "mimeType", "mime_type", ""))
             width, height = image_size(str(blob.get("data", "")))
             images.append(InputImage(mime, width, height))
+        file = _get(part, "fileData", "file_data")
+        if isinstance(file, dict):
+            images.append(file_image(str(_get(file, "fileUri", "file_uri", "")), str(_get(file, "mimeType", "mime_type", ""))))
 
 
 def _contents_parts(contents: Any) -> list[Any]:
@@ -150,14 +161,14 @@ def _response_schema(config: dict[str, Any]) -> dict[str, Any] | None:
     return schema
 
 
-def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
-    """What a generateContent body asks for."""
+def read_generate_request(body: dict[str, Any], file_image: FileImage = _no_files) -> GenerateRequest:
+    """What a generateContent body asks for; `file_image` resolves its `fileData` parts."""
     texts: list[str] = []
     images: list[InputImage] = []
-    _read_parts(_contents_parts(body.get("contents", [])), texts, images)
+    _read_parts(_contents_parts(body.get("contents", [])), texts, images, file_image)
     system_texts: list[str] = []
     system = _object(body, "systemInstruction", "system_instruction")
-    _read_parts(_contents_parts([system]) if system else [], system_texts, images)
+    _read_parts(_contents_parts([system]) if system else [], system_texts, images, file_image)
     config = _object(body, "generationConfig", "generation_config")
     image_config = _object(config, "imageConfig", "image_config")
     thinking = _object(config, "thinkingConfig", "thinking_config")
@@ -181,7 +192,7 @@ def read_generate_request(body: dict[str, Any]) -> GenerateRequest:
     )
 
 
-def read_count_tokens_request(body: dict[str, Any]) -> GenerateRequest:
+def read_count_tokens_request(body: dict[str, Any], file_image: FileImage = _no_files) -> GenerateRequest:
     """countTokens takes either bare `contents` or a whole `generateContentRequest`."""
     inner = _get(body, "generateContentRequest", "generate_content_request")
-    return read_generate_request(inner if isinstance(inner, dict) else body)
+    return read_generate_request(inner if isinstance(inner, dict) else body, file_image)
