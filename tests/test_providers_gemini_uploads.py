@@ -132,3 +132,21 @@ def test_the_request_id_body_does_not_depend_on_the_inline_limit(tmp_path):
     big = photo(tmp_path, "big.png", 60)
     small_limit = ProviderSpec(kind="gemini", inline_limit_mb=0.001)
     assert gemini_body(record(big).body, small_limit) == gemini_body(record(big).body, ProviderSpec(kind="gemini"))
+
+
+def test_a_large_photo_by_url_is_uploaded_from_the_input_cache(tmp_path):
+    from batchrun.planning.inputcache import InputCache
+
+    cache_dir = tmp_path / "cache"
+    local = photo(tmp_path, "big.png", 60)
+    data = (tmp_path / "big.png").read_bytes()
+    InputCache(cache_dir).store(data, "image/png")
+    (tmp_path / "big.png").unlink()  # only the cache holds it, as for a photo fetched by URL
+    by_url = ImageRef("https://cdn.example/big.png", local.sha256, local.mime, local.bytes, 60, 60)
+    uploads = ImageUploads(ImageFilesRoute(SIM, None), UploadBook(None))
+    adapter = GeminiProvider(SIM, None, spec_dir=tmp_path, image_cache=cache_dir, inline_limit=1000, uploads=uploads)
+    transport = SimulatorTransport(clock=Clock())
+    [reply] = send_all(transport, adapter, record(by_url))
+    assert reply.outcome is Outcome.OK, reply.error_message
+    [upload] = transport.core.batches.files.files.values()
+    assert upload.sha256_hex == local.sha256
