@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
+from test_inputs import all_rows, loaded_with_inputs
 
 from batchrun.errors import SpecError
 from batchrun.planning.inputs import iter_row_batches
-from batchrun.planning.spec import load_spec
 from batchrun.planning.spreadsheet import cell_text
-
-
-def loaded_with_inputs(folder: Path, inputs: str):
-    path = folder / "job.yaml"
-    path.write_text(f"name: n\nmodel: gemini-3-flash-preview\ninputs: {inputs}\nrequest: {{prompt: x}}\n", encoding="utf-8")
-    return load_spec(path)
-
-
-def all_rows(loaded, batch_rows: int = 8192) -> list[dict]:
-    return [row for batch in iter_row_batches(loaded, batch_rows) for row in batch]
 
 
 def write_book(path: Path, sheets: dict[str, list[list]]) -> Path:

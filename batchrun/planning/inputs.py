@@ -22,7 +22,7 @@ from batchrun.errors import BadInputLine, InputProblem
 from batchrun.planning.columns import pick_columns
 from batchrun.planning.grouping import group_rows
 from batchrun.planning.spec import INPUT_FORMATS, InputsSpec, LoadedSpec
-from batchrun.planning.spreadsheet import xlsx_batches
+from batchrun.planning.spreadsheet import xlsx_rows
 
 BATCH_ROWS = 8192
 
@@ -69,7 +69,7 @@ def _inline_batches(rows: list[dict[str, Any]], batch_rows: int) -> Iterator[lis
 def _file_batches(path: Path, inputs: InputsSpec, batch_rows: int) -> Iterator[list[dict[str, Any]]]:
     kind = INPUT_FORMATS[path.suffix.lower()]
     if kind == "xlsx":
-        return xlsx_batches(path, batch_rows, inputs.sheet)
+        return _batched(xlsx_rows(path, inputs.sheet), batch_rows)
     return _READERS[kind](path, batch_rows)
 
 
@@ -113,7 +113,10 @@ def _parquet_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any
 
 
 def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+    return _batched(_jsonl_rows(path), batch_rows)
+
+
+def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -124,12 +127,7 @@ def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[list[dict[str, Any]]
                 raise BadInputLine(f"line {number} is not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise BadInputLine(f"line {number} is not a JSON object; write one object per line")
-            batch.append(row)
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+            yield row
 
 
 _READERS = {"csv": _csv_batches, "parquet": _parquet_batches, "jsonl": _jsonl_batches}

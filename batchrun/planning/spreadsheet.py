@@ -46,33 +46,26 @@ def _datetime_text(value: dt.datetime) -> str:
     return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
 
 
-def xlsx_batches(path: Path, batch_rows: int, sheet: str | None = None) -> Iterator[list[dict[str, Any]]]:
-    """Yield lists of row dicts from one sheet; raises InputProblem or BadInputLine for an unusable one."""
+def xlsx_rows(path: Path, sheet: str | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the row dicts of one sheet; raises InputProblem or BadInputLine for an unusable one."""
     workbook = _open_workbook(path)
     try:
         worksheet = _sheet(workbook, sheet, path)
         worksheet.reset_dimensions()  # a sheet's stored size can be wrong (some tools write A1): read every cell
         rows = worksheet.iter_rows(values_only=True)
         try:
-            yield from _batches(rows, _header(next(rows, None), sheet), batch_rows)
+            yield from _rows(rows, _header(next(rows, None), sheet))
         finally:
             rows.close()  # the sheet's open stream holds the file open, even past the workbook's close
     finally:
         workbook.close()  # read-only mode keeps the file open until closed
 
 
-def _batches(rows: Iterator[Sequence[Any]], header: list[str], batch_rows: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _rows(rows: Iterator[Sequence[Any]], header: list[str]) -> Iterator[dict[str, Any]]:
     for number, cells in enumerate(rows, start=2):
         row = _row(cells, header, number)
-        if row is None:
-            continue
-        batch.append(row)
-        if len(batch) >= batch_rows:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        if row is not None:
+            yield row
 
 
 def _open_workbook(path: Path) -> Any:
