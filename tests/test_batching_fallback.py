@@ -176,3 +176,17 @@ def test_batches_in_flight_with_nothing_pending_are_still_collected_their_replie
     assert not writer.rows
     (chunk,) = Ledger(runs.out).read().chunks.values()
     assert chunk.phase is Phase.COLLECTED
+
+
+def test_a_cancelled_batch_whose_requests_all_have_rows_elsewhere_ends_returned_not_switched_again(tmp_path):
+    runs = Runs(tmp_path, FakeBatchApi(states=list(STUCK)))
+    runs.run(RECORDS)
+    runs.written |= {"r1", "r2"}  # finalised by another run meanwhile: nothing left to send
+
+    outcome, _ = runs.run(RECORDS, fallback=FallbackPolicy(timeout_s=HOUR), later_s=2 * HOUR)
+    assert outcome.switched.send == [] and not outcome.still_running
+    (chunk,) = Ledger(runs.out).read().chunks.values()
+    assert chunk.phase is Phase.RETURNED
+    runs.fake.requests.clear()
+    again, _ = runs.run(RECORDS, fallback=FallbackPolicy(timeout_s=HOUR), later_s=3 * HOUR)
+    assert runs.calls() == [] and again.switched.cancelled == []

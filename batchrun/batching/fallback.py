@@ -112,8 +112,8 @@ async def _switch_one(api: BatchApi, ledger: Ledger, clock: Clock, target: Fallb
     if chunk.results_file:
         await collect_chunk(api, ledger, target, chunk)
     left = target.unanswered(ids)
-    if left:
-        ledger.returned_to_pending(chunk.chunk_id, CANCEL_REASON)
+    if left or ledger.read().chunks[chunk.chunk_id].phase is not Phase.COLLECTED:
+        ledger.returned_to_pending(chunk.chunk_id, CANCEL_REASON)  # ended for this run, collected or not
     report.cancelled.append(chunk.chunk_id)
     report.send.extend(left)
     report.sent_again += len(left)
