@@ -178,15 +178,17 @@ def test_batches_in_flight_with_nothing_pending_are_still_collected_their_replie
     assert chunk.phase is Phase.COLLECTED
 
 
-def test_a_cancelled_batch_whose_requests_all_have_rows_elsewhere_ends_returned_not_switched_again(tmp_path):
-    runs = Runs(tmp_path, FakeBatchApi(states=list(STUCK)))
+def test_a_cancelled_batch_that_never_ends_with_nothing_left_to_send_ends_returned_not_switched_each_pass(tmp_path):
+    fake = FakeBatchApi(states=["BATCH_STATE_RUNNING"], cancel_too_late=True)  # the cancel never takes
+    runs = Runs(tmp_path, fake)
     runs.run(RECORDS)
     runs.written |= {"r1", "r2"}  # finalised by another run meanwhile: nothing left to send
+    policy = FallbackPolicy(timeout_s=HOUR, grace_s=4, poll_s=2)
 
-    outcome, _ = runs.run(RECORDS, fallback=FallbackPolicy(timeout_s=HOUR), later_s=2 * HOUR)
+    outcome, _ = runs.run(RECORDS, fallback=policy, later_s=2 * HOUR)
     assert outcome.switched.send == [] and not outcome.still_running
     (chunk,) = Ledger(runs.out).read().chunks.values()
     assert chunk.phase is Phase.RETURNED
-    runs.fake.requests.clear()
-    again, _ = runs.run(RECORDS, fallback=FallbackPolicy(timeout_s=HOUR), later_s=3 * HOUR)
+    fake.requests.clear()
+    again, _ = runs.run(RECORDS, fallback=policy, later_s=3 * HOUR)
     assert runs.calls() == [] and again.switched.cancelled == []
