@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands, common)
     _add_status(commands, common)
     _add_estimate(commands, common)
+    _add_redo(commands, common)
     _add_simulate(commands, common)
     return parser
 
@@ -124,6 +125,11 @@ def _add_run(commands, common) -> None:
                  "Holds the output folder's lock from planning to the end: a second run or plan exits 9.\n"
                  "The budget counts every result's cost, also of results no longer in the manifest.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_run_flags(p)
+    p.set_defaults(handler=cmd_run)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="HH:MM", help="stop sending at this local time (deadline, exit 5)")
     p.add_argument("--max-duration", metavar="DURATION", help="stop sending after this long, e.g. 90s, 45m, 7h")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
@@ -154,7 +160,22 @@ def _add_run(commands, common) -> None:
                    help="progress display (auto: rich on a terminal, plain lines otherwise)")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS", help="plain status line interval")
     _add_input_flags(p)
-    p.set_defaults(handler=cmd_run)
+
+
+def _add_redo(commands, common) -> None:
+    p = _command(commands, common, "redo", "Send the rows a marks file rejects again, as new versions.",
+                 "Each rejected row's request gets a new seed (its seed plus 1000 x (version - 1)) and its own\n"
+                 "request id; its new image is NAME.vN beside the rejected one, which is kept, as is its result\n"
+                 "row. The versions are appended to OUTPUT/versions.jsonl, which every later plan applies; then\n"
+                 "the job runs as `batchrun run` runs it (same flags; a stopped redo is finished by `batchrun run`).\n"
+                 "A marks file naming an unknown row, an image the row no longer holds or another job exits 2,\n"
+                 "and nothing is sent.")
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    p.add_argument("marks", type=Path, help="the marks file saved from the report (see the README's marks format)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be sent and its estimated cost; write nothing, send nothing")
+    _add_run_flags(p)
+    p.set_defaults(handler=cmd_redo)
 
 
 def _add_status(commands, common) -> None:
@@ -269,6 +290,33 @@ def cmd_run(args) -> int:
     from .jobrun import run_job
 
     return run_job(load_spec(args.spec), options)
+
+
+def cmd_redo(args) -> int:
+    import datetime
+
+    from batchrun.planning.spec import load_spec
+
+    from .options import run_options
+
+    options = run_options(args, datetime.datetime.now())  # before the spec is read: a bad flag writes nothing
+    loaded = load_spec(args.spec)
+    from batchrun.review.redo import format_preview, preview_redo, record_redo
+
+    from .jobrun import api_key, load_catalog, run_job, run_tier
+
+    if args.dry_run:
+        tier = run_tier(loaded, options).value
+        print(format_preview(preview_redo(loaded, args.marks, load_catalog(loaded, options.prices), tier)))
+        return 0
+    api_key(loaded)  # a missing key stops the redo before anything is recorded
+    rejections = record_redo(loaded, args.marks, datetime.datetime.now(datetime.timezone.utc))
+    if not rejections:
+        print("nothing to redo: the marks file rejects no image")
+        return 0
+    print(f"redo: {len(rejections):,} rejected rows recorded as new versions in "
+          f"{loaded.output_dir / 'versions.jsonl'}; sending them")
+    return run_job(loaded, options)
 
 
 def cmd_status(args) -> int:

@@ -32,6 +32,8 @@ from batchrun.planning.manifest import (
     remove_stale_temps,
 )
 from batchrun.planning.spec import LoadedSpec
+from batchrun.planning.versioning import Versioner
+from batchrun.planning.versions import current_versions, read_versions, versions_path
 from batchrun.providers.registry import provider_entry
 from batchrun.records import RequestRecord
 
@@ -74,13 +76,17 @@ class PlanSummary:
 
 
 def fingerprint(loaded: LoadedSpec) -> str:
-    """What the manifest depends on: the spec's bytes, the input file's size and mtime, batchrun's version."""
+    """What the manifest depends on: the spec's bytes, the input file's size and mtime, batchrun's version,
+    and the versions file `batchrun redo` appends to (when there is one)."""
     digest = hashlib.sha256(loaded.path.read_bytes())
     path = input_file(loaded)
     if path is not None and path.is_file():
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     digest.update(__version__.encode())
+    versions = versions_path(loaded.output_dir)
+    if versions.is_file():
+        digest.update(b"versions:" + versions.read_bytes())
     return digest.hexdigest()
 
 
@@ -131,6 +137,7 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) 
         keys = [*([expander.id_column] if expander.id_column else []), *expander.combos[0]]
         settle_identity(writer.close(), loaded.shown, keys, named=expander.counts.named,
                         shared=expander.counts.duplicates > 0, hint=_name_hint(loaded))
+        redone = _versioner(loaded, expander).apply(writer.close())
     except BaseException:
         writer.abort()
         raise
@@ -140,9 +147,10 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) 
     skipped_file = write_skipped(loaded.output_dir, skipped, expander.id_column)
     distinct = expander.inspector.distinct
     spec = loaded.spec
+    requests = _distinct_requests(writer.path) if redone else writer.rows - expander.counts.duplicates
     return PlanSummary(
         manifest=writer.path,
-        requests=writer.rows - expander.counts.duplicates,
+        requests=requests,
         rows=writer.rows,
         input_rows=expander.counts.input_rows,
         combinations=len(expander.combos) // spec.request.variants,
@@ -150,12 +158,26 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) 
         models=sorted(expander.counts.models),
         images=len(distinct),
         image_bytes=sum(ref.bytes for ref in distinct),
-        shared_rows=expander.counts.duplicates,
+        shared_rows=writer.rows - requests,
         shown=list(itertools.islice(iter_records(writer.path), show)) if show else [],
         warnings=expander.warnings,
         skipped=skipped,
         skipped_file=skipped_file,
     )
+
+
+def _versioner(loaded: LoadedSpec, expander: Expander) -> Versioner:
+    """Applies the versions `batchrun redo` recorded in the output folder (none: changes nothing)."""
+    spec = loaded.spec
+    return Versioner(current_versions(read_versions(loaded.output_dir)), kind=spec.provider.kind,
+                     wire_body=expander.wire_body, variants=spec.request.variants, shown=loaded.shown)
+
+
+def _distinct_requests(path: Path) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    return pc.count_distinct(pq.read_table(path, columns=["request_id"])["request_id"]).as_py()
 
 
 def _name_hint(loaded: LoadedSpec) -> str:

@@ -2,7 +2,8 @@
 
 A request id is the first 32 hex digits of the sha256 of the canonical JSON of
 `{"body": WIRE BODY, "model": ..., "provider": kind, "variant": n}` (variant only with
-`request.variants` > 1), where the wire body is what the provider kind sends for the rendered request
+`request.variants` > 1; `"version": n` too for a redone row's version n >= 2, see
+`batchrun.planning.versioning`), where the wire body is what the provider kind sends for the rendered request
 (`ProviderEntry.wire_body`), input images in it as their content hash. Same request, same id, in any
 run, on any machine; and, the Gemini body being the one 0.2 hashed, the same ids as 0.2's.
 
@@ -28,11 +29,14 @@ def canonical_json(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def request_id(provider_kind: str, model: str, body: dict[str, Any], variant: int | None = None) -> str:
+def request_id(provider_kind: str, model: str, body: dict[str, Any], variant: int | None = None,
+               version: int | None = None) -> str:
     """A stable id of what would be sent (`body`: the wire body, images in it as their content hash)."""
     identity: dict[str, Any] = {"provider": provider_kind, "model": model, "body": body}
     if variant is not None:
         identity["variant"] = variant
+    if version is not None and version > 1:
+        identity["version"] = version
     return hashlib.sha256(canonical_json(identity)).hexdigest()[: 2 * ID_BYTES]
 
 
