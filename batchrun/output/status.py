@@ -29,6 +29,8 @@ from batchrun.output.live import LIVE_SUFFIX, read_live_pause
 from batchrun.output.lock import lock_holder
 from batchrun.output.spend import latest_results, spend_of
 from batchrun.planning.manifest import read_columns
+from batchrun.planning.versioning import earlier_row_ids
+from batchrun.planning.versions import read_versions
 
 TOKEN_COLUMNS = ("prompt_tokens", "output_text_tokens", "output_image_tokens", "thoughts_tokens",
                  "total_tokens")
@@ -59,6 +61,8 @@ class StatusSummary:
     tokens: dict[str, int] = field(default_factory=dict)
     not_in_manifest: int = 0
     not_in_manifest_spend_usd: float = 0.0
+    earlier_versions: int = 0  # results of rejected versions `batchrun redo` replaced (kept, not in the counts)
+    earlier_versions_spend_usd: float = 0.0
     spec_changed: bool = False  # the spec or its inputs changed since the manifest was planned
     live_pid: int | None = None
     in_flight: int | None = None  # now (live run) or at the last crash
@@ -75,6 +79,7 @@ class StatusSummary:
         document = {**asdict(self), "final": self.final}
         document["spend_usd"] = round(self.spend_usd, 6)
         document["not_in_manifest_spend_usd"] = round(self.not_in_manifest_spend_usd, 6)
+        document["earlier_versions_spend_usd"] = round(self.earlier_versions_spend_usd, 6)
         document["spend"] = [{**row, "cost_usd": round(row["cost_usd"], 6)} for row in self.spend]
         return document
 
@@ -91,6 +96,7 @@ def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = 
     runs = read_journal(out_dir / "journal")
     latest = latest_results(out_dir, RESULT_COLUMNS, runs)
     _count_all_spend(summary, latest, manifest["row_id"])
+    _count_earlier_versions(summary, latest, out_dir)
     latest = _with_model(latest.filter(pc.is_in(latest["row_id"], manifest["row_id"])), manifest)
     _count_statuses(summary, latest)
     _count_spend(summary, latest)
@@ -131,6 +137,18 @@ def _count_all_spend(summary: StatusSummary, latest: pa.Table, manifest_ids: pa.
     has_usage = pc.or_(pc.is_valid(latest["prompt_tokens"]), pc.is_valid(latest["total_tokens"]))
     unpriced = pc.and_(has_usage, pc.is_null(latest["cost_usd"]))
     summary.unpriced_results = pc.sum(unpriced.cast(pa.int64())).as_py() or 0
+
+
+def _count_earlier_versions(summary: StatusSummary, latest: pa.Table, out_dir: Path) -> None:
+    """Results of versions `batchrun redo` replaced: counted apart from results no longer in the manifest."""
+    earlier = earlier_row_ids(read_versions(out_dir))
+    if not earlier:
+        return
+    rows = latest.filter(pc.is_in(latest["row_id"], value_set=pa.array(sorted(earlier), pa.string())))
+    summary.earlier_versions = len(rows)
+    summary.earlier_versions_spend_usd = float(pc.sum(rows["cost_usd"]).as_py() or 0.0)
+    summary.not_in_manifest = max(summary.not_in_manifest - summary.earlier_versions, 0)
+    summary.not_in_manifest_spend_usd = max(summary.not_in_manifest_spend_usd - summary.earlier_versions_spend_usd, 0.0)
 
 
 def _with_model(latest: pa.Table, manifest: pa.Table) -> pa.Table:
@@ -270,6 +288,9 @@ def _cut(message: str, chars: int) -> str:
 
 def _spend_line(summary: StatusSummary) -> str:
     details = []
+    if summary.earlier_versions:
+        details.append(f"(${summary.earlier_versions_spend_usd:,.4f} on {summary.earlier_versions:,} rejected "
+                       "earlier versions, kept beside the redone rows)")
     if summary.not_in_manifest_spend_usd or summary.not_in_manifest:
         details.append(f"(${summary.not_in_manifest_spend_usd:,.4f} on {summary.not_in_manifest:,} results no "
                        f"longer in the manifest: the spec changed since they ran)")

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from batchrun.errors import SpecError
 from batchrun.planning.sharing import request_id
+from batchrun.planning.versions import VersionEntry, current_versions
 
 SEED_STEP = 1000  # request.variants is at most 1,000: version seeds never meet another variant's
 VARIANT = "variant"
@@ -42,6 +43,21 @@ def version_row_id(base_row_id: str, version: int) -> str:
     if version <= 1:
         return base_row_id
     return hashlib.sha256(f"{base_row_id}\x00version\x00{version}".encode()).hexdigest()[:32]
+
+
+def row_versions(entries: list[VersionEntry]) -> dict[str, tuple[str, int]]:
+    """Every version's row id -> (version-1 row id, version), for the rows redone so far."""
+    known: dict[str, tuple[str, int]] = {}
+    for base, current in current_versions(entries).items():
+        for version in range(1, current + 1):
+            known[version_row_id(base, version)] = (base, version)
+    return known
+
+
+def earlier_row_ids(entries: list[VersionEntry]) -> set[str]:
+    """The row ids of every version that is no longer its row's current one."""
+    current = current_versions(entries)
+    return {row_id for row_id, (base, version) in row_versions(entries).items() if version < current[base]}
 
 
 def versioned_name(output_name: str | None, version: int, current: int = 1) -> str | None:

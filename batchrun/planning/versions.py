@@ -10,7 +10,7 @@ manifest and the same ids. One JSON object a line, appended and fsynced, never r
 `row_id` is the row's version-1 id (what the plan gives it without this file); `replaces` is the id of
 the version rejected (version 1: the same id). A row's current version is the highest `version` its
 lines name; a row with no line is at version 1. A last line cut short by a kill mid-append is ignored
-(its redo never ran) and the next append starts on a fresh line; any other unreadable line is an error
+(its redo never ran) and removed by the next append; any other unreadable line is an error
 naming the file, the line and the fix.
 """
 
@@ -96,9 +96,9 @@ def append_versions(out_dir: Path, entries: list[VersionEntry]) -> None:
         return
     path = versions_path(out_dir)
     created = not path.exists()
+    if not created:
+        _drop_cut_line(path)
     with open(path, "ab") as file:
-        if not created and path.stat().st_size and not _ends_with_newline(path):
-            file.write(b"\n")  # after a line a kill cut short: start afresh
         file.write(b"".join(_line(entry) for entry in entries))
         file.flush()
         os.fsync(file.fileno())
@@ -110,10 +110,11 @@ def _line(entry: VersionEntry) -> bytes:
     return json.dumps(asdict(entry), ensure_ascii=False, sort_keys=False).encode() + b"\n"
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as file:
-        file.seek(-1, os.SEEK_END)
-        return file.read(1) == b"\n"
+def _drop_cut_line(path: Path) -> None:
+    """Remove a last line a kill cut short (its redo never ran), so the next line starts afresh."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
 
 
 def _fsync_dir(path: Path) -> None:

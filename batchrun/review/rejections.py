@@ -21,7 +21,7 @@ from typing import Any
 
 from batchrun.errors import UsageError
 from batchrun.outcomes import Status
-from batchrun.planning.versioning import version_row_id
+from batchrun.planning.versioning import row_versions, version_row_id
 from batchrun.planning.versions import VersionEntry, current_versions
 from batchrun.review.marks import Marks, RejectMark
 
@@ -49,15 +49,6 @@ class Rejection:
     @property
     def new_row_id(self) -> str:
         return version_row_id(self.base_row_id, self.version)
-
-
-def row_versions(entries: Iterable[VersionEntry]) -> dict[str, tuple[str, int]]:
-    """Every version's row id -> (version-1 row id, version), for the rows redone so far."""
-    known: dict[str, tuple[str, int]] = {}
-    for base, current in current_versions(entries).items():
-        for version in range(1, current + 1):
-            known[version_row_id(base, version)] = (base, version)
-    return known
 
 
 class MarksChecker:

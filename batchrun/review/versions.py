@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.output.spend import latest_results
-from batchrun.planning.versioning import version_row_id
+from batchrun.planning.versioning import row_versions, version_row_id
 from batchrun.planning.versions import VersionEntry, current_versions, read_versions
-from batchrun.review.rejections import row_results, row_versions
+from batchrun.review.rejections import row_results
 
 RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "image_path", "image_sha256")
 
