@@ -15,7 +15,6 @@ from batchrun.review.export import ExportFormat, default_export_path, export_tab
 from batchrun.review.table import open_review_table
 
 
-
 def read_back(path, export_format: ExportFormat) -> list[dict]:
     if export_format is ExportFormat.PARQUET:
         return pq.read_table(path).to_pylist()

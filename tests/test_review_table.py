@@ -16,6 +16,7 @@ from batchrun.records import RequestRecord, ResultRecord
 from batchrun.review.columns import role_of
 from batchrun.review.table import open_review_table
 
+
 def all_rows(out_dir: Path, **kwargs) -> list[dict]:
     table = open_review_table(out_dir, **kwargs)
     return [row for batch in table.batches() for row in batch.to_pylist()]
