@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimate(commands, common)
     _add_redo(commands, common)
     _add_simulate(commands, common)
+    _add_export(commands, common)
     return parser
 
 
@@ -213,6 +214,20 @@ def _add_simulate(commands, common) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-log", metavar="FILE", help="append one JSON line per request received")
     p.set_defaults(handler=cmd_simulate)
+
+
+def _add_export(commands, common) -> None:
+    p = _command(commands, common, "export", "Write one table of the job: each expanded row, its variables and its result.",
+                 "One row per manifest row (status `pending` until it has a result): input columns, matrix values,\n"
+                 "status, error, image path, cost, tokens, text, prompt, and with a response schema the reply's\n"
+                 "top-level fields as json.<field> columns. Reads the output folder alone (no network); streamed.\n"
+                 "Exits 2 when nothing was planned yet (run `batchrun plan`), 10 when the file can't be written.")
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet", help="default: parquet")
+    p.add_argument("--out", type=Path, metavar="FILE", help="where to write it (default: OUTPUT/export.FORMAT)")
+    p.add_argument("--relative-paths", action="store_true",
+                   help="image paths relative to the output folder (default: absolute)")
+    p.set_defaults(handler=cmd_export)
 
 
 def cmd_plan(args) -> int:
@@ -343,6 +358,19 @@ def cmd_estimate(args) -> int:
     from .jobrun import estimate_job
 
     print(estimate_job(load_spec(args.spec), options))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from batchrun.planning.spec import load_spec
+    from batchrun.review.export import ExportFormat, default_export_path, export_table
+    from batchrun.review.table import open_review_table
+
+    loaded = load_spec(args.spec)
+    export_format = ExportFormat(args.format)
+    table = open_review_table(loaded.output_dir, relative_paths=args.relative_paths)
+    exported = export_table(table, args.out or default_export_path(loaded.output_dir, export_format), export_format)
+    print(f"{exported.path}  ({exported.rows:,} rows)")
     return 0
 
 

@@ -1,0 +1,92 @@
+"""Each expanded row's latest result, fetched batch by batch, without reading every result at once.
+
+Inputs: `results/part-*.parquet` and any `journal/` segments of an output folder. Output: for a batch of
+row ids, a table of their latest results' columns, in the batch's order, with nulls for rows that have
+none. The latest result is the sink's (`output.results.latest_row_indices`: a final status beats
+`failed`, then the latest finished_at).
+
+Memory: an index of the winning rows (row_id, part, position: about 100 bytes a row) and at most
+`CACHED_PARTS` parts' columns at once. Parts are written in roughly the manifest's order, so a batch of
+manifest rows mostly touches one or two parts, and each part is read about once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchrun.output.journal import read_journal
+from batchrun.output.results import (
+    INDEX_COLUMNS,
+    RESULT_SCHEMA,
+    latest_row_indices,
+    list_parts,
+    read_parts,
+    rows_to_table,
+)
+
+CACHED_PARTS = 2
+
+
+class LatestResults:
+    """The latest result of each row_id of one output folder, looked up by batches of row ids."""
+
+    def __init__(self, out_dir: Path, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self._parts = list_parts(Path(out_dir) / "results")
+        runs = read_journal(Path(out_dir) / "journal")
+        journal_rows = [row for run in runs.values() for row in run.results]
+        self._journal = rows_to_table(journal_rows) if journal_rows else None
+        self._winners = self._index()
+        self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+
+    def _index(self) -> pa.Table:
+        """row_id, part and position of each row_id's latest result (the journal is part len(parts))."""
+        index = read_parts(self._parts, INDEX_COLUMNS, with_positions=True)
+        if self._journal is not None:
+            rows = len(self._journal)
+            journal = self._journal.select(list(INDEX_COLUMNS)).append_column(
+                "part", pa.array([len(self._parts)] * rows, pa.int32()))
+            index = pa.concat_tables([index, journal.append_column("row", pa.array(range(rows), pa.int64()))])
+        return index.take(latest_row_indices(index)).select(["row_id", "part", "row"])
+
+    def for_rows(self, row_ids: pa.Array) -> pa.Table:
+        """The latest results of `row_ids`, one row each in their order; all null where a row has none."""
+        wanted = pa.table({"row_id": row_ids, "_pos": pa.array(range(len(row_ids)), pa.int64())})
+        found = wanted.join(self._winners, "row_id", join_type="inner", use_threads=False)
+        pieces = [self._taken(found, part) for part in pc.unique(found["part"]).to_pylist()]
+        missing = pc.invert(pc.is_in(wanted["_pos"], value_set=found["_pos"].combine_chunks()))
+        pieces.append(self._nulls(wanted["_pos"].filter(missing)))
+        table = pa.concat_tables(pieces)
+        return table.take(pc.sort_indices(table["_pos"])).drop_columns(["_pos"])
+
+    def _taken(self, found: pa.Table, part: int) -> pa.Table:
+        rows = found.filter(pc.equal(found["part"], part))
+        taken = self._part(part).take(rows["row"])
+        return taken.append_column("_pos", rows["_pos"])
+
+    def _nulls(self, positions: pa.ChunkedArray) -> pa.Table:
+        schema = RESULT_SCHEMA
+        arrays = [pa.nulls(len(positions), schema.field(name).type) for name in self.columns]
+        return pa.table([*arrays, positions.combine_chunks()], names=[*self.columns, "_pos"])
+
+    def _part(self, number: int) -> pa.Table:
+        if number in self._cache:
+            self._cache.move_to_end(number)
+            return self._cache[number]
+        table = self._read(number)
+        self._cache[number] = table
+        if len(self._cache) > CACHED_PARTS:
+            self._cache.popitem(last=False)
+        return table
+
+    def _read(self, number: int) -> pa.Table:
+        if number == len(self._parts):
+            assert self._journal is not None
+            return self._journal.select(list(self.columns))
+        table = pq.read_table(self._parts[number], columns=list(self.columns), schema=RESULT_SCHEMA)
+        return table.combine_chunks()

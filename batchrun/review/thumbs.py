@@ -1,0 +1,110 @@
+"""Thumbnails and image facts for the report, cached so a second report opens no unchanged image.
+
+Inputs: result images (path under the output folder, sha256). Outputs, under `report/thumbs/`:
+`<sha256>.webp` (at most THUMB_SIDE px on the long side) and `facts.json`, sha256 -> {w, h, dhash}
+(the pixel size as decoded, and the 64-bit dHash of `batchrun.review.checks` as 16 hex digits).
+
+Invariants: an image is opened only when its thumbnail or its facts are missing, so facts and
+thumbnail are made from the same decode; keyed by content hash, a thumbnail never goes stale. An image
+that can't be decoded gets facts {"error": ...} and no thumbnail, and is not tried again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from batchrun.review.checks import dhash_bits
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 256
+THUMB_QUALITY = 70
+FACTS_NAME = "facts.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbStats:
+    """What one pass made: thumbnails written, images reused from the cache, images that failed."""
+
+    made: int
+    cached: int
+    failed: int
+
+
+def thumb_name(sha256: str) -> str:
+    """The thumbnail's file name, relative to the thumbs folder."""
+    return f"{sha256}.webp"
+
+
+def image_facts(image: Image.Image) -> dict[str, Any]:
+    """Pixel size and dHash of a decoded image."""
+    gray = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    return {"w": image.width, "h": image.height, "dhash": f"{dhash_bits(gray.tobytes()):016x}"}
+
+
+def make_thumbnail(source: Path, target: Path) -> dict[str, Any]:
+    """Decode one image, write its thumbnail (temp file, then rename) and return its facts."""
+    with Image.open(source) as image:
+        image.load()
+        facts = image_facts(image)
+        small = image.convert("RGB")
+        small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+    tmp = target.with_name(target.name + ".tmp")
+    small.save(tmp, "WEBP", quality=THUMB_QUALITY, method=0)
+    os.replace(tmp, target)
+    return facts
+
+
+class ThumbCache:
+    """The thumbs folder of one report: thumbnails by content hash and their facts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.facts: dict[str, dict[str, Any]] = {}
+
+    def load(self) -> None:
+        """Read the facts of earlier reports (none when absent or unreadable)."""
+        path = self.folder / FACTS_NAME
+        try:
+            self.facts = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            self.facts = {}
+
+    def save(self) -> None:
+        """Write the facts (temp file, then rename)."""
+        path = self.folder / FACTS_NAME
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.facts, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def update(self, images: Iterable[tuple[str, Path]]) -> ThumbStats:
+        """Make what is missing for each (sha256, image file); each distinct sha256 once."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        made = cached = failed = 0
+        for sha, source in dict(images).items():
+            if self._is_cached(sha):
+                cached += 1
+                continue
+            self.facts[sha] = self._make(sha, source)
+            failed += "error" in self.facts[sha]
+            made += "error" not in self.facts[sha]
+        return ThumbStats(made=made, cached=cached, failed=failed)
+
+    def _is_cached(self, sha: str) -> bool:
+        facts = self.facts.get(sha)
+        return facts is not None and ("error" in facts or (self.folder / thumb_name(sha)).exists())
+
+    def _make(self, sha: str, source: Path) -> dict[str, Any]:
+        try:
+            return make_thumbnail(source, self.folder / thumb_name(sha))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            log.warning("no thumbnail for %s: %s", source, exc)
+            return {"error": f"{type(exc).__name__}: {exc}"}
