@@ -325,7 +325,7 @@ def cmd_redo(args) -> int:
         print(format_preview(preview_redo(loaded, args.marks, load_catalog(loaded, options.prices), tier)))
         return 0
     api_key(loaded)  # a missing key stops the redo before anything is recorded
-    rejections = record_redo(loaded, args.marks, datetime.datetime.now(datetime.timezone.utc))
+    rejections = record_redo(loaded, args.marks, datetime.datetime.now(datetime.UTC))
     if not rejections:
         print("nothing to redo: the marks file rejects no image")
         return 0

@@ -20,13 +20,13 @@ from batchrun.output.status import summarize
 from batchrun.planning.spec import load_spec
 from batchrun.planning.versioning import version_row_id
 from batchrun.planning.versions import read_versions
+from batchrun.review.marks import Marks, RejectMark
 from batchrun.review.redo import check_marks, format_preview, preview_redo, record_redo
 from batchrun.review.rejections import MarksChecker, RowResult
-from batchrun.review.marks import Marks, RejectMark
 from batchrun.review.versions import current_version, earlier_versions, version_history
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
-NOW = dt.datetime(2026, 11, 27, 16, 40, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 16, 40, tzinfo=dt.UTC)
 SPEC = """
 name: shots
 provider: {kind: simulator}

@@ -68,7 +68,7 @@ def record_redo(loaded: LoadedSpec, marks_file: Path, now: dt.datetime) -> list[
 
 def version_entries(rejections: list[Rejection], marks_file: Path, now: dt.datetime) -> list[VersionEntry]:
     """The versions-file lines recording `rejections`, stamped with `now` (UTC, to the second)."""
-    at = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [VersionEntry(r.base_row_id, r.version, r.rejected_row_id, r.image_sha256, r.note, at, str(marks_file))
             for r in rejections]
 
