@@ -279,6 +279,9 @@ def format_plan(summary) -> str:
     ]
     if summary.skipped:
         lines.append(format_skipped(summary))
+    if summary.redone_rows:
+        lines.append(f"redone: {summary.redone_rows:,} rows at a new version (`batchrun redo`, recorded in "
+                     "versions.jsonl): a new seed, request id and image name each; earlier images are kept")
     if summary.shared_rows:
         lines.append(f"shared: {summary.shared_rows:,} rows make the same request as another row; each such "
                      "request is sent once and its reply (and image) copied to every row, its cost counted once")

@@ -56,6 +56,7 @@ class PlanSummary:
     warnings: list[str] = field(default_factory=list)
     skipped: list[SkippedRow] = field(default_factory=list)  # rows left out by --skip-bad-inputs
     skipped_file: Path | None = None
+    redone_rows: int = 0  # rows at a version `batchrun redo` recorded (versions.jsonl), not their first
 
     def to_json(self) -> dict:
         skipped = {} if self.skipped_file is None else {  # only when --skip-bad-inputs left rows out
@@ -72,6 +73,7 @@ class PlanSummary:
             "input_image_bytes": self.image_bytes,
             "rows_sharing_a_request": self.shared_rows,
             **skipped,
+            **({"redone_rows": self.redone_rows} if self.redone_rows else {}),
         }
 
 
@@ -163,6 +165,7 @@ def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) 
         warnings=expander.warnings,
         skipped=skipped,
         skipped_file=skipped_file,
+        redone_rows=redone,
     )
 
 
