@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -107,7 +108,7 @@ class Versioner:
         new_id = versioned_request_id(self.kind, row["model"], self.wire_body(body), variables, version,
                                       self.variants)
         return {**row, "request_id": new_id, "row_id": version_row_id(row["row_id"], version),
-                "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                "body": orjson.dumps(body).decode(),
                 "output_name": versioned_name(row["output_name"], version, current)}
 
     def apply(self, path: Path) -> int:
@@ -119,33 +120,38 @@ class Versioner:
         positions = pc.indices_nonzero(mask).to_pylist()
         if not positions:
             return 0
-        changed = self._changed_columns(table, positions)
-        for name, values in changed.items():
+        for name, values in self._new_values(table, positions).items():
             index = table.schema.get_field_index(name)
-            table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+            field = table.schema.field(index)
+            column = pc.replace_with_mask(table[name].combine_chunks(), mask.combine_chunks(),
+                                          pa.array(values, field.type))
+            table = table.set_column(index, field, column)
         self._refuse_colliding_names(table, positions)
         tmp = path.with_name(path.name + ".versions.tmp")  # a temporary name remove_stale_temps knows
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
         return len(positions)
 
-    def _changed_columns(self, table: pa.Table, positions: list[int]) -> dict[str, list[Any]]:
-        names = ("request_id", "row_id", "model", "body", "variables", "output_name")
-        picked = table.select(list(names)).take(positions).to_pylist()
-        columns = {name: table[name].to_pylist() for name in ("request_id", "row_id", "body", "output_name")}
-        for position, row in zip(positions, picked):
-            new = self.row(row, self.versions[row["row_id"]])
-            for name in columns:
-                columns[name][position] = new[name]
-        return columns
+    def _new_values(self, table: pa.Table, positions: list[int]) -> dict[str, list[Any]]:
+        """The new request_id, row_id, body and output_name of the redone rows at `positions`, in order."""
+        picked = table.select(["request_id", "row_id", "model", "body", "variables", "output_name"]).take(positions)
+        new = [self.row(row, self.versions[row["row_id"]]) for row in picked.to_pylist()]
+        return {name: [row[name] for row in new] for name in ("request_id", "row_id", "body", "output_name")}
 
     def _refuse_colliding_names(self, table: pa.Table, positions: list[int]) -> None:
-        names = table["output_name"].to_pylist()
-        versioned = {names[p].lower(): p for p in positions if names[p] is not None}
-        for position, name in enumerate(names):
-            other = versioned.get(name.lower()) if name is not None else None
-            if other is not None and other != position:
-                raise SpecError(self.shown, "output.image_name",
-                                f"images/{names[other]} (a redone row's new version) is also the name of row "
-                                f"{position + 1}'s image; rename that row's image (output.image_name) so no "
-                                "name ends in .vN")
+        """A redone row's new name (NAME.vN) must be no other row's, compared as the plan compares names."""
+        new = {name.lower() for name in table["output_name"].take(positions).to_pylist() if name is not None}
+        if not new:
+            return
+        folded = pc.utf8_lower(table["output_name"])
+        hits = pc.indices_nonzero(pc.is_in(folded, value_set=pa.array(sorted(new), pa.string()))).to_pylist()
+        if len(hits) == len(new):
+            return
+        names = table["output_name"].take(hits).to_pylist()
+        redone = set(positions)
+        owner = {name.lower(): at for at, name in zip(hits, names) if at in redone}
+        position, name = next((at, n) for at, n in zip(hits, names) if at not in redone)
+        raise SpecError(self.shown, "output.image_name",
+                        f"images/{name} (a redone row's new version) is also the name of row {position + 1}'s "
+                        f"image (row {owner[name.lower()] + 1} is redone); rename that row's image "
+                        "(output.image_name) so no name ends in .vN")
