@@ -183,7 +183,7 @@ def read_run_records(runs_dir: Path) -> list[dict[str, Any]]:
 
 def run_line(record: dict[str, Any]) -> dict[str, Any]:
     """One run: its id, start and end (ISO 8601, UTC), why it ended, its counts, retries and 429s."""
-    counts = {status: record.get(status) for status in STATUSES}
+    counts = {str(status): record.get(status) for status in STATUSES}
     return {"run_id": record.get("run_id"), "started_at": _iso(record.get("started_at")),
             "ended_at": _iso(record.get("written_at")), "exit_reason": exit_reason(record),
             "tier": record.get("tier"), "endpoint": record.get("endpoint"),
