@@ -1,7 +1,8 @@
 """`batchrun report`: the static HTML report of one output folder.
 
 Inputs: an output folder (`manifest.parquet`, results, `images/`, `runs/`), read through the review
-table (`batchrun.review.table`) and the run summary. Outputs: `report/index.html` and its `data/`
+table (`batchrun.review.table`) and the run summary (`batchrun.review.summary`). Outputs:
+`report/index.html` and its `data/`
 (`batchrun.review.page`), `report/thumbs/` (`batchrun.review.thumbs`). No network, no spec needed
 beyond the job's name.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from batchrun.review.page import write_page
 from batchrun.review.sheet import Sheet
-from batchrun.review.standin_summary import summarize_rows
+from batchrun.review.summary import summarize_run
 from batchrun.review.summaryhtml import summary_html
 from batchrun.review.table import ReviewTable, open_review_table
 from batchrun.review.thumbs import ThumbCache, ThumbStats
@@ -71,6 +72,6 @@ def write_report(out_dir: Path, job: str) -> WrittenReport:
     cache, stats = make_thumbnails(rows, out_dir, folder / THUMBS_FOLDER)
     sheet = Sheet(table.input_columns, table.matrix_columns, table.variant_column, cache.facts)
     sheet.add_all(rows)
-    path = write_page(folder, sheet, summary_html(summarize_rows(rows, out_dir)), job)
+    path = write_page(folder, sheet, summary_html(summarize_run(out_dir).to_json()), job)
     flagged = sum(1 for line in sheet.lines for cell in line["c"] if cell["f"])
     return WrittenReport(path=path, rows=len(rows), thumbs=stats, flagged=flagged)
