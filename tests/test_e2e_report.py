@@ -36,7 +36,7 @@ def reported(tmp_path_factory):
         simulator.stop()
     assert run.returncode in (0, 8), run.stderr
     rows = outputs(folder, "sheet").rows()
-    ok = next(r for r in rows if r["status"] == "ok")
+    ok = next(r for r in reversed(rows) if r["status"] == "ok")  # of the last SKU: sorting moves it up
     Image.new("RGB", (300, 100), (40, 90, 160)).save(folder / "outputs" / "sheet" / ok["image_path"])
     report = batchrun(folder, "report", str(spec), key=None)
     assert report.returncode == 0, report.stderr
@@ -119,7 +119,7 @@ def test_filters_show_the_expected_cells(reported, browser_page):
     assert browser_page.errors == []
 
 
-def test_the_suspicious_filter_shows_the_image_of_the_wrong_shape(reported, browser_page):
+def test_the_suspicious_filter_and_sort_show_the_image_of_the_wrong_shape(reported, browser_page):
     _, _, ok, index = reported
     _open(browser_page, index)
     browser_page.select_option("#filter-status", "suspicious")
@@ -127,6 +127,11 @@ def test_the_suspicious_filter_shows_the_image_of_the_wrong_shape(reported, brow
     assert flagged.count() == 1
     assert flagged.first.get_attribute("data-row") == ok["row_id"]
     assert "aspect 300x100" in flagged.first.inner_text()
+    browser_page.select_option("#filter-status", "")
+    first_line = browser_page.locator(".line").first.locator(f".cell[data-row='{ok['row_id']}']")
+    assert first_line.count() == 0
+    browser_page.check("#suspicious-first")
+    assert browser_page.locator(".line").first.locator(f".cell[data-row='{ok['row_id']}']").count() == 1
 
 
 def test_the_detail_view_shows_the_prompt(reported, browser_page):
