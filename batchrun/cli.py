@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(commands, common)
     _add_run(commands, common)
     _add_status(commands, common)
+    _add_report(commands, common)
     _add_estimate(commands, common)
     _add_redo(commands, common)
     _add_simulate(commands, common)
@@ -190,6 +191,17 @@ def _add_status(commands, common) -> None:
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (money rounded to 6 decimals)")
     p.set_defaults(handler=cmd_status)
+
+
+def _add_report(commands, common) -> None:
+    p = _command(commands, common, "report", "Write the job's HTML report (summary, contact sheet, reject marks); print its path.",
+                 "Writes OUTPUT/report/index.html, a static page that opens from file:// (no server, no network):\n"
+                 "the run summary, a contact sheet (a line per input row, a column per matrix combination),\n"
+                 "filters, search, and images flagged for a size, aspect ratio or near-duplicate. Thumbnails are\n"
+                 "cached in OUTPUT/report/thumbs/, so a second report decodes only new images. Rejects marked in\n"
+                 "the page are saved as NAME-marks.json, for `batchrun redo SPEC MARKS`.")
+    p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    p.set_defaults(handler=cmd_report)
 
 
 def _add_estimate(commands, common) -> None:
@@ -349,6 +361,16 @@ def cmd_status(args) -> int:
     # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
     summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
     print(json.dumps(summary.to_json(), indent=2) if options.json else format_status(summary))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from batchrun.planning.spec import load_spec
+    from batchrun.review.report import write_report
+
+    loaded = load_spec(args.spec)
+    written = write_report(loaded.output_dir, loaded.spec.name)
+    print(written.path)
     return 0
 
 

@@ -80,7 +80,7 @@ from .errors import (
     unsendable_key_message,
 )
 from .options import EstimateOptions, RunOptions
-from .outcomes import Status
+from .outcomes import ErrorKind, Status
 from .providers.registry import (
     ProviderSettings,
     build_provider,
@@ -212,6 +212,9 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     held: list[Finished] = []
     batches: BatchOutcome | None = None
     left_to_batches = 0  # rows a synchronous run left to the batches in flight that hold their requests
+    sink.run_facts["started_at"] = sink.clock()
+    progress: Progress | None = None
+    stop = PoolStop()
     try:
         _report_recovery(recovery)
         _report_endpoint_change(loaded, sink, options)
@@ -239,6 +242,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         else:
             log.info("nothing to send: every row of the job has a final result")
     finally:
+        sink.run_facts.update(run_end_facts(progress, stop))
         _close(sink, held)
     _calibrate(loaded, catalog, run_tier(loaded, options))
     if batches is not None and stop.reason is None:  # a fallback's stop (deadline, budget) says more
@@ -248,6 +252,16 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             return EXIT_BATCHES_RUNNING
     code = _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
     return EXIT_BATCHES_RUNNING if left_to_batches and code == EXIT_OK else code
+
+
+def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:
+    """What a run's record in runs/ says of its end: why it stopped (None: it ran to the end), its counts,
+    its retries and the 429s (rate limited, not a spent quota) it was answered."""
+    facts: dict[str, object] = {"stop_reason": None if stop.reason is None else stop.reason.value}
+    if progress is not None:
+        facts.update(ok=progress.ok, blocked=progress.blocked, invalid=progress.invalid, failed=progress.failed,
+                     retries=progress.retries, rate_limited=progress.errors.get(ErrorKind.RATE_LIMITED, 0))
+    return facts
 
 
 def _orphaned_batches(loaded: LoadedSpec, options: RunOptions) -> bool:

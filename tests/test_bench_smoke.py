@@ -205,3 +205,11 @@ def test_batch_collect_reports_the_collect_beside_a_synchronous_run_and_the_padd
     assert all(positive(v) for v in result["peak_rss_mb"].values()) and positive(result["padded_over_plain_rss"])
     assert result["results_mb"]["padded"] > result["results_mb"]["plain"] > 0
     assert positive(result["pending_records_mb"]["20"])
+
+
+def test_report_paint_reports_generation_first_paint_and_the_cached_second_report() -> None:
+    result = figures("report_paint.py", "--rows", "200", "--distinct", "10", "--cache-images", "30", "--paints", "1")
+    assert result["rows"] == 200 and result["cache_images"] == 30
+    assert positive(result["report_s"]) and positive(result["cache_first_s"]) and positive(result["cache_second_s"])
+    assert result["cache_thumbs_made"][1] == 0  # the second report finds every thumbnail cached
+    assert result["first_sheet_ms"] == [] or positive(result["first_sheet_ms"][0])

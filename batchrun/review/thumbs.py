@@ -44,19 +44,21 @@ def thumb_name(sha256: str) -> str:
     return f"{sha256}.webp"
 
 
-def image_facts(image: Image.Image) -> dict[str, Any]:
-    """Pixel size and dHash of a decoded image."""
+def image_facts(image: Image.Image, width: int, height: int) -> dict[str, Any]:
+    """Pixel size (as decoded from the file's header) and dHash of an image, from any size of it."""
     gray = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
-    return {"w": image.width, "h": image.height, "dhash": f"{dhash_bits(gray.tobytes()):016x}"}
+    return {"w": width, "h": height, "dhash": f"{dhash_bits(gray.tobytes()):016x}"}
 
 
 def make_thumbnail(source: Path, target: Path) -> dict[str, Any]:
     """Decode one image, write its thumbnail (temp file, then rename) and return its facts."""
     with Image.open(source) as image:
+        width, height = image.size
+        image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # JPEG: decode at a fraction of the size, far quicker
         image.load()
-        facts = image_facts(image)
-        small = image.convert("RGB")
-        small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        small = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGBA")
+        small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    facts = image_facts(small, width, height)  # the dHash of 9x8 pixels is the same from the thumbnail
     tmp = target.with_name(target.name + ".tmp")
     small.save(tmp, "WEBP", quality=THUMB_QUALITY, method=0)
     os.replace(tmp, target)
