@@ -62,7 +62,7 @@ def test_parquet_keeps_the_schema_with_each_field_s_role(cards_job):
 def test_a_file_that_cannot_be_written_is_a_write_error_and_leaves_nothing(cards_job, tmp_path):
     (tmp_path / "blocker").write_text("a file, not a folder")
 
-    with pytest.raises(WriteFailed, match=r"^export not written: could not write .*; or write it elsewhere with --out"):
+    with pytest.raises(WriteFailed, match=r"^export not written: could not write .*blocker/x.csv: .*; or write it elsewhere with --out"):
         export_table(open_review_table(cards_job), tmp_path / "blocker" / "x.csv", ExportFormat.CSV)
 
 

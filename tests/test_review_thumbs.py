@@ -68,3 +68,16 @@ def _gradient(path):
     image.putdata([255 - x * 255 // 600 for y in range(400) for x in range(600)])  # bright on the left
     image.save(path)
     return path
+
+
+def test_many_images_are_made_in_worker_processes_with_the_same_facts(tmp_path, monkeypatch):
+    from batchrun.review import thumbs
+
+    monkeypatch.setattr(thumbs, "PARALLEL_MIN", 3)
+    sources = [(f"{n:064x}", _image(tmp_path / f"{n}.png", size=(64 + n, 40), stripe=n % 2 == 0)) for n in range(4)]
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    sources.append(("e" * 64, tmp_path / "bad.png"))
+    alone, pooled = ThumbCache(tmp_path / "alone", workers=1), ThumbCache(tmp_path / "pooled", workers=2)
+    assert alone.update(sources) == pooled.update(sources) == ThumbStats(made=4, cached=0, failed=1)
+    assert alone.facts == pooled.facts
+    assert sorted(p.name for p in (tmp_path / "pooled").glob("*.webp")) == sorted(thumb_name(sha) for sha, _ in sources[:4])

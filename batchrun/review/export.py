@@ -7,7 +7,6 @@ batch at a time. Returns the path and the number of rows written.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import os
 import secrets
@@ -53,6 +52,7 @@ def export_table(table: ReviewTable, path: Path, export_format: ExportFormat) ->
         with _replacing(path) as stream:
             rows = _WRITERS[export_format](table, stream)
     except OSError as exc:
+        exc.filename = str(path)  # the file asked for, not its temporary twin
         raise WriteFailed(f"export not written: {write_error_message(exc, path.parent)}; or write it elsewhere "
                           "with --out FILE") from None
     return Exported(path, rows)
@@ -89,19 +89,13 @@ def _write_csv(table: ReviewTable, stream: BinaryIO) -> int:
 
 
 def _write_jsonl(table: ReviewTable, stream: BinaryIO) -> int:
-    """One JSON object a line, keys in the table's column order, times as ISO 8601 in UTC."""
+    """One JSON object a line, keys in the table's column order, times as ISO 8601 with +00:00."""
     rows = 0
     for batch in table.batches():
-        lines = [orjson.dumps(row, default=_jsonable, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist()]
+        lines = [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist()]
         stream.write(b"".join(lines))
         rows += batch.num_rows
     return rows
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 _WRITERS: dict[ExportFormat, Callable[[ReviewTable, BinaryIO], int]] = {

@@ -20,16 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchrun.output.journal import read_journal
-from batchrun.output.results import (
-    INDEX_COLUMNS,
-    RESULT_SCHEMA,
-    latest_row_indices,
-    list_parts,
-    read_parts,
-    rows_to_table,
-)
+from batchrun.output.results import RESULT_SCHEMA, has_repeated_ids, latest_row_indices, list_parts, rows_to_table
 
 CACHED_PARTS = 2
+_INDEX = ("row_id", "status", "finished_at")  # what latest_row_indices needs
 
 
 class LatestResults:
@@ -46,13 +40,16 @@ class LatestResults:
 
     def _index(self) -> pa.Table:
         """row_id, part and position of each row_id's latest result (the journal is part len(parts))."""
-        index = read_parts(self._parts, INDEX_COLUMNS, with_positions=True)
+        tables = [_positions(_part_index(path), number) for number, path in enumerate(self._parts)]
         if self._journal is not None:
-            rows = len(self._journal)
-            journal = self._journal.select(list(INDEX_COLUMNS)).append_column(
-                "part", pa.array([len(self._parts)] * rows, pa.int32()))
-            index = pa.concat_tables([index, journal.append_column("row", pa.array(range(rows), pa.int64()))])
-        return index.take(latest_row_indices(index)).select(["row_id", "part", "row"])
+            tables.append(_positions(self._journal.select(list(_INDEX)), len(self._parts)))
+        if not tables:
+            return pa.table({"row_id": pa.array([], pa.string()), "part": pa.array([], pa.int32()),
+                             "row": pa.array([], pa.int64())})
+        index = pa.concat_tables(tables)
+        if has_repeated_ids(index):  # only after a crash, or while a run writes: parts hold one row per id
+            index = index.take(latest_row_indices(index))
+        return index.select(["row_id", "part", "row"])
 
     def for_rows(self, row_ids: pa.Array) -> pa.Table:
         """The latest results of `row_ids`, one row each in their order; all null where a row has none."""
@@ -90,3 +87,20 @@ class LatestResults:
             return self._journal.select(list(self.columns))
         table = pq.read_table(self._parts[number], columns=list(self.columns), schema=RESULT_SCHEMA)
         return table.combine_chunks()
+
+
+def _part_index(path: Path) -> pa.Table:
+    """A part's row ids (its request ids where a row has none), statuses and finish times."""
+    table = pq.read_table(path, columns=list(_INDEX), schema=RESULT_SCHEMA)
+    if table["row_id"].null_count == 0:
+        return table
+    request_ids = pq.read_table(path, columns=["request_id"], schema=RESULT_SCHEMA)["request_id"]
+    return table.set_column(0, "row_id", pc.coalesce(table["row_id"], request_ids))
+
+
+def _positions(table: pa.Table, part: int) -> pa.Table:
+    """`table` with its part number and each row's position in it (built in Arrow: a million rows stay small)."""
+    rows = len(table)
+    ones = pa.repeat(pa.scalar(1, pa.int64()), rows)
+    position = pc.subtract(pc.cumulative_sum(ones), 1) if rows else pa.array([], pa.int64())
+    return table.append_column("part", pa.repeat(pa.scalar(part, pa.int32()), rows)).append_column("row", position)

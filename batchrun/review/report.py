@@ -46,10 +46,14 @@ def _rows(table: ReviewTable) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _images(rows: list[dict[str, Any]], out_dir: Path) -> Iterator[tuple[str, Path]]:
+def _images(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[str, Path]]:
+    """(sha256, file) of each distinct image the rows show."""
+    paths: dict[str, str] = {}
     for row in rows:
-        if row.get("image_sha256") and row.get("image_path"):
-            yield row["image_sha256"], out_dir / row["image_path"]
+        sha, path = row.get("image_sha256"), row.get("image_path")
+        if sha and path and sha not in paths:
+            paths[sha] = path
+    return [(sha, out_dir / path) for sha, path in paths.items()]
 
 
 def make_thumbnails(rows: list[dict[str, Any]], out_dir: Path, folder: Path) -> tuple[ThumbCache, ThumbStats]:

@@ -6,7 +6,8 @@ Inputs: result images (path under the output folder, sha256). Outputs, under `re
 
 Invariants: an image is opened only when its thumbnail or its facts are missing, so facts and
 thumbnail are made from the same decode; keyed by content hash, a thumbnail never goes stale. An image
-that can't be decoded gets facts {"error": ...} and no thumbnail, and is not tried again.
+that can't be decoded gets facts {"error": ...} and no thumbnail, and is not tried again. From
+PARALLEL_MIN missing images on, they are made in worker processes, one per core.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,14 @@ log = logging.getLogger(__name__)
 THUMB_SIDE = 256
 THUMB_QUALITY = 70
 FACTS_NAME = "facts.json"
+PARALLEL_MIN = 64  # fewer images are made in this process: starting workers would cost more
+PARALLEL_CHUNK = 16
+MAX_WORKERS = 8
+
+
+def default_workers() -> int:
+    """One worker per core this process may use, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +79,9 @@ def make_thumbnail(source: Path, target: Path) -> dict[str, Any]:
 class ThumbCache:
     """The thumbs folder of one report: thumbnails by content hash and their facts."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, workers: int | None = None) -> None:
         self.folder = Path(folder)
+        self.workers = default_workers() if workers is None else workers
         self.facts: dict[str, dict[str, Any]] = {}
 
     def load(self) -> None:
@@ -90,23 +102,34 @@ class ThumbCache:
     def update(self, images: Iterable[tuple[str, Path]]) -> ThumbStats:
         """Make what is missing for each (sha256, image file); each distinct sha256 once."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        made = cached = failed = 0
-        for sha, source in dict(images).items():
-            if self._is_cached(sha):
-                cached += 1
-                continue
-            self.facts[sha] = self._make(sha, source)
-            failed += "error" in self.facts[sha]
-            made += "error" not in self.facts[sha]
-        return ThumbStats(made=made, cached=cached, failed=failed)
+        wanted = dict(images)
+        present = {entry.name for entry in os.scandir(self.folder)}  # one listing, not a stat per image
+        missing = [(sha, source) for sha, source in wanted.items() if not self._is_cached(sha, present)]
+        for (sha, source), facts in zip(missing, self._make_all(missing)):
+            if "error" in facts:
+                log.warning("no thumbnail for %s: %s", source, facts["error"])
+            self.facts[sha] = facts
+        failed = sum("error" in self.facts[sha] for sha, _ in missing)
+        return ThumbStats(made=len(missing) - failed, cached=len(wanted) - len(missing), failed=failed)
 
-    def _is_cached(self, sha: str) -> bool:
+    def _is_cached(self, sha: str, present: set[str]) -> bool:
         facts = self.facts.get(sha)
-        return facts is not None and ("error" in facts or (self.folder / thumb_name(sha)).exists())
+        return facts is not None and ("error" in facts or thumb_name(sha) in present)
 
-    def _make(self, sha: str, source: Path) -> dict[str, Any]:
-        try:
-            return make_thumbnail(source, self.folder / thumb_name(sha))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            log.warning("no thumbnail for %s: %s", source, exc)
-            return {"error": f"{type(exc).__name__}: {exc}"}
+    def _make_all(self, missing: list[tuple[str, Path]]) -> Iterable[dict[str, Any]]:
+        """The facts of each missing image, made in worker processes when there are enough of them."""
+        jobs = [(source, self.folder / thumb_name(sha)) for sha, source in missing]
+        if self.workers < 2 or len(jobs) < PARALLEL_MIN:
+            return [make_one(job) for job in jobs]
+        # spawn, not fork: the caller may hold threads (a fork copies their locks mid-use)
+        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
+            return list(pool.map(make_one, jobs, chunksize=PARALLEL_CHUNK))
+
+
+def make_one(job: tuple[Path, Path]) -> dict[str, Any]:
+    """`make_thumbnail` of (source, target), an error as facts {"error": ...} (a worker process's unit)."""
+    source, target = job
+    try:
+        return make_thumbnail(source, target)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
