@@ -134,12 +134,16 @@ def test_the_suspicious_filter_and_sort_show_the_image_of_the_wrong_shape(report
     assert browser_page.locator(".line").first.locator(f".cell[data-row='{ok['row_id']}']").count() == 1
 
 
-def test_the_detail_view_shows_the_prompt(reported, browser_page):
+def test_the_detail_view_shows_the_prompt_and_question_mark_shows_the_keys(reported, browser_page):
     _, _, _, index = reported
     _open(browser_page, index)
     browser_page.locator(".cell").first.click()
     browser_page.wait_for_selector("#detail .prompt")
     assert browser_page.locator("#detail .prompt").inner_text().startswith("Photograph the product")
+    browser_page.keyboard.press("Escape")
+    assert browser_page.locator("#detail").is_hidden()
+    browser_page.keyboard.press("?")
+    assert "mark the image rejected" in browser_page.locator("#help").inner_text()
     assert browser_page.errors == []
 
 
