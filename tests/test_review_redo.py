@@ -246,3 +246,25 @@ def test_a_dry_run_lists_what_would_be_sent_and_its_cost_and_writes_nothing(job,
     ]
     assert format_preview(preview).startswith("would send 2 requests for 2 rejected rows as new versions")
     assert not (job.output_dir / "versions.jsonl").exists()
+
+
+def test_the_report_after_a_redo_shows_the_rejected_image_beside_the_new_version(job, tmp_path):
+    import re
+
+    from batchrun.review.report import write_report
+
+    rows = current_rows(job)
+    old = rows["CUP-1/kitchen"]
+    record_redo(job, write_marks(tmp_path, [mark(old, "logo cut off")]), NOW)
+    assert run_job(job, OPTIONS) == 0
+    new = current_rows(job)["CUP-1/kitchen.v2"]
+
+    report = write_report(job.output_dir, "shots")
+    folder = report.path.parent
+    details = "".join(p.read_text() for p in sorted((folder / "data").glob("detail-*.js")))
+    lines = "".join(p.read_text() for p in sorted((folder / "data").glob("lines-*.js")))
+    earlier = json.loads(re.search(r'"earlier": ?(\[.*?\])', details).group(1))
+    assert earlier == [{"version": 1, "status": "ok", "note": "logo cut off", "img": f"../{old['image_path']}",
+                        "thumb": f"thumbs/{old['image_sha256']}.webp"}]
+    assert (folder / "thumbs" / f"{old['image_sha256']}.webp").is_file()
+    assert re.search(r'"id": ?"' + new["row_id"] + r'"[^}]*"e": ?1', lines)

@@ -41,6 +41,8 @@ def test_reasons_say_finish_reason_error_kind_and_message_without_repeats():
     assert reason_of({"status": "blocked", "finish_reason": "SAFETY", "error_kind": "SAFETY"}) == "SAFETY"
     assert reason_of({"status": "failed", "error_kind": "server_error", "error_message": "503 UNAVAILABLE"}) == \
         "server_error: 503 UNAVAILABLE"
+    assert reason_of({"status": "blocked", "error_kind": "prompt_blocked", "error_message": "prompt blocked: SAFETY"}) == \
+        "prompt blocked: SAFETY"  # the kind is said again by the message: once
     assert reason_of({"status": "invalid"}) == "invalid"
     assert reason_of({"status": "ok", "error_kind": "x"}) is None
 

@@ -3,7 +3,8 @@
 Inputs: an output folder (`manifest.parquet`, results, `images/`, `runs/`), read through the review
 table (`batchrun.review.table`) and the run summary (`batchrun.review.summary`). Outputs:
 `report/index.html` and its `data/`
-(`batchrun.review.page`), `report/thumbs/` (`batchrun.review.thumbs`). No network, no spec needed
+(`batchrun.review.page`), `report/thumbs/` (`batchrun.review.thumbs`). A row redone by `batchrun redo`
+shows its earlier versions (`batchrun.review.versions`) beside the current one in its detail view. No network, no spec needed
 beyond the job's name.
 
 Invariants: images are opened only for thumbnails or facts not yet cached, so a second report of an
@@ -24,6 +25,7 @@ from batchrun.review.summary import summarize_run
 from batchrun.review.summaryhtml import summary_html
 from batchrun.review.table import ReviewTable, open_review_table
 from batchrun.review.thumbs import ThumbCache, ThumbStats
+from batchrun.review.versions import EarlierVersion, version_history
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,12 @@ def _images(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[str, Path]]
     return [(sha, out_dir / path) for sha, path in paths.items()]
 
 
+def earlier_rows(history: dict[str, list[EarlierVersion]]) -> list[dict[str, Any]]:
+    """The images of rows' earlier (rejected) versions, as rows `make_thumbnails` takes."""
+    return [{"image_sha256": v.image_sha256, "image_path": v.image_path} for versions in history.values()
+            for v in versions if v.image_sha256 and v.image_path]
+
+
 def make_thumbnails(rows: list[dict[str, Any]], out_dir: Path, folder: Path) -> tuple[ThumbCache, ThumbStats]:
     """Thumbnails and facts of every image the rows show, made only where missing."""
     cache = ThumbCache(folder)
@@ -72,10 +80,12 @@ def write_report(out_dir: Path, job: str) -> WrittenReport:
     out_dir = Path(out_dir)
     table = open_review_table(out_dir, relative_paths=True)
     rows = list(_rows(table))
+    history = version_history(out_dir)
     folder = out_dir / REPORT_FOLDER
-    cache, stats = make_thumbnails(rows, out_dir, folder / THUMBS_FOLDER)
+    cache, stats = make_thumbnails(rows + earlier_rows(history), out_dir, folder / THUMBS_FOLDER)
     sheet = Sheet(table.input_columns, table.matrix_columns, table.variant_column, cache.facts)
     sheet.add_all(rows)
+    sheet.add_history(history)
     path = write_page(folder, sheet, summary_html(summarize_run(out_dir).to_json()), job)
     flagged = sum(1 for line in sheet.lines for cell in line["c"] if cell["f"])
     return WrittenReport(path=path, rows=len(rows), thumbs=stats, flagged=flagged)

@@ -7,9 +7,10 @@ the thumbnail cache's facts (sha256 -> {w, h, dhash} or {error}). Outputs: `Shee
 - `lines`: one per input row, in first-seen order: {"n": input_row, "in": [input values],
   "c": [cell, ...]}, a cell being {"id": row_id, "k": combo index, "v": variant, "s": status,
   "h": image sha256 or None, "t": 1 when a thumbnail exists, "r": why it is not ok, "f": [flags],
-  "x": the start of a text reply};
+  "x": the start of a text reply, "e": how many earlier versions a redone row has (absent: none)};
 - `details`: row_id -> what the detail view shows (prompt, variables, model, tokens, cost, finish reason,
-  the full image's path relative to the report folder, the whole reply).
+  the full image's path relative to the report folder, the whole reply, and a redone row's earlier
+  versions: version, status, the reviewer's note, their image and thumbnail).
 
 A text job (no row has an image) gets the same lines; the page draws them as a table of replies.
 Flags are `batchrun.review.checks`'s: pixel size and aspect ratio against the request, and near-duplicate
@@ -59,6 +60,16 @@ class Sheet:
             self.add(row)
         flag_duplicates(self.lines, self.facts)
 
+    def add_history(self, history: dict[str, list[Any]]) -> None:
+        """Each redone row's earlier versions (`batchrun.review.versions.EarlierVersion`), oldest first: the
+        cell counts them (`e`), the detail view shows their images, statuses and the reviewers' notes."""
+        for line in self.lines:
+            for cell in line["c"]:
+                earlier = history.get(cell["id"])
+                if earlier:
+                    cell["e"] = len(earlier)
+                    self.details[cell["id"]]["earlier"] = [_earlier(v, self.facts) for v in earlier]
+
     def _line(self, row: dict[str, Any]) -> dict[str, Any]:
         key = row.get("input_row")
         if key is None:  # a manifest without input rows: one line per expanded row
@@ -86,6 +97,13 @@ class Sheet:
         }
 
 
+def _earlier(version: Any, facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    sha = version.image_sha256
+    return {"version": version.version, "status": version.status, "note": version.note or None,
+            "img": _image_href(version.image_path) if sha else None,
+            "thumb": f"thumbs/{sha}.webp" if sha and "error" not in facts.get(sha, {"error": 1}) else None}
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -94,9 +112,16 @@ def reason_of(row: dict[str, Any]) -> str | None:
     """Why a cell is not ok, in a few words: finish reason, error kind and message."""
     if row.get("status") in (None, "ok", "pending"):
         return None
-    parts = [row.get("finish_reason"), row.get("error_kind"), row.get("error_message")]
-    text = ": ".join(str(p) for p in dict.fromkeys(parts) if p)
+    parts = [str(p) for p in (row.get("finish_reason"), row.get("error_kind"), row.get("error_message")) if p]
+    said = [_plain(p) for p in parts]
+    kept = [p for i, p in enumerate(parts) if not any(said[i] in other for j, other in enumerate(said) if j > i)]
+    text = ": ".join(dict.fromkeys(kept))
     return text[:REASON_CHARS] or row.get("status")
+
+
+def _plain(text: str) -> str:
+    """A reason part as words, to see one part repeat another (`prompt_blocked` in "prompt blocked: SAFETY")."""
+    return text.lower().replace("_", " ")
 
 
 def flags_of(row: dict[str, Any], facts: dict[str, Any] | None) -> list[str]:

@@ -125,7 +125,8 @@
   function cellHtml(c, i, j) {
     var cls = "cell s-" + c.s + (marks[c.id] ? " rejected" : "") + (c.f && c.f.length ? " flagged" : "") +
       (i === focus.line && j === focus.cell ? " focus" : "");
-    var cap = (meta.maxVariants > 1 ? "v" + c.v + " " : "") + (c.f && c.f.length ? c.f.join("; ") : c.s);
+    var cap = (meta.maxVariants > 1 ? "v" + c.v + " " : "") + (c.f && c.f.length ? c.f.join("; ") : c.s) +
+      (c.e ? " · redone, " + c.e + " earlier" : "");
     var body;
     if (isText) body = "<pre>" + esc(c.x || c.r || c.s) + "</pre>";
     else if (c.t) body = '<img loading="lazy" decoding="async" alt="" src="thumbs/' + c.h + '.webp">';
@@ -183,6 +184,7 @@
       (d.text ? "<h3>Reply</h3><pre class=\"reply\">" + esc(formatReply(d.text)) + "</pre>" : "") +
       "<table>" + rows.filter(function (r) { return r[1] !== undefined && r[1] !== null && r[1] !== ""; })
         .map(function (r) { return "<tr><td>" + esc(r[0]) + "</td><td>" + esc(r[1]) + "</td></tr>"; }).join("") + "</table>" +
+      earlierHtml(d.earlier) +
       (c.h ? '<p><button type="button" id="detail-reject">' + (marks[c.id] ? "Unreject" : "Reject") + " (r)</button> " +
         (marks[c.id] ? '<input id="detail-note" placeholder="note" value="' + esc(marks[c.id].note) + '">' : "") + "</p>" : "") +
       '<p class="muted">Esc closes</p></div>';
@@ -190,6 +192,14 @@
     panel.innerHTML = html; $("detail").hidden = false;
     if ($("detail-reject")) $("detail-reject").onclick = function () { toggleMark(c); };
     if ($("detail-note")) $("detail-note").oninput = function (e) { marks[c.id].note = e.target.value; storeMarks(); };
+  }
+  function earlierHtml(earlier) {
+    if (!earlier || !earlier.length) return "";
+    return '<h3>Earlier versions</h3><div class="earlier">' + earlier.map(function (v) {
+      var img = v.thumb ? '<a href="' + esc(v.img) + '"><img alt="" src="' + esc(v.thumb) + '"></a>' : "";
+      return '<figure>' + img + "<figcaption>version " + esc(v.version) + ", " + esc(v.status || "no result") +
+        (v.note ? ": " + esc(v.note) : "") + "</figcaption></figure>";
+    }).join("") + "</div>";
   }
   function formatReply(text) {
     try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; }
