@@ -166,3 +166,20 @@ def test_a_job_without_a_response_schema_has_no_json_columns(tmp_path):
 
     assert table.json_columns == ()
     assert not [name for name in table.schema.names if name.startswith("json.")]
+
+
+def test_results_spread_over_many_parts_in_any_order_come_back_in_manifest_order(tmp_path):
+    writer = ManifestWriter(tmp_path / "manifest.parquet", "fp")
+    writer.write([record(n, schema=False) for n in range(7)])
+    writer.commit()
+    sink = Sink(tmp_path, run_id="r1", part_rows=1)  # a part per result: more parts than the cache holds
+    sink.open()
+    for n in (6, 0, 3, 5, 1):
+        sink.write_result(result(n, "ok", 10.0 + n, text=f"reply {n}"))
+    sink.close()
+
+    rows = all_rows(tmp_path, batch_rows=3)
+
+    assert [(r["row_id"], r["text"]) for r in rows] == [
+        ("req0", "reply 0"), ("req1", "reply 1"), ("req2", None), ("req3", "reply 3"), ("req4", None),
+        ("req5", "reply 5"), ("req6", "reply 6")]

@@ -1,13 +1,14 @@
 """Each expanded row's latest result, fetched batch by batch, without reading every result at once.
 
-Inputs: `results/part-*.parquet` and any `journal/` segments of an output folder. Output: for a batch of
-row ids, a table of their latest results' columns, in the batch's order, with nulls for rows that have
-none. The latest result is the sink's (`output.results.latest_row_indices`: a final status beats
-`failed`, then the latest finished_at).
+Inputs: `results/part-*.parquet` and any `journal/` segments of an output folder, and the manifest's row
+ids in order. Output: for a slice of the manifest's rows, a table of their latest results' columns, in
+order, with nulls for rows that have none. The latest result is the sink's
+(`output.results.latest_row_indices`: a final status beats `failed`, then the latest finished_at).
 
-Memory: an index of the winning rows (row_id, part, position: about 100 bytes a row) and at most
-`CACHED_PARTS` parts' columns at once. Parts are written in roughly the manifest's order, so a batch of
-manifest rows mostly touches one or two parts, and each part is read about once.
+Memory: a part number and a position per manifest row (12 bytes a row; the one lookup that finds them
+holds the row ids at the start) and at most `CACHED_PARTS` parts' columns at once. Parts are written in
+roughly the manifest's order, so a batch of manifest rows mostly touches one or two parts, and each
+part is read about once.
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ _INDEX = ("row_id", "status", "finished_at")  # what latest_row_indices needs
 
 
 class LatestResults:
-    """The latest result of each row_id of one output folder, looked up by batches of row ids."""
+    """The latest result of each of a manifest's rows, fetched by slices of the manifest's order.
 
-    def __init__(self, out_dir: Path, columns: tuple[str, ...]) -> None:
+    Built from the manifest's row ids (in order): each row's part and position are found once, by one
+    join, and kept as two integer arrays (12 bytes a row); the row id strings are not kept.
+    """
+
+    def __init__(self, out_dir: Path, columns: tuple[str, ...], row_ids: pa.ChunkedArray) -> None:
         self.columns = columns
         self._parts = list_parts(Path(out_dir) / "results")
         runs = read_journal(Path(out_dir) / "journal")
         journal_rows = [row for run in runs.values() for row in run.results]
         self._journal = rows_to_table(journal_rows) if journal_rows else None
-        self._winners = self._index()
+        self._part_of, self._row_of = _locate(row_ids, self._index())
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
 
     def _index(self) -> pa.Table:
@@ -51,25 +56,24 @@ class LatestResults:
             index = index.take(latest_row_indices(index))
         return index.select(["row_id", "part", "row"])
 
-    def for_rows(self, row_ids: pa.Array) -> pa.Table:
-        """The latest results of `row_ids`, one row each in their order; all null where a row has none."""
-        wanted = pa.table({"row_id": row_ids, "_pos": pa.array(range(len(row_ids)), pa.int64())})
-        found = wanted.join(self._winners, "row_id", join_type="inner", use_threads=False)
-        pieces = [self._taken(found, part) for part in pc.unique(found["part"]).to_pylist()]
-        missing = pc.invert(pc.is_in(wanted["_pos"], value_set=found["_pos"].combine_chunks()))
-        pieces.append(self._nulls(wanted["_pos"].filter(missing)))
+    def for_slice(self, offset: int, length: int) -> pa.Table:
+        """The latest results of the manifest's rows offset..offset+length, in order; all null where none."""
+        parts, rows = self._part_of.slice(offset, length), self._row_of.slice(offset, length)
+        positions = pa.array(range(length), pa.int64())
+        pieces = [self._taken(part, pc.equal(parts, part), rows, positions)
+                  for part in pc.unique(parts.drop_null()).to_pylist()]
+        pieces.append(self._nulls(positions.filter(pc.is_null(parts))))
         table = pa.concat_tables(pieces)
         return table.take(pc.sort_indices(table["_pos"])).drop_columns(["_pos"])
 
-    def _taken(self, found: pa.Table, part: int) -> pa.Table:
-        rows = found.filter(pc.equal(found["part"], part))
-        taken = self._part(part).take(rows["row"])
-        return taken.append_column("_pos", rows["_pos"])
+    def _taken(self, part: int, mine: pa.Array, rows: pa.Array, positions: pa.Array) -> pa.Table:
+        mine = mine.fill_null(False)
+        taken = self._part(part).take(rows.filter(mine))
+        return taken.append_column("_pos", positions.filter(mine))
 
-    def _nulls(self, positions: pa.ChunkedArray) -> pa.Table:
-        schema = RESULT_SCHEMA
-        arrays = [pa.nulls(len(positions), schema.field(name).type) for name in self.columns]
-        return pa.table([*arrays, positions.combine_chunks()], names=[*self.columns, "_pos"])
+    def _nulls(self, positions: pa.Array) -> pa.Table:
+        arrays = [pa.nulls(len(positions), RESULT_SCHEMA.field(name).type) for name in self.columns]
+        return pa.table([*arrays, positions], names=[*self.columns, "_pos"])
 
     def _part(self, number: int) -> pa.Table:
         if number in self._cache:
@@ -104,3 +108,9 @@ def _positions(table: pa.Table, part: int) -> pa.Table:
     ones = pa.repeat(pa.scalar(1, pa.int64()), rows)
     position = pc.subtract(pc.cumulative_sum(ones), 1) if rows else pa.array([], pa.int64())
     return table.append_column("part", pa.repeat(pa.scalar(part, pa.int32()), rows)).append_column("row", position)
+
+
+def _locate(row_ids: pa.ChunkedArray, winners: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """Each manifest row's part and position in it (null: no result), in the manifest's order."""
+    found = pc.index_in(row_ids, value_set=winners["row_id"].combine_chunks())
+    return winners["part"].take(found).combine_chunks(), winners["row"].take(found).combine_chunks()

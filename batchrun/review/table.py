@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchrun.errors import UsageError
-from batchrun.planning.manifest import MANIFEST_NAME
+from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.review.columns import (
     PENDING,
     VARIANT,
@@ -70,10 +70,13 @@ class ReviewTable:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows in manifest order, `batch_rows` at a time, each batch with `schema`."""
-        results = LatestResults(self.out_dir, RESULT_COLUMNS)
+        path = self.out_dir / MANIFEST_NAME
+        results = LatestResults(self.out_dir, RESULT_COLUMNS, read_columns(path, ["row_id"])["row_id"])
         image_root = self.out_dir.resolve()
-        for manifest in _manifest_batches(self.out_dir / MANIFEST_NAME, self.batch_rows):
-            latest = results.for_rows(manifest.column("row_id"))
+        offset = 0
+        for manifest in _manifest_batches(path, self.batch_rows):
+            latest = results.for_slice(offset, manifest.num_rows)
+            offset += manifest.num_rows
             yield self._batch(manifest, latest, image_root)
 
     def _batch(self, manifest: pa.RecordBatch, latest: pa.Table, image_root: Path) -> pa.RecordBatch:
