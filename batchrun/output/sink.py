@@ -91,10 +91,11 @@ def write_part(table: pa.Table, path: Path) -> None:
         sink_file.flush()
         os.fsync(sink_file.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a file just renamed or created in it) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

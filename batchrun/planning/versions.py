@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import UsageError
+from batchrun.output.sink import fsync_dir
 
 VERSIONS_NAME = "versions.jsonl"
 _KEYS = ("row_id", "version", "replaces", "image_sha256", "note", "at", "marks")
@@ -103,7 +104,7 @@ def append_versions(out_dir: Path, entries: list[VersionEntry]) -> None:
         file.flush()
         os.fsync(file.fileno())
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _line(entry: VersionEntry) -> bytes:
@@ -115,11 +116,3 @@ def _drop_cut_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         os.truncate(path, data.rfind(b"\n") + 1)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
