@@ -17,6 +17,7 @@ Query strings are ignored (a signed URL's token changes nothing here).
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,11 +117,19 @@ def _handler(server: PhotoServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a fetch stopped at the size cap or its timeout) is expected here: no traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class serve_photos:  # noqa: N801 (used as a context manager, like open)
     """`with serve_photos() as server:` a PhotoServer on a free port, stopped on exit."""
 
     def __enter__(self) -> PhotoServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
+        self._httpd = _QuietServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
         self._httpd.daemon_threads = True
         self.server = PhotoServer(f"http://127.0.0.1:{self._httpd.server_address[1]}")
         self._httpd.RequestHandlerClass = _handler(self.server)
