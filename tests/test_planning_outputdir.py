@@ -98,3 +98,14 @@ def test_no_pointer_when_the_new_folder_has_a_manifest_or_the_old_one_has_none(t
     check_moved_output(tmp_path / "proj/outputs/demo", tmp_path / "old/outputs/demo")
     check_moved_output(tmp_path / "new/outputs/demo", tmp_path / "bare/outputs/demo")
     check_moved_output(tmp_path / "old/outputs/demo", tmp_path / "old/outputs/demo")
+
+
+def test_the_demo_job_writes_outputs_demo_at_the_projects_top_from_any_folder(tmp_path, monkeypatch):
+    from batchrun.planning.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("BATCHRUN_OUTPUT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(repo / "jobs" / "demo.yaml").output_dir == repo / "outputs" / "demo"
+    monkeypatch.chdir(repo)
+    assert load_spec("jobs/demo.yaml").output_dir == Path("outputs/demo")
