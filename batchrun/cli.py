@@ -107,10 +107,17 @@ def _add_plan(commands, common) -> None:
     p = _command(commands, common, "plan", "Validate a job spec and write its request manifest.",
                  "Holds the output folder's lock while it writes: exits 9 while another run or plan does.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.add_argument("--show", type=int, default=0, metavar="N", help="print the first N fully rendered requests")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_input_flags(p)
     p.set_defaults(handler=cmd_plan)
+
+
+def _add_output_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="keep the job's output folder in DIR/NAME (NAME: the last part of output.dir, else the "
+                        "spec's name) instead of beside the spec's project; overrides $BATCHRUN_OUTPUT_DIR")
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -127,6 +134,7 @@ def _add_run(commands, common) -> None:
                  "Holds the output folder's lock from planning to the end: a second run or plan exits 9.\n"
                  "The budget counts every result's cost, also of results no longer in the manifest.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     _add_run_flags(p)
     p.set_defaults(handler=cmd_run)
 
@@ -173,6 +181,7 @@ def _add_redo(commands, common) -> None:
                  "A marks file naming an unknown row, an image the row no longer holds or another job exits 2,\n"
                  "and nothing is sent.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.add_argument("marks", type=Path, help="the marks file saved from the report (see the README's marks format)")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be sent and its estimated cost; write nothing, send nothing")
@@ -189,6 +198,7 @@ def _add_status(commands, common) -> None:
                  "After a run at the batch tier, each batch is listed from the ledger: chunk, batch name, state as\n"
                  "last polled, requests, age and results collected.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON (money rounded to 6 decimals)")
     p.set_defaults(handler=cmd_status)
 
@@ -201,6 +211,7 @@ def _add_report(commands, common) -> None:
                  "cached in OUTPUT/report/thumbs/, so a second report decodes only new images. Rejects marked in\n"
                  "the page are saved as NAME-marks.json, for `batchrun redo SPEC MARKS`.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.set_defaults(handler=cmd_report)
 
 
@@ -209,6 +220,7 @@ def _add_estimate(commands, common) -> None:
                  "Also shows what its results already cost (the figure the run's budget starts from); a budget\n"
                  "is compared less what results no longer in the manifest cost.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget to compare against")
@@ -235,6 +247,7 @@ def _add_export(commands, common) -> None:
                  "top-level fields as json.<field> columns. Reads the output folder alone (no network); streamed.\n"
                  "Exits 2 when nothing was planned yet (run `batchrun plan`), 10 when the file can't be written.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
+    _add_output_dir(p)
     p.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet", help="default: parquet")
     p.add_argument("--out", type=Path, metavar="FILE", help="where to write it (default: OUTPUT/export.FORMAT)")
     p.add_argument("--relative-paths", action="store_true",
@@ -248,7 +261,7 @@ def cmd_plan(args) -> int:
     from .options import plan_options
 
     options = plan_options(args)
-    loaded = load_spec(args.spec)  # before the heavier imports: a bad spec is reported at once
+    loaded = load_spec(args.spec, args.output_dir)  # before the heavier imports: a bad spec is reported at once
     from batchrun.cost.lifecycle import lifecycle_warning
     from batchrun.planning.plan import plan_job, render_request
 
@@ -319,7 +332,7 @@ def cmd_run(args) -> int:
     options = run_options(args, datetime.datetime.now())  # before the spec is read: a bad flag writes nothing
     from .jobrun import run_job
 
-    return run_job(load_spec(args.spec), options)
+    return run_job(load_spec(args.spec, args.output_dir), options)
 
 
 def cmd_redo(args) -> int:
@@ -330,7 +343,7 @@ def cmd_redo(args) -> int:
     from .options import run_options
 
     options = run_options(args, datetime.datetime.now())  # before the spec is read: a bad flag writes nothing
-    loaded = load_spec(args.spec)
+    loaded = load_spec(args.spec, args.output_dir)
     from batchrun.review.redo import format_preview, preview_redo, record_redo
 
     from .jobrun import api_key, load_catalog, run_job, run_tier
@@ -357,7 +370,7 @@ def cmd_status(args) -> int:
     from .options import status_options
 
     options = status_options(args)
-    loaded = load_spec(args.spec)
+    loaded = load_spec(args.spec, args.output_dir)
     # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
     summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
     print(json.dumps(summary.to_json(), indent=2) if options.json else format_status(summary))
@@ -368,7 +381,7 @@ def cmd_report(args) -> int:
     from batchrun.planning.spec import load_spec
     from batchrun.review.report import write_report
 
-    loaded = load_spec(args.spec)
+    loaded = load_spec(args.spec, args.output_dir)
     written = write_report(loaded.output_dir, loaded.spec.name)
     print(written.path)
     return 0
@@ -382,7 +395,7 @@ def cmd_estimate(args) -> int:
     options = estimate_options(args)
     from .jobrun import estimate_job
 
-    print(estimate_job(load_spec(args.spec), options))
+    print(estimate_job(load_spec(args.spec, args.output_dir), options))
     return 0
 
 
@@ -391,7 +404,7 @@ def cmd_export(args) -> int:
     from batchrun.review.export import ExportFormat, default_export_path, export_table
     from batchrun.review.table import open_review_table
 
-    loaded = load_spec(args.spec)
+    loaded = load_spec(args.spec, args.output_dir)
     export_format = ExportFormat(args.format)
     table = open_review_table(loaded.output_dir, relative_paths=args.relative_paths)
     exported = export_table(table, args.out or default_export_path(loaded.output_dir, export_format), export_format)

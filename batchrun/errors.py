@@ -105,9 +105,11 @@ class AlreadyRunning(UsageError):
 
     exit_code = EXIT_RUNNING
 
-    def __init__(self, out_dir: object, pid: int | None = None) -> None:
-        self.pid = pid
-        holder = f" (pid {pid})" if pid is not None else ""
+    def __init__(self, out_dir: object, pid: int | None = None, started_at: str | None = None) -> None:
+        self.pid, self.started_at = pid, started_at
+        facts = [f"pid {pid}"] if pid is not None else []
+        facts += [f"started {started_at}"] if started_at else []
+        holder = f" ({', '.join(facts)})" if facts else ""
         super().__init__(f"another batchrun run is writing {out_dir}{holder}; wait for it to end or stop it, "
                          f"then run again")
 

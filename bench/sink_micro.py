@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from batchrun.output.journal import result_values
+from batchrun.output.lock import drop_lock_as_if_killed
 from batchrun.output.sink import Sink, pending_ids, rows_to_table, write_part
 from batchrun.records import ResultRecord
 
@@ -78,7 +79,7 @@ def leave_crashed_journal(out: Path, first: int, rows: int) -> None:
         sink.record_sent(request_id(n))
         sink.write_result(dataclasses.replace(text_result(n), request_id=request_id(n)))
     os.close(sink._journal._fd)
-    (out / ".lock").write_text("4194304999\n")
+    drop_lock_as_if_killed(out / ".lock")  # the kernel drops a killed holder's lock
 
 
 def bench_resume(root: Path, total: int, done: int, crashed_rows: int = 0) -> tuple[float, int]:
@@ -106,7 +107,7 @@ def bench_recovery(root: Path, rows: int) -> tuple[float, int]:
         sink.write_result(text_result(n))
     sink.flush()
     os.close(sink._journal._fd)  # the process dies: no close()
-    (out / ".lock").write_text("4194304999\n")
+    drop_lock_as_if_killed(out / ".lock")  # the kernel drops a killed holder's lock
     start = time.perf_counter()
     recovery = Sink(out, run_id="after").open()
     return time.perf_counter() - start, recovery.recovered_rows

@@ -226,6 +226,7 @@ def write_faults(folder: Path, name: str, faults: dict[str, Any]) -> Path:
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "COMETAPI"))}
     env.pop(KEY_ENV, None)
+    env.pop("BATCHRUN_OUTPUT_DIR", None)  # a developer's own would move every test's output folder
     env["PYTHONUNBUFFERED"] = "1"
     return {**env, **extra}
 

@@ -30,7 +30,8 @@ def batchrun_command(*args: str) -> list[str]:
 
 
 def run_batchrun(cwd: Path, *args: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    # the repo's demo job writes beside the repo's pyproject.toml: keep its output under `cwd`, as before
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "BATCHRUN_OUTPUT_DIR": str(cwd / "outputs")}
     return subprocess.run(batchrun_command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 

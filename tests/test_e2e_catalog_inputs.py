@@ -19,7 +19,7 @@ def manifest_rows(folder: Path, name: str) -> list[dict]:
 
 
 def test_plan_of_the_shopify_example_gives_a_row_per_product_image_and_scene(tmp_path):
-    done = batchrun(tmp_path, "plan", str(JOBS / "shopify-catalog.yaml"), "--json")
+    done = batchrun(tmp_path, "plan", str(JOBS / "shopify-catalog.yaml"), "--json", "--output-dir", "outputs")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["input_rows"], summary["rows"], summary["requests"], summary["input_images"]) == (8, 16, 16, 8)
@@ -32,7 +32,7 @@ def test_plan_of_the_shopify_example_gives_a_row_per_product_image_and_scene(tmp
 
 
 def test_plan_of_the_xlsx_example_reads_its_named_sheet_as_strings(tmp_path):
-    done = batchrun(tmp_path, "plan", str(JOBS / "catalog-xlsx.yaml"), "--json")
+    done = batchrun(tmp_path, "plan", str(JOBS / "catalog-xlsx.yaml"), "--json", "--output-dir", "outputs")
     assert done.returncode == 0, done.stderr
     assert (json.loads(done.stdout)["input_rows"], json.loads(done.stdout)["rows"]) == (12, 24)
     rows = manifest_rows(tmp_path, "catalog-xlsx")

@@ -206,7 +206,8 @@ def test_two_first_runs_at_once_one_runs_and_the_other_exits_9_with_one_line(tmp
     winner, loser = codes.index(0), codes.index(9)
     refused = logs[loser].read_text().splitlines()
     assert len(refused) == 1 and refused[0].startswith("batchrun: error: another batchrun run is writing ")
-    assert f"(pid {runs[winner].pid}); wait for it to end or stop it, then run again" in refused[0]
+    assert f"(pid {runs[winner].pid}, started " in refused[0]
+    assert refused[0].endswith("); wait for it to end or stop it, then run again")
     job = outputs(tmp_path, "twice")
     assert len(job.ids) == 60 and sorted(r["request_id"] for r in job.rows()) == sorted(job.ids)
     assert sorted(p.name for p in job.folder.iterdir() if p.is_file()) == ["calibration.json", "manifest.parquet"]

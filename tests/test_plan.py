@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from batchrun.errors import AlreadyRunning, SpecError
-from batchrun.output.lock import LOCK_NAME
+from batchrun.output.lock import folder_lock
 from batchrun.planning.manifest import iter_records, read_fingerprint
 from batchrun.planning.plan import (
     fingerprint,
@@ -31,8 +31,9 @@ HEADER = re.compile(r"^# \[(?P<path>.+?)\] .+\n# message: (?P<message>.+)\n")
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    """output.dir defaults to outputs/NAME under the working folder; keep it in tmp_path."""
+    """The repo's demo job writes beside the repo's pyproject.toml: send its output folder to tmp_path."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BATCHRUN_OUTPUT_DIR", str(tmp_path / "outputs"))
 
 
 def write_spec(folder: Path, text: str, name: str = "job.yaml") -> Path:
@@ -142,14 +143,14 @@ def test_a_plan_while_another_process_holds_the_folders_lock_is_refused_and_repl
     loaded = load_spec(DEMO)
     plan_job(loaded)
     before = manifest_path(loaded).read_bytes()
-    lock = loaded.output_dir / LOCK_NAME
-    lock.write_text(f"{os.getpid()}\n")  # a live pid: a run writing the folder
-    with pytest.raises(AlreadyRunning, match="another batchrun run is writing outputs/demo"):
-        plan_job(loaded)
-    assert lock.read_text() == f"{os.getpid()}\n"
-    assert manifest_path(loaded).read_bytes() == before
-    plan_job(loaded, lock_held=True)  # a run planning under the lock it holds
-    assert lock.read_text() == f"{os.getpid()}\n"
+    with folder_lock(loaded.output_dir) as lock:  # a run writing the folder
+        held = lock.read_bytes()
+        with pytest.raises(AlreadyRunning, match=r"another batchrun run is writing outputs/demo \(pid \d+, started "):
+            plan_job(loaded)
+        assert lock.read_bytes() == held
+        assert manifest_path(loaded).read_bytes() == before
+        plan_job(loaded, lock_held=True)  # a run planning under the lock it holds
+        assert lock.read_bytes() == held
 
 
 def test_a_plan_removes_what_a_killed_plan_left_and_releases_its_lock(tmp_path):

@@ -46,7 +46,7 @@ def open_sink(out: Path, run_id: str = "run-1", **options) -> Sink:
 def kill(sink: Sink, out: Path) -> None:
     """What kill -9 leaves: lines handed to the OS stay, the buffer and the lock's owner vanish."""
     os.close(sink._journal._fd)
-    (out / ".lock").write_text(f"{DEAD_PID}\n")
+    lock_module.drop_lock_as_if_killed(out / ".lock")
 
 
 def result_rows(out: Path) -> list[dict]:
@@ -387,21 +387,31 @@ def test_a_run_id_left_empty_is_filled_in(tmp_path):
 # ---------------------------------------------------------------- the lock
 
 
-def test_a_live_lock_is_refused(tmp_path):
+def test_a_held_lock_is_refused_naming_its_holders_pid_and_start(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / ".lock").write_text(f"{os.getpid()}\n")
-    with pytest.raises(UsageError, match=rf"another batchrun run is writing {out} \(pid {os.getpid()}\)"):
-        Sink(out, run_id="r").open()
-    assert (out / ".lock").read_text() == f"{os.getpid()}\n"
+    with folder_lock(out):
+        with pytest.raises(UsageError, match=rf"another batchrun run is writing {out} \(pid {os.getpid()}, "
+                                             r"started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"):
+            Sink(out, run_id="r").open()
+        assert lock_module.lock_holder(out) == os.getpid()
 
 
-def test_a_stale_lock_is_taken_over_and_released_at_close(tmp_path):
+def test_a_pid_file_left_by_batchrun_0_5_naming_a_live_pid_holds_nothing(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".lock").write_text(f"{DEAD_PID}\n")
+    (out / ".lock").write_text(f"{os.getpid()}\n")  # after a reboot, a stale pid can be a live process's
     sink = open_sink(out)
-    assert (out / ".lock").read_text() == f"{os.getpid()}\n"
+    assert lock_module.parse_lock_record((out / ".lock").read_bytes()).pid == os.getpid()
+    sink.close()
+    assert not (out / ".lock").exists()
+
+
+def test_the_record_a_killed_holder_left_is_replaced_and_removed_at_close(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text(f'{{"pid": {DEAD_PID}, "started_at": "2026-01-01T01:30:00+00:00"}}\n')
+    sink = open_sink(out)
+    assert lock_module.parse_lock_record((out / ".lock").read_bytes()).pid == os.getpid()
     sink.close()
     assert not (out / ".lock").exists()
 

@@ -55,7 +55,7 @@ def test_defaults(tmp_path):
     assert (spec.provider.kind, spec.provider.key_env, spec.provider.url) == ("gemini", "GEMINI_API_KEY", DEFAULT_BASE_URL)
     assert (spec.limits.concurrency, spec.limits.timeout_s, spec.retry.max_attempts) == (16, 180.0, 6)
     assert spec.matrix == {} and spec.request.images == [] and spec.request.generation_config == {}
-    assert loaded.output_dir == Path("outputs/job")
+    assert loaded.output_dir == tmp_path / "outputs" / "job"  # beside the spec, not the current folder
     assert loaded.shown == str(tmp_path / "job.yaml")
 
 
@@ -133,7 +133,7 @@ def test_the_batch_section_sets_the_fallback_its_timeout_and_the_chunk_limits(tm
 
 def test_output_dir_from_the_spec(tmp_path):
     loaded = load_spec(write(tmp_path, MINIMAL + "output: {dir: out/here}\n"))
-    assert loaded.output_dir == Path("out/here")
+    assert loaded.output_dir == tmp_path / "out" / "here"
 
 
 def test_unknown_model_loads_with_a_warning(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from batchrun.errors import UsageError
 from batchrun.output.journal import JournalWriter, result_values
 from batchrun.output.live import LiveFile, live_path
+from batchrun.output.lock import acquire_lock, release_lock
 from batchrun.output.progress import Progress
 from batchrun.output.sink import rows_to_table, write_part
 from batchrun.output.status import format_status, last_run_record, summarize
@@ -16,6 +17,15 @@ from batchrun.records import ResultRecord
 
 DEAD_PID = 4_194_304 + 17
 
+
+
+@pytest.fixture
+def hold_lock():
+    """Hold an output folder's lock until the test ends, as a live run does."""
+    held: list[Path] = []
+    yield lambda out: held.append(acquire_lock(out))
+    for path in held:
+        release_lock(path)
 
 def result(request_id: str, status: str = "ok", finished_at: float = 1_700_000_100.0, **extra) -> tuple:
     return result_values(ResultRecord(request_id, status, 1, finished_at - 1, finished_at, **extra))
@@ -102,10 +112,10 @@ def test_a_crashed_runs_journal_counts_and_its_in_flight_requests_are_shown(tmp_
     assert "in flight at the crash of run run-9: 1" in format_status(summary)
 
 
-def test_a_live_run_is_reported_with_its_requests_in_flight(tmp_path):
+def test_a_live_run_is_reported_with_its_requests_in_flight(tmp_path, hold_lock):
     out = make_folder(tmp_path)
     journal(out, "run-1", sent=["id0", "id1"], rows=[result("id0")])
-    (out / ".lock").write_text(f"{os.getpid()}\n")
+    hold_lock(out)
 
     summary = summarize(out)
 
@@ -251,9 +261,9 @@ def test_the_text_table_and_json_carry_the_numbers(tmp_path):
     assert document["failed_by_error_kind"] == {"http_503": 1}
 
 
-def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path):
+def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path, hold_lock):
     out = make_folder(tmp_path)
-    (out / ".lock").write_text(f"{os.getpid()}\n")
+    hold_lock(out)
     wall = 1_800_000_000.0
     progress = Progress(total=10, started=0.0, clock=lambda: 100.0)
     progress.pause(45.0, "a 429 storm (12 of the last 20 replies); the server asked for 45s")
@@ -268,7 +278,7 @@ def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path):
     assert json.loads(json.dumps(summary.to_json()))["pause"]["left_s"] == 42.0
 
 
-def test_no_pause_is_shown_once_it_is_over_or_when_no_run_is_live(tmp_path):
+def test_no_pause_is_shown_once_it_is_over_or_when_no_run_is_live(tmp_path, hold_lock):
     out = make_folder(tmp_path)
     wall = 1_800_000_000.0
     progress = Progress(total=10, started=0.0, clock=lambda: 100.0)
@@ -276,7 +286,7 @@ def test_no_pause_is_shown_once_it_is_over_or_when_no_run_is_live(tmp_path):
     LiveFile(live_path(out, "run-1"), progress, pid=DEAD_PID, wall=lambda: wall).sync()  # left by a kill -9
     (out / ".lock").write_text(f"{DEAD_PID}\n")
     assert summarize(out, now=wall).pause is None
-    (out / ".lock").write_text(f"{os.getpid()}\n")
+    hold_lock(out)
     assert summarize(out, now=wall).pause is None  # the live run is another one
     assert "paused" not in format_status(summarize(out, now=wall + 50.0))
 

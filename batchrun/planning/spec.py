@@ -8,6 +8,7 @@ the YAML path and the fix.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,13 @@ from pydantic_core import ErrorDetails
 from batchrun.errors import SpecError, batch_kind_message, fallback_tier_message
 from batchrun.options import duration_seconds
 from batchrun.planning.checks import check_spec
+from batchrun.planning.outputdir import (
+    check_moved_output,
+    earlier_output,
+    output_override,
+    resolve_output_dir,
+    shown_path,
+)
 from batchrun.planning.templatesyntax import is_template  # noqa: F401 (expand.py imports it from here)
 from batchrun.planning.yamlload import load_yaml
 from batchrun.providers.registry import provider_entry
@@ -343,20 +351,37 @@ class JobSpec(_Strict):
 class LoadedSpec:
     """A validated spec with where it came from; paths in it are relative to `folder`."""
 
-    def __init__(self, spec: JobSpec, path: Path, shown: str, warnings: list[str]) -> None:
+    def __init__(self, spec: JobSpec, path: Path, shown: str, warnings: list[str],
+                 output_dir: Path | None = None) -> None:
         self.spec, self.path, self.shown, self.warnings = spec, path, shown, warnings
         self.folder = path.resolve().parent
+        self._output_dir = output_dir
 
     def error(self, where: str, message: str) -> SpecError:
         return SpecError(self.shown, where, message)
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.spec.output.dir or f"outputs/{self.spec.name}")
+        """The job's output folder (see `planning.outputdir`): the same from any current folder."""
+        if self._output_dir is None:
+            self._output_dir = locate_output(self.folder, self.spec, None)
+        return self._output_dir
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
-    """Read and validate a job spec; raises SpecError with the file, the YAML path and the fix."""
+def locate_output(folder: Path, spec: JobSpec, override: str | Path | None) -> Path:
+    """The output folder of `spec` found in `folder`; UsageError when 0.5's is left behind elsewhere."""
+    cwd = Path.cwd()
+    chosen = output_override(override, os.environ)
+    resolved = resolve_output_dir(folder, spec.output.dir, spec.name, chosen, cwd)
+    if chosen is None:
+        check_moved_output(resolved, earlier_output(spec.output.dir, spec.name, cwd))
+    return shown_path(resolved, cwd)
+
+
+def load_spec(path: str | Path, output_dir: str | Path | None = None) -> LoadedSpec:
+    """Read and validate a job spec; raises SpecError with the file, the YAML path and the fix.
+
+    `output_dir` (`--output-dir`) overrides `BATCHRUN_OUTPUT_DIR`; either takes the place of `outputs/`."""
     path = Path(path)
     shown = str(path)
     raw = load_yaml(path, shown)
@@ -371,7 +396,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError(shown, *problem)
     warnings = check_spec(spec, shown)
     _check_pricing(spec, shown)
-    return LoadedSpec(spec, path, shown, warnings)
+    return LoadedSpec(spec, path, shown, warnings, locate_output(path.resolve().parent, spec, output_dir))
 
 
 def _check_pricing(spec: JobSpec, shown: str) -> None:

@@ -1,0 +1,86 @@
+"""Where a job's output folder is: one answer from any current folder, so cron and a shell agree.
+
+Input: the spec's folder, its `output.dir` (or none), its name, an override (`--output-dir` or
+`BATCHRUN_OUTPUT_DIR`) and the current folder. Output: the output folder, relative to the current folder
+when it lies inside it (messages stay short), else absolute.
+
+Invariants: the current folder never decides where the output goes, only how its path is shown.
+The base a relative `output.dir` (default `outputs/NAME`) resolves against is the project folder: the
+first of the spec's folder, its parent and its grandparent holding an `outputs/` folder or a project
+marker (`batchrun.toml`, `pyproject.toml`, `.git`); else, for a spec in a folder named `jobs`, the folder
+holding `jobs/`; else the spec's own folder. The walk goes no higher, and never takes the file system's
+root or the home folder: an `outputs/` folder far above the spec, or a dotfiles repository in the home
+folder, never captures a job.
+An override takes the place of the `outputs/` folder: the job's folder is OVERRIDE/NAME.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from batchrun.errors import UsageError
+
+OUTPUT_ENV = "BATCHRUN_OUTPUT_DIR"
+MARKERS = ("batchrun.toml", "pyproject.toml", ".git")
+LEVELS_UP = 2  # the spec's folder, its parent and its grandparent: jobs/NAME.yaml and jobs/TEAM/NAME.yaml
+MANIFEST = "manifest.parquet"
+JOBS_FOLDER = "jobs"  # the layout the README shows: PROJECT/jobs/NAME.yaml writes PROJECT/outputs/NAME
+
+
+def project_base(spec_folder: Path, home: Path | None = None) -> Path:
+    """The folder a relative `output.dir` resolves against (see the module docstring)."""
+    home = Path.home() if home is None else home
+    for folder in [spec_folder, *spec_folder.parents][: LEVELS_UP + 1]:
+        if folder.parent == folder or folder == home:  # the root or the home folder is nobody's project
+            break
+        if (folder / "outputs").is_dir() or any((folder / marker).exists() for marker in MARKERS):
+            return folder
+    return spec_folder.parent if spec_folder.name == JOBS_FOLDER else spec_folder
+
+
+def job_folder_name(configured: str | None, name: str) -> str:
+    """The last part of `output.dir`, else the spec's name: the job's folder under an override."""
+    return Path(configured).name if configured else name
+
+
+def resolve_output_dir(spec_folder: Path, configured: str | None, name: str, override: str | None,
+                       cwd: Path) -> Path:
+    """The job's output folder, absolute (see the module docstring)."""
+    if override:
+        return (cwd / Path(override).expanduser() / job_folder_name(configured, name)).resolve()
+    relative = Path(configured).expanduser() if configured else Path("outputs") / name
+    return (project_base(spec_folder) / relative).resolve()
+
+
+def shown_path(path: Path, cwd: Path) -> Path:
+    """`path` relative to `cwd` when inside it (`outputs/demo`), else as is."""
+    try:
+        return path.relative_to(cwd)
+    except ValueError:
+        return path
+
+
+def earlier_output(configured: str | None, name: str, cwd: Path) -> Path:
+    """Where batchrun 0.5 put the output: `output.dir` (default `outputs/NAME`) from the current folder."""
+    return (cwd / (configured or f"outputs/{name}")).resolve()
+
+
+def check_moved_output(resolved: Path, earlier: Path) -> None:
+    """UsageError when the output of an earlier version's run from this folder is not where it now goes."""
+    if earlier == resolved or not (earlier / MANIFEST).is_file() or (resolved / MANIFEST).exists():
+        return
+    raise UsageError(moved_output_message(earlier, resolved))
+
+
+def moved_output_message(earlier: Path, resolved: Path) -> str:
+    return (f"this job's output is in {earlier} (found from the current folder, as batchrun 0.5 did), but "
+            f"batchrun now keeps it in {resolved} (from the spec's project folder, whatever the current folder); "
+            f"move it there (mkdir -p {resolved.parent} && mv {earlier} {resolved}) "
+            f"or point at its folder with --output-dir {earlier.parent} "
+            f"(or {OUTPUT_ENV}={earlier.parent})")
+
+
+def output_override(flag: str | Path | None, environ: os._Environ[str] | dict[str, str]) -> str | None:
+    """`--output-dir` if given, else `BATCHRUN_OUTPUT_DIR` if set and not empty."""
+    return str(flag) if flag else (environ.get(OUTPUT_ENV) or None)
