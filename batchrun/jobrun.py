@@ -515,4 +515,5 @@ def _pool_settings(spec: JobSpec, options: RunOptions, concurrency: int) -> Pool
         concurrency=concurrency, deadline_s=options.deadline_s, grace_s=options.grace_s,
         handle_signals=options.handle_signals, config_check=options.config_check,
         input_image_bytes=int(spec.limits.input_image_mb_in_flight * 1_000_000),
+        wait_quota=options.wait_quota or spec.run.wait_quota,
     )

@@ -4,6 +4,7 @@ the rate and the ETA count sending time only."""
 from __future__ import annotations
 
 import io
+import time
 
 from rich.console import Console
 
@@ -93,3 +94,17 @@ def rendered(display: RichDisplay) -> str:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     console.print(display._render())
     return console.file.getvalue()
+
+
+def test_a_park_says_parked_until_the_local_reset_time_and_the_eta_counts_sending_time_only() -> None:
+    reset = time.strftime("%H:%M", time.localtime(1_800_003_600.0))
+    clock = Clock()
+    progress = progress_at(clock, ok=50)
+    clock.now = 10.0  # 5/s of sending, 10 s to go
+    progress.park(3600.0, until_wall=1_800_003_600.0)
+    assert progress.parked() and progress.pause_text() == f"parked until {reset} (quota)"
+    assert progress.line().startswith(f"parked until {reset} (quota) | done 50/100")
+    clock.now = 1810.0
+    assert (progress.rate(), progress.eta_s()) == (5.0, 1810.0)  # the rest of the park, then 10 s
+    clock.now = 3610.0
+    assert (progress.parked(), progress.pause_text(), progress.eta_s()) == (False, None, 10.0)
