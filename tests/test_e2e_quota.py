@@ -8,7 +8,10 @@ without it, or when the reset comes after the deadline, it stops with exit 7 as 
 
 from __future__ import annotations
 
+import json
 import re
+
+import pytest
 
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
@@ -68,7 +71,7 @@ def test_status_shows_the_live_run_parked_until_the_reset_set_by_the_specs_run_w
     assert code == 0, stderr.text()
 
 
-def test_without_wait_quota_a_spent_quota_stops_with_exit_7_and_names_the_reset(tmp_path, serve):
+def test_without_wait_quota_a_spent_quota_stops_with_exit_7_and_the_estimate_prices_what_remains(tmp_path, serve):
     simulator = serve(faults=short_day(tmp_path, per_day=3, day_s=30))
     spec = write_spec(tmp_path, text_job("stopped", simulator.url, 8, limits={"concurrency": 1}))
 
@@ -76,7 +79,20 @@ def test_without_wait_quota_a_spent_quota_stops_with_exit_7_and_names_the_reset(
 
     assert result.returncode == 7, result.stderr
     assert "the server's Retry-After" in result.stderr and not PARKED.search(result.stderr)
-    assert len(outputs(tmp_path, "stopped").rows()) == 3
+    rows = outputs(tmp_path, "stopped").rows()
+    assert len(rows) == 3
+
+    # the job is half done: the estimate prices what is left beside what was spent
+    estimate = batchrun(tmp_path, "estimate", str(spec), "--json", key=None)
+    assert estimate.returncode == 0, estimate.stderr
+    remaining = json.loads(estimate.stdout)["remaining"]
+    spent = sum(row["cost_usd"] for row in rows)
+    assert (remaining["rows"], remaining["requests"]) == (5, 5)
+    assert remaining["spent_usd"] == pytest.approx(spent)
+    assert 0 < remaining["remaining"]["expected"] <= remaining["remaining"]["high"]
+    assert remaining["total"]["high"] == pytest.approx(spent + remaining["remaining"]["high"])
+    text = batchrun(tmp_path, "estimate", str(spec), key=None).stdout
+    assert "Remaining: 5 rows without a final result (5 requests to send), at the standard tier" in text
 
 
 def test_wait_quota_stops_with_exit_7_when_the_reset_comes_after_the_deadline(tmp_path, serve):
