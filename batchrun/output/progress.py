@@ -75,9 +75,13 @@ class Progress:
     def _pause_span(self, now: float) -> float:
         return max(0.0, min(now, self.paused_until) - self._pause_started)
 
+    def sending_s(self) -> float:
+        """Seconds since the start, pauses left out."""
+        return self.clock() - self.started - self.paused_s()
+
     def rate(self) -> float:
         """Finished requests per second of sending (pauses left out)."""
-        sending = self.clock() - self.started - self.paused_s()
+        sending = self.sending_s()
         return self.finished / sending if sending > 0 else 0.0
 
     def eta_s(self) -> float | None:
