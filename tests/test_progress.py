@@ -33,7 +33,7 @@ def test_the_line_says_it_is_paused_why_and_for_how_long() -> None:
     clock.now = 5.0
     progress.pause(45.0, STORM)
     clock.now = 8.5
-    assert progress.line().startswith(f"paused, 0m42s left: {STORM} | done 0/100 (ok 0 ")
+    assert progress.line().startswith(f"paused: rate limited, resuming in 42 s ({STORM}) | done 0/100 (ok 0 ")
 
 
 def test_the_line_says_nothing_of_a_pause_that_is_over() -> None:
@@ -69,7 +69,7 @@ def test_a_pause_extended_while_it_lasts_counts_once_and_pauses_add_up() -> None
     progress.pause(3.0, "the server asked to wait")
     clock.now = 21.0
     assert progress.paused_s() == 15.0 and progress.pause_left_s() == 2.0
-    assert progress.pause_text() == "paused, 0m02s left: the server asked to wait"
+    assert progress.pause_text() == "paused: rate limited, resuming in 2 s (the server asked to wait)"
 
 
 def test_the_plain_display_prints_the_pause_in_its_line() -> None:
@@ -78,7 +78,7 @@ def test_the_plain_display_prints_the_pause_in_its_line() -> None:
     progress.pause(90.0, STORM)
     stream = io.StringIO()
     PlainDisplay(progress, every=30.0, stream=stream).refresh()
-    assert stream.getvalue().startswith(f"batchrun: paused, 1m30s left: {STORM} | done 0/100")
+    assert stream.getvalue().startswith(f"batchrun: paused: rate limited, resuming in 90 s ({STORM}) | done 0/100")
 
 
 def test_the_live_panel_has_a_paused_row_while_paused() -> None:
@@ -87,7 +87,7 @@ def test_the_live_panel_has_a_paused_row_while_paused() -> None:
     display = RichDisplay(progress)
     assert "paused" not in rendered(display)
     progress.pause(90.0, STORM)
-    assert f"paused 1m30s left: {STORM}" in " ".join(rendered(display).split())
+    assert f"paused rate limited, resuming in 90 s ({STORM})" in " ".join(rendered(display).split())
 
 
 def rendered(display: RichDisplay) -> str:

@@ -265,7 +265,7 @@ def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path):
     assert summary.pause == {"until": wall + 45.0, "left_s": 42.0,
                              "reason": "a 429 storm (12 of the last 20 replies); the server asked for 45s",
                              "parked": False}
-    assert ("paused now: 42s left: a 429 storm (12 of the last 20 replies); the server asked for 45s"
+    assert ("paused: rate limited, resuming in 42 s (a 429 storm (12 of the last 20 replies); the server asked for 45s)"
             in format_status(summary).splitlines())
     assert json.loads(json.dumps(summary.to_json()))["pause"]["left_s"] == 42.0
 

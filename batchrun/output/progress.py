@@ -91,13 +91,14 @@ class Progress:
         return self.pause_left_s() + left / rate if rate > 0 else None
 
     def pause_text(self) -> str | None:
-        """`paused, 0m42s left: REASON` while paused, else None."""
+        """`paused: rate limited, resuming in 42 s (REASON)` while paused, `parked until 07:00 (quota)` while
+        waiting for a spent quota's reset, else None."""
         left = self.pause_left_s()
         if left <= 0:
             return None
         if self.parked():
             return parked_text(self.parked_until_wall or 0.0)
-        return f"paused, {_duration(math.ceil(left))} left: {self.pause_reason or 'the server asked to wait'}"
+        return paused_text(left, self.pause_reason)
 
     def line(self) -> str:
         eta = self.eta_s()
@@ -110,6 +111,11 @@ class Progress:
             f"{self.rate():.1f} req/s | errors {errors} | tokens {self.tokens:,} | "
             f"spend ${self.prior_spend_usd + self.spend_usd:,.4f} | eta {_duration(eta)}"
         )
+
+
+def paused_text(left_s: float, reason: str | None) -> str:
+    """`paused: rate limited, resuming in 42 s (REASON)`."""
+    return f"paused: rate limited, resuming in {math.ceil(left_s)} s ({reason or 'the server asked to wait'})"
 
 
 def parked_text(until_wall: float) -> str:
@@ -162,7 +168,7 @@ class RichDisplay:
         table.add_row("rate", f"{p.rate():.1f} req/s   eta {_duration(p.eta_s())}")
         pause = p.pause_text()
         if pause:
-            table.add_row("paused", pause.removeprefix("paused, ").removeprefix("parked "))
+            table.add_row("paused", pause.removeprefix("paused: ").removeprefix("parked "))
         table.add_row("errors", " ".join(f"{k} {v}" for k, v in sorted(p.errors.items())) or "none")
         table.add_row("tokens", f"{p.tokens:,}")
         table.add_row("spend", f"${p.prior_spend_usd + p.spend_usd:,.4f}")

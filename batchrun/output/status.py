@@ -26,7 +26,7 @@ from batchrun.errors import UsageError, duration_text
 from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.output.journal import RunJournal, read_journal
 from batchrun.output.live import LIVE_SUFFIX, read_live_pause
-from batchrun.output.progress import parked_text
+from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.lock import lock_holder
 from batchrun.output.spend import latest_results, spend_of
 from batchrun.planning.manifest import read_columns
@@ -307,7 +307,7 @@ def _notes(summary: StatusSummary) -> list[str]:
     if summary.pause is not None and summary.pause.get("parked"):
         notes.append(f"{parked_text(summary.pause['until'])}: {duration_text(summary.pause['left_s'])} left")
     elif summary.pause is not None:
-        notes.append(f"paused now: {duration_text(summary.pause['left_s'])} left: {summary.pause['reason']}")
+        notes.append(paused_text(summary.pause["left_s"], summary.pause["reason"]))
     if summary.in_flight is not None and summary.live_pid:
         notes.append(f"in flight now: {summary.in_flight:,}")
     elif summary.in_flight is not None:
