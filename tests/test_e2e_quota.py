@@ -12,7 +12,6 @@ import json
 import re
 
 import pytest
-
 from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     RUN_TIMEOUT_S,
     LineReader,

@@ -264,7 +264,8 @@ async def test_with_wait_quota_a_spent_daily_quota_parks_every_sender_until_it_r
     assert run.stop == PoolStop()
     # r2 is refused at t=1; nothing is sent until its reset at t=601, then r2 again (not a new attempt) and r3
     assert run.provider.sent == [(0.0, "r1"), (0.0, "r2"), (601.0, "r2"), (601.0, "r3")]
-    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 0.0, 602.0), ("r3", "ok", 1, 1.0, 602.0)]  # r3 was taken at t=1, sent at 601
+    # r3 was taken from the queue at t=1 (its start), and sent at 601
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 0.0, 602.0), ("r3", "ok", 1, 1.0, 602.0)]
     assert (run.progress.parked_until_wall, run.progress.pause_reason) == (EPOCH + 601.0, "quota")
 
 

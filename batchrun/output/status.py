@@ -26,8 +26,8 @@ from batchrun.errors import UsageError, duration_text
 from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.output.journal import RunJournal, read_journal
 from batchrun.output.live import LIVE_SUFFIX, read_live_pause
-from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.lock import lock_holder
+from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.spend import latest_results, spend_of
 from batchrun.planning.manifest import read_columns
 from batchrun.planning.versioning import earlier_row_ids
