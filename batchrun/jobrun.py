@@ -445,7 +445,7 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
             f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
-            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes"
+            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes{_quota_note(stop)}"
         )
     if progress.failed:
         log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
@@ -463,6 +463,12 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
 
 def _rows(count: int) -> str:
     return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _quota_note(stop: PoolStop) -> str:
+    if stop.reason is not StopReason.QUOTA:
+        return ""
+    return " (with --wait-quota, or run.wait_quota: true, a run waits for the reset when it comes before --until)"
 
 
 def _in_flight_note(stop: PoolStop) -> str:

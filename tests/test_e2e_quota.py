@@ -78,8 +78,12 @@ def test_without_wait_quota_a_spent_quota_stops_with_exit_7_and_the_estimate_pri
 
     assert result.returncode == 7, result.stderr
     assert "the server's Retry-After" in result.stderr and not PARKED.search(result.stderr)
+    assert "--wait-quota" in result.stderr.strip().splitlines()[-1]  # the stop line says how to wait instead
     rows = outputs(tmp_path, "stopped").rows()
     assert len(rows) == 3
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "stopped" / "runs").glob("*.json")]
+    assert (record["exit_code"], record["exit_reason"], record["stop_reason"], record["ok"]) == (7, "quota", "quota", 3)
+    assert record["message"].startswith("run stopped: daily quota GenerateRequestsPerDayPerProjectPerModel is spent")
 
     # the job is half done: the estimate prices what is left beside what was spent
     estimate = batchrun(tmp_path, "estimate", str(spec), "--json", key=None)

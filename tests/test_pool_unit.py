@@ -301,6 +301,16 @@ async def test_a_server_delay_past_the_cap_stops_the_run_and_leaves_the_request_
     assert (run.sink.results, run.stop.abandoned, run.ended_at) == ([], 1, 0.0)
 
 
+async def test_with_wait_quota_a_server_delay_past_the_cap_parks_the_run_as_a_quota_would() -> None:
+    long_delay = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=3600.0)
+    policy = RetryPolicy(initial_s=0.0, max_wait_s=0.0, max_server_delay_s=300.0)
+    run = await drive(make_run({"r1": [long_delay]}, total=2, policy=policy, wait_quota=True), 2)
+    assert run.stop == PoolStop()
+    assert run.provider.sent == [(0.0, "r1"), (3600.0, "r1"), (3601.0, "r2")]
+    assert run.sink.rows() == [("r1", "ok", 2, 0.0, 3601.0), ("r2", "ok", 1, 3601.0, 3602.0)]
+    assert run.progress.parked_until_wall == EPOCH + 3600.0
+
+
 async def test_a_retry_delay_holds_back_only_its_own_request() -> None:
     limited = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=7.0)
     run = await drive(make_run({"r1": [limited]}, total=3, concurrency=2), 3)

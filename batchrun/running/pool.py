@@ -361,10 +361,13 @@ class WorkerPool:
         return True
 
     def _hold_back(self, delay_s: float) -> None:
-        """A server delay: past the cap, a quota signal that stops the run (this request stays pending);
+        """A server delay: past the cap, a quota signal that parks the run (wait_quota, before the deadline)
+        or stops it (this request stays pending);
         when the limiter says so (a 429 storm, a limit overshot), a pause of every sender; else only
         this request's retry waits it out."""
         cap = self.policy.max_server_delay_s
+        if delay_s > cap and self._park(delay_s):  # a quota signal: with wait_quota, waited out like one
+            return
         if delay_s > cap:
             self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
             raise RequestAbandoned
