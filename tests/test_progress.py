@@ -108,3 +108,12 @@ def test_a_park_says_parked_until_the_local_reset_time_and_the_eta_counts_sendin
     assert (progress.rate(), progress.eta_s()) == (5.0, 1810.0)  # the rest of the park, then 10 s
     clock.now = 3610.0
     assert (progress.parked(), progress.pause_text(), progress.eta_s()) == (False, None, 10.0)
+
+
+def test_the_live_panel_has_a_parked_row_while_parked() -> None:
+    clock = Clock()
+    progress = progress_at(clock)
+    display = RichDisplay(progress)
+    progress.park(600.0, until_wall=1_800_003_600.0)
+    reset = time.strftime("%H:%M", time.localtime(1_800_003_600.0))
+    assert f"parked until {reset} (quota)" in " ".join(rendered(display).split())

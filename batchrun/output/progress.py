@@ -168,7 +168,8 @@ class RichDisplay:
         table.add_row("rate", f"{p.rate():.1f} req/s   eta {_duration(p.eta_s())}")
         pause = p.pause_text()
         if pause:
-            table.add_row("paused", pause.removeprefix("paused: ").removeprefix("parked "))
+            label = "parked" if p.parked() else "paused"
+            table.add_row(label, pause.removeprefix("paused: ").removeprefix("parked "))
         table.add_row("errors", " ".join(f"{k} {v}" for k, v in sorted(p.errors.items())) or "none")
         table.add_row("tokens", f"{p.tokens:,}")
         table.add_row("spend", f"${p.prior_spend_usd + p.spend_usd:,.4f}")
