@@ -44,7 +44,8 @@ def test_a_delay_past_the_cap_stops_the_run_with_exit_7_and_leaves_that_request_
     assert re.fullmatch(rf"batchrun: error: run stopped: the server asked to wait {DELAY} before sending again, "
                         r"more than retry\.max_server_delay_s \(5s\): a quota is likely spent; run `batchrun run` "
                         r"again later, or raise retry\.max_server_delay_s to wait it out; 4 rows left pending; "
-                        r"`batchrun run` again resumes", last), last
+                        r"`batchrun run` again resumes \(with --wait-quota, or run\.wait_quota: true, a run waits for "
+                        r"the reset when it comes before --until\)", last), last
     job = outputs(tmp_path, "capped")
     assert [r["status"] for r in job.rows()] == ["ok", "ok"]  # the refused request is not recorded
     assert [line["status"] for line in simulator.requests()] == [200, 200, 429]  # nor sent again
