@@ -142,6 +142,9 @@ def _add_run(commands, common) -> None:
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="HH:MM", help="stop sending at this local time (deadline, exit 5)")
     p.add_argument("--max-duration", metavar="DURATION", help="stop sending after this long, e.g. 90s, 45m, 7h")
+    p.add_argument("--wait-quota", action="store_true",
+                   help="when a daily quota is spent, park until it resets and go on, if that comes before "
+                        "--until / --max-duration (else exit 7); also the spec's run.wait_quota: true")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")

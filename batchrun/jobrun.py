@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from batchrun.cost.pricing import PriceCatalog, require_prices
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
 from batchrun.output.progress import Progress, make_display
+from batchrun.output.runrecord import finish_run_record
 from batchrun.output.sink import (
     INDEX_COLUMNS,
     Sink,
@@ -67,6 +69,7 @@ from .errors import (
     EXIT_NOT_OK,
     EXIT_OK,
     AuthFailed,
+    BatchrunError,
     BillingStopped,
     BudgetReached,
     ConfigRejected,
@@ -188,13 +191,44 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
         lock = acquire_lock(loaded.output_dir)
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
+    run_id = _run_id()
     try:
-        return _run_locked(loaded, options, lock, key)
-    finally:
+        code = _run_locked(loaded, options, lock, key, run_id)
+    except BatchrunError as exc:
+        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded))
         release_lock(lock)
+        _notify(loaded, summary)
+        raise
+    except BaseException:
+        release_lock(lock)
+        raise
+    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded))
+    release_lock(lock)
+    _notify(loaded, summary)
+    return code
 
 
-def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None) -> int:
+def _notify(loaded: LoadedSpec, summary: Path | None) -> None:
+    """Send the run's summary where the spec's `notify:` says (after the lock is released; never raises)."""
+    if loaded.spec.notify is None or summary is None:
+        return
+    from batchrun.output.notify import notify_run
+
+    record = json.loads(summary.read_text())
+    notify_run(loaded.spec.notify, loaded.spec.name, record, summary)
+
+
+def _estimate_vs_actual(loaded: LoadedSpec) -> dict[str, object] | None:
+    """Per model, the expected and actual cost of the job's ok results so far (the calibration), if any."""
+    from batchrun.cost.estimate import CALIBRATION_FILE
+
+    with contextlib.suppress(OSError, ValueError):
+        models = json.loads((loaded.output_dir / CALIBRATION_FILE).read_text()).get("models")
+        return {"scope": "every ok result of the job so far", "models": models} if models else None
+    return None
+
+
+def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None, run_id: str) -> int:
     started = time.monotonic()
     prepare(loaded, lock_held=True, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     models = manifest_models(manifest_path(loaded))
@@ -204,7 +238,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
-    sink = Sink(loaded.output_dir, run_id=_run_id(), flush_every=1)
+    sink = Sink(loaded.output_dir, run_id=run_id, flush_every=1)
     try:
         recovery = sink.open(held_lock=lock)
     except OSError as exc:
@@ -261,7 +295,17 @@ def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object
     if progress is not None:
         facts.update(ok=progress.ok, blocked=progress.blocked, invalid=progress.invalid, failed=progress.failed,
                      retries=progress.retries, rate_limited=progress.errors.get(ErrorKind.RATE_LIMITED, 0))
+        facts.update(_spend_and_pace(progress))
     return facts
+
+
+def _spend_and_pace(progress: Progress) -> dict[str, object]:
+    """The run's errors by kind, its spend and the job's, and its throughput over sending time (pauses left out)."""
+    sending_s = progress.sending_s()
+    return {"errors_by_kind": {str(kind): count for kind, count in sorted(progress.errors.items())},
+            "spend_usd": round(progress.spend_usd, 6), "job_spend_usd": round(progress.prior_spend_usd + progress.spend_usd, 6),
+            "sending_s": round(sending_s, 3), "paused_s": round(progress.paused_s(), 3),
+            "throughput_rows_per_s": round(progress.finished / sending_s, 3) if sending_s > 0 else None}
 
 
 def _orphaned_batches(loaded: LoadedSpec, options: RunOptions) -> bool:
@@ -401,7 +445,7 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
             f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
-            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes"
+            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes{_quota_note(stop)}"
         )
     if progress.failed:
         log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
@@ -419,6 +463,12 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
 
 def _rows(count: int) -> str:
     return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _quota_note(stop: PoolStop) -> str:
+    if stop.reason is not StopReason.QUOTA:
+        return ""
+    return " (with --wait-quota, or run.wait_quota: true, a run waits for the reset when it comes before --until)"
 
 
 def _in_flight_note(stop: PoolStop) -> str:
@@ -515,4 +565,5 @@ def _pool_settings(spec: JobSpec, options: RunOptions, concurrency: int) -> Pool
         concurrency=concurrency, deadline_s=options.deadline_s, grace_s=options.grace_s,
         handle_signals=options.handle_signals, config_check=options.config_check,
         input_image_bytes=int(spec.limits.input_image_mb_in_flight * 1_000_000),
+        wait_quota=options.wait_quota or spec.run.wait_quota,
     )

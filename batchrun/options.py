@@ -52,6 +52,7 @@ class RunOptions:
     batch_timeout_s: float | None = None  # --batch-timeout; None: the spec's `batch.timeout`
     refresh: bool = False  # plan again, asking servers about photos by URL already in the input cache
     skip_bad_inputs: bool = False  # a plan the run makes leaves out rows with bad photos
+    wait_quota: bool = False  # --wait-quota: park until a spent daily quota resets (or the spec's run.wait_quota)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         batch_timeout_s=_batch_timeout(getattr(args, "batch_timeout", None)),
         refresh=getattr(args, "refresh", False),
         skip_bad_inputs=getattr(args, "skip_bad_inputs", False),
+        wait_quota=getattr(args, "wait_quota", False),
     )
 
 

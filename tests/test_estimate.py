@@ -330,3 +330,32 @@ def test_calibration_compares_each_request_at_the_tier_that_served_it(tmp_path, 
     results = results.append_column("service_tier", pa.array(["flex", None, "standard"], pa.string()))
     ratios = write_calibration(tmp_path, path, results, catalog, today=TODAY, run_tier="flex")
     assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)
+
+
+def test_a_half_done_job_shows_spent_so_far_the_remaining_expected_and_high_and_the_whole_job(image_job, catalog,
+                                                                                              tmp_path):
+    # r0-r3 ok, r4 blocked (final); r5 failed (sent again): 5 of the 10 requests remain
+    done = [("r0", "ok", 0.07), ("r1", "ok", 0.07), ("r2", "ok", 0.07), ("r3", "ok", 0.07), ("r4", "blocked", 0.0),
+            ("r5", "failed", None)]
+    rows = [result_values(ResultRecord(request_id, status, 1, 1.0, 2.0, cost_usd=cost))
+            for request_id, status, cost in done]
+    (tmp_path / "results").mkdir()
+    write_part(rows_to_table(rows), tmp_path / "results" / "part-000001.parquet")
+
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, today=TODAY))
+    text = estimate_report(image_job, tmp_path, catalog, today=TODAY)
+
+    remaining = data["remaining"]
+    assert (remaining["tier"], remaining["rows"], remaining["requests"], remaining["spent_usd"]) == (
+        "standard", 5, 5, 0.28)
+    assert remaining["remaining"]["expected"] == pytest.approx(0.68105 / 2)  # half the job's ten alike requests
+    assert remaining["remaining"]["high"] == pytest.approx(1.65509 / 2, abs=1e-5)
+    assert remaining["total"]["expected"] == pytest.approx(0.28 + 0.68105 / 2)
+    assert "Remaining: 5 rows without a final result (5 requests to send), at the standard tier" in text
+    assert any(line.split() == ["whole", "job", "$0.6205", "expected", "$1.11", "high"] for line in text.splitlines())
+
+
+def test_a_job_with_no_results_has_no_remaining_section(image_job, catalog, tmp_path):
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, today=TODAY))
+    assert data["remaining"] is None
+    assert "Remaining:" not in estimate_report(image_job, tmp_path, catalog, today=TODAY)

@@ -31,7 +31,7 @@ def test_a_pause_is_written_with_its_end_on_the_wall_clock_and_its_reason(tmp_pa
     live.sync()
     document = json.loads((tmp_path / "runs" / "run-1.live.json").read_text())
     assert document == {"run_id": "run-1", "pid": 4321, "paused_until": WALL + 45.0, "pause_reason": STORM,
-                        "written_at": WALL}
+                        "parked": False, "written_at": WALL}
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["run-1.live.json"]  # no temporary file left
 
 

@@ -258,6 +258,32 @@ async def test_a_spent_daily_quota_stops_the_run() -> None:
     assert run.stop.abandoned == 1
 
 
+async def test_with_wait_quota_a_spent_daily_quota_parks_every_sender_until_it_resets_then_goes_on() -> None:
+    daily = error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA, retry_after_s=600.0, after_s=1.0)
+    run = await drive(make_run({"r2": [daily]}, total=3, concurrency=2, wait_quota=True), 3)
+    assert run.stop == PoolStop()
+    # r2 is refused at t=1; nothing is sent until its reset at t=601, then r2 again (not a new attempt) and r3
+    assert run.provider.sent == [(0.0, "r1"), (0.0, "r2"), (601.0, "r2"), (601.0, "r3")]
+    # r3 was taken from the queue at t=1 (its start), and sent at 601
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 0.0, 602.0), ("r3", "ok", 1, 1.0, 602.0)]
+    assert (run.progress.parked_until_wall, run.progress.pause_reason) == (EPOCH + 601.0, "quota")
+
+
+async def test_with_wait_quota_a_reset_after_the_deadline_stops_the_run_as_without_it() -> None:
+    daily = error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA, retry_after_s=600.0)
+    run = await drive(make_run({"r2": [daily]}, total=3, wait_quota=True, deadline_s=300.0), 3)
+    assert (run.stop.reason, run.stop.message) == (StopReason.QUOTA, "daily quota exhausted")
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0)]
+
+
+async def test_a_stop_while_parked_ends_the_park_and_leaves_the_request_pending() -> None:
+    daily = error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA, retry_after_s=600.0)
+    run = make_run({"r2": [daily]}, total=3, wait_quota=True)
+    await drive(run, 3, at=((50.0, run.pool.interrupt),))
+    assert run.stop.reason is StopReason.INTERRUPTED
+    assert (run.sink.rows(), run.stop.abandoned, run.ended_at) == ([("r1", "ok", 1, 0.0, 1.0)], 1, 50.0)
+
+
 async def test_a_billing_error_stops_the_run_with_what_to_do() -> None:
     billing = error(Outcome.STOP_BILLING, 402, ErrorKind.BILLING, message="credit used up")
     run = await drive(make_run({"r1": [billing]}, total=2), 2)
@@ -273,6 +299,16 @@ async def test_a_server_delay_past_the_cap_stops_the_run_and_leaves_the_request_
     run = await drive(make_run({"r1": [long_delay]}, total=2, policy=policy), 2)
     assert (run.stop.reason, run.stop.message) == (StopReason.QUOTA, server_delay_message(3600.0, 300.0))
     assert (run.sink.results, run.stop.abandoned, run.ended_at) == ([], 1, 0.0)
+
+
+async def test_with_wait_quota_a_server_delay_past_the_cap_parks_the_run_as_a_quota_would() -> None:
+    long_delay = error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=3600.0)
+    policy = RetryPolicy(initial_s=0.0, max_wait_s=0.0, max_server_delay_s=300.0)
+    run = await drive(make_run({"r1": [long_delay]}, total=2, policy=policy, wait_quota=True), 2)
+    assert run.stop == PoolStop()
+    assert run.provider.sent == [(0.0, "r1"), (3600.0, "r1"), (3601.0, "r2")]
+    assert run.sink.rows() == [("r1", "ok", 2, 0.0, 3601.0), ("r2", "ok", 1, 3601.0, 3602.0)]
+    assert run.progress.parked_until_wall == EPOCH + 3600.0
 
 
 async def test_a_retry_delay_holds_back_only_its_own_request() -> None:

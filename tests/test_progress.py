@@ -4,6 +4,7 @@ the rate and the ETA count sending time only."""
 from __future__ import annotations
 
 import io
+import time
 
 from rich.console import Console
 
@@ -32,7 +33,7 @@ def test_the_line_says_it_is_paused_why_and_for_how_long() -> None:
     clock.now = 5.0
     progress.pause(45.0, STORM)
     clock.now = 8.5
-    assert progress.line().startswith(f"paused, 0m42s left: {STORM} | done 0/100 (ok 0 ")
+    assert progress.line().startswith(f"paused: rate limited, resuming in 42 s ({STORM}) | done 0/100 (ok 0 ")
 
 
 def test_the_line_says_nothing_of_a_pause_that_is_over() -> None:
@@ -68,7 +69,7 @@ def test_a_pause_extended_while_it_lasts_counts_once_and_pauses_add_up() -> None
     progress.pause(3.0, "the server asked to wait")
     clock.now = 21.0
     assert progress.paused_s() == 15.0 and progress.pause_left_s() == 2.0
-    assert progress.pause_text() == "paused, 0m02s left: the server asked to wait"
+    assert progress.pause_text() == "paused: rate limited, resuming in 2 s (the server asked to wait)"
 
 
 def test_the_plain_display_prints_the_pause_in_its_line() -> None:
@@ -77,7 +78,7 @@ def test_the_plain_display_prints_the_pause_in_its_line() -> None:
     progress.pause(90.0, STORM)
     stream = io.StringIO()
     PlainDisplay(progress, every=30.0, stream=stream).refresh()
-    assert stream.getvalue().startswith(f"batchrun: paused, 1m30s left: {STORM} | done 0/100")
+    assert stream.getvalue().startswith(f"batchrun: paused: rate limited, resuming in 90 s ({STORM}) | done 0/100")
 
 
 def test_the_live_panel_has_a_paused_row_while_paused() -> None:
@@ -86,10 +87,33 @@ def test_the_live_panel_has_a_paused_row_while_paused() -> None:
     display = RichDisplay(progress)
     assert "paused" not in rendered(display)
     progress.pause(90.0, STORM)
-    assert f"paused 1m30s left: {STORM}" in " ".join(rendered(display).split())
+    assert f"paused rate limited, resuming in 90 s ({STORM})" in " ".join(rendered(display).split())
 
 
 def rendered(display: RichDisplay) -> str:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     console.print(display._render())
     return console.file.getvalue()
+
+
+def test_a_park_says_parked_until_the_local_reset_time_and_the_eta_counts_sending_time_only() -> None:
+    reset = time.strftime("%H:%M", time.localtime(1_800_003_600.0))
+    clock = Clock()
+    progress = progress_at(clock, ok=50)
+    clock.now = 10.0  # 5/s of sending, 10 s to go
+    progress.park(3600.0, until_wall=1_800_003_600.0)
+    assert progress.parked() and progress.pause_text() == f"parked until {reset} (quota)"
+    assert progress.line().startswith(f"parked until {reset} (quota) | done 50/100")
+    clock.now = 1810.0
+    assert (progress.rate(), progress.eta_s()) == (5.0, 1810.0)  # the rest of the park, then 10 s
+    clock.now = 3610.0
+    assert (progress.parked(), progress.pause_text(), progress.eta_s()) == (False, None, 10.0)
+
+
+def test_the_live_panel_has_a_parked_row_while_parked() -> None:
+    clock = Clock()
+    progress = progress_at(clock)
+    display = RichDisplay(progress)
+    progress.park(600.0, until_wall=1_800_003_600.0)
+    reset = time.strftime("%H:%M", time.localtime(1_800_003_600.0))
+    assert f"parked until {reset} (quota)" in " ".join(rendered(display).split())

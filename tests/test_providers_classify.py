@@ -346,3 +346,13 @@ def test_a_429_without_a_billing_reason_is_still_a_rate_limit():
     other = {"@type": ERROR_INFO, "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"}
     reply = classify_error(429, google_error(429, "RESOURCE_EXHAUSTED", other), now=NOW)
     assert (reply.outcome, reply.error_kind) == (Outcome.RETRY, "rate_limited")
+
+
+def test_429_per_day_quota_with_a_retry_after_header_resets_when_the_header_says():
+    payload = google_error(
+        429, "RESOURCE_EXHAUSTED", quota("GenerateRequestsPerDayPerProjectPerModel"),
+        {"@type": RETRY_INFO, "retryDelay": "1.5s"},
+    )
+    reply = classify_error(429, payload, {"Retry-After": "90"}, now=NOW)
+    assert (reply.outcome, reply.retry_after_s) == (Outcome.STOP_QUOTA, 90.0)
+    assert "the server's Retry-After" in reply.error_message

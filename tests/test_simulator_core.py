@@ -405,3 +405,19 @@ def test_request_log_has_one_flushed_line_per_request(tmp_path):
         (hashlib.sha256(bodies[2]).hexdigest(), "ok", 200),
     ]
     assert lines[0]["model"] == TEXT_MODEL and lines[0]["t"] == 1_800_000_000.0
+
+
+def test_a_short_day_resets_the_per_day_quota_after_day_s_and_says_when_in_retry_after():
+    clock = FakeClock(1_800_057_600.0)
+    core = make_core(clock=clock, limits={"requests_per_day": 2, "day_s": 5})
+    assert [call(core, text_body()).outcome for _ in range(3)] == ["ok", "ok", "quota"]
+    clock.now += 2
+    refused = call(core, text_body())
+    assert (refused.outcome, refused.headers["Retry-After"]) == ("quota", "3")
+    clock.now += 3
+    assert call(core, text_body()).outcome == "ok"
+
+
+def test_a_per_day_refusal_at_midnight_pacific_sends_no_retry_after():
+    core = make_core(limits={"requests_per_day": 0})
+    assert "Retry-After" not in call(core, text_body()).headers

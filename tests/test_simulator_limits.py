@@ -63,3 +63,10 @@ def test_the_book_asks_for_tokens_only_when_a_token_limit_is_set():
     book = LimitBook(Limits(tokens_per_minute=10))
     assert book.check(0.0, images=0, tokens=lambda: 8) is None
     assert book.check(1.0, images=0, tokens=lambda: 8).quota_id == "GenerateContentInputTokensPerModelPerMinute"
+
+
+def test_a_short_day_counts_from_the_first_request_and_resets_every_day_s():
+    quota = DayQuota(1, day_s=10)
+    assert quota.admit(100.0) is None
+    assert quota.admit(104.0) == 6.0
+    assert quota.admit(110.0) is None

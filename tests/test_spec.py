@@ -148,7 +148,8 @@ def test_unknown_model_loads_with_a_warning(tmp_path):
     [
         ("modle: x\n", "modle", "unknown key; did you mean 'model'?"),
         ("zzzz: 1\n", "zzzz",
-         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, pricing, tier, batch"),
+         "unknown key; allowed keys: name, provider, model, inputs, matrix, request, limits, retry, budget, output, "
+         "pricing, tier, batch, run, notify"),
         ("limits: {concurency: 4}\n", "limits.concurency", "unknown key; did you mean 'concurrency'?"),
         ("retry: {max_attempt: 3}\n", "retry.max_attempt", "unknown key; did you mean 'max_attempts'?"),
         ("provider: {kind: gemini, apikey_env: K}\n", "provider.apikey_env", "unknown key; did you mean 'api_key_env'?"),

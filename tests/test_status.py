@@ -1,5 +1,6 @@
 import json
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -272,10 +273,26 @@ def test_a_live_runs_pause_is_shown_with_the_time_left_and_why(tmp_path, hold_lo
     summary = summarize(out, now=wall + 3.0)
 
     assert summary.pause == {"until": wall + 45.0, "left_s": 42.0,
-                             "reason": "a 429 storm (12 of the last 20 replies); the server asked for 45s"}
-    assert ("paused now: 42s left: a 429 storm (12 of the last 20 replies); the server asked for 45s"
+                             "reason": "a 429 storm (12 of the last 20 replies); the server asked for 45s",
+                             "parked": False}
+    assert ("paused: rate limited, resuming in 42 s (a 429 storm (12 of the last 20 replies); the server asked for 45s)"
             in format_status(summary).splitlines())
     assert json.loads(json.dumps(summary.to_json()))["pause"]["left_s"] == 42.0
+
+
+def test_a_live_run_parked_for_a_spent_quota_shows_parked_until_its_reset(tmp_path, hold_lock):
+    out = make_folder(tmp_path)
+    hold_lock(out)
+    wall = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+    progress = Progress(total=10, started=0.0, clock=lambda: 100.0)
+    progress.park(3600.0, until_wall=wall + 3600.0)
+    LiveFile(live_path(out, "run-1"), progress, wall=lambda: wall).sync()
+
+    summary = summarize(out, now=wall + 60.0)
+
+    assert summary.pause == {"until": wall + 3600.0, "left_s": 3540.0, "reason": "quota", "parked": True}
+    reset = time.strftime("%H:%M", time.localtime(wall + 3600.0))  # local time, as the user reads it
+    assert f"parked until {reset} (quota): 59m00s left" in format_status(summary).splitlines()
 
 
 def test_no_pause_is_shown_once_it_is_over_or_when_no_run_is_live(tmp_path, hold_lock):

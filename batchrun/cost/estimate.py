@@ -37,7 +37,8 @@ from batchrun.cost.pricing import (
     missing_price_message,
     price_tokens,
 )
-from batchrun.output.spend import JobSpend, job_spend
+from batchrun.cost.remaining import RemainingCost, pending_requests
+from batchrun.output.spend import JobSpend, latest_results, spend_of
 from batchrun.planning.manifest import read_columns
 
 CALIBRATION_FILE = "calibration.json"
@@ -85,6 +86,7 @@ class JobEstimate:
     budget_usd: float | None = None
     budget_tier: str = "standard"
     spent: JobSpend = field(default_factory=JobSpend)  # what the folder's results already cost
+    remaining: RemainingCost | None = None  # once some rows are done: what is left, at budget_tier
 
     @property
     def requests(self) -> int:
@@ -156,6 +158,7 @@ class JobEstimate:
                 "headroom_usd": round(headroom, 6),
                 "verdict": verdict[0], "message": verdict[1],
             },
+            "remaining": None if self.remaining is None else self.remaining.to_json(),
             "rules": RULES,
         }
 
@@ -267,9 +270,14 @@ def estimate_manifest(
     budget_usd: float | None = None,
     budget_tier: str = "standard",
     today: dt.date | None = None,
+    request_ids: pa.Array | None = None,
 ) -> JobEstimate:
-    """Tokens and cost of every request in a manifest, per model and tier, expected and high."""
-    table = _with_row_rules(read_manifest_columns(Path(manifest_path)))
+    """Tokens and cost of every request in a manifest (or of those in `request_ids`), per model and tier,
+    expected and high."""
+    table = read_manifest_columns(Path(manifest_path))
+    if request_ids is not None:
+        table = table.filter(pc.is_in(table["request_id"], value_set=request_ids))
+    table = _with_row_rules(table)
     calibration = calibration or {}
     today = today or dt.date.today()
     models: dict[str, ModelEstimate] = {}
@@ -314,6 +322,8 @@ def format_estimate(est: JobEstimate) -> str:
         lines.append(f"  {kind:<16}" + "".join(f"{_usd(est.total(t, kind)):>14}" for t in est.tiers))
     if est.spent.results:
         lines += ["", _spent_line(est.spent)]
+    if est.remaining is not None:
+        lines += ["", *est.remaining.lines(_usd)]
     verdict = est.budget_verdict()
     if verdict is not None:
         lines += ["", f"Budget {_usd(est.budget_usd)} ({est.budget_tier}): {verdict[1]}"]
@@ -441,5 +451,21 @@ def estimate_report(
         manifest_path, catalog, calibration=read_calibration(out_dir), budget_usd=budget_usd, today=today,
         budget_tier=str(tier),
     )
-    est.spent = job_spend(out_dir, read_columns(manifest_path, ["row_id"])["row_id"])
+    latest = latest_results(Path(out_dir))
+    est.spent = spend_of(latest, read_columns(manifest_path, ["row_id"])["row_id"])
+    if est.spent.results:
+        est.remaining = remaining_cost(manifest_path, latest, est, catalog, today)
     return json.dumps(est.to_json(), indent=2) if json_out else format_estimate(est)
+
+
+def remaining_cost(manifest_path: Path, latest: pa.Table, whole: JobEstimate, catalog: PriceCatalog,
+                   today: dt.date | None) -> RemainingCost:
+    """What the rows without a final result will cost at the job's tier, beside what the folder has spent."""
+    pending = pending_requests(manifest_path, latest)
+    calibration = {m.model: m.calibration for m in whole.models if m.calibration is not None}
+    left = estimate_manifest(manifest_path, catalog, calibration=calibration, today=today,
+                             request_ids=pending.request_ids)
+    tier = whole.budget_tier
+    expected = left.total(tier, "expected") if left.models else 0.0
+    high = left.total(tier, "high") if left.models else 0.0
+    return RemainingCost(tier, pending.rows, len(pending.request_ids), whole.spent.usd, expected, high)

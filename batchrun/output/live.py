@@ -1,7 +1,8 @@
 """The state of a run in progress that its results don't show, in a small file `batchrun status` reads.
 
 Output: `runs/<run_id>.live.json` in the output folder, holding the run's pid and whether every sender
-is paused: until when (wall clock, seconds since the epoch, for another process to read) and why.
+is paused: until when (wall clock, seconds since the epoch, for another process to read), why, and whether
+it is parked (waiting for a spent daily quota's reset, `--wait-quota`).
 The run writes it atomically (a temporary file renamed over it) only when the pause changes, checked
 once a tick, never per request; a run that never pauses never writes it. It is removed when the run
 ends; one left by a killed run names a pid that no longer holds the folder's lock, and is ignored.
@@ -28,6 +29,7 @@ class LivePause:
 
     until: float
     reason: str
+    parked: bool = False  # waiting for a spent quota's reset
 
     def left_s(self, now: float) -> float:
         return max(0.0, self.until - now)
@@ -54,7 +56,8 @@ class LiveFile:
             return
         until = self.wall() + (progress.paused_until - progress.clock())
         document = {"run_id": self.path.name.removesuffix(LIVE_SUFFIX), "pid": self.pid,
-                    "paused_until": until, "pause_reason": progress.pause_reason, "written_at": self.wall()}
+                    "paused_until": until, "pause_reason": progress.pause_reason, "parked": progress.parked(),
+                    "written_at": self.wall()}
         with contextlib.suppress(OSError):  # status then shows no pause; the run goes on
             _write_atomically(self.path, json.dumps(document, indent=1) + "\n")
             self._written = state
@@ -81,6 +84,7 @@ def read_live_pause(out_dir: Path, pid: int, now: float) -> LivePause | None:
             continue
         if document.get("pid") != pid or not isinstance(document.get("paused_until"), (int, float)):
             continue
-        pause = LivePause(float(document["paused_until"]), str(document.get("pause_reason") or ""))
+        pause = LivePause(float(document["paused_until"]), str(document.get("pause_reason") or ""),
+                          document.get("parked") is True)
         return pause if pause.left_s(now) > 0 else None
     return None

@@ -35,6 +35,7 @@ class Progress:
     clock: Callable[[], float] = time.monotonic
     pause_reason: str | None = None  # of the current (or last) pause of every sender
     paused_until: float = -math.inf  # on `clock`
+    parked_until_wall: float | None = None  # a park's end, unix seconds: the pause is a spent quota's
     _pause_started: float = field(default=0.0, repr=False)
     _paused_before_s: float = field(default=0.0, repr=False)  # pauses ended before the current one
 
@@ -54,6 +55,15 @@ class Progress:
         self.paused_until = max(self.paused_until, now + seconds)
         self.pause_reason = reason
 
+    def park(self, seconds: float, until_wall: float) -> None:
+        """Every sender is held back until a spent quota resets, `seconds` from now (`until_wall` unix s)."""
+        self.pause(seconds, "quota")
+        self.parked_until_wall = max(self.parked_until_wall or 0.0, until_wall)
+
+    def parked(self) -> bool:
+        """Whether the current pause is a park (waiting for a quota's reset)."""
+        return self.parked_until_wall is not None and self.pause_left_s() > 0 and self.pause_reason == "quota"
+
     def pause_left_s(self) -> float:
         """Seconds until sending resumes (0 when not paused)."""
         return max(0.0, self.paused_until - self.clock())
@@ -65,9 +75,13 @@ class Progress:
     def _pause_span(self, now: float) -> float:
         return max(0.0, min(now, self.paused_until) - self._pause_started)
 
+    def sending_s(self) -> float:
+        """Seconds since the start, pauses left out."""
+        return self.clock() - self.started - self.paused_s()
+
     def rate(self) -> float:
         """Finished requests per second of sending (pauses left out)."""
-        sending = self.clock() - self.started - self.paused_s()
+        sending = self.sending_s()
         return self.finished / sending if sending > 0 else 0.0
 
     def eta_s(self) -> float | None:
@@ -77,11 +91,14 @@ class Progress:
         return self.pause_left_s() + left / rate if rate > 0 else None
 
     def pause_text(self) -> str | None:
-        """`paused, 0m42s left: REASON` while paused, else None."""
+        """`paused: rate limited, resuming in 42 s (REASON)` while paused, `parked until 07:00 (quota)` while
+        waiting for a spent quota's reset, else None."""
         left = self.pause_left_s()
         if left <= 0:
             return None
-        return f"paused, {_duration(math.ceil(left))} left: {self.pause_reason or 'the server asked to wait'}"
+        if self.parked():
+            return parked_text(self.parked_until_wall or 0.0)
+        return paused_text(left, self.pause_reason)
 
     def line(self) -> str:
         eta = self.eta_s()
@@ -94,6 +111,16 @@ class Progress:
             f"{self.rate():.1f} req/s | errors {errors} | tokens {self.tokens:,} | "
             f"spend ${self.prior_spend_usd + self.spend_usd:,.4f} | eta {_duration(eta)}"
         )
+
+
+def paused_text(left_s: float, reason: str | None) -> str:
+    """`paused: rate limited, resuming in 42 s (REASON)`."""
+    return f"paused: rate limited, resuming in {math.ceil(left_s)} s ({reason or 'the server asked to wait'})"
+
+
+def parked_text(until_wall: float) -> str:
+    """`parked until 07:00 (quota)`, in local time."""
+    return f"parked until {time.strftime('%H:%M', time.localtime(until_wall))} (quota)"
 
 
 def _duration(seconds: float | None) -> str:
@@ -141,7 +168,8 @@ class RichDisplay:
         table.add_row("rate", f"{p.rate():.1f} req/s   eta {_duration(p.eta_s())}")
         pause = p.pause_text()
         if pause:
-            table.add_row("paused", pause.removeprefix("paused, "))
+            label = "parked" if p.parked() else "paused"
+            table.add_row(label, pause.removeprefix("paused: ").removeprefix("parked "))
         table.add_row("errors", " ".join(f"{k} {v}" for k, v in sorted(p.errors.items())) or "none")
         table.add_row("tokens", f"{p.tokens:,}")
         table.add_row("spend", f"${p.prior_spend_usd + p.spend_usd:,.4f}")

@@ -27,6 +27,7 @@ from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.output.journal import RunJournal, read_journal
 from batchrun.output.live import LIVE_SUFFIX, read_live_pause
 from batchrun.output.lock import lock_holder
+from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.spend import latest_results, spend_of
 from batchrun.planning.manifest import read_columns
 from batchrun.planning.versioning import earlier_row_ids
@@ -118,7 +119,8 @@ def _read_pause(summary: StatusSummary, out_dir: Path, now: float) -> None:
         return
     pause = read_live_pause(out_dir, summary.live_pid, now)
     if pause is not None:
-        summary.pause = {"until": pause.until, "left_s": round(pause.left_s(now), 1), "reason": pause.reason}
+        summary.pause = {"until": pause.until, "left_s": round(pause.left_s(now), 1), "reason": pause.reason,
+                         "parked": pause.parked}
 
 
 def _read_manifest(out_dir: Path) -> pa.Table:
@@ -302,8 +304,10 @@ def _spend_line(summary: StatusSummary) -> str:
 
 def _notes(summary: StatusSummary) -> list[str]:
     notes = []
-    if summary.pause is not None:
-        notes.append(f"paused now: {duration_text(summary.pause['left_s'])} left: {summary.pause['reason']}")
+    if summary.pause is not None and summary.pause.get("parked"):
+        notes.append(f"{parked_text(summary.pause['until'])}: {duration_text(summary.pause['left_s'])} left")
+    elif summary.pause is not None:
+        notes.append(paused_text(summary.pause["left_s"], summary.pause["reason"]))
     if summary.in_flight is not None and summary.live_pid:
         notes.append(f"in flight now: {summary.in_flight:,}")
     elif summary.in_flight is not None:

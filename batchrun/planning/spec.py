@@ -317,6 +317,27 @@ def _distinct_values(values: list[Scalar]) -> list[Scalar]:
 MatrixValues = Annotated[list[Scalar], AfterValidator(_distinct_values)]
 
 
+class RunSpec(_Strict):
+    """How `batchrun run` behaves, where a flag would otherwise be needed every night."""
+
+    wait_quota: bool = False  # park until a spent daily quota resets (if before the deadline); --wait-quota
+
+
+class NotifySpec(_Strict):
+    """Where a run's summary goes when it ends: a webhook (Slack, Teams), a command, or both."""
+
+    webhook: str | None = Field(None, pattern=r"^https?://")
+    webhook_env: str | None = Field(None, min_length=1)  # the variable holding the URL: a secret stays out of the spec
+    command: list[str] | None = Field(None, min_length=1)  # run with the summary file's path as its last argument
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_webhook(self) -> NotifySpec:
+        if self.webhook is not None and self.webhook_env is not None:
+            raise ValueError("give webhook or webhook_env, not both (webhook_env keeps a secret URL out of the spec)")
+        return self
+
+
 class JobSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     provider: ProviderSpec = Field(default_factory=ProviderSpec)
@@ -331,6 +352,8 @@ class JobSpec(_Strict):
     pricing: dict[str, dict[str, Any]] | None = None
     tier: Tier = Tier.STANDARD  # standard | flex | priority; `--tier` overrides it
     batch: BatchSpec = Field(default_factory=BatchSpec)  # used by batch runs only
+    run: RunSpec = Field(default_factory=RunSpec)
+    notify: NotifySpec | None = None
 
     @field_validator("tier", mode="before")
     @classmethod

@@ -50,7 +50,8 @@ a short `error_kind`, and a retry delay when the server named one. Only structur
 
 A RETRY's `retry_after_s` comes from `RetryInfo.retryDelay`, else `Retry-After` (seconds or an
 HTTP date), else `retry-after-ms`. A daily-quota STOP_QUOTA's `retry_after_s` is the time left until
-the quota resets (midnight Pacific time), when `now` is given.
+the quota resets (midnight Pacific time, or what a `Retry-After` header says: its RetryInfo is ignored, Google
+sends a few seconds there though the quota stays spent until midnight), when `now` is given.
 
 Error messages come out whole, on one line: the provider scrubs the API key from all of a message
 before it cuts it short (`messages.safe_message`), so that no cut can leave part of the key behind.
@@ -158,7 +159,8 @@ def classify_error(
     outcome, kind = classify_status(code, error)
     reply = ProviderReply(outcome, http_status=status, error_kind=kind, error_message=message)
     if kind == ErrorKind.DAILY_QUOTA:
-        reply.error_message, reply.retry_after_s = daily_quota_message(error, now)
+        reset_in = retry_after_header(_header(headers, "retry-after"), now=now) if headers else None
+        reply.error_message, reply.retry_after_s = daily_quota_message(error, now, reset_in)
     elif outcome is Outcome.RETRY:
         reply.retry_after_s = retry_delay(error, headers, now=now)
     return reply
@@ -252,9 +254,15 @@ def quota_reset_time(now: datetime) -> datetime:
     return datetime.combine(tomorrow, time.min, tzinfo=PACIFIC)  # DST never moves midnight
 
 
-def daily_quota_message(error: Mapping[str, Any], now: datetime | None) -> tuple[str, float | None]:
-    """The one-line message of a spent daily quota, and the seconds until it resets."""
+def daily_quota_message(error: Mapping[str, Any], now: datetime | None,
+                        reset_in: float | None = None) -> tuple[str, float | None]:
+    """The one-line message of a spent daily quota, and the seconds until it resets: midnight Pacific,
+    unless a Retry-After header says otherwise (`reset_in`: a gateway's, or the simulator's short day)."""
     quota = daily_quota_id(error) or "a per-day quota"
+    if now is not None and reset_in is not None:
+        reset = (now + timedelta(seconds=reset_in)).astimezone()
+        return (f"daily quota {quota} is spent; it resets at {reset.strftime('%H:%M:%S')} "
+                f"({reset.isoformat(timespec='seconds')}, the server's Retry-After); run again then", reset_in)
     if now is None:
         return f"daily quota {quota} is spent; it resets at midnight Pacific time", None
     reset = quota_reset_time(now)

@@ -100,6 +100,7 @@ class PoolSettings:
     config_check: bool = True  # stop when the first replies are all 400/404-like
     input_image_bytes: int = DEFAULT_MB * 1_000_000  # input image bytes in flight at once
     epoch_s: float | None = None  # the unix time of clock.now() == 0 (None: read from time.time at start)
+    wait_quota: bool = False  # park every sender until a spent daily quota resets, if before the deadline
 
 
 def billing_message(reply: ProviderReply) -> str:
@@ -134,6 +135,7 @@ class WorkerPool:
         self._settled = anyio.Event()
         self._interrupted = False
         self._epoch = settings.epoch_s if settings.epoch_s is not None else time.time() - clock.now()
+        self._deadline_at: float | None = None  # on the clock
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -192,7 +194,8 @@ class WorkerPool:
         if self.settings.handle_signals:
             background.start_soon(self._watch_signals)
         if self.settings.deadline_s is not None:
-            background.start_soon(self._watch_deadline, self.clock.now() + self.settings.deadline_s)
+            self._deadline_at = self.clock.now() + self.settings.deadline_s
+            background.start_soon(self._watch_deadline, self._deadline_at)
         if self.hooks.on_tick is not None:
             background.start_soon(self._tick, self.hooks.on_tick)
 
@@ -280,6 +283,13 @@ class WorkerPool:
         return True
 
     async def _attempt(self, record: RequestRecord) -> ProviderReply:
+        """One exchange; again after a park (a spent quota's reset), which is not an attempt of its own."""
+        while True:
+            reply = await self._attempt_once(record)
+            if reply.outcome is not Outcome.STOP_QUOTA:  # a quota stop raised; only a park comes back
+                return reply
+
+    async def _attempt_once(self, record: RequestRecord) -> ProviderReply:
         """One exchange, holding the record's input image bytes (if any) of the budget meanwhile."""
         size = sum(ref.bytes for ref in record.images)
         if not size:
@@ -321,6 +331,8 @@ class WorkerPool:
     def _react(self, reply: ProviderReply) -> ProviderReply:
         if self.hooks.on_reply is not None:
             self.hooks.on_reply(reply)
+        if reply.outcome is Outcome.STOP_QUOTA and self._park(reply.retry_after_s):
+            return reply
         if reply.outcome in _STOPPING:
             reason, unsaid = _STOPPING[reply.outcome]
             self.request_stop(reason, reply.error_message or unsaid)
@@ -334,11 +346,28 @@ class WorkerPool:
                 self._hold_back(reply.retry_after_s)
         return reply
 
+    def _park(self, reset_in_s: float | None) -> bool:
+        """With `wait_quota`, hold every sender back until a spent quota resets, when that comes before the
+        deadline; whether it did (if not, the run stops as without it)."""
+        if not self.settings.wait_quota or reset_in_s is None:
+            return False
+        if self._deadline_at is not None and self.clock.now() + reset_in_s >= self._deadline_at:
+            return False
+        if not self.progress.parked():
+            log.warning("daily quota spent: parked until %s, when it resets; the run goes on then",
+                        time.strftime("%H:%M", time.localtime(self._timestamp() + reset_in_s)))
+        self.limiter.pause_all(reset_in_s, "daily quota spent")
+        self.progress.park(reset_in_s, self._timestamp() + reset_in_s)
+        return True
+
     def _hold_back(self, delay_s: float) -> None:
-        """A server delay: past the cap, a quota signal that stops the run (this request stays pending);
+        """A server delay: past the cap, a quota signal that parks the run (wait_quota, before the deadline)
+        or stops it (this request stays pending);
         when the limiter says so (a 429 storm, a limit overshot), a pause of every sender; else only
         this request's retry waits it out."""
         cap = self.policy.max_server_delay_s
+        if delay_s > cap and self._park(delay_s):  # a quota signal: with wait_quota, waited out like one
+            return
         if delay_s > cap:
             self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
             raise RequestAbandoned

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -281,7 +282,10 @@ class SimulatorCore:
         if refusal is not None:
             outcome = "quota" if refusal.per_day else "rate_limited"
             body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)
-            return _json_reply(429, outcome, body)
+            reply = _json_reply(429, outcome, body)
+            if refusal.per_day and self.limits.short_day:  # a short day's reset, which midnight won't predict
+                reply.headers["Retry-After"] = str(math.ceil(refusal.retry_after_s))
+            return reply
         tier = decide_tier(self.config, self.seed, n, request.service_tier)
         if tier.shed_status is not None:
             return _json_reply(tier.shed_status, "flex_shed", capacity_error(tier.shed_status))

@@ -132,6 +132,9 @@ class Limits(_Strict):
     images_per_minute: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)  # input (prompt) tokens
     requests_per_day: int | None = Field(None, ge=0)
+    # a test's short "day": the per-day quota resets every day_s seconds (counted from the first request)
+    # instead of at midnight Pacific, and its 429 says when in a Retry-After header
+    day_s: float | None = Field(None, gt=0)
 
 
 class RouteDelay(_Strict):

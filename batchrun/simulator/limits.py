@@ -2,7 +2,7 @@
 
 Per-minute limits are sliding 60 s windows over admitted requests; a refused request does not
 count. The per-day quota counts every request that reached it and resets at midnight Pacific
-(taken as UTC-8 all year, so a test can predict it). Time comes from the caller, never read here.
+(taken as UTC-8 all year, so a test can predict it), or every `day_s` seconds when set. Time comes from the caller, never read here.
 Input tokens are a request's prompt tokens (text and images); a request larger than the whole
 per-minute token limit counts as the limit, so that it waits for an empty window rather than forever.
 """
@@ -88,22 +88,32 @@ class TokenWindow:
 
 
 class DayQuota:
-    """At most `limit` requests per Pacific calendar day."""
+    """At most `limit` requests per Pacific calendar day, or per `day_s` seconds from the first request."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, limit: int, day_s: float | None = None) -> None:
+        self.limit, self.day_s = limit, day_s
         self._day: float | None = None
         self._used = 0
+        self._origin: float | None = None  # a short day's start: the first request's time
 
     def admit(self, now: float) -> float | None:
         """None if admitted, else the seconds until the quota resets."""
-        day = (now + PACIFIC_OFFSET_S) // DAY_S
+        shifted, length = self._position(now)
+        day = shifted // length
         if day != self._day:
             self._day, self._used = day, 0
         if self._used < self.limit:
             self._used += 1
             return None
-        return (day + 1) * DAY_S - (now + PACIFIC_OFFSET_S)
+        return (day + 1) * length - shifted
+
+    def _position(self, now: float) -> tuple[float, float]:
+        """`now` on the quota's day scale, and the day's length."""
+        if self.day_s is None:
+            return now + PACIFIC_OFFSET_S, DAY_S
+        if self._origin is None:
+            self._origin = now
+        return now - self._origin, self.day_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,8 @@ class LimitBook:
     """All counted limits of one simulator, checked in a fixed order: day, requests, images."""
 
     def __init__(self, limits: Limits) -> None:
-        self.day = DayQuota(limits.requests_per_day) if limits.requests_per_day is not None else None
+        self.day = DayQuota(limits.requests_per_day, limits.day_s) if limits.requests_per_day is not None else None
+        self.short_day = limits.day_s is not None
         rpm, ipm, tpm = limits.requests_per_minute, limits.images_per_minute, limits.tokens_per_minute
         self.requests = SlidingWindow(rpm) if rpm is not None else None
         self.images = SlidingWindow(ipm) if ipm is not None else None
