@@ -13,7 +13,7 @@ import pytest
 
 from batchrun.errors import UsageError
 from batchrun.schedule.nightly import Nightly, night_command
-from batchrun.schedule.systemd import SystemdUser, exec_quote, service_unit, timer_unit
+from batchrun.schedule.systemd import SystemdUser, exec_quote, service_unit, systemctl_answers, timer_unit
 from batchrun.schedule.timing import parse_timing
 
 NIGHTLY = Nightly(name="demo", spec=Path("/srv/shop/jobs/demo.yaml"), workdir=Path("/srv/shop"),
@@ -136,3 +136,9 @@ def test_a_failing_systemctl_says_which_command_and_where_the_units_are(tmp_path
     with pytest.raises(UsageError, match=r"^`sc --user daemon-reload` failed: Failed to connect to bus; the unit "
                                          r"files are in "):
         SystemdUser(tmp_path, ("sc", "--user"), run).install("demo", "S", "T")
+
+
+def test_systemd_is_usable_only_when_systemctl_user_answers(tmp_path):
+    assert systemctl_answers(["true"]) is True
+    assert systemctl_answers(["false"]) is False
+    assert systemctl_answers([str(tmp_path / "no-such-systemctl")]) is False

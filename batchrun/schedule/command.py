@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 from batchrun.errors import UsageError
@@ -16,7 +15,7 @@ from batchrun.tiers import run_tier
 from .actions import Places, Scheduler, install, list_schedules, nightly_for, remove, schedule_text
 from .cron import Crontab
 from .nightly import run_flags
-from .systemd import SystemdUser
+from .systemd import SystemdUser, systemctl_answers
 from .timing import parse_clock, parse_timing
 
 
@@ -26,15 +25,7 @@ def places_from(env: os._Environ | dict[str, str]) -> Places:
     systemctl = shlex.split(env.get("BATCHRUN_SYSTEMCTL", "systemctl --user"))
     folder = Path(env.get("BATCHRUN_SYSTEMD_DIR") or home / ".config" / "systemd" / "user")
     return Places(home=home, crontab=Crontab(shlex.split(env.get("BATCHRUN_CRONTAB", "crontab"))),
-                  systemd=SystemdUser(folder, systemctl), systemd_works=_answers(systemctl))
-
-
-def _answers(systemctl: list[str]) -> bool:
-    try:
-        done = subprocess.run([*systemctl, "show-environment"], capture_output=True, check=False, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+                  systemd=SystemdUser(folder, systemctl), systemd_works=systemctl_answers(systemctl))
 
 
 def run_schedule(args: argparse.Namespace, places: Places | None = None) -> str:

@@ -52,7 +52,7 @@ def night_command(nightly: Nightly, *, standalone: bool = True) -> str:
     which systemd does itself (WorkingDirectory=, EnvironmentFile=)."""
     steps = [f"mkdir -p {_q(nightly.log_dir)}", f'log={_q(nightly.log_dir)}/{LOG_NAME}', _run(nightly)]
     if standalone:
-        steps[:0] = [f"cd {_q(nightly.workdir)}", f"set -a", f". {_q(nightly.env_file)}", "set +a"]
+        steps[:0] = [f"cd {_q(nightly.workdir)}", "set -a", f". {_q(nightly.env_file)}", "set +a"]
     return " && ".join(steps) + "; " + _exit_mapping(nightly)
 
 

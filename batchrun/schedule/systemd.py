@@ -110,11 +110,10 @@ class SystemdUser:
                              f"the unit files are in {self.folder}")
 
 
-def user_systemd_works(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
+def systemctl_answers(systemctl: Sequence[str], run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
     """Whether `systemctl --user` reaches a user manager on this machine."""
     try:
-        done = run(["systemctl", "--user", "show-environment"], capture_output=True, text=True, check=False,
-                   timeout=10)
+        done = run([*systemctl, "show-environment"], capture_output=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
