@@ -158,3 +158,15 @@ def args(**given) -> argparse.Namespace:
 def test_bad_flags_are_one_line_errors_before_the_spec_is_read(tmp_path, given, message):
     with pytest.raises(UsageError, match=message):
         run_schedule(args(**given), places_in(tmp_path))
+
+
+def test_remove_takes_a_deleted_specs_path_or_the_job_name(tmp_path):
+    places = places_in(tmp_path)
+    for name in ("gone", "v1.2"):
+        nightly = nightly_in(tmp_path)
+        install(Nightly(**{**nightly.__dict__, "name": name}), TIMING, None, places, Scheduler.CRON)
+
+    run_schedule(args(spec=Path("jobs/gone.yaml"), remove=True), places)
+    run_schedule(args(spec=Path("v1.2"), remove=True), places)
+
+    assert list_schedules(places).startswith("no batchrun jobs scheduled")

@@ -44,6 +44,10 @@ def test_run_flags_pass_until_tier_and_wait_quota_on():
     assert run_flags(None, None, False) == ()
 
 
+def test_a_window_bounds_the_runs_length_so_a_late_start_does_not_run_into_the_next_morning():
+    assert run_flags("07:00", None, False, 330) == ("--until", "07:00", "--max-duration", "330m")
+
+
 def test_the_command_runs_the_spec_in_its_folder_with_the_key_and_logs_the_night(tmp_path):
     nightly = nightly_in(tmp_path, fake_python(tmp_path, 0), ("--until", "07:00"))
 

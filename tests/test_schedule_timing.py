@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.schedule.timing import cron_fields, on_calendar, parse_clock, parse_days, parse_timing
+from batchrun.schedule.timing import cron_fields, on_calendar, parse_clock, parse_days, parse_timing, window_minutes
 
 
 @pytest.mark.parametrize("days, cron, calendar", [
@@ -42,3 +42,9 @@ def test_a_bad_at_names_the_flag_and_an_example(at):
 def test_bad_days_name_the_flag_and_the_day_names(days):
     with pytest.raises(UsageError, match=r"^--days .*: name days as mon tue wed thu fri sat sun"):
         parse_days(days)
+
+
+@pytest.mark.parametrize("at, until, minutes", [("01:30", "07:00", 330), ("23:00", "06:00", 420),
+                                                ("01:30", "01:29", 1439), ("01:30", "01:30", 1440)])
+def test_the_window_runs_from_at_to_the_next_until(at, until, minutes):
+    assert window_minutes(parse_timing(at), parse_clock(until, "--until")) == minutes

@@ -16,7 +16,7 @@ from .actions import Places, Scheduler, install, list_schedules, nightly_for, re
 from .cron import Crontab
 from .nightly import run_flags
 from .systemd import SystemdUser, systemctl_answers
-from .timing import parse_clock, parse_timing
+from .timing import parse_clock, parse_timing, window_minutes
 
 
 def places_from(env: os._Environ | dict[str, str]) -> Places:
@@ -47,12 +47,11 @@ def _schedule(args: argparse.Namespace, places: Places, scheduler: Scheduler | N
     if not args.at:
         raise UsageError("--at HH:MM is missing: when each night's run starts, e.g. --at 01:30")
     timing = parse_timing(args.at, args.days)
-    if args.until:
-        parse_clock(args.until, "--until")
+    window = window_minutes(timing, parse_clock(args.until, "--until")) if args.until else None
     if args.tier:
         _check_tier(args.tier)
     loaded = load_spec(args.spec)
-    nightly = nightly_for(loaded, Path.cwd(), places.home, run_flags(args.until, args.tier, args.wait_quota))
+    nightly = nightly_for(loaded, Path.cwd(), places.home, run_flags(args.until, args.tier, args.wait_quota, window))
     key_env = loaded.spec.provider.key_env
     if not args.install:
         return schedule_text(nightly, timing, key_env, places)
@@ -69,7 +68,7 @@ def _check_tier(value: str) -> None:
 def _job_name(spec: Path) -> str:
     """The job's name from its spec, or SPEC itself when it is no file (the spec may be gone by now)."""
     if not spec.is_file():
-        return spec.name
+        return spec.stem if spec.suffix in (".yaml", ".yml") else spec.name
     from batchrun.planning.spec import load_spec
 
     return load_spec(spec).spec.name

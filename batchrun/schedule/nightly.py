@@ -32,14 +32,17 @@ class Nightly:
     python: Path
     env_file: Path
     log_dir: Path
-    run_flags: tuple[str, ...] = ()  # passed on to `batchrun run`: --until, --tier, --wait-quota
+    run_flags: tuple[str, ...] = ()  # passed on to `batchrun run`: --until, --max-duration, --tier, --wait-quota
 
 
-def run_flags(until: str | None, tier: str | None, wait_quota: bool) -> tuple[str, ...]:
-    """The `batchrun run` flags a schedule passes on."""
+def run_flags(until: str | None, tier: str | None, wait_quota: bool, window_min: int | None = None) -> tuple[str, ...]:
+    """The `batchrun run` flags a schedule passes on; `window_min` (from --at to --until) also bounds the run's
+    length, so a night started late (a timer catching up at boot) stops after one window, not the next morning."""
     flags: list[str] = []
     if until:
         flags += ["--until", until]
+    if window_min:
+        flags += ["--max-duration", f"{window_min}m"]
     if tier:
         flags += ["--tier", tier]
     if wait_quota:

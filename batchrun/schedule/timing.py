@@ -55,6 +55,12 @@ def _day(name: str, text: str) -> int:
     return DAY_NAMES.index(name[:3])
 
 
+def window_minutes(timing: Timing, until: tuple[int, int]) -> int:
+    """Minutes from the start to --until, the same night (01:30 to 07:00: 330; 23:00 to 06:00: 420)."""
+    minutes = (until[0] * 60 + until[1] - timing.hour * 60 - timing.minute) % (24 * 60)
+    return minutes or 24 * 60
+
+
 def cron_fields(timing: Timing) -> str:
     """The five crontab time fields, e.g. `30 1 * * 1-5`."""
     days = "*" if len(timing.days) == 7 else _ranges([CRON_DAY[d] for d in timing.days], str, "-")
