@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redo(commands, common)
     _add_simulate(commands, common)
     _add_export(commands, common)
+    _add_schedule(commands, common)
     return parser
 
 
@@ -256,6 +257,38 @@ def _add_export(commands, common) -> None:
     p.add_argument("--relative-paths", action="store_true",
                    help="image paths relative to the output folder (default: absolute)")
     p.set_defaults(handler=cmd_export)
+
+
+def _add_schedule(commands, common) -> None:
+    p = _command(commands, common, "schedule", "Run a job every night from cron or a systemd user timer.",
+                 SCHEDULE_DETAILS)
+    p.add_argument("spec", type=Path, nargs="?", help="the job spec, e.g. jobs/demo.yaml (with --remove, "
+                                                      "its job name also does)")
+    p.add_argument("--at", metavar="HH:MM", help="local time each run starts, e.g. 01:30")
+    p.add_argument("--until", metavar="HH:MM", help="passed on to `batchrun run`: stop sending at this time")
+    p.add_argument("--days", metavar="DAYS", help="mon-fri, mon,wed,fri, sat-sun, weekdays, weekends (default: daily)")
+    p.add_argument("--tier", metavar="TIER", help="passed on to `batchrun run --tier`")
+    p.add_argument("--wait-quota", action="store_true", help="passed on to `batchrun run`")
+    p.add_argument("--install", action="store_true", help="install it for the current user")
+    p.add_argument("--with", dest="with_", choices=["cron", "systemd"],
+                   help="where to install or remove (default: systemd when `systemctl --user` works, else cron)")
+    p.add_argument("--list", action="store_true", help="list the batchrun jobs scheduled for this user")
+    p.add_argument("--remove", action="store_true", help="remove SPEC's schedule (the env file is kept)")
+    p.set_defaults(handler=cmd_schedule)
+
+
+SCHEDULE_DETAILS = (
+    "Prints a crontab line and a systemd service and timer: absolute paths, the key read from\n"
+    "~/.config/batchrun/NAME.env (created by --install with mode 0600 and the variable's name only), each\n"
+    "night's output in OUTPUT/logs/run-YYYY-MM-DD.log. Exit codes 0, 5, 8, 9 and 13 are expected states:\n"
+    "the command then exits 0 and cron mails nothing; any other code prints one line (mailed) and is kept.")
+
+
+def cmd_schedule(args) -> int:
+    from .schedule.command import run_schedule
+
+    print(run_schedule(args))
+    return 0
 
 
 def cmd_plan(args) -> int:
