@@ -34,6 +34,8 @@ def folders(root: Path, *paths: str) -> None:
     (["proj/batchrun.toml", "proj/specs/"], "proj/specs", "proj"),
     (["proj/outputs/", "proj/specs/"], "proj/specs", "proj"),
     (["proj/jobs/"], "proj/jobs", "proj"),  # the README's layout, before any marker or outputs/ exists
+    (["outputs/", "proj/jobs/"], "proj/jobs", "proj"),  # an outputs/ above a new project's jobs/ is not its own
+    (["outputs/", "proj/jobs/team/"], "proj/jobs/team", "proj"),
     (["proj/specs/"], "proj/specs", "proj/specs"),  # nothing to go by: the spec's own folder
     (["proj/outputs/", "proj/specs/"], "proj", "proj"),
     (["top/pyproject.toml", "top/a/b/c/"], "top/a/b/c", "top/a/b/c"),  # three levels up is too far

@@ -7,8 +7,9 @@ when it lies inside it (messages stay short), else absolute.
 Invariants: the current folder never decides where the output goes, only how its path is shown.
 The base a relative `output.dir` (default `outputs/NAME`) resolves against is the project folder: the
 first of the spec's folder, its parent and its grandparent holding an `outputs/` folder or a project
-marker (`batchrun.toml`, `pyproject.toml`, `.git`); else, for a spec in a folder named `jobs`, the folder
-holding `jobs/`; else the spec's own folder. The walk goes no higher, and never takes the file system's
+marker (`batchrun.toml`, `pyproject.toml`, `.git`), stopping at a folder named `jobs`, whose parent is
+then the project (a new project's `jobs/` has no marker yet, and an `outputs/` folder above it belongs to
+someone else); else the spec's own folder. The walk goes no higher, and never takes the file system's
 root or the home folder: an `outputs/` folder far above the spec, or a dotfiles repository in the home
 folder, never captures a job.
 An override takes the place of the `outputs/` folder: the job's folder is OVERRIDE/NAME.
@@ -36,7 +37,9 @@ def project_base(spec_folder: Path, home: Path | None = None) -> Path:
             break
         if (folder / "outputs").is_dir() or any((folder / marker).exists() for marker in MARKERS):
             return folder
-    return spec_folder.parent if spec_folder.name == JOBS_FOLDER else spec_folder
+        if folder.name == JOBS_FOLDER:  # PROJECT/jobs/...: the project, though it has no marker yet
+            return folder.parent
+    return spec_folder
 
 
 def job_folder_name(configured: str | None, name: str) -> str:
