@@ -94,9 +94,10 @@ def test_output_an_earlier_version_left_in_the_current_folder_is_pointed_at_in_o
 
 def test_a_second_run_while_one_runs_exits_9_naming_its_pid_and_a_killed_holder_blocks_nothing(tmp_path):
     (tmp_path / "proj" / "jobs").mkdir(parents=True)
-    write_faults(tmp_path / "proj" / "jobs", "slow", {"latency": {"distribution": "fixed", "ms": 200}})
+    # ~30 s of replies: the first run is still sending when it is killed, however slow the machine
+    write_faults(tmp_path / "proj" / "jobs", "slow", {"latency": {"distribution": "fixed", "ms": 1000}})
     spec, elsewhere = project(tmp_path, "overlap", rows=60, limits={"concurrency": 2},
-                              provider={**IN_PROCESS, "faults": "slow.yaml"})  # ~6 s of replies
+                              provider={**IN_PROCESS, "faults": "slow.yaml"})
     first = start_batchrun(spec.parents[1], "run", str(spec), "--progress", "plain", "--status-every", "0.1",
                            key=None)
     try:
@@ -116,6 +117,7 @@ def test_a_second_run_while_one_runs_exits_9_naming_its_pid_and_a_killed_holder_
             first.kill()
             first.wait(timeout=RUN_TIMEOUT_S)
     assert (spec.parents[1] / "outputs" / "overlap" / ".lock").exists()
+    write_faults(tmp_path / "proj" / "jobs", "slow", {})  # the third run's in-process simulator answers at once
 
     third = batchrun(elsewhere, "run", str(spec), "--progress", "none", key=None)
 
