@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchrun.cost.projected import tier_multiplier
 from batchrun.cost.pricing import PriceCatalog
+from batchrun.cost.projected import tier_multiplier
 
 
 def choose_pilot(strata: pa.Table, answered: pa.Array, n: int) -> list[str]:
