@@ -161,9 +161,10 @@ def project(strata: pa.Table, done: pa.Table, tier: str, multiplier: Multiplier)
     """The projected cost of a job from its strata and the costs of its answered requests."""
     observed = _observed_sums(strata, done, multiplier)
     remaining = _remaining(strata, done, tier, multiplier)
-    pooled = _pooled_spreads(observed)
+    counts = _strata_counts(strata)
+    pooled = _pooled_spreads(observed, {name: model for name, model, _ in counts})
     rows = [_stratum(name, model, count, observed.get(name), remaining.get(name), pooled)
-            for name, model, count in _strata_counts(strata)]
+            for name, model, count in counts]
     return _overall(tier, rows)
 
 
@@ -224,12 +225,12 @@ class _Pooled:
     overall: Spread | None
 
 
-def _pooled_spreads(observed: dict[str, _Sums]) -> _Pooled:
+def _pooled_spreads(observed: dict[str, _Sums], model_of: dict[str, str]) -> _Pooled:
     models: dict[str, _Sums] = {}
     by_model: dict[str, list[Spread]] = {}
     every: list[Spread] = []
     for name, sums in observed.items():
-        model = name.split(" ", 1)[0]
+        model = model_of[name]
         models.setdefault(model, _Sums()).add(sums)
         spread = sums.spread()
         if spread is not None:
