@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from batchrun.cost.estimate import _usd, estimate_report
 from batchrun.cost.pilot import PilotCost, choose_pilot, pilot_cost
@@ -26,7 +27,7 @@ from batchrun.output.spend import latest_results
 from batchrun.planning.plan import manifest_path
 from batchrun.planning.spec import LoadedSpec
 
-from .errors import EXIT_OK, UsageError, pilot_needs_yes_message
+from .errors import EXIT_OK, BatchrunError, UsageError, pilot_needs_yes_message
 from .jobrun import load_catalog, prepare, run_job
 from .options import EstimateOptions, RunOptions
 
@@ -45,20 +46,38 @@ def pilot_job(loaded: LoadedSpec, options: EstimateOptions, confirm: Confirm | N
     chosen = choose_pilot(strata, answered.combine_chunks(), options.pilot or 0)
     cost = pilot_cost(strata, chosen, catalog, tier)
     offer = _offer(cost, len(set(strata["stratum"].to_pylist())), tier)
+    def save() -> Path:
+        projection = project_job(manifest, loaded.output_dir, catalog, tier, strata)
+        return save_projection(loaded.output_dir, manifest, projection, pilot_requests=len(chosen), now=now())
+
     code = EXIT_OK
     if chosen:
-        if not options.yes:
-            if confirm is None:
-                raise UsageError(pilot_needs_yes_message(cost.requests, _cost_words(cost)))
-            if not confirm(offer):
-                return "pilot not sent: nothing was sent", EXIT_OK
-        code = run_job(loaded, _run_options(options, chosen))
-    projection = project_job(manifest, loaded.output_dir, catalog, tier, strata)
-    saved = save_projection(loaded.output_dir, manifest, projection, pilot_requests=len(chosen), now=now())
+        if not _agreed(options, confirm, offer, cost):
+            return "pilot not sent: nothing was sent", EXIT_OK
+        code = _send(loaded, options, chosen, save)
+    saved = save()
     report = estimate_report(manifest, loaded.output_dir, catalog, json_out=options.json,
                              budget_usd=_budget(loaded, options), tier=tier)
     summary = offer if chosen else "pilot: nothing left to send"
     return _output(report, options.json, summary, cost, str(saved)), code
+
+
+def _agreed(options: EstimateOptions, confirm: Confirm | None, offer: str, cost: PilotCost) -> bool:
+    """--yes, or the user's answer; UsageError when there is no terminal to ask."""
+    if options.yes:
+        return True
+    if confirm is None:
+        raise UsageError(pilot_needs_yes_message(cost.requests, _cost_words(cost)))
+    return confirm(offer)
+
+
+def _send(loaded: LoadedSpec, options: EstimateOptions, chosen: list[str], save: Callable[[], Path]) -> int:
+    """The pilot's run; a run that stops (budget, deadline, key) still leaves the projection of what it got."""
+    try:
+        return run_job(loaded, _run_options(options, chosen))
+    except BatchrunError:
+        save()
+        raise
 
 
 def _run_options(options: EstimateOptions, chosen: list[str]) -> RunOptions:

@@ -54,3 +54,12 @@ def test_a_second_pilot_adds_only_new_requests_and_the_projection_counts_both(lo
     assert report["pilot"]["requests"] == 3 and report["projection"]["done"] == 9
     saved = json.loads((loaded.output_dir / "projection.json").read_text())
     assert (saved["pilot_requests"], saved["done"], saved["written_at"]) == (3, 9, "2026-11-27T12:00:00+00:00")
+
+
+def test_a_pilot_stopped_by_its_budget_still_saves_the_projection_of_what_it_got(loaded):
+    from batchrun.errors import BudgetReached
+
+    with pytest.raises(BudgetReached):
+        pilot_job(loaded, EstimateOptions(pilot=20, yes=True, max_cost=0.001), None, lambda: NOW)
+    saved = json.loads((loaded.output_dir / "projection.json").read_text())
+    assert saved["pilot_requests"] == 20 and saved["done"] == len(answered(loaded)) < 20
