@@ -291,3 +291,8 @@ def timeout_needs_fallback_message() -> str:
     return ("needs a tier to switch to; add --fallback flex or --fallback standard (or batch.fallback in the "
             "spec)")
 
+
+
+def pilot_needs_yes_message(requests: int, cost: str) -> str:
+    return (f"the pilot sends {requests:,} requests ({cost}) and there is no terminal to ask: "
+            "add --yes to send them")
