@@ -92,7 +92,9 @@ def test_the_text_report_has_an_assumptions_block_per_model(tmp_path, catalog):
     block = text.split("gemini-3.1-flash-image: 1 requests")[1].split("\n\n")[0].splitlines()
     start = block.index("  assumptions (a request)")
     assert [line.split(":")[0].strip() for line in block[start + 1:start + 5]] == [
-        "text 0", "thinking 850", "high 6,336 text and thinking", "set generationConfig.maxOutputTokens to 6,336 to bound it (a reply that would spend more is cut short, without its image)"]
+        "text 0", "thinking 850", "high 6,336 text and thinking",
+        "set generationConfig.maxOutputTokens to 6,336 to bound it (a reply that would spend more is cut short, "
+        "without its image)"]
     assert text.count("  assumptions (a request)") == 2
 
 
