@@ -2,7 +2,11 @@
 
 Input: what a request may cost at most and what a reply did cost (`RequestPrices`: from the price
 catalog in a run, fixed figures in a test), the cap, and what earlier runs spent. Invariants:
-- spent + reserved never passes the cap: a request is sent only once its worst case is reserved;
+- spent + reserved never passes the cap: a request is sent only once its worst case is reserved.
+  The worst case is the request's `maxOutputTokens` of text and thinking, which no reply passes, or,
+  without one, the model's practical ceiling (`cost.modeltable.practical_output_tokens`), which a
+  reply may pass: it is then settled at its true cost, spent may pass the cap by that much, and the
+  next reservation fails, so the run stops at the cap;
 - every reservation is settled exactly once, with the actual cost (None: unknown, counted as 0);
 - without a cap nothing is reserved, and spending is only added up.
 """
@@ -98,3 +102,12 @@ class SpendingAccount:
             self.holders -= 1
             self.reserved_usd = 0.0 if self.holders == 0 else max(0.0, self.reserved_usd - (worst or 0.0))
         self.spent_usd += actual or 0.0
+
+    def stop_message(self, worst: float | None) -> str:
+        """Why the run stops at the cap; when replies cost more than the high bound reserved, what bounds them."""
+        cap = self.cap_usd or 0.0
+        message = f"spent ${self.spent_usd:.4f} of the ${cap:.4f} cap; the next request could cost up to ${worst or 0:.4f}"
+        if self.spent_usd > cap + _SLACK_USD:
+            message += ("; replies cost more than the high bound reserved for them (without maxOutputTokens, the "
+                        "model's practical ceiling): set generationConfig.maxOutputTokens to keep spending within the cap")
+        return message

@@ -270,11 +270,7 @@ class WorkerPool:
             if self.stop.reason is not None:
                 return False
             if account.holders == 0:
-                self.request_stop(
-                    StopReason.BUDGET,
-                    f"spent ${account.spent_usd:.4f} of the ${account.cap_usd or 0:.4f} cap; the next request "
-                    f"could cost up to ${worst or 0:.4f}",
-                )
+                self.request_stop(StopReason.BUDGET, account.stop_message(worst))
                 return False
             try:
                 await self._wait(self._settled.wait)
