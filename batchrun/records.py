@@ -76,7 +76,8 @@ class TokenEstimate:
 
     input_text: int = 0
     input_image: int = 0
-    output_text_max: int = 0
+    output_text_max: int = 0  # the high bound's text and thinking: maxOutputTokens, else a practical ceiling
+    output_text_limit: int = 0  # the most a reply may spend: maxOutputTokens, else the model's limit; 0: output_text_max
     output_image: int = 0
     images_out: int = 0
     # what the expected output depends on, read from the request's options by its provider

@@ -226,14 +226,14 @@ async def test_the_budget_waits_for_requests_in_flight_then_stops_the_run() -> N
 
 
 async def test_a_reply_past_its_reserved_high_bound_is_recorded_at_its_true_cost_and_the_run_stops_cleanly() -> None:
-    # without maxOutputTokens the reservation is the model's practical ceiling ($1 here), which a reply
-    # may pass ($1.50): cap $2.50, r1 and r2 reserved together; both settle at $1.50, $3.00 spent; the
-    # next reservation fails with nothing in flight, so the run stops and says what bounds a reply.
+    # should a reply cost more than its reservation ($1 here; a model table whose output limit is out of
+    # date: $1.50): cap $2.50, r1 and r2 reserved together; both settle at $1.50, $3.00 spent; the next
+    # reservation fails with nothing in flight, so the run stops and says what bounds a reply.
     account = SpendingAccount(FixedPrices(worst=1.0, actual=1.5), cap_usd=2.5)
     run = await drive(make_run(total=5, concurrency=2, account=account), 5)
     assert run.stop.reason is StopReason.BUDGET
     assert run.stop.message.startswith("spent $3.0000 of the $2.5000 cap; the next request could cost up to $1.0000; "
-                                       "replies cost more than the high bound reserved for them")
+                                       "replies cost more than the worst case reserved for them")
     assert "set generationConfig.maxOutputTokens" in run.stop.message
     assert [(r.request_id, r.status, r.cost_usd) for r in run.sink.results] == [("r1", "ok", 1.5), ("r2", "ok", 1.5)]
     assert (account.holders, account.reserved_usd, account.spent_usd) == (0, 0.0, 3.0)

@@ -79,10 +79,10 @@ def test_the_worst_case_reserved_is_at_the_run_s_tier() -> None:
 def test_a_reply_past_its_reservation_is_settled_at_its_true_cost_and_no_more_is_reserved() -> None:
     account = SpendingAccount(FreePrices(), cap_usd=1.0)
     assert account.reserve(0.8)
-    account.settle(0.8, 1.2)  # a reply without maxOutputTokens spent past the practical ceiling
+    account.settle(0.8, 1.2)  # a reply spent past its worst case (a model table out of date)
     assert (account.holders, account.reserved_usd, account.spent_usd) == (0, 0.0, 1.2)
     assert not account.reserve(0.0001)
-    assert "replies cost more than the high bound reserved for them" in account.stop_message(0.8)
+    assert "replies cost more than the worst case reserved for them" in account.stop_message(0.8)
 
 
 def test_the_stop_message_within_the_cap_is_the_plain_one() -> None:
@@ -90,16 +90,17 @@ def test_the_stop_message_within_the_cap_is_the_plain_one() -> None:
     assert account.stop_message(0.75) == "spent $0.5000 of the $1.0000 cap; the next request could cost up to $0.7500"
 
 
-def test_a_worst_case_without_max_output_tokens_is_the_practical_ceiling_and_with_it_the_request_s_own() -> None:
-    # gemini-3.1-flash-image 1K, IMAGE only: practical ceiling 4,096 + 2 x 1,120 = 6,336 text and thinking at $3/M
-    # ($0.019008), + 1,120 image tokens at $60/M ($0.0672) = $0.086208; with maxOutputTokens 1,000: $0.0702
+def test_a_worst_case_without_max_output_tokens_is_the_model_s_limit_and_with_it_the_request_s_own() -> None:
+    # gemini-3.1-flash-image 1K, IMAGE only: the model's limit, 32,768 text and thinking at $3/M ($0.098304),
+    # + 1,120 image tokens at $60/M ($0.0672) = $0.165504 (not the estimate's practical ceiling of 6,336, which a
+    # reply may pass); with maxOutputTokens 1,000: $0.0702
     from batchrun.cost.tokens import estimate_tokens
     from batchrun.providers.registry import provider_entry
     from batchrun.rendered import rendered_request
 
     prices = CatalogPrices(PriceCatalog.load())
     config = {"responseModalities": ["IMAGE"], "imageConfig": {"imageSize": "1K"}}
-    for extra, worst in (({}, 0.086208), ({"maxOutputTokens": 1000}, 0.0702)):
+    for extra, worst in (({}, 0.165504), ({"maxOutputTokens": 1000}, 0.0702)):
         body = rendered_request(None, [{"text": ""}], {**config, **extra}, None, {})
         estimate = estimate_tokens("gemini-3.1-flash-image", body, [], provider_entry("gemini").estimate_inputs(body))
         rec = RequestRecord(request_id="r1", seq=1, model="gemini-3.1-flash-image", body={}, variables={},

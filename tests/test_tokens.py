@@ -33,11 +33,18 @@ def test_text_tokens_are_four_characters_rounded_up():
 
 
 def test_image_request_on_31_flash():
-    # no maxOutputTokens: the practical ceiling, 4,096 thinking + 2 interim 2K images x 1,680 (IMAGE only: no caption)
+    # no maxOutputTokens: the high bound takes the practical ceiling, 4,096 thinking + 2 interim 2K images x 1,680
+    # (IMAGE only: no caption); the budget reserves the model's own limit, 32,768, which no reply passes
     request = body(system="y" * 8, responseModalities=["IMAGE"], imageConfig={"imageSize": "2K"})
     got = estimate_tokens("gemini-3.1-flash-image", request, [image(800, 600), image(100, 100)])
     assert got == TokenEstimate(input_text=12, input_image=2240, output_text_max=4096 + 2 * 1680, output_image=1680, images_out=1,
-                                image_size="2K", text_allowed=False)
+                                image_size="2K", text_allowed=False, output_text_limit=32768)
+
+
+def test_max_output_tokens_is_both_the_high_bound_and_what_the_budget_reserves():
+    request = body(responseModalities=["IMAGE"], maxOutputTokens=3000)
+    got = estimate_tokens("gemini-3.1-flash-image", request, [])
+    assert (got.output_text_max, got.output_text_limit) == (3000, 3000)
 
 
 def test_image_model_defaults_to_an_image_at_1k():

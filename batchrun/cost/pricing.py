@@ -145,8 +145,10 @@ def cost_usd(usage: Usage, price: PriceEntry | None, *, tier: str = "standard") 
 def worst_case_cost(
     estimate: TokenEstimate, price: PriceEntry | None, *, tier: str = "standard"
 ) -> float | None:
-    """The most one request can cost: input, `output_text_max` of text and thinking, image output."""
-    return _estimate_cost(estimate, price, estimate.output_text_max, tier)
+    """The most one request can cost: input, the most text and thinking its reply may spend (its
+    `maxOutputTokens`, else the model's own limit: never the estimate's practical ceiling, which a reply
+    may pass), image output. The budget reserves this, so no reply takes spending past the cap."""
+    return _estimate_cost(estimate, price, max(estimate.output_text_limit, estimate.output_text_max), tier)
 
 
 def expected_cost(

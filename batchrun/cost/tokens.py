@@ -74,6 +74,7 @@ class ConfigTokens:
     output_image: int
     images_out: int
     inputs: EstimateInputs = EstimateInputs()
+    output_text_limit: int = 0  # the most a reply may spend (what the budget reserves); 0: output_text_max
 
     def input_image(self, images: list[ImageRef]) -> int:
         """Input image tokens of these images under this config."""
@@ -90,6 +91,7 @@ def config_tokens(model: str, inputs: EstimateInputs) -> ConfigTokens:
     wants_image = "IMAGE" in inputs.modalities or (info is not None and info.image_output and not inputs.modalities)
     limit = (practical_output_tokens(info, inputs.image_size, inputs.text_allowed) if info is not None
              else DEFAULT_MAX_OUTPUT_TOKENS)
+    hard = info.max_output_tokens if info is not None else DEFAULT_MAX_OUTPUT_TOKENS
     fixed = MEDIA_RESOLUTION_TOKENS.get(inputs.media_resolution or "")
     return ConfigTokens(
         model=model,
@@ -98,6 +100,7 @@ def config_tokens(model: str, inputs: EstimateInputs) -> ConfigTokens:
         output_image=info.tokens_for_image_size(inputs.image_size) if (wants_image and info is not None) else 0,
         images_out=1 if wants_image else 0,
         inputs=inputs,
+        output_text_limit=inputs.max_output_tokens or hard,
     )
 
 
@@ -112,6 +115,7 @@ def estimate_with(fixed: ConfigTokens, input_text: int, images: list[ImageRef]) 
         input_text=input_text,
         input_image=fixed.input_image(images),
         output_text_max=fixed.output_text_max,
+        output_text_limit=fixed.output_text_limit,
         output_image=fixed.output_image,
         images_out=fixed.images_out,
         thinking_level=fixed.inputs.thinking_level,

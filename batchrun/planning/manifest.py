@@ -32,7 +32,7 @@ FORMAT_KEY = b"batchrun.request_format"
 REQUEST_FORMAT = b"rendered-1"  # the `body` column holds RenderedRequests
 # Part of every fingerprint: a manifest planned before a column was added (est_aspect_ratio) no longer
 # matches its spec, so it is planned again; request ids hash what is sent, never these columns.
-COLUMNS_LAYOUT = b"columns:est_aspect_ratio"
+COLUMNS_LAYOUT = b"columns:est_aspect_ratio,est_output_text_tokens_limit"
 
 IMAGE_TYPE = pa.struct(
     [
@@ -67,6 +67,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("est_image_size", pa.string()),
         ("est_text_allowed", pa.bool_()),
         ("est_aspect_ratio", pa.string()),
+        ("est_output_text_tokens_limit", pa.int64()),
     ]
 )
 
@@ -111,6 +112,7 @@ def records_to_batch(records: list[RequestRecord]) -> pa.RecordBatch:
         [e.image_size for e in estimates],
         [e.text_allowed for e in estimates],
         [e.aspect_ratio for e in estimates],
+        [e.output_text_limit for e in estimates],
     ]
     return pa.RecordBatch.from_arrays(
         [pa.array(c, type=f.type) for c, f in zip(columns, MANIFEST_SCHEMA)], schema=MANIFEST_SCHEMA
@@ -242,5 +244,7 @@ def batch_to_records(batch: pa.RecordBatch) -> Iterator[RequestRecord]:
                 image_size=rows["est_image_size"][i],
                 text_allowed=rows["est_text_allowed"][i],
                 aspect_ratio=rows["est_aspect_ratio"][i] if "est_aspect_ratio" in rows else None,
+                output_text_limit=(rows["est_output_text_tokens_limit"][i] or 0) if "est_output_text_tokens_limit" in rows
+                else 0,
             ),
         )

@@ -3,10 +3,10 @@
 Input: what a request may cost at most and what a reply did cost (`RequestPrices`: from the price
 catalog in a run, fixed figures in a test), the cap, and what earlier runs spent. Invariants:
 - spent + reserved never passes the cap: a request is sent only once its worst case is reserved.
-  The worst case is the request's `maxOutputTokens` of text and thinking, which no reply passes, or,
-  without one, the model's practical ceiling (`cost.modeltable.practical_output_tokens`), which a
-  reply may pass: it is then settled at its true cost, spent may pass the cap by that much, and the
-  next reservation fails, so the run stops at the cap;
+  The worst case is the most text and thinking its reply may spend (`maxOutputTokens`, else the
+  model's own output limit: not the estimate's practical ceiling, which a reply may pass), so the
+  cap is a hard one. Should a reply still cost more (a model table out of date), it is settled at
+  its true cost and the next reservation fails: the run stops, saying so;
 - every reservation is settled exactly once, with the actual cost (None: unknown, counted as 0);
 - without a cap nothing is reserved, and spending is only added up.
 """
@@ -108,6 +108,6 @@ class SpendingAccount:
         cap = self.cap_usd or 0.0
         message = f"spent ${self.spent_usd:.4f} of the ${cap:.4f} cap; the next request could cost up to ${worst or 0:.4f}"
         if self.spent_usd > cap + _SLACK_USD:
-            message += ("; replies cost more than the high bound reserved for them (without maxOutputTokens, the "
-                        "model's practical ceiling): set generationConfig.maxOutputTokens to keep spending within the cap")
+            message += ("; replies cost more than the worst case reserved for them (the model's output limit in "
+                        "batchrun's model table may be out of date): set generationConfig.maxOutputTokens to bound them")
         return message
