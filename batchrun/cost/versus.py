@@ -1,0 +1,165 @@
+"""Estimate against actual, per stratum, over the requests a job has done: how far to trust the next estimate.
+
+Inputs: the job's strata (`batchrun.cost.strata.stratum_table`: request_id, stratum, the prior
+`expected_usd` and `high_usd` of each request at the standard tier), the ok results (one row per
+request: request_id, model, service_tier, cost_usd), a tier factor per (model, tier) from the price
+catalog, and optionally the pilot's projection per request of each stratum (`projection.json`).
+Output: an `EstimateCheck`: per stratum the requests done, what the estimate said of them at the tier
+that served each one, what the pilot projected (when there is one), what they cost, and the ratio.
+
+Only ok results that paid for their own reply count (a row reusing another's reply paid nothing), as in
+the calibration: a blocked or invalid reply stops early, so its cost says nothing of the estimate. An
+estimate has no cached tokens, so a tier's factor on every rate is exact for it. `compact` keeps the
+strata that cost most and sums the rest into one line, so `status` stays short on a job of many strata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TOP_STRATA = 5
+STANDARD = "standard"
+
+TierFactor = Callable[[str, str], float | None]  # (model, tier) -> multiplier of the standard price; None: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class StratumCheck:
+    """One stratum's done requests: expected (before the run, at their served tiers), projected, actual."""
+
+    stratum: str
+    requests: int
+    expected_usd: float | None  # None: a request's model has no price
+    actual_usd: float
+    projected_usd: float | None = None  # the pilot's projection of the same requests, when there is one
+
+    @property
+    def ratio(self) -> float | None:
+        """actual / expected; None when expected is unknown or 0."""
+        return _ratio(self.actual_usd, self.expected_usd)
+
+    @property
+    def projected_ratio(self) -> float | None:
+        return _ratio(self.actual_usd, self.projected_usd)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stratum": self.stratum, "requests": self.requests, "expected_usd": _money(self.expected_usd),
+                "projected_usd": _money(self.projected_usd), "actual_usd": _money(self.actual_usd),
+                "ratio": _round(self.ratio), "projected_ratio": _round(self.projected_ratio)}
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateCheck:
+    """The strata shown (largest actual cost first), the rest summed, and the total of all done requests."""
+
+    strata: list[StratumCheck]
+    other: StratumCheck | None  # the strata past the top ones, summed; None when none are left out
+    total: StratumCheck
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scope": "ok results of the job so far, each expected at the tier that served it",
+                "strata": [s.to_json() for s in self.strata],
+                "other": None if self.other is None else self.other.to_json(),
+                "total": self.total.to_json()}
+
+    def lines(self) -> list[str]:
+        """The text `batchrun status` prints: a header and one line per stratum, other and total."""
+        projected = self.total.projected_usd is not None
+        head = f"  {'stratum':<34}{'done':>8}{'expected':>12}" + (f"{'projected':>12}" if projected else "")
+        lines = ["estimate vs actual (ok results, at the tier that served each)",
+                 head + f"{'actual':>12}{'ratio':>8}"]
+        rows = [*self.strata, *([self.other] if self.other else []), self.total]
+        return lines + [_line(row, projected) for row in rows]
+
+
+def compare_strata(strata: pa.Table, done: pa.Table, factor: TierFactor,
+                   projected: dict[str, float] | None = None, *, top: int = TOP_STRATA) -> EstimateCheck | None:
+    """Per stratum, the expected, projected and actual cost of the done requests; None when none are done.
+
+    `projected`: stratum -> the pilot's projected cost of one request at the standard tier.
+    """
+    joined = done.select(["request_id", "model", "service_tier", "cost_usd"]).join(
+        strata.select(["request_id", "stratum", "expected_usd"]), "request_id", join_type="inner")
+    if not len(joined):
+        return None
+    joined = joined.append_column("factor", _factors(joined, factor))
+    rows = [_stratum(group, projected) for group in _sums(joined, projected is not None)]
+    return compact(rows, top)
+
+
+def compact(rows: list[StratumCheck], top: int = TOP_STRATA) -> EstimateCheck:
+    """The `top` strata by actual cost, the rest summed into one, and the total."""
+    ordered = sorted(rows, key=lambda row: (-row.actual_usd, row.stratum))
+    shown, rest = ordered[:top], ordered[top:]
+    other = _summed(f"({len(rest)} other strata)", rest) if rest else None
+    return EstimateCheck(shown, other, _summed("total", rows))
+
+
+def _factors(joined: pa.Table, factor: TierFactor) -> pa.Array:
+    """Each request's tier factor (the served tier, else standard), looked up once per (model, tier)."""
+    tiers = pc.fill_null(joined["service_tier"], STANDARD).to_pylist()
+    models = joined["model"].to_pylist()
+    known: dict[tuple[str, str], float | None] = {}
+    for pair in set(zip(models, tiers)):
+        known[pair] = factor(*pair)
+    return pa.array([known[pair] for pair in zip(models, tiers)], pa.float64())
+
+
+def _sums(joined: pa.Table, with_projection: bool) -> list[dict[str, Any]]:
+    served = pc.multiply(joined["expected_usd"], joined["factor"])
+    table = pa.table({"stratum": joined["stratum"], "served": served, "factor": joined["factor"],
+                      "cost": pc.fill_null(joined["cost_usd"], 0.0)})
+    aggregations = [("served", "sum"), ("served", "count"), ("cost", "sum"), ([], "count_all")]
+    if with_projection:
+        aggregations.append(("factor", "sum"))
+    return table.group_by("stratum", use_threads=False).aggregate(aggregations).to_pylist()
+
+
+def _stratum(group: dict[str, Any], projected: dict[str, float] | None) -> StratumCheck:
+    n = group["count_all"]
+    expected = group["served_sum"] if group["served_count"] == n else None  # a null: a model without a price
+    each = None if projected is None else projected.get(group["stratum"])
+    factors = group.get("factor_sum")
+    projection = None if each is None or factors is None or group["served_count"] != n else each * factors
+    return StratumCheck(group["stratum"], n, expected, group["cost_sum"], projection)
+
+
+def _summed(label: str, rows: list[StratumCheck]) -> StratumCheck:
+    expected = [r.expected_usd for r in rows]
+    projected = [r.projected_usd for r in rows]
+    return StratumCheck(label, sum(r.requests for r in rows),
+                        None if None in expected else sum(expected),  # type: ignore[arg-type]
+                        sum(r.actual_usd for r in rows),
+                        None if None in projected or not rows else sum(projected))  # type: ignore[arg-type]
+
+
+def _line(row: StratumCheck, projected: bool) -> str:
+    middle = f"{_usd(row.projected_usd):>12}" if projected else ""
+    ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+    return (f"  {_cut(row.stratum, 33):<34}{row.requests:>8,}{_usd(row.expected_usd):>12}{middle}"
+            f"{_usd(row.actual_usd):>12}{ratio:>8}")
+
+
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def _usd(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.4f}"
+
+
+def _ratio(actual: float, expected: float | None) -> float | None:
+    return None if not expected else actual / expected
+
+
+def _money(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
