@@ -291,3 +291,11 @@ def timeout_needs_fallback_message() -> str:
     return ("needs a tier to switch to; add --fallback flex or --fallback standard (or batch.fallback in the "
             "spec)")
 
+
+
+def projection_needed_message(path: object, stale: bool) -> str:
+    """A cap from the pilot's projection asked for, with no projection of the manifest as it is now."""
+    why = ("was made for an earlier plan of the job (the spec or its inputs changed since)" if stale
+           else "does not exist")
+    return (f"--max-cost-from-projection: {path} {why}; run `batchrun estimate SPEC --pilot N` first, "
+            "or cap the run with --max-cost")
