@@ -85,6 +85,7 @@ class TokenEstimate:
     service_tier: str | None = None
     image_size: str | None = None
     text_allowed: bool = True
+    aspect_ratio: str | None = None  # imageConfig.aspectRatio: a stratum of the cost projection
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class EstimateInputs:
     max_output_tokens: int | None = None
     modalities: tuple[str, ...] = ()  # upper case; () when the request names none
     image_size: str | None = None
+    aspect_ratio: str | None = None
     media_resolution: str | None = None
     thinking_level: str | None = None
     thinking_budget: int | None = None

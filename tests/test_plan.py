@@ -210,3 +210,29 @@ def test_manifest_holds_no_image_bytes(tmp_path):
     manifest = summary.manifest.read_bytes()
     assert len(manifest) < len(data) // 4
     assert base64.b64encode(data)[400:480] not in manifest and data[300:360] not in manifest
+
+
+def test_the_manifest_carries_each_request_s_aspect_ratio():
+    plan_job(load_spec(DEMO))
+    ratios = pq.read_table(manifest_path(load_spec(DEMO)), columns=["est_aspect_ratio"])["est_aspect_ratio"]
+    assert sorted(set(ratios.to_pylist())) == ["1:1", "4:5"]
+
+
+def test_a_manifest_planned_without_aspect_ratios_is_planned_again_with_the_same_ids(monkeypatch):
+    import batchrun.planning.plan as plan_module
+
+    loaded = load_spec(DEMO)
+    plan_job(loaded)
+    path = manifest_path(loaded)
+    before = pq.read_table(path)
+    with monkeypatch.context() as patch:
+        patch.setattr(plan_module, "COLUMNS_LAYOUT", b"")  # the fingerprint as batchrun computed it before
+        old_fingerprint = fingerprint(loaded)
+    old = before.drop_columns(["est_aspect_ratio"])
+    pq.write_table(old.replace_schema_metadata({**before.schema.metadata, b"batchrun.fingerprint": old_fingerprint.encode()}), path)
+    assert not manifest_is_current(loaded)
+    plan_job(loaded)
+    after = pq.read_table(path)
+    assert manifest_is_current(loaded)
+    assert after["request_id"].to_pylist() == before["request_id"].to_pylist()
+    assert after["est_aspect_ratio"].to_pylist() == before["est_aspect_ratio"].to_pylist()

@@ -87,6 +87,7 @@ class JobEstimate:
     budget_tier: str = "standard"
     spent: JobSpend = field(default_factory=JobSpend)  # what the folder's results already cost
     remaining: RemainingCost | None = None  # once some rows are done: what is left, at budget_tier
+    projection: Any = None  # once some requests are answered: projected.Projection, per stratum
 
     @property
     def requests(self) -> int:
@@ -159,6 +160,7 @@ class JobEstimate:
                 "verdict": verdict[0], "message": verdict[1],
             },
             "remaining": None if self.remaining is None else self.remaining.to_json(),
+            "projection": None if self.projection is None else self.projection.to_json(),
             "rules": RULES,
         }
 
@@ -174,6 +176,8 @@ RULES = {
     "thinking_expected": "by thinking setting or model default (batchrun.cost.tokens tables)",
     "high": "input + the whole text ceiling (bounds text and thinking) + output image tokens",
     "calibration": "expected is multiplied by actual/expected cost from the last run, when there is one",
+    "projection": "once requests are answered: per stratum, observed/estimated cost applied to what remains, "
+    "with a 90% interval (batchrun.cost.projection)",
 }
 
 
@@ -324,6 +328,10 @@ def format_estimate(est: JobEstimate) -> str:
         lines += ["", _spent_line(est.spent)]
     if est.remaining is not None:
         lines += ["", *est.remaining.lines(_usd)]
+    if est.projection is not None:
+        from batchrun.cost.projected import projection_lines
+
+        lines += ["", *projection_lines(est.projection, _usd)]
     verdict = est.budget_verdict()
     if verdict is not None:
         lines += ["", f"Budget {_usd(est.budget_usd)} ({est.budget_tier}): {verdict[1]}"]
@@ -455,7 +463,17 @@ def estimate_report(
     est.spent = spend_of(latest, read_columns(manifest_path, ["row_id"])["row_id"])
     if est.spent.results:
         est.remaining = remaining_cost(manifest_path, latest, est, catalog, today)
+        est.projection = _projection(manifest_path, out_dir, catalog, str(tier))
     return json.dumps(est.to_json(), indent=2) if json_out else format_estimate(est)
+
+
+def _projection(manifest_path: Path, out_dir: Path, catalog: PriceCatalog, tier: str):
+    """The per-stratum projection from the answered requests (it supersedes the per-model calibration), or None
+    when none of the manifest's requests is answered."""
+    from batchrun.cost.projected import project_job  # it builds on this module
+
+    projection = project_job(manifest_path, out_dir, catalog, tier)
+    return projection if projection.done else None
 
 
 def remaining_cost(manifest_path: Path, latest: pa.Table, whole: JobEstimate, catalog: PriceCatalog,

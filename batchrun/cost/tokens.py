@@ -113,6 +113,7 @@ def estimate_with(fixed: ConfigTokens, input_text: int, images: list[ImageRef]) 
         service_tier=fixed.inputs.service_tier,
         image_size=fixed.inputs.image_size,
         text_allowed=fixed.inputs.text_allowed,
+        aspect_ratio=fixed.inputs.aspect_ratio,
     )
 
 

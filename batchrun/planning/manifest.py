@@ -30,6 +30,9 @@ MANIFEST_NAME = "manifest.parquet"
 FINGERPRINT_KEY = b"batchrun.fingerprint"
 FORMAT_KEY = b"batchrun.request_format"
 REQUEST_FORMAT = b"rendered-1"  # the `body` column holds RenderedRequests
+# Part of every fingerprint: a manifest planned before a column was added (est_aspect_ratio) no longer
+# matches its spec, so it is planned again; request ids hash what is sent, never these columns.
+COLUMNS_LAYOUT = b"columns:est_aspect_ratio"
 
 IMAGE_TYPE = pa.struct(
     [
@@ -63,6 +66,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("est_service_tier", pa.string()),
         ("est_image_size", pa.string()),
         ("est_text_allowed", pa.bool_()),
+        ("est_aspect_ratio", pa.string()),
     ]
 )
 
@@ -106,6 +110,7 @@ def records_to_batch(records: list[RequestRecord]) -> pa.RecordBatch:
         [e.service_tier for e in estimates],
         [e.image_size for e in estimates],
         [e.text_allowed for e in estimates],
+        [e.aspect_ratio for e in estimates],
     ]
     return pa.RecordBatch.from_arrays(
         [pa.array(c, type=f.type) for c, f in zip(columns, MANIFEST_SCHEMA)], schema=MANIFEST_SCHEMA
@@ -236,5 +241,6 @@ def batch_to_records(batch: pa.RecordBatch) -> Iterator[RequestRecord]:
                 service_tier=rows["est_service_tier"][i],
                 image_size=rows["est_image_size"][i],
                 text_allowed=rows["est_text_allowed"][i],
+                aspect_ratio=rows["est_aspect_ratio"][i] if "est_aspect_ratio" in rows else None,
             ),
         )

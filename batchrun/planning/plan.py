@@ -25,6 +25,7 @@ from batchrun.planning.imageproblems import SkippedRow
 from batchrun.planning.imagesources import input_inspector, save_input_cache, write_skipped
 from batchrun.planning.inputs import input_file, iter_row_batches
 from batchrun.planning.manifest import (
+    COLUMNS_LAYOUT,
     MANIFEST_NAME,
     ManifestWriter,
     iter_records,
@@ -86,6 +87,7 @@ def fingerprint(loaded: LoadedSpec) -> str:
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     digest.update(__version__.encode())
+    digest.update(COLUMNS_LAYOUT)
     versions = versions_path(loaded.output_dir)
     if versions.is_file():
         digest.update(b"versions:" + versions.read_bytes())

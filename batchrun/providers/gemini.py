@@ -82,13 +82,16 @@ def gemini_estimate_inputs(request: RenderedRequest) -> EstimateInputs:
     thinking = option(options, "thinkingConfig", "thinking_config") or {}
     level = option(thinking, "thinkingLevel", "thinking_level")
     budget = option(thinking, "thinkingBudget", "thinking_budget")
-    size = option(option(options, "imageConfig", "image_config") or {}, "imageSize", "image_size")
+    image = option(options, "imageConfig", "image_config") or {}
+    size = option(image, "imageSize", "image_size")
+    ratio = option(image, "aspectRatio", "aspect_ratio")
     tier = option(options, "serviceTier", "service_tier") or request["extras"].get("serviceTier")
     limit = option(options, "maxOutputTokens", "max_output_tokens")
     return EstimateInputs(
         max_output_tokens=int(limit) if limit else None,
         modalities=tuple(str(m).upper() for m in option(options, "responseModalities", "response_modalities") or ()),
         image_size=str(size) if size is not None else None,
+        aspect_ratio=str(ratio) if ratio is not None else None,
         media_resolution=str(option(options, "mediaResolution", "media_resolution") or "").upper() or None,
         thinking_level=str(level) if level is not None else None,
         thinking_budget=int(budget) if budget is not None else None,
