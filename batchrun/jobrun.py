@@ -233,7 +233,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     prepare(loaded, lock_held=True, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
-    cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    cap = _budget_cap(loaded, options)
     if cap is not None:
         require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
@@ -286,6 +286,15 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             return EXIT_BATCHES_RUNNING
     code = _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
     return EXIT_BATCHES_RUNNING if left_to_batches and code == EXIT_OK else code
+
+
+def _budget_cap(loaded: LoadedSpec, options: RunOptions) -> float | None:
+    """The run's cap: --max-cost (else budget.max_cost_usd), lowered to the pilot's projection when one is asked."""
+    from batchrun.cost.projectioncap import budget_cap
+
+    hard = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    kind = options.max_cost_from_projection or loaded.spec.budget.max_cost_from_projection
+    return budget_cap(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:

@@ -14,22 +14,22 @@ def by_tier(model: str, tier: str) -> float | None:
     return None if model == "unpriced" else HALF[tier]
 
 
-def strata(*rows: tuple[str, str, float]) -> pa.Table:
+def strata(*rows: tuple[str, str, float], model: str = "m") -> pa.Table:
     ids, labels, expected = zip(*rows)
-    return pa.table({"request_id": list(ids), "stratum": list(labels), "expected_usd": list(expected),
+    return pa.table({"request_id": list(ids), "stratum": list(labels), "model": [model] * len(ids),
+                     "expected_usd": pa.array([None if model == "unpriced" else e for e in expected], pa.float64()),
                      "high_usd": [e * 3 for e in expected]})
 
 
-def done(*rows: tuple[str, str, str | None, float]) -> pa.Table:
-    ids, models, tiers, costs = zip(*rows)
-    return pa.table({"request_id": list(ids), "model": list(models), "service_tier": pa.array(tiers, pa.string()),
-                     "cost_usd": list(costs)})
+def done(*rows: tuple[str, str | None, float]) -> pa.Table:
+    ids, tiers, costs = zip(*rows)
+    return pa.table({"request_id": list(ids), "cost_usd": list(costs), "service_tier": pa.array(tiers, pa.string())})
 
 
 def test_each_stratum_sums_the_expected_and_actual_cost_of_its_done_requests_only():
     table = strata(("a1", "img 1K", 0.10), ("a2", "img 1K", 0.10), ("b1", "text", 0.01), ("b2", "text", 0.01))
 
-    check = compare_strata(table, done(("a1", "m", "standard", 0.12), ("b1", "m", "standard", 0.005)), by_tier)
+    check = compare_strata(table, done(("a1", "standard", 0.12), ("b1", "standard", 0.005)), by_tier)
 
     assert [s.to_json() for s in check.strata] == [
         {"stratum": "img 1K", "requests": 1, "expected_usd": 0.1, "projected_usd": None, "actual_usd": 0.12,
@@ -44,19 +44,20 @@ def test_each_stratum_sums_the_expected_and_actual_cost_of_its_done_requests_onl
 def test_a_request_served_at_flex_is_expected_at_half_the_standard_estimate():
     table = strata(("a1", "s", 0.10), ("a2", "s", 0.10))
 
-    check = compare_strata(table, done(("a1", "m", "flex", 0.05), ("a2", "m", None, 0.10)), by_tier)
+    check = compare_strata(table, done(("a1", "flex", 0.05), ("a2", None, 0.10)), by_tier)
 
     assert check.total.expected_usd == pytest.approx(0.05 + 0.10)
     assert check.total.ratio == pytest.approx(1.0)
 
 
-def test_the_projection_prices_the_same_done_requests_at_their_served_tier():
+def test_the_projection_is_its_ratio_times_the_estimate_of_the_same_done_requests_at_their_served_tier():
     table = strata(("a1", "s", 0.10), ("a2", "s", 0.10), ("a3", "s", 0.10))
 
-    check = compare_strata(table, done(("a1", "m", "batch", 0.06), ("a2", "m", "standard", 0.12)), by_tier,
-                           projected={"s": 0.12})
+    check = compare_strata(table, done(("a1", "batch", 0.06), ("a2", "standard", 0.12)), by_tier,
+                           projected={"s": 1.2})
 
-    assert check.strata[0].projected_usd == pytest.approx(0.12 * 0.5 + 0.12)
+    assert check.strata[0].expected_usd == pytest.approx(0.05 + 0.10)
+    assert check.strata[0].projected_usd == pytest.approx(1.2 * (0.05 + 0.10))
     assert check.strata[0].projected_ratio == pytest.approx(1.0)
     assert check.total.projected_usd == pytest.approx(0.18)
 
@@ -64,16 +65,16 @@ def test_the_projection_prices_the_same_done_requests_at_their_served_tier():
 def test_a_stratum_the_projection_does_not_name_has_no_projected_figure_and_the_total_has_none_either():
     table = strata(("a1", "s", 0.10), ("b1", "t", 0.10))
 
-    check = compare_strata(table, done(("a1", "m", None, 0.1), ("b1", "m", None, 0.1)), by_tier, projected={"s": 0.1})
+    check = compare_strata(table, done(("a1", None, 0.1), ("b1", None, 0.1)), by_tier, projected={"s": 1.0})
 
     assert {s.stratum: s.projected_usd for s in check.strata} == {"s": pytest.approx(0.1), "t": None}
     assert check.total.projected_usd is None
 
 
 def test_a_model_without_a_price_leaves_its_stratum_expected_unknown_not_zero():
-    table = strata(("a1", "s", 0.10))
+    table = strata(("a1", "s", 0.10), model="unpriced")
 
-    check = compare_strata(table, done(("a1", "unpriced", None, 0.2)), by_tier)
+    check = compare_strata(table, done(("a1", None, 0.2)), by_tier)
 
     assert check.strata[0].expected_usd is None and check.strata[0].ratio is None
     assert check.total.expected_usd is None
@@ -82,7 +83,7 @@ def test_a_model_without_a_price_leaves_its_stratum_expected_unknown_not_zero():
 def test_nothing_done_is_no_check_at_all():
     table = strata(("a1", "s", 0.10))
 
-    assert compare_strata(table, done(("zz", "m", None, 0.2)), by_tier) is None
+    assert compare_strata(table, done(("zz", None, 0.2)), by_tier) is None
 
 
 def test_compact_keeps_the_costliest_strata_and_sums_the_rest_into_one_line():

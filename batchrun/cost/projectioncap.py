@@ -13,61 +13,57 @@ that are no longer the job's: it is refused, as is a missing one, with a line sa
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from batchrun.cost.projected import PROJECTION_FILE, read_projection
 from batchrun.errors import UsageError, projection_needed_message
 from batchrun.planning.manifest import read_fingerprint
 
-PROJECTION_FILE = "projection.json"
+log = logging.getLogger(__name__)
+
 CAP_KINDS = ("expected", "high")
-
-
-def read_projection(out_dir: Path) -> dict[str, Any] | None:
-    """The saved projection of an output folder, or None when there is none (or it can't be read)."""
-    try:
-        document = json.loads((Path(out_dir) / PROJECTION_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
 
 
 def current_projection(out_dir: Path, manifest_path: Path) -> dict[str, Any] | None:
     """The saved projection when it was made for the manifest as it is now, else None."""
     projection = read_projection(out_dir)
-    if projection is None or projection_fingerprint(projection) != read_fingerprint(Path(manifest_path)):
+    if not isinstance(projection, dict) or projection.get("fingerprint") != read_fingerprint(Path(manifest_path)):
         return None
     return projection
 
 
-def projection_fingerprint(projection: dict[str, Any]) -> str | None:
-    return projection.get("manifest_fingerprint")
-
-
 def projected_total(projection: dict[str, Any], kind: str) -> float | None:
-    """The whole job's projected cost ('expected' or 'high'), spent included."""
+    """The whole job's projected cost ('expected', or 'high': the top of its 90% interval), spent included."""
     value = (projection.get("total") or {}).get(kind)
     return float(value) if isinstance(value, int | float) else None
 
 
-def projected_per_request(projection: dict[str, Any]) -> dict[str, float]:
-    """stratum -> the projected cost of one of its requests at the standard tier."""
-    out = {}
+def projected_ratios(projection: dict[str, Any]) -> dict[str, float]:
+    """stratum -> what the projection multiplies its prior estimate by (1 where it kept the prior)."""
+    ratios = {}
     for row in projection.get("strata") or []:
-        each = row.get("per_request_usd")
-        if isinstance(row.get("stratum"), str) and isinstance(each, int | float):
-            out[row["stratum"]] = float(each)
-    return out
+        ratio = 1.0 if row.get("basis") == "prior" else row.get("ratio")
+        if isinstance(row.get("stratum"), str) and isinstance(ratio, int | float):
+            ratios[row["stratum"]] = float(ratio)
+    return ratios
 
 
-def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path) -> float | None:
+def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path,
+               tier: str) -> float | None:
     """The run's cap: the projection's `kind` figure, or the hard cap when that is lower (or no kind is asked)."""
     if kind is None:
         return hard_cap
     projection = current_projection(out_dir, manifest_path)
     projected = None if projection is None else projected_total(projection, kind)
-    if projected is None:
+    if projection is None or projected is None:
         stale = read_projection(out_dir) is not None
         raise UsageError(projection_needed_message(Path(out_dir) / PROJECTION_FILE, stale))
-    return projected if hard_cap is None else min(hard_cap, projected)
+    if projection.get("tier") not in (None, tier):
+        log.warning("the projection prices what remains at the %s tier and this run sends at the %s tier: "
+                    "the cap is still the projection's figure", projection["tier"], tier)
+    cap = projected if hard_cap is None else min(hard_cap, projected)
+    log.info("budget $%.4f: %s", cap, "the hard cap, below the projection" if cap != projected
+             else f"the projection's {kind} figure for the whole job")
+    return cap

@@ -1,14 +1,14 @@
 """Estimate against actual, per stratum, over the requests a job has done: how far to trust the next estimate.
 
-Inputs: the job's strata (`batchrun.cost.strata.stratum_table`: request_id, stratum, the prior
-`expected_usd` and `high_usd` of each request at the standard tier), the ok results (one row per
-request: request_id, model, service_tier, cost_usd), a tier factor per (model, tier) from the price
-catalog, and optionally the pilot's projection per request of each stratum (`projection.json`).
-Output: an `EstimateCheck`: per stratum the requests done, what the estimate said of them at the tier
-that served each one, what the pilot projected (when there is one), what they cost, and the ratio.
+Inputs: the job's strata (`batchrun.cost.strata.stratum_table`: request_id, stratum, model, the prior
+`expected_usd` of each request at the standard tier), the answered requests (`projected.answered_requests`:
+one row per request with a final result that paid for its reply: request_id, service_tier, cost_usd), a
+tier factor per (model, tier) from the price catalog, and optionally the pilot's ratio per stratum
+(`projection.json`: observed / prior cost). Output: an `EstimateCheck`: per stratum the requests done, what
+the estimate said of them at the tier that served each one, what the pilot's projection said of the same
+requests (its ratio times that estimate), what they cost, and actual / expected.
 
-Only ok results that paid for their own reply count (a row reusing another's reply paid nothing), as in
-the calibration: a blocked or invalid reply stops early, so its cost says nothing of the estimate. An
+The requests counted are those the projection counts, so the two ratios agree on a job a pilot began. An
 estimate has no cached tokens, so a tier's factor on every rate is exact for it. `compact` keeps the
 strata that cost most and sums the rest into one line, so `status` stays short on a job of many strata.
 """
@@ -81,14 +81,15 @@ def compare_strata(strata: pa.Table, done: pa.Table, factor: TierFactor,
                    projected: dict[str, float] | None = None, *, top: int = TOP_STRATA) -> EstimateCheck | None:
     """Per stratum, the expected, projected and actual cost of the done requests; None when none are done.
 
-    `projected`: stratum -> the pilot's projected cost of one request at the standard tier.
+    `projected`: stratum -> the pilot projection's ratio of observed to prior cost (a stratum it does not
+    name has no projected figure).
     """
-    joined = done.select(["request_id", "model", "service_tier", "cost_usd"]).join(
-        strata.select(["request_id", "stratum", "expected_usd"]), "request_id", join_type="inner")
+    joined = done.select(["request_id", "service_tier", "cost_usd"]).join(
+        strata.select(["request_id", "stratum", "model", "expected_usd"]), "request_id", join_type="inner")
     if not len(joined):
         return None
     joined = joined.append_column("factor", _factors(joined, factor))
-    rows = [_stratum(group, projected) for group in _sums(joined, projected is not None)]
+    rows = [_stratum(group, projected) for group in _sums(joined)]
     return compact(rows, top)
 
 
@@ -110,22 +111,18 @@ def _factors(joined: pa.Table, factor: TierFactor) -> pa.Array:
     return pa.array([known[pair] for pair in zip(models, tiers)], pa.float64())
 
 
-def _sums(joined: pa.Table, with_projection: bool) -> list[dict[str, Any]]:
+def _sums(joined: pa.Table) -> list[dict[str, Any]]:
     served = pc.multiply(joined["expected_usd"], joined["factor"])
-    table = pa.table({"stratum": joined["stratum"], "served": served, "factor": joined["factor"],
-                      "cost": pc.fill_null(joined["cost_usd"], 0.0)})
+    table = pa.table({"stratum": joined["stratum"], "served": served, "cost": pc.fill_null(joined["cost_usd"], 0.0)})
     aggregations = [("served", "sum"), ("served", "count"), ("cost", "sum"), ([], "count_all")]
-    if with_projection:
-        aggregations.append(("factor", "sum"))
     return table.group_by("stratum", use_threads=False).aggregate(aggregations).to_pylist()
 
 
 def _stratum(group: dict[str, Any], projected: dict[str, float] | None) -> StratumCheck:
     n = group["count_all"]
     expected = group["served_sum"] if group["served_count"] == n else None  # a null: a model without a price
-    each = None if projected is None else projected.get(group["stratum"])
-    factors = group.get("factor_sum")
-    projection = None if each is None or factors is None or group["served_count"] != n else each * factors
+    ratio = None if projected is None else projected.get(group["stratum"])
+    projection = None if ratio is None or expected is None else ratio * expected
     return StratumCheck(group["stratum"], n, expected, group["cost_sum"], projection)
 
 
