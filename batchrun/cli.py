@@ -403,6 +403,7 @@ def cmd_redo(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from batchrun.cost.pricing import PriceCatalog
     from batchrun.output.status import format_status, summarize
     from batchrun.planning.plan import manifest_is_current
     from batchrun.planning.spec import load_spec
@@ -412,7 +413,8 @@ def cmd_status(args) -> int:
     options = status_options(args)
     loaded = load_spec(args.spec, args.output_dir)
     # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
-    summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
+    summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded),
+                        catalog=PriceCatalog.load(overrides=loaded.spec.pricing))
     print(json.dumps(summary.to_json(), indent=2) if options.json else format_status(summary))
     return 0
 

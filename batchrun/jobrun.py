@@ -195,14 +195,14 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     try:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
-        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded))
+        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded, options))
         release_lock(lock)
         _notify(loaded, summary)
         raise
     except BaseException:
         release_lock(lock)
         raise
-    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded))
+    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded, options))
     release_lock(lock)
     _notify(loaded, summary)
     return code
@@ -218,14 +218,28 @@ def _notify(loaded: LoadedSpec, summary: Path | None) -> None:
     notify_run(loaded.spec.notify, loaded.spec.name, record, summary)
 
 
-def _estimate_vs_actual(loaded: LoadedSpec) -> dict[str, object] | None:
-    """Per model, the expected and actual cost of the job's ok results so far (the calibration), if any."""
+def _estimate_vs_actual(loaded: LoadedSpec, options: RunOptions) -> dict[str, object] | None:
+    """Per model, the expected and actual cost of the job's ok results so far (the calibration), and per
+    stratum those of its answered requests (`batchrun.cost.versus`), if any."""
     from batchrun.cost.estimate import CALIBRATION_FILE
 
+    models = strata = None
     with contextlib.suppress(OSError, ValueError):
         models = json.loads((loaded.output_dir / CALIBRATION_FILE).read_text()).get("models")
-        return {"scope": "every ok result of the job so far", "models": models} if models else None
-    return None
+    with contextlib.suppress(OSError, ValueError, BatchrunError):  # the run's exit comes first
+        strata = _strata_check(loaded, options)
+    if not models and not strata:
+        return None
+    return {"scope": "every ok result of the job so far", "models": models or None, "strata": strata}
+
+
+def _strata_check(loaded: LoadedSpec, options: RunOptions) -> dict[str, object] | None:
+    from batchrun.cost.versus import estimate_check
+
+    if not manifest_path(loaded).exists():
+        return None
+    check = estimate_check(manifest_path(loaded), loaded.output_dir, load_catalog(loaded, options.prices))
+    return None if check is None else check.to_json()
 
 
 def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None, run_id: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from batchrun.cost.versus import StratumCheck, compact, compare_strata
+from batchrun.cost.versus import EstimateCheck, StratumCheck, compact, compare_strata
 
 HALF = {"flex": 0.5, "batch": 0.5, "standard": 1.0, "priority": 1.8}
 
@@ -105,4 +105,16 @@ def test_the_text_lines_show_done_expected_actual_and_ratio_per_stratum():
         "  stratum                               done    expected      actual   ratio",
         "  gemini-3-pro-image 2K                    4     $0.5000     $0.6000   1.20x",
         "  total                                    4     $0.5000     $0.6000   1.20x",
+    ]
+
+
+def test_a_check_read_back_from_its_json_prints_the_same_lines():
+    check = compact([StratumCheck(f"s{i}", i, 0.1 * i, 0.2 * i, 0.15 * i) for i in range(1, 4)], top=2)
+
+    again = EstimateCheck.from_json(check.to_json())
+
+    assert again.lines() == check.lines()
+    assert again.lines()[1:3] == [
+        "  stratum                               done    expected   projected      actual   ratio",
+        "  s3                                       3     $0.3000     $0.4500     $0.6000   2.00x",
     ]

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchrun.cost.estimate import MANIFEST_COLUMNS
+from batchrun.cost.pricing import PriceCatalog
+from batchrun.cost.projected import RESULT_COLUMNS, answered_requests, tier_multiplier
+from batchrun.cost.projectioncap import current_projection, projected_ratios
+from batchrun.cost.strata import stratum_table
+from batchrun.output.spend import latest_results
 
 TOP_STRATA = 5
 STANDARD = "standard"
@@ -52,6 +61,10 @@ class StratumCheck:
                 "projected_usd": _money(self.projected_usd), "actual_usd": _money(self.actual_usd),
                 "ratio": _round(self.ratio), "projected_ratio": _round(self.projected_ratio)}
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> StratumCheck:
+        return cls(row["stratum"], row["requests"], row["expected_usd"], row["actual_usd"], row["projected_usd"])
+
 
 @dataclass(frozen=True, slots=True)
 class EstimateCheck:
@@ -67,6 +80,12 @@ class EstimateCheck:
                 "other": None if self.other is None else self.other.to_json(),
                 "total": self.total.to_json()}
 
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> EstimateCheck:
+        other = document.get("other")
+        return cls([StratumCheck.from_json(row) for row in document["strata"]],
+                   None if other is None else StratumCheck.from_json(other), StratumCheck.from_json(document["total"]))
+
     def lines(self) -> list[str]:
         """The text `batchrun status` prints: a header and one line per stratum, other and total."""
         projected = self.total.projected_usd is not None
@@ -75,6 +94,27 @@ class EstimateCheck:
                  head + f"{'actual':>12}{'ratio':>8}"]
         rows = [*self.strata, *([self.other] if self.other else []), self.total]
         return lines + [_line(row, projected) for row in rows]
+
+
+def estimate_check(manifest_path: Path, out_dir: Path, catalog: PriceCatalog | None = None, *,
+                   latest: pa.Table | None = None, top: int = TOP_STRATA) -> EstimateCheck | None:
+    """Estimate against actual per stratum of a job's output folder; None before any request is answered.
+
+    `latest`: the folder's latest result per row with `RESULT_COLUMNS`, when the caller has read them.
+    """
+    latest = latest_results(Path(out_dir), RESULT_COLUMNS) if latest is None else latest
+    answered = answered_requests(latest)
+    if not len(answered) or not _has_estimate_columns(Path(manifest_path)):
+        return None
+    catalog = catalog or PriceCatalog.load()
+    projection = current_projection(out_dir, manifest_path)
+    ratios = None if projection is None else projected_ratios(projection)
+    return compare_strata(stratum_table(manifest_path, catalog), answered, tier_multiplier(catalog), ratios, top=top)
+
+
+def _has_estimate_columns(manifest_path: Path) -> bool:
+    """Whether the manifest says what each request was estimated at (a hand-made one may not)."""
+    return {*MANIFEST_COLUMNS, "variables"} <= set(pq.read_schema(manifest_path).names)
 
 
 def compare_strata(strata: pa.Table, done: pa.Table, factor: TierFactor,
