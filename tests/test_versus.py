@@ -101,7 +101,7 @@ def test_the_text_lines_show_done_expected_actual_and_ratio_per_stratum():
     check = compact([StratumCheck("gemini-3-pro-image 2K", 4, 0.5, 0.6)])
 
     assert check.lines() == [
-        "estimate vs actual (ok results, at the tier that served each)",
+        "estimate vs actual (answered requests, each at the tier that served it)",
         "  stratum                               done    expected      actual   ratio",
         "  gemini-3-pro-image 2K                    4     $0.5000     $0.6000   1.20x",
         "  total                                    4     $0.5000     $0.6000   1.20x",

@@ -75,7 +75,8 @@ class EstimateCheck:
     total: StratumCheck
 
     def to_json(self) -> dict[str, Any]:
-        return {"scope": "ok results of the job so far, each expected at the tier that served it",
+        return {"scope": "requests answered so far (a final result that paid for its reply), each expected at "
+                         "the tier that served it",
                 "strata": [s.to_json() for s in self.strata],
                 "other": None if self.other is None else self.other.to_json(),
                 "total": self.total.to_json()}
@@ -90,7 +91,7 @@ class EstimateCheck:
         """The text `batchrun status` prints: a header and one line per stratum, other and total."""
         projected = self.total.projected_usd is not None
         head = f"  {'stratum':<34}{'done':>8}{'expected':>12}" + (f"{'projected':>12}" if projected else "")
-        lines = ["estimate vs actual (ok results, at the tier that served each)",
+        lines = ["estimate vs actual (answered requests, each at the tier that served it)",
                  head + f"{'actual':>12}{'ratio':>8}"]
         rows = [*self.strata, *([self.other] if self.other else []), self.total]
         return lines + [_line(row, projected) for row in rows]
