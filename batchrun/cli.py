@@ -224,7 +224,7 @@ def _add_report(commands, common) -> None:
 
 
 def _add_estimate(commands, common) -> None:
-    p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key).",
+    p = _command(commands, common, "estimate", "Price a job before it runs (no network, no key; --pilot N sends a sample first).",
                  "Also shows what its results already cost (the figure the run's budget starts from); a budget\n"
                  "is compared less what results no longer in the manifest cost.")
     p.add_argument("spec", type=Path, help="the job spec, e.g. jobs/demo.yaml")
@@ -233,6 +233,10 @@ def _add_estimate(commands, common) -> None:
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget to compare against")
     p.add_argument("--tier", metavar="TIER", help="price the run at this tier (overrides the spec's tier:)")
+    p.add_argument("--pilot", type=int, metavar="N",
+                   help="send N requests across the job's strata (after showing their cost and asking), keep their "
+                        "results, then project the whole job's cost with a 90%% interval")
+    p.add_argument("--yes", action="store_true", help="send the pilot without asking")
     p.set_defaults(handler=cmd_estimate)
 
 
@@ -435,10 +439,29 @@ def cmd_estimate(args) -> int:
     from .options import estimate_options
 
     options = estimate_options(args)
+    if options.pilot is not None:
+        return _pilot(load_spec(args.spec, args.output_dir), options)
     from .jobrun import estimate_job
 
     print(estimate_job(load_spec(args.spec, args.output_dir), options))
     return 0
+
+
+def _pilot(loaded, options) -> int:
+    import datetime
+
+    from .pilotrun import pilot_job
+
+    text, code = pilot_job(loaded, options, _ask if sys.stdin.isatty() else None,
+                           lambda: datetime.datetime.now(datetime.UTC))
+    print(text)
+    return code
+
+
+def _ask(offer: str) -> bool:
+    """Shows the pilot's cost on stderr and reads y/N from the terminal."""
+    print(offer, file=sys.stderr)
+    return input("Send the pilot? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def cmd_export(args) -> int:

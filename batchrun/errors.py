@@ -299,3 +299,8 @@ def projection_needed_message(path: object, stale: bool) -> str:
            else "does not exist")
     return (f"--max-cost-from-projection: {path} {why}; run `batchrun estimate SPEC --pilot N` first, "
             "or cap the run with --max-cost")
+
+
+def pilot_needs_yes_message(requests: int, cost: str) -> str:
+    return (f"the pilot sends {requests:,} requests ({cost}) and there is no terminal to ask: "
+            "add --yes to send them")

@@ -268,7 +268,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         _report_endpoint_change(loaded, sink, options)
         sink.run_facts["tier"] = run_tier(loaded, options).value  # the tier asked for; rows say which served
         work = plan_work(manifest_path(loaded), sink.latest_rows(), retry_failed=options.retry_failed,
-                         retry=options.retry)
+                         retry=options.retry, only_requests=options.only_requests)
         copied = _reuse_saved_replies(sink, work)
         spent = sink.spent_usd()
         progress = Progress(total=work.rows - copied, prior_spend_usd=spent)

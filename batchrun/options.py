@@ -54,6 +54,7 @@ class RunOptions:
     refresh: bool = False  # plan again, asking servers about photos by URL already in the input cache
     skip_bad_inputs: bool = False  # a plan the run makes leaves out rows with bad photos
     wait_quota: bool = False  # --wait-quota: park until a spent daily quota resets (or the spec's run.wait_quota)
+    only_requests: frozenset[str] | None = None  # a pilot: send these request ids only (None: every pending one)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class EstimateOptions:
     max_cost: float | None = None  # the budget to compare against; None: the spec's
     json: bool = False
     tier: Tier | None = None  # --tier; None: the spec's `tier:`
+    pilot: int | None = None  # --pilot N: send N requests across the strata, then project
+    yes: bool = False  # --yes: send the pilot without asking
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,12 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
 
 
 def estimate_options(args: argparse.Namespace) -> EstimateOptions:
+    pilot = getattr(args, "pilot", None)
+    if pilot is not None and pilot < 1:
+        raise UsageError(f"--pilot {pilot}: expected 1 or more requests to send, e.g. --pilot 20")
     return EstimateOptions(prices=_prices_file(args.prices), max_cost=_max_cost(args.max_cost),
-                           json=args.json, tier=_tier(getattr(args, "tier", None)))
+                           json=args.json, tier=_tier(getattr(args, "tier", None)), pilot=pilot,
+                           yes=getattr(args, "yes", False))
 
 
 def status_options(args: argparse.Namespace) -> StatusOptions:

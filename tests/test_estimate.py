@@ -71,18 +71,19 @@ def image_job(tmp_path):
 
 
 def test_image_job_expected_and_high(image_job, catalog):
-    # Per request: 10 text tokens in x $0.50 = $0.000005; 300 thinking (minimal) x $3 = $0.0009;
-    # one 1K image 1,120 x $60 = $0.0672  -> expected $0.068105, x 10 = $0.68105.
-    # High: $0.000005 + the 32,768-token ceiling x $3 = $0.098304 + $0.0672 = $0.165509, x 10 = $1.65509.
+    # Per request: 10 text tokens in x $0.50 = $0.000005; 850 thinking (minimal) x $3 = $0.00255;
+    # one 1K image 1,120 x $60 = $0.0672  -> expected $0.069755, x 10 = $0.69755.
+    # High: no maxOutputTokens, IMAGE only: the practical ceiling 4,096 thinking + 2 interim images x 1,120
+    # = 6,336 x $3 = $0.019008, + $0.000005 + $0.0672 = $0.086213, x 10 = $0.86213.
     est = estimate_manifest(image_job, catalog, today=TODAY)
     (m,) = est.models
     assert (m.requests, m.input_text_tokens, m.output_image_tokens, m.images_out) == (10, 100, 11200, 10)
-    assert (m.output_text_tokens_expected, m.thinking_tokens_expected) == (0, 3000)
-    assert m.cost["standard"]["expected"] == pytest.approx(0.68105)
-    assert m.cost["standard"]["high"] == pytest.approx(1.65509)
-    assert m.cost["batch"]["expected"] == pytest.approx(0.340525)
-    assert m.cost["flex"]["high"] == pytest.approx(0.827545)
-    assert est.total("standard", "expected") == pytest.approx(0.68105)
+    assert (m.output_text_tokens_expected, m.thinking_tokens_expected) == (0, 8500)
+    assert m.cost["standard"]["expected"] == pytest.approx(0.69755)
+    assert m.cost["standard"]["high"] == pytest.approx(0.86213)
+    assert m.cost["batch"]["expected"] == pytest.approx(0.348775)
+    assert m.cost["flex"]["high"] == pytest.approx(0.431065)
+    assert est.total("standard", "expected") == pytest.approx(0.69755)
 
 
 def test_text_model_expected_text_and_capped_thinking(tmp_path, catalog):
@@ -105,21 +106,21 @@ def test_long_prompt_is_priced_at_the_above_200k_rate(tmp_path, catalog):
 
 
 def test_thinking_level_in_the_body_is_honoured(tmp_path, catalog):
-    # 3.1 Flash Image at thinkingLevel high: 1,500 thinking x $3 = $0.0045 instead of $0.0009
+    # 3.1 Flash Image at thinkingLevel high: 2,000 thinking x $3 = $0.006 instead of $0.00255
     config = dict(IMAGE_1K, thinkingConfig={"thinkingLevel": "high"})
     path = write_manifest(tmp_path / "m.parquet", [("gemini-3.1-flash-image", body(**config))])
     (m,) = estimate_manifest(path, catalog, today=TODAY).models
-    assert m.thinking_tokens_expected == 1500
-    assert m.cost["standard"]["expected"] == pytest.approx(0.000005 + 0.0045 + 0.0672)
+    assert m.thinking_tokens_expected == 2000
+    assert m.cost["standard"]["expected"] == pytest.approx(0.000005 + 0.006 + 0.0672)
 
 
 def test_several_models_are_reported_apart(tmp_path, catalog):
     rows = [("gemini-3.1-flash-image", body(**IMAGE_1K)), ("gemini-3-pro-image", body(**IMAGE_1K))]
     est = estimate_manifest(write_manifest(tmp_path / "m.parquet", rows), catalog, today=TODAY)
     assert [m.model for m in est.models] == ["gemini-3-pro-image", "gemini-3.1-flash-image"]
-    # 3 Pro Image: 10 x $2 = $0.00002 + 500 thinking x $12 = $0.006 + 1,120 x $120 = $0.1344 -> $0.14042
-    assert est.models[0].cost["standard"]["expected"] == pytest.approx(0.14042)
-    assert est.total("standard", "expected") == pytest.approx(0.14042 + 0.068105)
+    # 3 Pro Image: 10 x $2 = $0.00002 + 850 thinking x $12 = $0.0102 + 1,120 x $120 = $0.1344 -> $0.14462
+    assert est.models[0].cost["standard"]["expected"] == pytest.approx(0.14462)
+    assert est.total("standard", "expected") == pytest.approx(0.14462 + 0.069755)
 
 
 def test_unknown_model_has_no_cost_and_says_how_to_price_it(tmp_path, catalog):
@@ -144,9 +145,9 @@ def test_price_table_gives_image_tokens_for_a_model_batchrun_does_not_know(tmp_p
     assert m.cost["standard"]["expected"] == pytest.approx(0.042058)
 
 
-@pytest.mark.parametrize(("budget", "verdict"), [(2.0, "fits"), (1.0, "expected_fits"), (0.5, "over")])
+@pytest.mark.parametrize(("budget", "verdict"), [(2.0, "fits"), (0.8, "expected_fits"), (0.5, "over")])
 def test_budget_verdict(image_job, catalog, budget, verdict):
-    # expected $0.68105, high $1.65509
+    # expected $0.69755, high $0.86213
     est = estimate_manifest(image_job, catalog, budget_usd=budget, today=TODAY)
     assert est.budget_verdict()[0] == verdict
     assert est.to_json()["budget"]["verdict"] == verdict
@@ -154,11 +155,11 @@ def test_budget_verdict(image_job, catalog, budget, verdict):
 
 @pytest.mark.parametrize(("stale", "verdict", "left"), [
     (0.3, "fits", "$1.70 left of the $2.00 budget after $0.3000 spent"),
-    (1.0, "expected_fits", "$1.00 left of the $2.00 budget after $1.00 spent"),
+    (1.2, "expected_fits", "$0.8000 left of the $2.00 budget after $1.20 spent"),
     (1.4, "over", "$0.6000 left of the $2.00 budget after $1.40 spent"),
 ])
 def test_results_no_longer_in_the_manifest_take_their_cost_off_the_budget(image_job, catalog, stale, verdict, left):
-    # a $2 budget less what results of an older plan cost, against expected $0.68105 and high $1.65509
+    # a $2 budget less what results of an older plan cost, against expected $0.69755 and high $0.86213
     est = estimate_manifest(image_job, catalog, budget_usd=2.0, today=TODAY)
     est.spent = JobSpend(usd=stale + 0.1, results=3, not_in_manifest_usd=stale, not_in_manifest_results=2)
     assert est.budget_verdict()[0] == verdict
@@ -182,14 +183,14 @@ def test_the_report_shows_what_the_folders_results_cost(image_job, catalog, tmp_
     (tmp_path / "results").mkdir()
     write_part(rows_to_table(rows), tmp_path / "results" / "part-000001.parquet")
 
-    text = estimate_report(image_job, tmp_path, catalog, budget_usd=2, today=TODAY)
-    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=2, today=TODAY))
+    text = estimate_report(image_job, tmp_path, catalog, budget_usd=1.5, today=TODAY)
+    data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=1.5, today=TODAY))
 
     assert ("Spent so far: $0.8175 on 3 results ($0.7500 on 2 results no longer in the manifest: "
             "the spec changed since they ran)") in text.splitlines()
     assert (data["spend_usd"], data["not_in_manifest_spend_usd"]) == (0.8175, 0.75)
-    assert data["budget"]["headroom_usd"] == 1.1825
-    assert data["budget"]["verdict"] == "expected_fits"  # $1.25 left for the manifest: high $1.66 is over it
+    assert data["budget"]["headroom_usd"] == 0.6825
+    assert data["budget"]["verdict"] == "expected_fits"  # $0.75 left for the manifest: high $0.86 is over it
 
 
 def test_no_budget_no_verdict(image_job, catalog):
@@ -205,15 +206,15 @@ def test_lifecycle_warning_is_carried(tmp_path, catalog):
 def test_calibration_scales_expected_and_is_stated(image_job, catalog):
     est = estimate_manifest(image_job, catalog, calibration={"gemini-3.1-flash-image": 1.1}, today=TODAY)
     (m,) = est.models
-    assert m.cost["standard"]["expected"] == pytest.approx(0.68105 * 1.1)
-    assert m.cost["standard"]["high"] == pytest.approx(1.65509)
+    assert m.cost["standard"]["expected"] == pytest.approx(0.69755 * 1.1)
+    assert m.cost["standard"]["high"] == pytest.approx(0.86213)
     assert "calibrated: expected x 1.100" in format_estimate(est)
 
 
 def test_text_report(image_job, catalog):
     text = format_estimate(estimate_manifest(image_job, catalog, budget_usd=0.5, today=TODAY))
     assert "gemini-3.1-flash-image: 10 requests" in text
-    assert "$0.6811" in text and "$1.66" in text and "$0.3405" in text
+    assert "$0.6976" in text and "$0.8621" in text and "$0.3488" in text
     assert "verified 2026-03-30" in text
     assert "Budget $0.5000 (standard): does not fit" in text
 
@@ -222,7 +223,7 @@ def test_json_report_is_serialisable(image_job, catalog, tmp_path):
     data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, budget_usd=2, today=TODAY))
     assert data["requests"] == 10
     assert data["models"][0]["model"] == "gemini-3.1-flash-image"
-    assert data["total"]["standard"]["expected"] == pytest.approx(0.68105)
+    assert data["total"]["standard"]["expected"] == pytest.approx(0.69755)
     assert data["budget"]["verdict"] == "fits"
     assert set(data["total"]) == {"standard", "flex", "batch"}
 
@@ -240,11 +241,11 @@ def results_table(rows: list[tuple[str, str, float | None]]) -> pa.Table:
 
 def test_write_and_read_calibration(image_job, catalog, tmp_path):
     # r0..r3 ok at $0.075 each (r0 twice: counted once), r4 failed, r5 ok without a cost.
-    # actual $0.30 / expected 4 x $0.068105 = $0.27242 -> 1.101241
+    # actual $0.30 / expected 4 x $0.069755 = $0.27902 -> 1.075192
     rows = [("r0", "ok", 0.075), ("r0", "ok", 0.075), ("r1", "ok", 0.075), ("r2", "ok", 0.075),
             ("r3", "ok", 0.075), ("r4", "failed", None), ("r5", "ok", None)]
     ratios = write_calibration(tmp_path, image_job, results_table(rows), catalog, today=TODAY)
-    assert ratios == {"gemini-3.1-flash-image": pytest.approx(0.30 / 0.27242, rel=1e-5)}
+    assert ratios == {"gemini-3.1-flash-image": pytest.approx(0.30 / 0.27902, rel=1e-5)}
     stored = json.loads((tmp_path / CALIBRATION_FILE).read_text())
     assert stored["written_at"] == "2026-11-21"
     assert stored["models"]["gemini-3.1-flash-image"]["requests"] == 4
@@ -252,11 +253,11 @@ def test_write_and_read_calibration(image_job, catalog, tmp_path):
 
 
 def test_calibration_compares_at_the_tier_the_body_names(tmp_path, catalog):
-    # flex body: expected $0.068105 x 0.5 = $0.0340525; actual $0.0340525 -> ratio 1
+    # flex body: expected $0.069755 x 0.5 = $0.0348775; actual $0.0348775 -> ratio 1
     config = dict(IMAGE_1K)
     rows = [("gemini-3.1-flash-image", body(extras={"serviceTier": "flex"}, **config))]
     path = write_manifest(tmp_path / "m.parquet", rows)
-    ratios = write_calibration(tmp_path, path, results_table([("r0", "ok", 0.0340525)]), catalog, today=TODAY)
+    ratios = write_calibration(tmp_path, path, results_table([("r0", "ok", 0.0348775)]), catalog, today=TODAY)
     assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)
 
 
@@ -265,10 +266,10 @@ def test_read_calibration_without_a_file(tmp_path):
 
 
 def test_the_next_estimate_uses_the_stored_calibration(image_job, catalog, tmp_path):
-    write_calibration(tmp_path, image_job, results_table([("r0", "ok", 0.068105 * 1.2)]), catalog, today=TODAY)
+    write_calibration(tmp_path, image_job, results_table([("r0", "ok", 0.069755 * 1.2)]), catalog, today=TODAY)
     data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, today=TODAY))
     assert data["models"][0]["calibration"] == pytest.approx(1.2)
-    assert data["total"]["standard"]["expected"] == pytest.approx(0.68105 * 1.2, rel=1e-5)
+    assert data["total"]["standard"]["expected"] == pytest.approx(0.69755 * 1.2, rel=1e-5)
 
 
 def test_empty_manifest(tmp_path, catalog):
@@ -295,21 +296,21 @@ def test_rows_that_share_a_request_are_estimated_once(tmp_path):
 
 
 def test_the_report_names_the_run_s_tier_and_checks_the_budget_at_it(image_job, catalog):
-    text = format_estimate(estimate_manifest(image_job, catalog, budget_usd=0.5, budget_tier="flex", today=TODAY))
+    text = format_estimate(estimate_manifest(image_job, catalog, budget_usd=0.4, budget_tier="flex", today=TODAY))
     assert "Tier: flex" in text
-    assert "Budget $0.5000 (flex): expected $0.3405 fits" in text
+    assert "Budget $0.4000 (flex): expected $0.3488 fits" in text
     assert "priority" not in text
 
 
 def test_a_priority_run_shows_a_priority_column_at_1_8_times_standard(image_job, catalog):
-    # the image job at standard: expected $0.68105, high $1.65509 -> x 1.8 = $1.22589, $2.979162
-    est = estimate_manifest(image_job, catalog, budget_usd=2, budget_tier="priority", today=TODAY)
+    # the image job at standard: expected $0.69755, high $0.86213 -> x 1.8 = $1.25559, $1.551834
+    est = estimate_manifest(image_job, catalog, budget_usd=1.5, budget_tier="priority", today=TODAY)
     assert est.tiers == ("standard", "flex", "batch", "priority")
-    assert est.total("priority", "expected") == pytest.approx(1.22589)
-    assert est.total("priority", "high") == pytest.approx(2.979162)
+    assert est.total("priority", "expected") == pytest.approx(1.25559)
+    assert est.total("priority", "high") == pytest.approx(1.551834)
     text = format_estimate(est)
     assert text.splitlines()[2] == "Tier: priority (the run's --tier or tier:; the budget is checked at it)"
-    assert "Budget $2.00 (priority): expected $1.23 fits the $2.00 budget" in text
+    assert "Budget $1.50 (priority): expected $1.26 fits the $1.50 budget" in text
     assert "      priority" in text.split("Total")[1].splitlines()[0]
 
 
@@ -318,15 +319,15 @@ def test_estimate_json_carries_the_tier_and_priority_only_when_asked(image_job, 
     assert (flex["tier"], flex["budget"]["tier"]) == ("flex", "flex")
     assert set(flex["total"]) == set(flex["models"][0]["cost"]) == {"standard", "flex", "batch"}
     top = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, tier="priority"))
-    assert top["tier"] == "priority" and top["total"]["priority"]["expected"] == pytest.approx(1.22589)
+    assert top["tier"] == "priority" and top["total"]["priority"]["expected"] == pytest.approx(1.25559)
     assert set(top["models"][0]["cost"]) == {"standard", "flex", "batch", "priority"}
 
 
 def test_calibration_compares_each_request_at_the_tier_that_served_it(tmp_path, catalog):
     # a flex run: bodies name no tier. r0 served flex at $0.0340525, r1 said nothing (the run's flex),
-    # r2 a priority request served at standard: $0.068105. Each matches its expected cost: ratio 1.
+    # r2 a priority request served at standard: $0.069755. Each matches its expected cost: ratio 1.
     path = write_manifest(tmp_path / "m.parquet", [("gemini-3.1-flash-image", body(**IMAGE_1K))] * 3)
-    results = results_table([("r0", "ok", 0.0340525), ("r1", "ok", 0.0340525), ("r2", "ok", 0.068105)])
+    results = results_table([("r0", "ok", 0.0348775), ("r1", "ok", 0.0348775), ("r2", "ok", 0.069755)])
     results = results.append_column("service_tier", pa.array(["flex", None, "standard"], pa.string()))
     ratios = write_calibration(tmp_path, path, results, catalog, today=TODAY, run_tier="flex")
     assert ratios["gemini-3.1-flash-image"] == pytest.approx(1.0)
@@ -348,11 +349,11 @@ def test_a_half_done_job_shows_spent_so_far_the_remaining_expected_and_high_and_
     remaining = data["remaining"]
     assert (remaining["tier"], remaining["rows"], remaining["requests"], remaining["spent_usd"]) == (
         "standard", 5, 5, 0.28)
-    assert remaining["remaining"]["expected"] == pytest.approx(0.68105 / 2)  # half the job's ten alike requests
-    assert remaining["remaining"]["high"] == pytest.approx(1.65509 / 2, abs=1e-5)
-    assert remaining["total"]["expected"] == pytest.approx(0.28 + 0.68105 / 2)
+    assert remaining["remaining"]["expected"] == pytest.approx(0.69755 / 2)  # half the job's ten alike requests
+    assert remaining["remaining"]["high"] == pytest.approx(0.86213 / 2, abs=1e-5)
+    assert remaining["total"]["expected"] == pytest.approx(0.28 + 0.69755 / 2)
     assert "Remaining: 5 rows without a final result (5 requests to send), at the standard tier" in text
-    assert any(line.split() == ["whole", "job", "$0.6205", "expected", "$1.11", "high"] for line in text.splitlines())
+    assert any(line.split() == ["whole", "job", "$0.6288", "expected", "$0.7111", "high"] for line in text.splitlines())
 
 
 def test_a_job_with_no_results_has_no_remaining_section(image_job, catalog, tmp_path):

@@ -33,9 +33,10 @@ def test_text_tokens_are_four_characters_rounded_up():
 
 
 def test_image_request_on_31_flash():
+    # no maxOutputTokens: the practical ceiling, 4,096 thinking + 2 interim 2K images x 1,680 (IMAGE only: no caption)
     request = body(system="y" * 8, responseModalities=["IMAGE"], imageConfig={"imageSize": "2K"})
     got = estimate_tokens("gemini-3.1-flash-image", request, [image(800, 600), image(100, 100)])
-    assert got == TokenEstimate(input_text=12, input_image=2240, output_text_max=32768, output_image=1680, images_out=1,
+    assert got == TokenEstimate(input_text=12, input_image=2240, output_text_max=4096 + 2 * 1680, output_image=1680, images_out=1,
                                 image_size="2K", text_allowed=False)
 
 
@@ -71,11 +72,11 @@ def test_expected_text_tokens():
 @pytest.mark.parametrize(
     ("model", "level", "budget", "expected"),
     [
-        ("gemini-3.1-flash-image", None, None, 300),  # default minimal
-        ("gemini-3.1-flash-image", "high", None, 1500),
-        ("gemini-3.1-flash-image-preview", "minimal", None, 300),
-        ("gemini-3-pro-image", None, None, 500),  # always thinks
-        ("gemini-3.1-flash-lite-image", None, None, 200),
+        ("gemini-3.1-flash-image", None, None, 850),  # default minimal: a 1K image reported ~2,000 output tokens
+        ("gemini-3.1-flash-image", "high", None, 2000),
+        ("gemini-3.1-flash-image-preview", "minimal", None, 850),
+        ("gemini-3-pro-image", None, None, 850),  # always thinks
+        ("gemini-3.1-flash-lite-image", None, None, 570),
         ("gemini-2.5-flash-image", None, None, 0),
         ("gemini-2.5-pro", None, None, 2048),  # dynamic
         ("gemini-2.5-pro", None, -1, 2048),
@@ -102,8 +103,8 @@ def test_expected_output_for_an_image_request():
     request = body(responseModalities=["TEXT", "IMAGE"])
     estimate = estimate_tokens("gemini-3.1-flash-image", request, [])
     got = expected_output("gemini-3.1-flash-image", estimate)
-    assert got.output_fraction == pytest.approx(25 / 32768)
-    assert got.thinking_tokens == 300
+    assert got.output_fraction == pytest.approx(25 / (4096 + 2 * 1120 + 256))  # the practical ceiling
+    assert got.thinking_tokens == 850
 
 
 def test_expected_thinking_never_passes_the_ceiling():

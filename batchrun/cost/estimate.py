@@ -11,8 +11,10 @@ setting, >200k prompt, tier named in the body, image size), and only the few gro
 
 expected = input + expected text (tokens.expected_text_tokens) + expected thinking
            (tokens.expected_thinking_tokens) + output image tokens, times the model's calibration ratio;
-high     = input + the whole text ceiling (maxOutputTokens or the model's limit, which bounds text and
-           thinking together) + output image tokens.
+high     = input + the whole text ceiling (maxOutputTokens, else the model's practical ceiling,
+           `modeltable.practical_output_tokens`; it bounds text and thinking together) + output image tokens.
+Each model also states its assumptions (`assumptions.py`): the text and thinking it expects of a
+request and why, the ceiling its high bound takes, and the setting that would narrow it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchrun.cost import tokens
+from batchrun.cost.assumptions import Assumption, assumption_lines, assumptions_by_model
 from batchrun.cost.lifecycle import lifecycle_warning
 from batchrun.cost.pricing import (
     LONG_CONTEXT_TOKENS,
@@ -75,6 +78,7 @@ class ModelEstimate:
     price_verified_at: str | None = None
     calibration: float | None = None
     warnings: list[str] = field(default_factory=list)
+    assumptions: list[Assumption] = field(default_factory=list)  # what a request is taken to spend, and why
 
 
 @dataclass(slots=True)
@@ -174,7 +178,8 @@ RULES = {
     f"else 0; text replies: {tokens.EXPECTED_OUTPUT_FRACTION} of maxOutputTokens, "
     f"at most {tokens.TYPICAL_TEXT_OUTPUT_TOKENS}",
     "thinking_expected": "by thinking setting or model default (batchrun.cost.tokens tables)",
-    "high": "input + the whole text ceiling (bounds text and thinking) + output image tokens",
+    "high": "input + the whole text ceiling (maxOutputTokens, else the model's practical ceiling; bounds text "
+    "and thinking) + output image tokens",
     "calibration": "expected is multiplied by actual/expected cost from the last run, when there is one",
     "projection": "once requests are answered: per stratum, observed/estimated cost applied to what remains, "
     "with a 90% interval (batchrun.cost.projection)",
@@ -184,6 +189,7 @@ RULES = {
 def _model_json(m: ModelEstimate, tiers: tuple[str, ...]) -> dict[str, Any]:
     out = {name: getattr(m, name) for name in ModelEstimate.__slots__}
     out["cost"] = {tier: costs for tier, costs in m.cost.items() if tier in tiers}
+    out["assumptions"] = [a.to_json() for a in m.assumptions]
     return out
 
 
@@ -290,10 +296,16 @@ def estimate_manifest(
         if model not in models:
             models[model] = _new_model(model, catalog, calibration.get(model), today)
         _add_group(models[model], group, catalog, calibration.get(model, 1.0))
+    _state_assumptions(models, table)
     for m in models.values():
         for costs in m.cost.values():
             costs.update({k: round(v, 6) for k, v in costs.items() if v is not None})
     return JobEstimate(str(manifest_path), list(models.values()), budget_usd, budget_tier)
+
+
+def _state_assumptions(models: dict[str, ModelEstimate], table: pa.Table) -> None:
+    for model, stated in assumptions_by_model(table).items():
+        models[model].assumptions = stated
 
 
 def _new_model(model: str, catalog: PriceCatalog, ratio: float | None, today: dt.date) -> ModelEstimate:
@@ -364,6 +376,7 @@ def _model_lines(m: ModelEstimate, tiers: tuple[str, ...]) -> list[str]:
         lines.append(f"  price: {m.price_source or 'shipped catalog'} ({verified})")
     if m.calibration is not None:
         lines.append(f"  calibrated: expected x {m.calibration:.3f}, the actual/expected cost of the last run")
+    lines += assumption_lines(m.assumptions) if m.assumptions else []
     lines += [f"  warning: {w}" for w in m.warnings]
     return lines + [""]
 

@@ -3,6 +3,16 @@
 Facts from shared reference `gemini-protocol.md` (§1.3 thinking, §1.4 media resolution, §2.2 aspect
 ratios, §2.3 output sizes and tokens, §5 input image tokens). A model not listed here is allowed: the
 spec loader warns and skips the checks.
+
+The practical output ceiling (`practical_output_tokens`) is what one request realistically spends of
+text and thinking when it sets no `maxOutputTokens`; the estimate's high bound and the run's budget
+reservation use it. A text model's is its own output limit: nothing else bounds a text answer, and
+thinking at a high level may take tens of thousands of tokens (§1.3). An image model's is its
+`thinking_ceiling`, plus its interim "thought" images, billed as thinking (§0.4, §6: up to two on
+Gemini 3, each the size of the final image, §2.3), plus a caption of at most `IMAGE_CAPTION_CEILING`
+tokens when TEXT is allowed, within the model's limit. The thinking ceilings are about twice the
+most an image model was seen to think at its highest level (`tokens.IMAGE_THINKING_BY_LEVEL`); a
+reply past one is recorded at its true cost, and `maxOutputTokens` makes the bound exact.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ class ModelInfo:
     budget_can_disable: bool = False
     default_thinking: str = ""
     max_output_tokens: int = 65536
+    thinking_ceiling: int | None = None  # image models: the most thinking a request realistically spends
+    interim_images: int = 0  # interim "thought" images a reply may carry before its final one
+
 
     def tokens_for_image_size(self, size: str | None) -> int:
         table = dict(self.output_image_tokens)
@@ -43,6 +56,7 @@ _FLASH_IMAGE_25 = ModelInfo(
     output_image_tokens=(("1K", 1290),),
     input_image_tokens=None,
     max_output_tokens=32768,
+    thinking_ceiling=0,  # does not think (§1.3)
 )
 _PRO_IMAGE_3 = ModelInfo(
     family="gemini-3-pro-image",
@@ -54,6 +68,8 @@ _PRO_IMAGE_3 = ModelInfo(
     input_image_tokens=560,
     default_thinking="always on",
     max_output_tokens=32768,
+    thinking_ceiling=4096,
+    interim_images=2,
 )
 _FLASH_IMAGE_31 = ModelInfo(
     family="gemini-3.1-flash-image",
@@ -66,6 +82,8 @@ _FLASH_IMAGE_31 = ModelInfo(
     thinking_levels=("minimal", "high"),
     default_thinking="minimal",
     max_output_tokens=32768,
+    thinking_ceiling=4096,
+    interim_images=2,
 )
 _FLASH_LITE_IMAGE_31 = ModelInfo(
     family="gemini-3.1-flash-lite-image",
@@ -78,6 +96,8 @@ _FLASH_LITE_IMAGE_31 = ModelInfo(
     thinking_levels=("minimal", "high"),
     default_thinking="minimal",
     max_output_tokens=4096,
+    thinking_ceiling=2048,
+    interim_images=2,
 )
 
 
@@ -120,6 +140,18 @@ MODELS: dict[str, ModelInfo] = {
     "gemini-3.1-flash-lite": _G31_FLASH_LITE,
     "gemini-3.1-flash-lite-preview": _G31_FLASH_LITE,
 }
+
+
+IMAGE_CAPTION_CEILING = 256  # the longest caption an image reply is taken to carry
+
+
+def practical_output_tokens(info: ModelInfo, image_size: str | None, text_allowed: bool) -> int:
+    """Text and thinking one request realistically spends without `maxOutputTokens` (see the docstring)."""
+    if info.thinking_ceiling is None:
+        return info.max_output_tokens
+    interim = info.interim_images * info.tokens_for_image_size(image_size)
+    caption = IMAGE_CAPTION_CEILING if text_allowed else 0
+    return min(info.thinking_ceiling + interim + caption, info.max_output_tokens)
 
 
 def lookup_model(name: str) -> ModelInfo | None:

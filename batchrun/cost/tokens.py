@@ -5,8 +5,10 @@ Rules, each a documented guess that `batchrun estimate` states and a calibrated 
 - input images: by model family (`models.input_image_tokens`); on Gemini 3 a media resolution
   option sets the count (LOW 280, MEDIUM 560, HIGH 1120 an image);
 - output images: the model's table for the requested `imageSize`;
-- text output ceiling: `maxOutputTokens`, else the model's own limit; Gemini counts thinking
-  against the same ceiling, so it bounds text and thinking together;
+- text output ceiling: `maxOutputTokens`, else the model's practical ceiling
+  (`modeltable.practical_output_tokens`: a text model's own limit; an image model's thinking
+  ceiling, interim images and a caption); Gemini counts thinking against the same ceiling, so it
+  bounds text and thinking together;
 - expected text output: a reply that carries an image adds a short caption (`IMAGE_CAPTION_TOKENS`)
   when TEXT is among its modalities, none otherwise; a text reply is expected to use
   `EXPECTED_OUTPUT_FRACTION` of its ceiling, at most `TYPICAL_TEXT_OUTPUT_TOKENS`;
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from batchrun.cost.modeltable import input_image_tokens, lookup_model
+from batchrun.cost.modeltable import input_image_tokens, lookup_model, practical_output_tokens
 from batchrun.records import EstimateInputs, ImageRef, TokenEstimate
 from batchrun.rendered import RenderedRequest, texts
 
@@ -41,10 +43,13 @@ MEDIA_RESOLUTION_TOKENS = {
 # Expected thinking tokens for one request at a thinkingLevel (Gemini 3 text models).
 THINKING_BY_LEVEL = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
 # Image models think to plan the picture; far less than a text model reasoning at the same level.
+# Gemini 3 image models think by default (§0.4): a 1K image was reported at about 2,000 output tokens
+# against 1,120 for the image alone, so about 850 thinking at the default besides a short caption;
+# `high` is taken as 2,000; Flash-Lite Image thinks two thirds of what Flash Image does.
 IMAGE_THINKING_BY_LEVEL = {
-    "gemini-3.1-flash-image": {"minimal": 300, "high": 1500},
-    "gemini-3.1-flash-lite-image": {"minimal": 200, "high": 1000},
-    "gemini-3-pro-image": {"": 500},  # always thinks; takes no thinking setting
+    "gemini-3.1-flash-image": {"minimal": 850, "high": 2000},
+    "gemini-3.1-flash-lite-image": {"minimal": 570, "high": 1330},
+    "gemini-3-pro-image": {"": 850},  # always thinks; takes no thinking setting
 }
 # Gemini 2.5 with a dynamic budget (-1 or none given): what a typical request spends.
 DYNAMIC_THINKING = {"gemini-2.5-pro": 2048, "gemini-2.5-flash": 1024}
@@ -83,7 +88,8 @@ def config_tokens(model: str, inputs: EstimateInputs) -> ConfigTokens:
     """What a request's generation options fix of its estimate."""
     info = lookup_model(model)
     wants_image = "IMAGE" in inputs.modalities or (info is not None and info.image_output and not inputs.modalities)
-    limit = info.max_output_tokens if info is not None else DEFAULT_MAX_OUTPUT_TOKENS
+    limit = (practical_output_tokens(info, inputs.image_size, inputs.text_allowed) if info is not None
+             else DEFAULT_MAX_OUTPUT_TOKENS)
     fixed = MEDIA_RESOLUTION_TOKENS.get(inputs.media_resolution or "")
     return ConfigTokens(
         model=model,

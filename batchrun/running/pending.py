@@ -42,9 +42,11 @@ class Work:
 
 
 def plan_work(manifest: Path, latest: pa.Table, *, retry_failed: bool = True,
-              retry: frozenset[str] = frozenset()) -> Work:
-    """The rows of a manifest this run must finish, and how."""
+              retry: frozenset[str] = frozenset(), only_requests: frozenset[str] | None = None) -> Work:
+    """The rows of a manifest this run must finish, and how; with `only_requests` (a pilot), of those only."""
     rows = read_columns(manifest, ["row_id", "request_id"])
+    if only_requests is not None:
+        rows = rows.filter(pc.is_in(rows["request_id"], value_set=pa.array(sorted(only_requests), pa.string())))
     kept = (set(FINAL_STATUSES) - retry) | (set() if retry_failed else {Status.FAILED})
     done = pc.is_in(latest["status"], pa.array(sorted(kept), pa.string()))
     done_ids = latest["row_id"].filter(done).combine_chunks()  # one column: a resumed job has many

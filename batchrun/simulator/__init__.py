@@ -11,6 +11,7 @@
     chatroute    the OpenAI-compatible chat route          imagestore   images served by URL
     files        the Files API store, on disk              batches      batches and their clock
     batchlines   batch lines answered and written out      batchroute   the Files and Batch API routes
+    tokendist    seeded token counts (faults `tokens:`)
 """
 
 # `batchrun simulate --help` and `python -m batchrun.simulator --help` show this
@@ -39,4 +40,9 @@ per line answered (body_sha256 of the line's request as compact JSON, and "batch
 Service tiers: serviceTier standard | flex | priority (lowercase; any other spelling is a 400) is reported
 back in usageMetadata.serviceTier and the x-gemini-service-tier header. Faults-file settings: flex
 (latency: extra time for flex replies; capacity: a rate or schedule of flex requests shed;
-capacity_status: 503 or 429), priority_downgrade (a share of priority requests served at standard)."""
+capacity_status: 503 or 429), priority_downgrade (a share of priority requests served at standard).
+
+Token counts: a faults file's tokens section gives output text and thinking tokens a seeded log-normal
+distribution per request, for every model or per model: tokens: {thinking: {mean: 2000, spread: 0.5},
+text: {mean: 300, spread: 0.5}, models: {MODEL: {thinking: ...}}} (mean: the expected count; spread:
+the sd of its log). The draw comes from the request and --seed; maxOutputTokens still cuts it."""

@@ -10,6 +10,13 @@ Output tokens are spent as Gemini spends them: thinking first, then the answer's
 thinking used it all, and no image. Image tokens are not counted against it (Google documents
 nothing either way). `make` decides all of this without drawing: its images are `ImageSpec`s,
 drawn later by `ContentMaker.draw`, which a server may run off its event loop.
+
+How many tokens a reply wants, before `maxOutputTokens` cuts it: by fixed rules (a plain-text answer
+16 to 111 tokens, thinking 64 to 574 tokens scaled by the chat route's reasoning_effort, an image's
+caption one short line), or, when the faults file has a `tokens:` section (`tokendist.py`), drawn
+per request from its seeded log-normal distributions: thinking for a model that thinks (scaled and
+capped by thinkingBudget as before), text for a plain-text answer, a JSON answer without a schema,
+or an image's caption (an answer to a responseSchema keeps its own length).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from .inbound import GenerateRequest
 from .pixels import image_pixels
 from .render import CanvasCache, ImageCache, render_image
 from .schema import schema_instance
+from .tokendist import TokenDistributions, draw_tokens
 
 _VOCAB = (
     "the batch", "runs", "quietly", "overnight", "and", "each", "request", "returns", "a",
@@ -126,18 +134,35 @@ def _filler_chars(digest: bytes, chars: int) -> str:
     return " ".join(words)
 
 
-def reply_text(request: GenerateRequest, plan: ModelPlan, digest: bytes) -> str:
-    """A deterministic answer: JSON for a schema, else text quoting the prompt, 16 to 111 tokens long."""
+def reply_text(request: GenerateRequest, plan: ModelPlan, digest: bytes, length: int | None = None) -> str:
+    """A deterministic answer: JSON for a schema, else text quoting the prompt, 16 to 111 tokens long.
+
+    `length` (a drawn count of tokens) sizes a caption, a plain answer or a schema-less JSON answer.
+    """
     subject = " ".join(request.prompt.split())[:80] or "(no prompt)"
     if plan.wants_image:
-        return f"Here is the image: {subject}"
+        caption = f"Here is the image: {subject}"
+        return caption if length is None else _sized(caption + ".", digest, length)
     if request.response_schema is not None:
         return _schema_answer(request.response_schema, request.response_mime, digest)
     if request.response_mime == "application/json":
-        return json.dumps({"prompt": subject, "answer": _filler(digest, 12 + digest[20] % 80)})
-    tokens = MIN_TEXT_TOKENS + digest[20] % (MAX_TEXT_TOKENS - MIN_TEXT_TOKENS + 1)
-    text = f"Simulated answer from {plan.model} to: {subject}. {_filler_chars(digest, tokens * CHARS_PER_TOKEN)}"
+        return _json_answer(subject, digest, length)
+    tokens = MIN_TEXT_TOKENS + digest[20] % (MAX_TEXT_TOKENS - MIN_TEXT_TOKENS + 1) if length is None else length
+    return _sized(f"Simulated answer from {plan.model} to: {subject}.", digest, tokens)
+
+
+def _sized(opening: str, digest: bytes, tokens: int) -> str:
+    """`opening` and filler words, cut to about `tokens` tokens and ended with a full stop."""
+    text = f"{opening} {_filler_chars(digest, tokens * CHARS_PER_TOKEN)}"
     return text[: tokens * CHARS_PER_TOKEN - 1].rstrip() + "."
+
+
+def _json_answer(subject: str, digest: bytes, length: int | None) -> str:
+    if length is None:
+        return json.dumps({"prompt": subject, "answer": _filler(digest, 12 + digest[20] % 80)})
+    frame = json.dumps({"prompt": subject, "answer": ""})
+    chars = max(1, length * CHARS_PER_TOKEN - len(frame) - 1)
+    return json.dumps({"prompt": subject, "answer": _filler_chars(digest, chars)[:chars].rstrip()})
 
 
 def _schema_answer(schema: dict, mime: str, digest: bytes) -> str:
@@ -147,11 +172,14 @@ def _schema_answer(schema: dict, mime: str, digest: bytes) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def thinking_tokens(plan: ModelPlan, request: GenerateRequest, digest: bytes) -> int:
-    """Tokens the model thinks before answering (interim images aside), within its thinkingBudget."""
+def thinking_tokens(plan: ModelPlan, request: GenerateRequest, digest: bytes, drawn: int | None = None) -> int:
+    """Tokens the model thinks before answering (interim images aside), within its thinkingBudget.
+
+    `drawn` (a count from the `tokens:` distributions) replaces the fixed rule's 64 to 574 tokens.
+    """
     if not plan.thinks:
         return 0
-    tokens = MIN_THINKING_TOKENS + digest[24] * 2
+    tokens = MIN_THINKING_TOKENS + digest[24] * 2 if drawn is None else drawn
     if request.thinking_level is not None:
         tokens = max(1, int(tokens * _LEVEL_SCALE[request.thinking_level]))
     budget = request.thinking_budget
@@ -193,8 +221,10 @@ def _cut(text: str, tokens: int | None) -> str | None:
 class ContentMaker:
     """Makes the content of successful replies, and draws its images, keeping recent ones in an LRU."""
 
-    def __init__(self, seed: int, image_mime: str = "image/png", cache_size: int = 64) -> None:
+    def __init__(self, seed: int, image_mime: str = "image/png", cache_size: int = 64,
+                 tokens: TokenDistributions | None = None) -> None:
         self.seed = seed
+        self.tokens = tokens
         self.image_mime = image_mime
         self.cache = ImageCache(cache_size)
         self.canvases = CanvasCache()
@@ -210,9 +240,11 @@ class ContentMaker:
     def make(self, model: str, request: GenerateRequest, plan: ModelPlan, thought_images: int) -> Content:
         """Text, images to draw and token counts of the normal reply to `request`."""
         digest = reply_digest(request, self.seed)
-        full_text = reply_text(request, plan, digest) if plan.wants_text else None
+        length, drawn_thinking = self._drawn(model, digest)
+        full_text = reply_text(request, plan, digest, length) if plan.wants_text else None
         interim = thought_images if plan.gemini3_image and plan.wants_image and plan.pixels else 0
-        spend = spend_output(request.max_output_tokens, thinking_tokens(plan, request, digest), interim,
+        thinking = thinking_tokens(plan, request, digest, drawn_thinking)
+        spend = spend_output(request.max_output_tokens, thinking, interim,
                              plan.image_tokens, text_tokens(full_text) if full_text else 0)
         text = _cut(full_text, spend.text_allowed) if full_text is not None else None
         image, drafts = None, []
@@ -232,4 +264,14 @@ class ContentMaker:
             out_image_tokens=plan.image_tokens if image is not None else 0,
             thoughts_tokens=spend.thoughts,
             truncated=spend.truncated,
+        )
+
+    def _drawn(self, model: str, digest: bytes) -> tuple[int | None, int | None]:
+        """(text, thinking) tokens drawn from the `tokens:` distributions; None where none is set."""
+        if self.tokens is None:
+            return None, None
+        text, thinking = self.tokens.text_for(model), self.tokens.thinking_for(model)
+        return (
+            draw_tokens(text, digest, "text") if text is not None else None,
+            draw_tokens(thinking, digest, "thinking") if thinking is not None else None,
         )

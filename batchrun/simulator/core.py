@@ -151,7 +151,7 @@ class SimulatorCore:
         self.clock = clock
         self.log = request_log or RequestLog(None)
         self.limits = LimitBook(config.limits)
-        self.content = ContentMaker(seed, config.image_mime)
+        self.content = ContentMaker(seed, config.image_mime, tokens=config.tokens)
         self.arrivals = 0
         self._bad_keys = frozenset(config.bad_keys)
         self._delayed = config.batch.delays != BatchDelays()

@@ -38,6 +38,9 @@ mid-stream: `pause_after_lines` lines are sent, then `pause_s` seconds pass befo
 `max_request_bytes` (default 100 MiB, Google's inline limit) refuses a generateContent body longer than
 that with 400 "Request payload size exceeds the limit: N bytes.", so a test can use small photos to
 send an image through the Files API (`fileData`, see `filerefs.py`) instead.
+
+`tokens` gives output text and thinking tokens a seeded log-normal distribution per request, for all
+models or per model (`tokendist.py`); without it replies keep `content.py`'s fixed lengths.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import ErrorDetails
 
 from ..errors import SpecError, UsageError
+from .tokendist import TokenDistributions
 
 # Order matters: it is the precedence of schedules and the layout of the shared uniform draw. New faults
 # go at the end, so that a seed gives the faults it always gave.
@@ -245,6 +249,7 @@ class FaultConfig(_Strict):
     priority_downgrade: float = Field(0.0, ge=0.0, le=1.0)  # share of priority requests served at standard
     # a generateContent body longer than this is refused 400 "Request payload size exceeds the limit"
     max_request_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    tokens: TokenDistributions | None = None  # seeded output text and thinking tokens: see tokendist.py
 
     @model_validator(mode="after")
     def _rates_fit(self) -> FaultConfig:
