@@ -102,9 +102,9 @@ def test_the_text_lines_show_done_expected_actual_and_ratio_per_stratum():
 
     assert check.lines() == [
         "estimate vs actual (answered requests, each at the tier that served it)",
-        "  stratum                               done    expected      actual   ratio",
-        "  gemini-3-pro-image 2K                    4     $0.5000     $0.6000   1.20x",
-        "  total                                    4     $0.5000     $0.6000   1.20x",
+        "  stratum                  done    expected      actual   ratio",
+        "  gemini-3-pro-image 2K       4     $0.5000     $0.6000   1.20x",
+        "  total                       4     $0.5000     $0.6000   1.20x",
     ]
 
 
@@ -114,7 +114,18 @@ def test_a_check_read_back_from_its_json_prints_the_same_lines():
     again = EstimateCheck.from_json(check.to_json())
 
     assert again.lines() == check.lines()
-    assert again.lines()[1:3] == [
-        "  stratum                               done    expected   projected      actual   ratio",
-        "  s3                                       3     $0.3000     $0.4500     $0.6000   2.00x",
+    assert again.lines()[1:] == [
+        "  stratum              done    expected   projected      actual   ratio",
+        "  s3                      3     $0.3000     $0.4500     $0.6000   2.00x",
+        "  s2                      2     $0.2000     $0.3000     $0.4000   2.00x",
+        "  (1 other stratum)       1     $0.1000     $0.1500     $0.2000   2.00x",
+        "  total                   6     $0.6000     $0.9000     $1.2000   2.00x",
     ]
+
+
+def test_a_label_longer_than_the_column_is_cut_in_the_text_and_whole_in_the_json():
+    label = "gemini-3.1-flash-image 2K 16:9 v12 flex long " + "x" * 30
+    check = compact([StratumCheck(label, 1, 0.1, 0.1)])
+
+    assert check.lines()[2].startswith(f"  {label[:59]}… ")
+    assert check.to_json()["strata"][0]["stratum"] == label

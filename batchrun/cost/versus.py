@@ -32,6 +32,7 @@ from batchrun.cost.strata import stratum_table
 from batchrun.output.spend import latest_results
 
 TOP_STRATA = 5
+LABEL_CHARS = 60  # a longer stratum label is cut in the text table (JSON has it whole)
 STANDARD = "standard"
 
 TierFactor = Callable[[str, str], float | None]  # (model, tier) -> multiplier of the standard price; None: unknown
@@ -90,11 +91,12 @@ class EstimateCheck:
     def lines(self) -> list[str]:
         """The text `batchrun status` prints: a header and one line per stratum, other and total."""
         projected = self.total.projected_usd is not None
-        head = f"  {'stratum':<34}{'done':>8}{'expected':>12}" + (f"{'projected':>12}" if projected else "")
+        rows = [*self.strata, *([self.other] if self.other else []), self.total]
+        width = min(max(len(row.stratum) for row in rows), LABEL_CHARS) + 2
+        head = f"  {'stratum':<{width}}{'done':>6}{'expected':>12}" + (f"{'projected':>12}" if projected else "")
         lines = ["estimate vs actual (answered requests, each at the tier that served it)",
                  head + f"{'actual':>12}{'ratio':>8}"]
-        rows = [*self.strata, *([self.other] if self.other else []), self.total]
-        return lines + [_line(row, projected) for row in rows]
+        return lines + [_line(row, projected, width) for row in rows]
 
 
 def estimate_check(manifest_path: Path, out_dir: Path, catalog: PriceCatalog | None = None, *,
@@ -138,7 +140,7 @@ def compact(rows: list[StratumCheck], top: int = TOP_STRATA) -> EstimateCheck:
     """The `top` strata by actual cost, the rest summed into one, and the total."""
     ordered = sorted(rows, key=lambda row: (-row.actual_usd, row.stratum))
     shown, rest = ordered[:top], ordered[top:]
-    other = _summed(f"({len(rest)} other strata)", rest) if rest else None
+    other = _summed(f"({len(rest)} other {'stratum' if len(rest) == 1 else 'strata'})", rest) if rest else None
     return EstimateCheck(shown, other, _summed("total", rows))
 
 
@@ -176,10 +178,10 @@ def _summed(label: str, rows: list[StratumCheck]) -> StratumCheck:
                         None if None in projected or not rows else sum(projected))  # type: ignore[arg-type]
 
 
-def _line(row: StratumCheck, projected: bool) -> str:
+def _line(row: StratumCheck, projected: bool, width: int) -> str:
     middle = f"{_usd(row.projected_usd):>12}" if projected else ""
     ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
-    return (f"  {_cut(row.stratum, 33):<34}{row.requests:>8,}{_usd(row.expected_usd):>12}{middle}"
+    return (f"  {_cut(row.stratum, width - 2):<{width}}{row.requests:>6,}{_usd(row.expected_usd):>12}{middle}"
             f"{_usd(row.actual_usd):>12}{ratio:>8}")
 
 
