@@ -293,11 +293,11 @@ def timeout_needs_fallback_message() -> str:
 
 
 
-def projection_needed_message(path: object, stale: bool) -> str:
-    """A cap from the pilot's projection asked for, with no projection of the manifest as it is now."""
+def projection_needed_message(setting: str, path: object, stale: bool) -> str:
+    """A cap from the pilot's projection asked for (by `setting`), with no projection of the manifest as it is now."""
     why = ("was made for an earlier plan of the job (the spec or its inputs changed since)" if stale
            else "does not exist")
-    return (f"--max-cost-from-projection: {path} {why}; run `batchrun estimate SPEC --pilot N` first, "
+    return (f"{setting}: {path} {why}; run `batchrun estimate SPEC --pilot N` first, "
             "or cap the run with --max-cost")
 
 

@@ -303,12 +303,16 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
 
 
 def _budget_cap(loaded: LoadedSpec, options: RunOptions) -> float | None:
-    """The run's cap: --max-cost (else budget.max_cost_usd), lowered to the pilot's projection when one is asked."""
+    """The run's cap: --max-cost (else budget.max_cost_usd), lowered to the pilot's projection when one is asked.
+    The pilot itself is capped by the hard cap alone: the projection is what it is about to make."""
     from batchrun.cost.projectioncap import budget_cap
 
     hard = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
     kind = options.max_cost_from_projection or loaded.spec.budget.max_cost_from_projection
-    return budget_cap(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value)
+    setting = "--max-cost-from-projection" if options.max_cost_from_projection else "budget.max_cost_from_projection"
+    kind = None if options.only_requests is not None else kind
+    return budget_cap(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value,
+                      setting=setting)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:

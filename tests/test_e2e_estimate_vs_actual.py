@@ -85,13 +85,14 @@ def test_status_shows_estimate_against_actual_per_stratum_as_the_results_parquet
     assert json.loads(record.read_text())["estimate_vs_actual"]["strata"] == check
 
 
-def test_a_cap_from_the_pilots_projection_runs_the_job_and_status_shows_the_projection_too(tmp_path, serve):
+def test_a_spec_capped_by_the_projection_sends_its_pilot_then_runs_within_it_and_status_shows_it(tmp_path, serve):
     simulator = serve(profile="clean")
-    spec = write_spec(tmp_path, mixed_job(tmp_path, simulator.url))
+    job = mixed_job(tmp_path, simulator.url)
+    spec = write_spec(tmp_path, {**job, "budget": {"max_cost_from_projection": "high"}})
     pilot = batchrun(tmp_path, "estimate", str(spec), "--pilot", "4", "--yes", "--json")
-    assert pilot.returncode == 0, pilot.stderr
+    assert pilot.returncode == 0, pilot.stderr  # the pilot is not capped by the projection it makes
 
-    run = run_job(tmp_path, spec, "--max-cost-from-projection", "high")
+    run = run_job(tmp_path, spec)
 
     assert run.returncode == 0, run.stderr
     assert "the projection's high figure for the whole job" in run.stderr

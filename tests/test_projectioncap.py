@@ -80,3 +80,8 @@ def test_the_ratios_keep_the_prior_as_1_and_leave_out_unpriced_strata():
                            {"stratum": "c", "basis": "unpriced", "ratio": None}]}
 
     assert projected_ratios(document) == {"a": 1.25, "b": 1.0}
+
+
+def test_the_error_names_the_setting_that_asked_for_the_projection(tmp_path):
+    with pytest.raises(UsageError, match=r"^budget\.max_cost_from_projection: .* does not exist"):
+        budget_cap(None, "high", tmp_path, manifest(tmp_path), "standard", setting="budget.max_cost_from_projection")

@@ -50,16 +50,19 @@ def projected_ratios(projection: dict[str, Any]) -> dict[str, float]:
     return ratios
 
 
-def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path,
-               tier: str) -> float | None:
-    """The run's cap: the projection's `kind` figure, or the hard cap when that is lower (or no kind is asked)."""
+def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path, tier: str, *,
+               setting: str = "--max-cost-from-projection") -> float | None:
+    """The run's cap: the projection's `kind` figure, or the hard cap when that is lower (or no kind is asked).
+
+    `setting`: what asked for it, as the error names it.
+    """
     if kind is None:
         return hard_cap
     projection = current_projection(out_dir, manifest_path)
     projected = None if projection is None else projected_total(projection, kind)
     if projection is None or projected is None:
         stale = read_projection(out_dir) is not None
-        raise UsageError(projection_needed_message(Path(out_dir) / PROJECTION_FILE, stale))
+        raise UsageError(projection_needed_message(setting, Path(out_dir) / PROJECTION_FILE, stale))
     if projection.get("tier") not in (None, tier):
         log.warning("the projection prices what remains at the %s tier and this run sends at the %s tier: "
                     "the cap is still the projection's figure", projection["tier"], tier)
