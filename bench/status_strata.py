@@ -3,7 +3,7 @@
     python bench/status_strata.py               # 100,000 answered rows
     python bench/status_strata.py --rows 2000   # a smoke run
 
-The job is bench/export.py's (made once under /tmp, reused): a manifest of `rows` text requests and
+The job is bench/export.py's (made once under /tmp or --folder, reused): a manifest of `rows` text requests and
 their results. Each round times `summarize(folder)` as status runs it, then the same with the per-stratum
 check switched off, alternately in one process after one warm-up call, so the ratio is measured side by side on a noisy machine.
 """
@@ -32,12 +32,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--folder", type=Path, help="where the job is made (default /tmp/bench-status-strata-ROWS)")
     args = parser.parse_args()
     from export import make_job
 
     from batchrun.output import status
 
-    folder = Path(f"/tmp/bench-status-strata-{args.rows}")
+    folder = args.folder or Path(f"/tmp/bench-status-strata-{args.rows}")
     folder.mkdir(parents=True, exist_ok=True)
     make_job(folder, args.rows)
     with_check, without = [], []
