@@ -461,7 +461,10 @@ def _pilot(loaded, options) -> int:
 def _ask(offer: str) -> bool:
     """Shows the pilot's cost on stderr and reads y/N from the terminal."""
     print(offer, file=sys.stderr)
-    return input("Send the pilot? [y/N] ").strip().lower() in ("y", "yes")
+    try:
+        return input("Send the pilot? [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:  # Ctrl-D: no
+        return False
 
 
 def cmd_export(args) -> int:

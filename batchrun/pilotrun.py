@@ -47,10 +47,11 @@ def pilot_job(loaded: LoadedSpec, options: EstimateOptions, confirm: Confirm | N
     offer = _offer(cost, len(set(strata["stratum"].to_pylist())), tier)
     code = EXIT_OK
     if chosen:
-        if not options.yes and confirm is None:
-            raise UsageError(pilot_needs_yes_message(cost.requests, _cost_words(cost)))
-        if not options.yes and not confirm(offer):
-            return "pilot not sent: nothing was sent", EXIT_OK
+        if not options.yes:
+            if confirm is None:
+                raise UsageError(pilot_needs_yes_message(cost.requests, _cost_words(cost)))
+            if not confirm(offer):
+                return "pilot not sent: nothing was sent", EXIT_OK
         code = run_job(loaded, _run_options(options, chosen))
     projection = project_job(manifest, loaded.output_dir, catalog, tier, strata)
     saved = save_projection(loaded.output_dir, manifest, projection, pilot_requests=len(chosen), now=now())

@@ -213,3 +213,8 @@ def test_report_paint_reports_generation_first_paint_and_the_cached_second_repor
     assert positive(result["report_s"]) and positive(result["cache_first_s"]) and positive(result["cache_second_s"])
     assert result["cache_thumbs_made"][1] == 0  # the second report finds every thumbnail cached
     assert result["first_sheet_ms"] == [] or positive(result["first_sheet_ms"][0])
+
+
+def test_strata_benchmark_runs_both_functions_and_reports_their_ratio():
+    done = run_bench("strata.py", "--rows", "3000", "--rounds", "1")
+    assert "3,000 requests: stratum_table" in done.stdout and ", ratio " in done.stdout

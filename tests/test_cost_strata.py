@@ -110,3 +110,10 @@ def test_a_variables_value_that_merely_mentions_variant_is_not_a_variant(tmp_pat
 
 def test_stratum_label_leaves_out_what_the_request_does_not_name():
     assert Stratum("m", None, None, None, None, "long").label == "m long"
+
+
+def test_the_table_s_labels_are_the_stratum_labels(tmp_path, catalog):
+    requests = [("gemini-3.1-flash-image", body(**IMAGE)), ("gemini-2.5-flash", body(serviceTier="flex"))]
+    table = stratum_table(write_manifest(tmp_path / "m.parquet", requests, variables=['{"variant":2}', "{}"]), catalog)
+    rows = table.select(["model", "image_size", "aspect_ratio", "variant", "tier", "band"]).to_pylist()
+    assert table["stratum"].to_pylist() == [Stratum(**r).label for r in rows]

@@ -74,6 +74,13 @@ def test_estimate_plan_and_simulate_flags_become_their_options():
         port=0, profile="flaky")
 
 
+def test_estimate_pilot_takes_a_count_of_1_or_more_and_yes():
+    options = estimate_options(parse("estimate", "x.yaml", "--pilot", "20", "--yes"))
+    assert (options.pilot, options.yes) == (20, True)
+    with pytest.raises(UsageError, match=r"^--pilot 0: expected 1 or more requests to send, e.g. --pilot 20$"):
+        estimate_options(parse("estimate", "x.yaml", "--pilot", "0"))
+
+
 def test_until_is_the_next_such_local_time():
     assert deadline_from("13:30", None, NOON) == 5400.0
     assert deadline_from("11:00", None, NOON) == 23 * 3600.0

@@ -99,9 +99,9 @@ def projection_lines(p: Projection, usd) -> list[str]:
     for s in p.strata:
         low, high = _total(s.spent_usd, s.low_usd), _total(s.spent_usd, s.high_usd)
         lines.append(f"  {s.stratum:<44}{s.done:>3}/{s.requests:<3}{s.basis:>10}{usd(s.total_usd):>14}"
-                     f"{usd(low):>13} to {usd(high):<12}")
+                     f"{usd(low):>13} to {usd(high)}")
     lines.append(f"  {'whole job':<44}{p.done:>3}/{p.requests:<3}{'':>10}{usd(p.total('expected')):>14}"
-                 f"{usd(p.total('low')):>13} to {usd(p.total('high')):<12}")
+                 f"{usd(p.total('low')):>13} to {usd(p.total('high'))}")
     lines.append(f"  spent so far on answered requests {usd(p.spent_usd)}; remaining {usd(p.remaining_usd)} "
                  f"expected ({usd(p.low_usd)} to {usd(p.high_usd)})")
     if p.dominant:

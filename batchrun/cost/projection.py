@@ -79,9 +79,10 @@ class StratumProjection:
 
     def to_json(self) -> dict[str, Any]:
         money = {k: _round(getattr(self, k)) for k in ("spent_usd", "remaining_usd", "low_usd", "high_usd")}
-        total = None if self.total_usd is None else {
-            "expected": _round(self.total_usd), "low": _round(self.spent_usd + self.low_usd),
-            "high": _round(self.spent_usd + self.high_usd)}
+        total = None
+        if self.remaining_usd is not None and self.low_usd is not None and self.high_usd is not None:
+            total = {"expected": _round(self.spent_usd + self.remaining_usd),
+                     "low": _round(self.spent_usd + self.low_usd), "high": _round(self.spent_usd + self.high_usd)}
         return {"stratum": self.stratum, "model": self.model, "requests": self.requests, "done": self.done,
                 "basis": self.basis, "ratio": None if self.ratio is None else round(self.ratio, 6),
                 **money, "total": total}
@@ -160,9 +161,10 @@ def project(strata: pa.Table, done: pa.Table, tier: str, multiplier: Multiplier)
     """The projected cost of a job from its strata and the costs of its answered requests."""
     observed = _observed_sums(strata, done, multiplier)
     remaining = _remaining(strata, done, tier, multiplier)
-    pooled = _pooled_spreads(observed)
+    counts = _strata_counts(strata)
+    pooled = _pooled_spreads(observed, {name: model for name, model, _ in counts})
     rows = [_stratum(name, model, count, observed.get(name), remaining.get(name), pooled)
-            for name, model, count in _strata_counts(strata)]
+            for name, model, count in counts]
     return _overall(tier, rows)
 
 
@@ -223,12 +225,12 @@ class _Pooled:
     overall: Spread | None
 
 
-def _pooled_spreads(observed: dict[str, _Sums]) -> _Pooled:
+def _pooled_spreads(observed: dict[str, _Sums], model_of: dict[str, str]) -> _Pooled:
     models: dict[str, _Sums] = {}
     by_model: dict[str, list[Spread]] = {}
     every: list[Spread] = []
     for name, sums in observed.items():
-        model = name.split(" ", 1)[0]
+        model = model_of[name]
         models.setdefault(model, _Sums()).add(sums)
         spread = sums.spread()
         if spread is not None:
@@ -285,9 +287,10 @@ def _on_prior(head: dict[str, Any], expected: float, high: float | None) -> Stra
 
 def _overall(tier: str, rows: list[StratumProjection]) -> Projection:
     spent = sum(r.spent_usd for r in rows)
-    if any(r.remaining_usd is None for r in rows):
+    means = [r.remaining_usd for r in rows]
+    if any(m is None for m in means):
         return Projection(tier, rows, spent, None, None, None)
-    mean = sum(r.remaining_usd for r in rows)
+    mean = sum(m for m in means if m is not None)
     variance = sum(r.variance for r in rows)
     half = t_quantile(_welch_df(rows)) * math.sqrt(variance)
     dominant = sorted(((r.stratum, r.variance / variance) for r in rows if r.variance > 0),

@@ -59,16 +59,20 @@ def stratum_table(manifest_path: Path, catalog: PriceCatalog | None = None) -> p
     table = _read(Path(manifest_path))
     table = _with_bands(table)
     table = _with_prior(table, catalog)
-    labels = [Stratum(*row).label for row in zip(
-        table["model"].to_pylist(), table["est_image_size"].to_pylist(), table["est_aspect_ratio"].to_pylist(),
-        table["variant"].to_pylist(), table["tier"].to_pylist(), table["band"].to_pylist())]
     return pa.table({
-        "request_id": table["request_id"], "stratum": pa.array(labels, pa.string()),
+        "request_id": table["request_id"], "stratum": _labels(table),
         "model": table["model"], "image_size": table["est_image_size"], "aspect_ratio": table["est_aspect_ratio"],
         "variant": table["variant"], "tier": table["tier"], "band": table["band"],
         "input_text_tokens": table["est_input_text_tokens"],
         "expected_usd": table["expected_usd"], "high_usd": table["high_usd"],
     })
+
+
+def _labels(table: pa.Table) -> pa.ChunkedArray:
+    """`Stratum.label` of every row, vectorised: the parts a request names, joined by spaces."""
+    variant = pc.binary_join_element_wise("v", pc.cast(table["variant"], pa.string()), "")  # null stays null
+    parts = [table["model"], table["est_image_size"], table["est_aspect_ratio"], variant, table["tier"], table["band"]]
+    return pc.binary_join_element_wise(*parts, " ", null_handling="skip")
 
 
 def _read(path: Path) -> pa.Table:
@@ -89,6 +93,8 @@ def _read(path: Path) -> pa.Table:
 
 def _first_rows(ids: pa.ChunkedArray) -> pa.Array:
     """Positions of the first row of each request_id, in order (as `read_manifest_columns` keeps them)."""
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return pa.array(range(len(ids)), pa.int64())
     numbered = pa.table({"id": ids, "_i": pa.array(range(len(ids)), pa.int64())})
     firsts = numbered.group_by("id", use_threads=False).aggregate([("_i", "min")])["_i_min"]
     return firsts.take(pc.sort_indices(firsts))
@@ -120,10 +126,10 @@ def _with_prior(table: pa.Table, catalog: PriceCatalog) -> pa.Table:
     distinct = table.select(_KEY_PARTS).append_column("key", key)
     distinct = distinct.group_by(["key", *_KEY_PARTS], use_threads=False).aggregate([])
     facts = pa.Table.from_pylist([_key_facts(row, catalog) for row in distinct.to_pylist()], schema=_FACTS)
-    numbered = table.append_column("key", key).append_column("_i", pa.array(range(len(table)), pa.int64()))
-    joined = numbered.join(facts, "key", join_type="left outer", use_threads=False)
-    joined = joined.take(pc.sort_indices(joined["_i"]))
-    return _priced(joined)
+    facts = facts.take(pc.index_in(key, value_set=facts["key"]))  # each row's facts, in row order
+    for name in _FACTS.names[1:]:
+        table = table.append_column(name, facts[name])
+    return _priced(table)
 
 
 _FACTS = pa.schema([("key", pa.string()), ("thinking_each", pa.int64()), ("image_each", pa.int64()),
