@@ -146,12 +146,11 @@ def compact(rows: list[StratumCheck], top: int = TOP_STRATA) -> EstimateCheck:
 
 def _factors(joined: pa.Table, factor: TierFactor) -> pa.Array:
     """Each request's tier factor (the served tier, else standard), looked up once per (model, tier)."""
-    tiers = pc.fill_null(joined["service_tier"], STANDARD).to_pylist()
-    models = joined["model"].to_pylist()
-    known: dict[tuple[str, str], float | None] = {}
-    for pair in set(zip(models, tiers)):
-        known[pair] = factor(*pair)
-    return pa.array([known[pair] for pair in zip(models, tiers)], pa.float64())
+    tiers = pc.fill_null(joined["service_tier"], STANDARD)
+    keys = pc.binary_join_element_wise(pc.fill_null(joined["model"], ""), tiers, "\x1f")
+    distinct = pc.unique(keys)
+    known = pa.array([factor(*key.split("\x1f")) for key in distinct.to_pylist()], pa.float64())
+    return known.take(pc.index_in(keys, value_set=distinct))
 
 
 def _sums(joined: pa.Table) -> list[dict[str, Any]]:
