@@ -147,6 +147,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="when a daily quota is spent, park until it resets and go on, if that comes before "
                         "--until / --max-duration (else exit 7); also the spec's run.wait_quota: true")
     p.add_argument("--max-cost", type=float, metavar="USD", help="budget cap for this job (overrides budget.max_cost_usd)")
+    p.add_argument("--max-cost-from-projection", choices=["expected", "high"],
+                   help="cap the whole job's cost at the pilot's projection (projection.json, from `estimate "
+                        "--pilot N`): its expected figure or the top of its 90%% interval; --max-cost stays the "
+                        "hard cap and wins when lower (overrides budget.max_cost_from_projection)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
     p.add_argument("--retry", metavar="STATUSES", help="also send again rows recorded invalid and/or blocked, e.g. --retry invalid,blocked")
@@ -403,6 +407,7 @@ def cmd_redo(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from batchrun.cost.pricing import PriceCatalog
     from batchrun.output.status import format_status, summarize
     from batchrun.planning.plan import manifest_is_current
     from batchrun.planning.spec import load_spec
@@ -412,7 +417,8 @@ def cmd_status(args) -> int:
     options = status_options(args)
     loaded = load_spec(args.spec, args.output_dir)
     # A fingerprint of the spec and its inputs' size and time, not a plan: status stays cheap.
-    summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded))
+    summary = summarize(loaded.output_dir, spec_changed=not manifest_is_current(loaded),
+                        catalog=PriceCatalog.load(overrides=loaded.spec.pricing))
     print(json.dumps(summary.to_json(), indent=2) if options.json else format_status(summary))
     return 0
 

@@ -293,6 +293,14 @@ def timeout_needs_fallback_message() -> str:
 
 
 
+def projection_needed_message(setting: str, path: object, stale: bool) -> str:
+    """A cap from the pilot's projection asked for (by `setting`), with no projection of the manifest as it is now."""
+    why = ("was made for an earlier plan of the job (the spec or its inputs changed since)" if stale
+           else "does not exist")
+    return (f"{setting}: {path} {why}; run `batchrun estimate SPEC --pilot N` first, "
+            "or cap the run with --max-cost")
+
+
 def pilot_needs_yes_message(requests: int, cost: str) -> str:
     return (f"the pilot sends {requests:,} requests ({cost}) and there is no terminal to ask: "
             "add --yes to send them")

@@ -195,14 +195,14 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     try:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
-        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded))
+        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded, options))
         release_lock(lock)
         _notify(loaded, summary)
         raise
     except BaseException:
         release_lock(lock)
         raise
-    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded))
+    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded, options))
     release_lock(lock)
     _notify(loaded, summary)
     return code
@@ -218,14 +218,28 @@ def _notify(loaded: LoadedSpec, summary: Path | None) -> None:
     notify_run(loaded.spec.notify, loaded.spec.name, record, summary)
 
 
-def _estimate_vs_actual(loaded: LoadedSpec) -> dict[str, object] | None:
-    """Per model, the expected and actual cost of the job's ok results so far (the calibration), if any."""
+def _estimate_vs_actual(loaded: LoadedSpec, options: RunOptions) -> dict[str, object] | None:
+    """Per model, the expected and actual cost of the job's ok results so far (the calibration), and per
+    stratum those of its answered requests (`batchrun.cost.versus`), if any."""
     from batchrun.cost.estimate import CALIBRATION_FILE
 
+    models = strata = None
     with contextlib.suppress(OSError, ValueError):
         models = json.loads((loaded.output_dir / CALIBRATION_FILE).read_text()).get("models")
-        return {"scope": "every ok result of the job so far", "models": models} if models else None
-    return None
+    with contextlib.suppress(OSError, ValueError, BatchrunError):  # the run's exit comes first
+        strata = _strata_check(loaded, options)
+    if not models and not strata:
+        return None
+    return {"scope": "every ok result of the job so far", "models": models or None, "strata": strata}
+
+
+def _strata_check(loaded: LoadedSpec, options: RunOptions) -> dict[str, object] | None:
+    from batchrun.cost.versus import estimate_check
+
+    if not manifest_path(loaded).exists():
+        return None
+    check = estimate_check(manifest_path(loaded), loaded.output_dir, load_catalog(loaded, options.prices))
+    return None if check is None else check.to_json()
 
 
 def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | None, run_id: str) -> int:
@@ -233,7 +247,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     prepare(loaded, lock_held=True, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
-    cap = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    cap = _budget_cap(loaded, options)
     if cap is not None:
         require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
@@ -286,6 +300,19 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             return EXIT_BATCHES_RUNNING
     code = _finish(stop, progress, time.monotonic() - started, work.kept_failed, held, _not_ok_rows(loaded))
     return EXIT_BATCHES_RUNNING if left_to_batches and code == EXIT_OK else code
+
+
+def _budget_cap(loaded: LoadedSpec, options: RunOptions) -> float | None:
+    """The run's cap: --max-cost (else budget.max_cost_usd), lowered to the pilot's projection when one is asked.
+    The pilot itself is capped by the hard cap alone: the projection is what it is about to make."""
+    from batchrun.cost.projectioncap import budget_cap
+
+    hard = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
+    kind = options.max_cost_from_projection or loaded.spec.budget.max_cost_from_projection
+    setting = "--max-cost-from-projection" if options.max_cost_from_projection else "budget.max_cost_from_projection"
+    kind = None if options.only_requests is not None else kind
+    return budget_cap(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value,
+                      setting=setting)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:

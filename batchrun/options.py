@@ -34,6 +34,7 @@ class PlanOptions:
 class RunOptions:
     deadline_s: float | None = None  # seconds from now
     max_cost: float | None = None
+    max_cost_from_projection: str | None = None  # expected | high: cap at the pilot's projection; None: the spec's
     prices: Path | None = None
     retry_failed: bool = True
     retry: frozenset[str] = frozenset()  # final statuses sent again: invalid, blocked
@@ -93,6 +94,7 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
     return RunOptions(
         deadline_s=deadline_from(args.until, args.max_duration, now),
         max_cost=_max_cost(args.max_cost),
+        max_cost_from_projection=getattr(args, "max_cost_from_projection", None),
         prices=_prices_file(args.prices),
         retry_failed=not args.no_retry_failed,
         retry=parse_retry(args.retry),

@@ -94,6 +94,13 @@ def test_the_estimate_against_the_actual_comes_from_the_calibration(folder):
         {"model": "A", "requests": 2, "expected_usd": 1.2, "actual_usd": 0.3, "ratio": 0.25}]
 
 
+def test_the_estimate_against_the_actual_per_stratum_counts_every_answered_request_of_the_manifest(folder):
+    check = summarize_run(folder).estimate_strata
+
+    assert [(s["stratum"], s["requests"]) for s in check["strata"]] == [("A short", 4)]  # req0, 1, 3, 4
+    assert check["total"]["actual_usd"] == pytest.approx(0.35)  # not the 1.0 of a row gone from the manifest
+
+
 def test_each_run_s_start_end_and_why_it_ended(folder):
     runs = summarize_run(folder).runs
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import json
 
+import pytest
+
 from batchrun.cli import main
 from batchrun.jobrun import run_end_facts
 from batchrun.output.progress import Progress
@@ -64,5 +66,9 @@ def test_a_run_records_its_start_end_counts_and_retries(tmp_path, monkeypatch):
     assert record["throughput_rows_per_s"] > 0
     [model] = record["estimate_vs_actual"]["models"].values()
     assert set(model) == {"ratio", "requests", "actual_usd", "expected_usd"}
+    strata = record["estimate_vs_actual"]["strata"]
+    assert strata["total"]["requests"] == 3
+    assert strata["total"]["actual_usd"] == round(record["job_spend_usd"], 6)
+    assert strata["total"]["expected_usd"] == pytest.approx(model["expected_usd"], rel=1e-6)
     assert {key: record[key] for key in ("stop_reason", "ok", "failed", "retries", "rate_limited")} == {
         "stop_reason": None, "ok": 3, "failed": 0, "retries": 2, "rate_limited": 0}

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batchrun.cost.pricing import PriceCatalog
 from batchrun.errors import UsageError, duration_text
 from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.output.journal import RunJournal, read_journal
@@ -29,14 +30,14 @@ from batchrun.output.live import LIVE_SUFFIX, read_live_pause
 from batchrun.output.lock import lock_holder
 from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.spend import latest_results, spend_of
-from batchrun.planning.manifest import read_columns
+from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.planning.versioning import earlier_row_ids
 from batchrun.planning.versions import read_versions
 
 TOKEN_COLUMNS = ("prompt_tokens", "output_text_tokens", "output_image_tokens", "thoughts_tokens",
                  "total_tokens")
 RESULT_COLUMNS = ("row_id", "request_id", "status", "finished_at", "finish_reason", "error_kind", "error_message",
-                  "cost_usd", "model", *TOKEN_COLUMNS)
+                  "cost_usd", "model", *TOKEN_COLUMNS, "service_tier", "shared_from")
 # What each non-ok status is broken down by, in the order `status` shows them.
 PROBLEM_KEYS = {Status.FAILED: ("error_kind",), Status.INVALID: ("error_kind",),
                 Status.BLOCKED: ("finish_reason", "error_kind")}
@@ -70,6 +71,8 @@ class StatusSummary:
     crashed_run_id: str | None = None
     pause: dict[str, Any] | None = None  # the live run's pause now: until (epoch s), left_s, reason
     batches: list[dict[str, Any]] = field(default_factory=list)  # --tier batch: one per chunk of the ledger
+    # per stratum: done requests, expected before the run, the pilot's projection, actual (batchrun.cost.versus)
+    estimate_vs_actual: dict[str, Any] | None = None
 
     @property
     def final(self) -> int:
@@ -85,10 +88,12 @@ class StatusSummary:
         return document
 
 
-def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = None) -> StatusSummary:
+def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = None,
+              catalog: PriceCatalog | None = None) -> StatusSummary:
     """Read an output folder and count what is done, pending, failed, blocked and spent.
 
-    `now`: the wall clock (seconds since the epoch) a live run's pause is measured against.
+    `now`: the wall clock (seconds since the epoch) a live run's pause is measured against; `catalog`: the
+    prices the estimate against actual is worked out with (None: the shipped ones).
     """
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir)
@@ -98,6 +103,7 @@ def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = 
     latest = latest_results(out_dir, RESULT_COLUMNS, runs)
     _count_all_spend(summary, latest, manifest["row_id"])
     _count_earlier_versions(summary, latest, out_dir)
+    _read_estimate_check(summary, out_dir, latest, catalog)
     latest = _with_model(latest.filter(pc.is_in(latest["row_id"], manifest["row_id"])), manifest)
     _count_statuses(summary, latest)
     _count_spend(summary, latest)
@@ -105,6 +111,14 @@ def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = 
     _read_pause(summary, out_dir, time.time() if now is None else now)
     _read_batches(summary, out_dir, time.time() if now is None else now)
     return summary
+
+
+def _read_estimate_check(summary: StatusSummary, out_dir: Path, latest: pa.Table,
+                         catalog: PriceCatalog | None) -> None:
+    from batchrun.cost.versus import estimate_check
+
+    check = estimate_check(out_dir / MANIFEST_NAME, out_dir, catalog, latest=latest)
+    summary.estimate_vs_actual = None if check is None else check.to_json()
 
 
 def _read_batches(summary: StatusSummary, out_dir: Path, now: float) -> None:
@@ -248,8 +262,16 @@ def format_status(summary: StatusSummary) -> str:
               f"   {row['results']:,} results" for row in summary.spend]
     tokens = (f"{name.removesuffix('_tokens')} {count:,}" for name, count in summary.tokens.items())
     lines.append("tokens  " + ", ".join(tokens))
+    lines += _estimate_lines(summary.estimate_vs_actual)
     lines += _batch_lines(summary.batches)
     return "\n".join(lines + _notes(summary))
+
+
+def _estimate_lines(check: dict[str, Any] | None) -> list[str]:
+    """Estimate against actual per stratum, as `batchrun.cost.versus` words it."""
+    from batchrun.cost.versus import EstimateCheck
+
+    return [] if check is None else EstimateCheck.from_json(check).lines()
 
 
 def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:

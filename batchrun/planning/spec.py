@@ -257,6 +257,8 @@ class RetrySpec(_Strict):
 
 class BudgetSpec(_Strict):
     max_cost_usd: float | None = Field(None, gt=0)
+    # cap at the pilot's projection (projection.json) of the whole job: its expected figure or its 90% high
+    max_cost_from_projection: Literal["expected", "high"] | None = None
 
 
 class BatchSpec(_Strict):

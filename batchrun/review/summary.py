@@ -3,7 +3,8 @@
 Inputs: `manifest.parquet` (row_id), the latest result of each row (`results/part-*.parquet` and any
 `journal/`, as `batchrun.output.spend.latest_results` keeps them), `runs/*.json` (each run's start, end,
 stop reason, counts, retries and 429s; records written before 0.5 lack the last four) and
-`calibration.json` (the estimate before the run against the actual, per model). Output: a `RunSummary`
+`calibration.json` (the estimate before the run against the actual, per model; per stratum from
+`batchrun.cost.versus`, with the pilot's `projection.json` when there is one). Output: a `RunSummary`
 and its `to_json()`.
 
 Counts are per manifest row (`pending`: no result yet); spend, tokens, latency and the time series are
@@ -53,6 +54,7 @@ class RunSummary:
     cost_by_model: dict[str, float] = field(default_factory=dict)
     cost_by_tier: dict[str, float] = field(default_factory=dict)
     estimate: list[dict[str, Any]] = field(default_factory=list)  # per model: expected_usd, actual_usd, ratio
+    estimate_strata: dict[str, Any] | None = None  # per stratum: batchrun.cost.versus.EstimateCheck.to_json()
     tokens: dict[str, int] = field(default_factory=dict)
     latency_ms: dict[str, int | None] = field(default_factory=dict)  # p50, p95, p99
     retries: int = 0  # attempts past the first, over the latest results
@@ -85,6 +87,7 @@ def summarize_run(out_dir: Path, *, bucket_s: int = 60) -> RunSummary:
     summary.cost_by_model = _cost_by(latest, latest["model"])
     summary.cost_by_tier = _cost_by(latest, _tiers(latest, runs))
     summary.estimate = read_estimate(out_dir)
+    summary.estimate_strata = estimate_strata(out_dir)
     summary.tokens = {name: int(_sum(latest[name])) for name in TOKEN_COLUMNS}
     summary.latency_ms = percentiles(latest["latency_ms"])
     summary.retries = int(_sum(pc.subtract(latest["attempts"].cast(pa.int64()), 1)))
@@ -166,6 +169,14 @@ def read_estimate(out_dir: Path) -> list[dict[str, Any]]:
         return []
     return [{"model": model, "requests": row.get("requests"), "expected_usd": row.get("expected_usd"),
              "actual_usd": row.get("actual_usd"), "ratio": row.get("ratio")} for model, row in sorted(models.items())]
+
+
+def estimate_strata(out_dir: Path) -> dict[str, Any] | None:
+    """Estimate against actual per stratum of the answered requests, or None before any is answered."""
+    from batchrun.cost.versus import estimate_check
+
+    check = estimate_check(out_dir / MANIFEST_NAME, out_dir)
+    return None if check is None else check.to_json()
 
 
 def read_run_records(runs_dir: Path) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ def summary_html(summary: dict[str, Any]) -> str:
         _table("Estimate vs actual", ("model", "requests", "estimate", "actual", "ratio"),
                [(e.get("model"), e.get("requests"), _usd(e.get("expected_usd")), _usd(e.get("actual_usd")),
                  _ratio(e.get("ratio"))) for e in summary.get("estimate", [])]),
+        _strata_table(summary.get("estimate_strata")),
         _table("Tokens", ("kind", "tokens"), [(k.removesuffix("_tokens"), f"{v:,}") for k, v in summary.get("tokens", {}).items()]),
         _table("Latency", ("percentile", "ms"), [(k, _count(v)) for k, v in summary.get("latency_ms", {}).items()]),
         _table("Retries and 429s", ("", ""), [("attempts after the first", _count(summary.get("retries"))),
@@ -40,6 +41,19 @@ def summary_html(summary: dict[str, Any]) -> str:
                    value_format="{:,.2f}"),
     ]
     return f'<div class="cards">{"".join(cards)}</div><div class="cards">{"".join(charts)}</div>'
+
+
+def _strata_table(check: dict[str, Any] | None) -> str:
+    """Estimate against actual per stratum; a projected column when the pilot's projection is there."""
+    if not check:
+        return ""
+    projected = check["total"].get("projected_usd") is not None
+    head = ("stratum", "done", "estimate", *(("projected",) if projected else ()), "actual", "ratio")
+    rows = [*check["strata"], *([check["other"]] if check.get("other") else []), check["total"]]
+    return _table("Estimate vs actual by stratum", head, [
+        (r["stratum"], _count(r["requests"]), _usd(r["expected_usd"]),
+         *((_usd(r["projected_usd"]),) if projected else ()), _usd(r["actual_usd"]), _ratio(r["ratio"]))
+        for r in rows])
 
 
 def _series(points: Iterable[dict[str, Any]], key: str) -> list[tuple[float, float]]:
