@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from .jobrun import load_catalog, prepare, run_job
 from .options import EstimateOptions, RunOptions
 
 Confirm = Callable[[str], bool]  # shows the pilot's cost, answers whether to send it
+
+log = logging.getLogger(__name__)
 
 
 def pilot_job(loaded: LoadedSpec, options: EstimateOptions, confirm: Confirm | None,
@@ -65,6 +68,7 @@ def pilot_job(loaded: LoadedSpec, options: EstimateOptions, confirm: Confirm | N
 def _agreed(options: EstimateOptions, confirm: Confirm | None, offer: str, cost: PilotCost) -> bool:
     """--yes, or the user's answer; UsageError when there is no terminal to ask."""
     if options.yes:
+        log.info("%s; sending it (--yes)", offer)  # what it costs is said before anything is sent
         return True
     if confirm is None:
         raise UsageError(pilot_needs_yes_message(cost.requests, _cost_words(cost)))
