@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from estimate_columns import estimate_columns
 
 from batchrun.cost.estimate import estimate_manifest
 from batchrun.cost.pricing import PriceCatalog
@@ -32,16 +33,7 @@ def write_manifest(path, requests, *, variables=None, ids=None, with_ratio=True)
         "row_id": pa.array([f"row{i}" for i in range(n)], pa.string()),
         "model": pa.array([model for model, _ in requests], pa.string()),
         "variables": pa.array(variables or ["{}"] * n, pa.string()),
-        "est_input_text_tokens": pa.array([e.input_text for e in estimates], pa.int64()),
-        "est_input_image_tokens": pa.array([e.input_image for e in estimates], pa.int64()),
-        "est_output_text_tokens_max": pa.array([e.output_text_max for e in estimates], pa.int64()),
-        "est_output_image_tokens": pa.array([e.output_image for e in estimates], pa.int64()),
-        "est_images_out": pa.array([e.images_out for e in estimates], pa.int32()),
-        "est_thinking_level": pa.array([e.thinking_level for e in estimates], pa.string()),
-        "est_thinking_budget": pa.array([e.thinking_budget for e in estimates], pa.int64()),
-        "est_service_tier": pa.array([e.service_tier for e in estimates], pa.string()),
-        "est_image_size": pa.array([e.image_size for e in estimates], pa.string()),
-        "est_text_allowed": pa.array([e.text_allowed for e in estimates], pa.bool_()),
+        **estimate_columns(estimates),
     }
     if with_ratio:
         columns["est_aspect_ratio"] = pa.array([e.aspect_ratio for e in estimates], pa.string())

@@ -8,6 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from estimate_columns import estimate_columns
 
 from batchrun.cost.estimate import (
     CALIBRATION_FILE,
@@ -45,16 +46,7 @@ def write_manifest(path, requests: list[tuple[str, dict]]):
         "body": pa.array([json.dumps(b, separators=(",", ":")) for _, b in requests], pa.string()),
         "variables": pa.array(["{}"] * len(requests), pa.string()),
         "output_name": pa.array([None] * len(requests), pa.string()),
-        "est_input_text_tokens": pa.array([e.input_text for e in estimates], pa.int64()),
-        "est_input_image_tokens": pa.array([e.input_image for e in estimates], pa.int64()),
-        "est_output_text_tokens_max": pa.array([e.output_text_max for e in estimates], pa.int64()),
-        "est_output_image_tokens": pa.array([e.output_image for e in estimates], pa.int64()),
-        "est_images_out": pa.array([e.images_out for e in estimates], pa.int32()),
-        "est_thinking_level": pa.array([e.thinking_level for e in estimates], pa.string()),
-        "est_thinking_budget": pa.array([e.thinking_budget for e in estimates], pa.int64()),
-        "est_service_tier": pa.array([e.service_tier for e in estimates], pa.string()),
-        "est_image_size": pa.array([e.image_size for e in estimates], pa.string()),
-        "est_text_allowed": pa.array([e.text_allowed for e in estimates], pa.bool_()),
+        **estimate_columns(estimates),
     }
     pq.write_table(pa.table(columns), path)
     return path
