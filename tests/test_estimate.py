@@ -338,14 +338,22 @@ def test_a_half_done_job_shows_spent_so_far_the_remaining_expected_and_high_and_
     data = json.loads(estimate_report(image_job, tmp_path, catalog, json_out=True, today=TODAY))
     text = estimate_report(image_job, tmp_path, catalog, today=TODAY)
 
-    remaining = data["remaining"]
+    remaining, projection = data["remaining"], data["projection"]
     assert (remaining["tier"], remaining["rows"], remaining["requests"], remaining["spent_usd"]) == (
         "standard", 5, 5, 0.28)
-    assert remaining["remaining"]["expected"] == pytest.approx(0.69755 / 2)  # half the job's ten alike requests
-    assert remaining["remaining"]["high"] == pytest.approx(0.86213 / 2, abs=1e-5)
-    assert remaining["total"]["expected"] == pytest.approx(0.28 + 0.69755 / 2)
+    # what remains is priced by the answered requests' observed cost (the projection), not the manifest alone:
+    # r0-r4 cost $0.28 where the estimate said 5 x $0.069755 (r4, blocked, paid nothing), a ratio of 0.803
+    assert remaining["projected"] is True
+    assert remaining["remaining"]["expected"] == pytest.approx(0.69755 / 2 * 0.28 / (5 * 0.069755), rel=1e-4)
+    assert remaining["remaining"]["expected"] == pytest.approx(projection["remaining"]["expected"], abs=1e-6)
+    interval = remaining["remaining"]["interval"]
+    assert interval == {"low": projection["remaining"]["low"], "high": projection["remaining"]["high"]}
+    assert interval["low"] < remaining["remaining"]["expected"] < interval["high"]
+    assert remaining["remaining"]["high"] == pytest.approx(max(0.86213 / 2, interval["high"]), abs=1e-5)
+    assert remaining["total"]["expected"] == pytest.approx(0.28 + remaining["remaining"]["expected"])
     assert "Remaining: 5 rows without a final result (5 requests to send), at the standard tier" in text
-    assert any(line.split() == ["whole", "job", "$0.6288", "expected", "$0.7111", "high"] for line in text.splitlines())
+    whole = next(line.split() for line in text.splitlines() if line.split()[:2] == ["whole", "job"])
+    assert whole[3:5] == ["projected", "(90%:"] and whole[-1] == "high"
 
 
 def test_a_job_with_no_results_has_no_remaining_section(image_job, catalog, tmp_path):

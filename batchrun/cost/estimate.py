@@ -477,6 +477,9 @@ def estimate_report(
     if est.spent.results:
         est.remaining = remaining_cost(manifest_path, latest, est, catalog, today)
         est.projection = _projection(manifest_path, out_dir, catalog, str(tier))
+        if est.projection is not None:  # observed per-stratum costs supersede the per-model calibration
+            p = est.projection
+            est.remaining = est.remaining.with_projection(p.remaining_usd, p.low_usd, p.high_usd)
     return json.dumps(est.to_json(), indent=2) if json_out else format_estimate(est)
 
 
