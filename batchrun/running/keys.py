@@ -1,0 +1,127 @@
+"""A pool of API keys: which key sends the next request, and which keys are set aside.
+
+Input: one lane per key (the variable it was read from, a provider adapter built with it, and a
+limiter of its own) and the pool's clock. Output: a lane and its limiter's permit for each request.
+
+Invariants:
+- each key keeps its own limiter state: its adaptive rate, its per-minute limits, its pauses;
+- a request takes the usable key whose limiter can grant soonest (fewest in flight on a tie), so
+  keys with equal limits carry about equal shares; concurrency stays the job's (the pool's workers);
+- a key that fails authentication is dropped for the run, and one whose daily quota is spent is set
+  aside until its reset, each with one warning naming its variable, never the key, and only while
+  another key can still send: the last usable key's failure is the run's, as with a single key;
+- a permit granted by a key that was set aside while its request waited is given back unused, and the
+  request goes to another key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from batchrun.errors import duration_text
+from batchrun.running.clock import Clock
+from batchrun.running.limiter import Limiter, Permit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class KeyLane:
+    """One key of the pool: where it was read from, the adapter that sends with it, its limiter."""
+
+    env: str | None  # the variable the key came from (None: a provider that needs no key)
+    provider: Any  # a PoolProvider built with this key
+    limiter: Limiter
+    set_aside_until: float = -math.inf  # on the pool's clock; inf: dropped for the run
+    sent: int = 0  # permits granted to this key (what a test or a benchmark counts)
+
+    @property
+    def name(self) -> str:
+        return self.env or "the key"
+
+    def usable(self, now: float) -> bool:
+        return self.set_aside_until <= now
+
+    @property
+    def dropped(self) -> bool:
+        return self.set_aside_until == math.inf
+
+
+class KeyPool:
+    """The lanes of a run's keys; see the module docstring."""
+
+    def __init__(self, lanes: Sequence[KeyLane], clock: Clock) -> None:
+        if not lanes:
+            raise ValueError("a key pool needs at least one key")
+        self.lanes = list(lanes)
+        self._clock = clock
+
+    @classmethod
+    def single(cls, provider: Any, limiter: Limiter, clock: Clock, env: str | None = None) -> KeyPool:
+        """A pool of one key: a run that behaves as it did before pools."""
+        return cls([KeyLane(env, provider, limiter)], clock)
+
+    async def acquire(self, tokens: int = 0, images: int = 0) -> tuple[KeyLane, Permit]:
+        """A permit from the usable key that can grant soonest (a key set aside meanwhile: another)."""
+        while True:
+            lane = self.choose(tokens, images)
+            permit = await lane.limiter.acquire(tokens=tokens, images=images)
+            if lane.usable(self._clock.now()):
+                lane.sent += 1
+                return lane, permit
+            lane.limiter.release(permit)
+
+    def choose(self, tokens: int = 0, images: int = 0) -> KeyLane:
+        """The usable lane whose limiter grants soonest; with none usable, the one back soonest."""
+        now = self._clock.now()
+        usable = [lane for lane in self.lanes if lane.usable(now)]
+        if not usable:
+            return min(self.lanes, key=lambda lane: lane.set_aside_until)
+        return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.limiter.in_flight))
+
+    def drop(self, lane: KeyLane, why: str) -> bool:
+        """A key failed authentication: drop it for the run if another key can send; whether one can."""
+        if lane.dropped:
+            return self._others_usable(lane)
+        if not self._others_usable(lane):
+            return False
+        lane.set_aside_until = math.inf
+        log.warning("the key in %s failed authentication (%s): dropped for this run; %s go on", lane.name, why,
+                    self._usable_text())
+        return True
+
+    def set_aside(self, lane: KeyLane, reset_in_s: float | None) -> bool:
+        """A key's daily quota is spent: set it aside until the reset if another key can send; whether one can."""
+        now = self._clock.now()
+        if not lane.usable(now):
+            return self._others_usable(lane)
+        if not self._others_usable(lane):
+            return False
+        seconds = math.inf if reset_in_s is None else reset_in_s
+        lane.set_aside_until = now + seconds
+        if reset_in_s is not None:
+            lane.limiter.pause_all(reset_in_s, f"the daily quota of the key in {lane.name} is spent")
+        when = "for this run" if reset_in_s is None else (
+            f"until {time.strftime('%H:%M', time.localtime(time.time() + reset_in_s))} "
+            f"(in {duration_text(reset_in_s)}), when it resets")
+        log.warning("the key in %s spent its daily quota: set aside %s; %s go on", lane.name, when, self._usable_text())
+        return True
+
+    def pause_all(self, seconds: float, reason: str) -> None:
+        """Hold back every key (a spent quota parked the whole run)."""
+        for lane in self.lanes:
+            lane.limiter.pause_all(seconds, reason)
+
+    def _others_usable(self, lane: KeyLane) -> bool:
+        now = self._clock.now()
+        return any(other.usable(now) for other in self.lanes if other is not lane)
+
+    def _usable_text(self) -> str:
+        now = self._clock.now()
+        names = [lane.name for lane in self.lanes if lane.usable(now)]
+        return f"{len(names)} key{'s' if len(names) != 1 else ''} ({', '.join(names)})"
