@@ -5,7 +5,8 @@ limiter of its own) and the pool's clock. Output: a lane and its limiter's permi
 
 Invariants:
 - each key keeps its own limiter state: its adaptive rate, its per-minute limits, its pauses;
-- a request takes the usable key whose limiter can grant soonest (fewest in flight on a tie), so
+- a request takes the usable key whose limiter can grant soonest (fewest in flight, then fewest sent,
+  on a tie), so
   keys with equal limits carry about equal shares; concurrency stays the job's (the pool's workers);
 - a key that fails authentication is dropped for the run, and one whose daily quota is spent is set
   aside until its reset, each with one warning naming its variable, never the key, and only while
@@ -82,7 +83,8 @@ class KeyPool:
         usable = [lane for lane in self.lanes if lane.usable(now)]
         if not usable:
             return min(self.lanes, key=lambda lane: lane.set_aside_until)
-        return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.limiter.in_flight))
+        return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.limiter.in_flight,
+                                             lane.sent))
 
     def drop(self, lane: KeyLane, why: str) -> bool:
         """A key failed authentication: drop it for the run if another key can send; whether one can."""
@@ -91,7 +93,7 @@ class KeyPool:
         if not self._others_usable(lane):
             return False
         lane.set_aside_until = math.inf
-        log.warning("the key in %s failed authentication (%s): dropped for this run; %s go on", lane.name, why,
+        log.warning("the key in %s failed authentication (%s): dropped for this run; sending goes on with %s", lane.name, why,
                     self._usable_text())
         return True
 
@@ -109,7 +111,7 @@ class KeyPool:
         when = "for this run" if reset_in_s is None else (
             f"until {time.strftime('%H:%M', time.localtime(time.time() + reset_in_s))} "
             f"(in {duration_text(reset_in_s)}), when it resets")
-        log.warning("the key in %s spent its daily quota: set aside %s; %s go on", lane.name, when, self._usable_text())
+        log.warning("the key in %s spent its daily quota: set aside %s; sending goes on with %s", lane.name, when, self._usable_text())
         return True
 
     def pause_all(self, seconds: float, reason: str) -> None:
