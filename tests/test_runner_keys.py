@@ -46,13 +46,26 @@ async def test_a_request_takes_the_key_that_grants_soonest() -> None:
     assert pool.choose().env == "KEY_A"  # all three refill alike: the first that has sent no more
 
 
-async def test_keys_without_limits_take_turns_by_what_is_in_flight_then_what_they_sent() -> None:
+async def test_keys_without_limits_take_turns_by_what_they_sent_then_what_is_in_flight() -> None:
     clock = FakeClock()
     pool = pool_of(clock, "KEY_A", "KEY_B")
-    lane_a, permit = await pool.acquire()
+    lane_a, permit_a = await pool.acquire()
     assert (lane_a.env, pool.choose().env) == ("KEY_A", "KEY_B")
-    lane_a.limiter.release(permit)
+    lane_a.limiter.release(permit_a)
     assert pool.choose().env == "KEY_B"  # none in flight: the one that sent fewer
+    await pool.acquire()
+    assert pool.choose() is lane_a  # as many sent: the one with none in flight
+
+
+def test_a_key_back_from_its_reset_takes_turns_rather_than_every_request_until_it_caught_up() -> None:
+    clock = FakeClock()
+    pool = pool_of(clock, "KEY_A", "KEY_B")
+    first, second = pool.lanes
+    first.sent, second.sent = 1, 500
+    pool.set_aside(first, 30.0)
+    clock.advance(30.0)
+    assert pool.choose() is first
+    assert (first.sent, first.set_aside_until) == (500, -math.inf)
 
 
 def test_a_bad_key_is_dropped_only_while_another_can_send() -> None:

@@ -449,3 +449,15 @@ def test_a_key_may_have_limits_of_its_own():
     assert [call(core, text_body(), headers=key("k2")).outcome for _ in range(2)] == ["ok", "quota"]
     # the other keys share `limits`, which k2's requests never counted against
     assert [call(core, text_body(), headers=key(k)).outcome for k in ("k1", "k3")] == ["ok", "rate_limited"]
+
+
+def test_with_limits_per_key_the_request_log_numbers_each_key_and_never_holds_it(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    core = SimulatorCore(FaultConfig.model_validate({"limits": {"per_key": True}}), 0, clock=FakeClock(),
+                         request_log=RequestLog(path))
+    for k in ("k-secret-1", "k-secret-2", "k-secret-1"):
+        call(core, text_body(), headers=key(k))
+    call(core, text_body())
+    core.close()
+    assert [line.get("key") for line in read_request_log(path)] == [1, 2, 1, None]
+    assert "k-secret" not in path.read_text()

@@ -5,9 +5,10 @@ limiter of its own) and the pool's clock. Output: a lane and its limiter's permi
 
 Invariants:
 - each key keeps its own limiter state: its adaptive rate, its per-minute limits, its pauses;
-- a request takes the usable key whose limiter can grant soonest (fewest in flight, then fewest sent,
-  on a tie), so
-  keys with equal limits carry about equal shares; concurrency stays the job's (the pool's workers);
+- a request takes the usable key whose limiter can grant soonest; on a tie, the one that has sent the
+  fewest (then the one with fewest in flight), so keys with equal limits carry equal shares; a key back
+  from a quota reset counts as having sent as many as the busiest, so it takes its share, not every
+  request until it has caught up; concurrency stays the job's (the pool's workers);
 - a key that fails authentication is dropped for the run, and one whose daily quota is spent is set
   aside until its reset, each with one warning naming its variable, never the key, and only while
   another key can still send: the last usable key's failure is the run's, as with a single key;
@@ -83,8 +84,19 @@ class KeyPool:
         usable = [lane for lane in self.lanes if lane.usable(now)]
         if not usable:
             return min(self.lanes, key=lambda lane: lane.set_aside_until)
-        return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.limiter.in_flight,
-                                             lane.sent))
+        self._bring_back(usable)
+        return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.sent,
+                                             lane.limiter.in_flight))
+
+    @staticmethod
+    def _bring_back(usable: list[KeyLane]) -> None:
+        """A key whose quota reset has come counts as having sent as many as the busiest usable key."""
+        back = [lane for lane in usable if lane.set_aside_until > -math.inf]
+        if not back:
+            return
+        busiest = max(lane.sent for lane in usable)
+        for lane in back:
+            lane.sent, lane.set_aside_until = busiest, -math.inf
 
     def drop(self, lane: KeyLane, why: str) -> bool:
         """A key failed authentication: drop it for the run if another key can send; whether one can."""

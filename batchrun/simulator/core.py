@@ -187,7 +187,8 @@ class SimulatorCore:
             reply = _json_reply(404, "not_found", not_found(path))
         else:
             reply = self._serve(model, route.group(2), query, headers, body, now)
-        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
+        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc,
+                       key=self.keyed_limits.number(api_key(headers, query)))
         delay = self.config.batch.delays.of(rpc)
         if delay is not None:
             reply.delay_s += delay.after_s

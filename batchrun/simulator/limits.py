@@ -160,6 +160,14 @@ class KeyedLimits:
         self._limits = config.limits
         self._own = dict(config.key_limits)
         self._books: dict[str, LimitBook] = {}
+        self._numbers: dict[str, int] = {}
+
+    def number(self, key: str | None) -> int | None:
+        """With limits counted per key, a key's number in the order keys were first seen (1, 2, ...): what
+        the request log shows of it, never the key itself. None without a key or per-key counting."""
+        if key is None or not (self._limits.per_key or self._own):
+            return None
+        return self._numbers.setdefault(key, len(self._numbers) + 1)
 
     def book(self, key: str | None) -> LimitBook:
         """The book that counts a request sent with `key` (None: no key)."""
