@@ -554,9 +554,11 @@ def _key_pool(loaded: LoadedSpec, settings: ProviderSettings, clock: Clock) -> K
     """One lane per key of provider.api_key_env (one keyless lane for a provider that needs none): an
     adapter built with the key, and a limiter of its own."""
     spec, concurrency = loaded.spec, settings.concurrency
-    if settings.api_key is None or len(spec.provider.key_envs) < 2:
-        env = spec.provider.key_env
-        return KeyPool.single(build_provider(settings), _limiter(spec, concurrency, clock), clock, env)
+    entries = spec.provider.key_envs
+    if settings.api_key is None or len(entries) < 2:
+        first = entries[0] if entries else None
+        limiter = _limiter(spec, concurrency, clock, first)
+        return KeyPool.single(build_provider(settings), limiter, clock, first.env if first else None)
     lanes = [KeyLane(entry.env, build_provider(dataclasses.replace(settings, api_key=key)),
                      _limiter(spec, concurrency, clock, entry))
              for entry, key in pool_keys(loaded)]

@@ -213,3 +213,11 @@ def test_report_paint_reports_generation_first_paint_and_the_cached_second_repor
     assert positive(result["report_s"]) and positive(result["cache_first_s"]) and positive(result["cache_second_s"])
     assert result["cache_thumbs_made"][1] == 0  # the second report finds every thumbnail cached
     assert result["first_sheet_ms"] == [] or positive(result["first_sheet_ms"][0])
+
+
+def test_key_pool_reports_one_key_and_three_side_by_side(tmp_path: Path) -> None:
+    result = figures("key_pool.py", "--requests", "12", "--per-key-rpm", "6000", "--rounds", "1", "--work", str(tmp_path))
+    assert result["benchmark"] == "key-pool" and positive(result["ratio_median"])
+    [round_] = result["rounds"]
+    assert (round_["one_key"]["ok"], round_["three_keys"]["ok"]) == (12, 12)
+    assert len(round_["three_keys"]["ok_by_key"]) == 3 and sum(round_["three_keys"]["ok_by_key"]) == 12
