@@ -17,7 +17,9 @@ from e2e_helpers import (  # noqa: F401 (serve is a fixture)
     cli_env,
     outputs,
     serve,
+    start_simulator,
     text_job,
+    write_faults,
     write_spec,
 )
 
@@ -92,3 +94,38 @@ def test_when_every_key_of_the_pool_is_revoked_the_run_stops_with_exit_6(tmp_pat
                                               "API key.; 24 rows left pending; `batchrun run` again resumes")
     for value in REVOKED.values():
         assert_no_key(tmp_path, result.stderr, key=value)
+
+
+def quota_simulator(tmp_path, per_day: dict[str, int]):
+    """The simulator with a daily quota of its own for each key named (by variable) in `per_day`."""
+    faults = write_faults(tmp_path, "quota-per-key", {
+        "key_limits": {KEYS[env]: {"requests_per_day": count} for env, count in per_day.items()}})
+    return start_simulator(tmp_path, faults=faults)
+
+
+def test_a_key_whose_daily_quota_is_spent_is_set_aside_while_the_others_finish_the_job(tmp_path):
+    simulator = quota_simulator(tmp_path, {"POOL_KEY_1": 3})
+    try:
+        spec = write_spec(tmp_path, pool_job("quota", simulator.url, ["POOL_KEY_1", "POOL_KEY_2"]))
+        result = run(tmp_path, spec)
+    finally:
+        simulator.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert [r["status"] for r in outputs(tmp_path, "quota").rows()] == ["ok"] * 3 * PER_KEY_LIMIT
+    warnings = [line for line in result.stderr.splitlines() if "spent its daily quota" in line]
+    assert len(warnings) == 1 and "POOL_KEY_1" in warnings[0] and "POOL_KEY_2" in warnings[0]
+    outcomes = Counter(line["outcome"] for line in generate_lines(simulator))
+    assert outcomes["ok"] == 3 * PER_KEY_LIMIT and outcomes["quota"] >= 1
+
+
+def test_when_every_key_has_spent_its_daily_quota_the_run_stops_with_exit_7(tmp_path):
+    simulator = quota_simulator(tmp_path, {"POOL_KEY_1": 2, "POOL_KEY_2": 2})
+    try:
+        spec = write_spec(tmp_path, pool_job("spent", simulator.url, ["POOL_KEY_1", "POOL_KEY_2"]))
+        result = run(tmp_path, spec)
+    finally:
+        simulator.stop()
+
+    assert result.returncode == 7, result.stderr
+    assert [r["status"] for r in outputs(tmp_path, "spent").rows()] == ["ok"] * 4

@@ -23,13 +23,22 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
+
+import httpx
 
 from batchrun.errors import duration_text
+from batchrun.records import ProviderReply, RequestRecord
 from batchrun.running.clock import Clock
 from batchrun.running.limiter import Limiter, Permit
 
 log = logging.getLogger(__name__)
+
+
+class LaneProvider(Protocol):
+    """An adapter built with one key: the pool's `PoolProvider`."""
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply: ...
 
 
 @dataclass(eq=False)
@@ -37,7 +46,7 @@ class KeyLane:
     """One key of the pool: where it was read from, the adapter that sends with it, its limiter."""
 
     env: str | None  # the variable the key came from (None: a provider that needs no key)
-    provider: Any  # a PoolProvider built with this key
+    provider: LaneProvider
     limiter: Limiter
     set_aside_until: float = -math.inf  # on the pool's clock; inf: dropped for the run
     sent: int = 0  # permits granted to this key (what a test or a benchmark counts)
@@ -64,7 +73,7 @@ class KeyPool:
         self._clock = clock
 
     @classmethod
-    def single(cls, provider: Any, limiter: Limiter, clock: Clock, env: str | None = None) -> KeyPool:
+    def single(cls, provider: LaneProvider, limiter: Limiter, clock: Clock, env: str | None = None) -> KeyPool:
         """A pool of one key: a run that behaves as it did before pools."""
         return cls([KeyLane(env, provider, limiter)], clock)
 

@@ -8,8 +8,9 @@ Line: {"t": arrival unix time, "model": ..., "rpc": "generateContent" | "streamG
 "status": HTTP status or null (hang)}. A `batch.line` line is one line of a batch answered: its
 body_sha256 is that of the line's request as compact JSON, and it has one more key, "batch" (the
 batch's name, batches/ID). With limits counted per key, a request that carried a key has "key": the
-number of that key in the order the simulator first saw each (1, 2, ...), never the key. A call to a batch route slowed by the faults file's `batch.delays` is
-logged twice: as it arrives (outcome "arrived", status null), and when the server acts on it.
+number of that key in the order the simulator first saw each (1, 2, ...), never the key. A call to a
+batch route slowed by the faults file's `batch.delays` is logged twice: as it arrives (outcome
+"arrived", status null), and when the server acts on it.
 Tests hash the bytes they sent and count lines to prove how often each request was received.
 """
 
