@@ -79,6 +79,11 @@ class KeyPool:
 
     async def acquire(self, tokens: int = 0, images: int = 0) -> tuple[KeyLane, Permit]:
         """A permit from the usable key that can grant soonest (a key set aside meanwhile: another)."""
+        if len(self.lanes) == 1:  # never set aside (it is the last usable key): nothing to choose
+            only = self.lanes[0]
+            permit = await only.limiter.acquire(tokens=tokens, images=images)
+            only.sent += 1
+            return only, permit
         while True:
             lane = self.choose(tokens, images)
             permit = await lane.limiter.acquire(tokens=tokens, images=images)
