@@ -425,9 +425,10 @@ class KeyProvider:
     `quota_at`-th send (1-based) finds its daily quota spent, resetting in `reset_s`."""
 
     def __init__(self, clock: FakeClock, env: str, log: list[tuple[float, str, str]], *, bad: bool = False,
-                 quota_at: int | None = None, reset_s: float | None = None, after_s: float = 1.0) -> None:
+                 quota_at: int | None = None, reset_s: float | None = None, after_s: float = 1.0,
+                 limited_s: float | None = None) -> None:
         self.clock, self.env, self.log, self.bad = clock, env, log, bad
-        self.quota_at, self.reset_s, self.after_s = quota_at, reset_s, after_s
+        self.quota_at, self.reset_s, self.after_s, self.limited_s = quota_at, reset_s, after_s, limited_s
 
     async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
         self.log.append((self.clock.now(), self.env, record.request_id))
@@ -436,6 +437,8 @@ class KeyProvider:
             return error(Outcome.STOP_AUTH, 400, ErrorKind.AUTH, message="API key not valid").reply
         if self.quota_at is not None and sum(env == self.env for _, env, _ in self.log) == self.quota_at:
             return error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA, retry_after_s=self.reset_s).reply
+        if self.limited_s is not None:  # every request refused, with this retry delay
+            return error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=self.limited_s).reply
         return ok(after_s=0.0).reply
 
 
@@ -527,3 +530,27 @@ async def test_with_wait_quota_every_key_spent_parks_the_run_until_the_first_res
     await drive(run, 2)
     assert run.stop == PoolStop()
     assert sends_by_key(sends) == {"KEY_A": [0.0], "KEY_B": [1.0, 302.0, 303.0]}
+
+
+async def test_a_server_delay_past_the_cap_sets_that_key_aside_while_the_others_send(caplog) -> None:
+    run, sends = make_key_run({"KEY_A": {"limited_s": 3600.0, "after_s": 0.5}, "KEY_B": {}}, total=4, concurrency=2)
+    with caplog.at_level("WARNING", logger="batchrun.running.keys"):
+        await drive(run, 4)
+    assert run.stop == PoolStop()
+    assert [env for _, env, _ in sends].count("KEY_A") == 1
+    assert sorted(row[:3] for row in run.sink.rows()) == [(f"r{n}", "ok", 1) for n in range(1, 5)]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the key in KEY_A was asked to wait 1h00m: set aside until ")
+
+
+async def test_a_429_storm_on_one_key_holds_back_that_key_only_and_the_run_is_not_shown_paused() -> None:
+    keys = {"KEY_A": {"limited_s": 30.0, "after_s": 0.0}, "KEY_B": {"after_s": 0.0}}
+    run, sends = make_key_run(keys, total=40, concurrency=16)
+    await drive(run, 40, at=((5.0, run.pool.interrupt),))  # KEY_A only ever answers 429: stop at t=5
+    key_a, key_b = run.pool.keys.lanes
+    assert (key_a.limiter.grant_wait(), key_b.limiter.grant_wait()) == (25.0, 0.0)  # KEY_A paused to t=30
+    assert run.progress.pause_reason is None  # the run was not paused: KEY_B sent on
+    answered_by_b = [rid for _, env, rid in sends if env == "KEY_B"]
+    assert sorted(r.request_id for r in run.sink.results) == sorted(answered_by_b)
+    # the rest were KEY_A's 429s, each waiting out its own 30 s retry delay when the run stopped
+    assert (len(answered_by_b), run.stop.abandoned) == (28, 12)

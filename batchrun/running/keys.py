@@ -123,8 +123,9 @@ class KeyPool:
                     self._usable_text())
         return True
 
-    def set_aside(self, lane: KeyLane, reset_in_s: float | None) -> bool:
-        """A key's daily quota is spent: set it aside until the reset if another key can send; whether one can."""
+    def set_aside(self, lane: KeyLane, reset_in_s: float | None, why: str = "spent its daily quota") -> bool:
+        """A key's daily quota is spent (or the server asked it to wait past the cap): set it aside until the
+        reset if another key can send; whether one can."""
         now = self._clock.now()
         if not lane.usable(now):
             return self._others_usable(lane)
@@ -133,11 +134,11 @@ class KeyPool:
         seconds = math.inf if reset_in_s is None else reset_in_s
         lane.set_aside_until = now + seconds
         if reset_in_s is not None:
-            lane.limiter.pause_all(reset_in_s, f"the daily quota of the key in {lane.name} is spent")
+            lane.limiter.pause_all(reset_in_s, f"the key in {lane.name} {why}")
         when = "for this run" if reset_in_s is None else (
             f"until {time.strftime('%H:%M', time.localtime(time.time() + reset_in_s))} "
             f"(in {duration_text(reset_in_s)}), when it resets")
-        log.warning("the key in %s spent its daily quota: set aside %s; sending goes on with %s", lane.name, when, self._usable_text())
+        log.warning("the key in %s %s: set aside %s; sending goes on with %s", lane.name, why, when, self._usable_text())
         return True
 
     def pause_all(self, seconds: float, reason: str) -> None:

@@ -36,7 +36,7 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 
-from batchrun.errors import RequestAbandoned, server_delay_message
+from batchrun.errors import RequestAbandoned, duration_text, server_delay_message
 from batchrun.outcomes import Outcome, Status
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
@@ -365,7 +365,7 @@ class WorkerPool:
         if reply.worth_another_attempt:
             self.progress.errors[reply.error_kind or "retry"] += 1
             if reply.retry_after_s:
-                self._hold_back(reply.retry_after_s, lane.limiter)
+                self._hold_back(reply.retry_after_s, lane)
         return reply
 
     def _set_key_aside(self, reply: ProviderReply, lane: KeyLane) -> None:
@@ -389,19 +389,21 @@ class WorkerPool:
         self.progress.park(reset_in_s, self._timestamp() + reset_in_s)
         return True
 
-    def _hold_back(self, delay_s: float, limiter: Limiter) -> None:
-        """A server delay: past the cap, a quota signal that parks the run (wait_quota, before the deadline)
-        or stops it (this request stays pending);
-        when the limiter says so (a 429 storm, a limit overshot), a pause of every sender; else only
-        this request's retry waits it out."""
+    def _hold_back(self, delay_s: float, lane: KeyLane) -> None:
+        """A server delay: past the cap, a quota signal that sets the key aside while another can send, else
+        parks the run (wait_quota, before the deadline) or stops it (this request stays pending);
+        when the key's limiter says so (a 429 storm, a limit overshot), a pause of every sender with that
+        key (the run's, shown as paused, when it is the only key); else only this request's retry waits it out."""
         cap = self.policy.max_server_delay_s
+        if delay_s > cap and self.keys.set_aside(lane, delay_s, f"was asked to wait {duration_text(delay_s)}"):
+            raise _KeySetAside
         if delay_s > cap and self._park(delay_s):  # a quota signal: with wait_quota, waited out like one
             return
         if delay_s > cap:
             self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
             raise RequestAbandoned
-        pause = limiter.hold_back(delay_s)
-        if pause is not None:
+        pause = lane.limiter.hold_back(delay_s)
+        if pause is not None and len(self.keys.lanes) == 1:
             self.progress.pause(pause.seconds, pause.reason)
 
     def _count_retry(self, *_args: object) -> None:
