@@ -80,12 +80,12 @@ def test_a_bad_key_is_dropped_only_while_another_can_send() -> None:
     assert pool.choose() is second
 
 
-def test_a_spent_key_is_set_aside_until_its_reset_and_its_limiter_paused_so_long() -> None:
+def test_a_spent_key_is_set_aside_until_its_reset() -> None:
     clock = FakeClock()
     pool = pool_of(clock, "KEY_A", "KEY_B")
     first, second = pool.lanes
     assert pool.set_aside(first, 30.0) is True
-    assert (first.set_aside_until, first.limiter.grant_wait()) == (30.0, 30.0)
+    assert first.set_aside_until == 30.0
     assert pool.choose() is second
     assert pool.set_aside(second, 60.0) is False  # no key left: the run parks or stops as with one key
     clock.advance(30.0)
@@ -99,12 +99,24 @@ def test_a_spent_key_with_no_reset_given_is_set_aside_for_the_run() -> None:
     assert pool.lanes[0].set_aside_until == math.inf
 
 
-def test_with_no_key_usable_the_pool_waits_for_the_one_back_soonest() -> None:
+async def test_with_no_key_usable_the_pool_waits_for_the_one_back_soonest() -> None:
     clock = FakeClock()
     pool = pool_of(clock, "KEY_A", "KEY_B", "KEY_C")
     a, b, c = pool.lanes
     a.set_aside_until, b.set_aside_until, c.set_aside_until = math.inf, 90.0, 40.0
     assert pool.choose() is c
+    async with clock.autojump():
+        lane, _ = await pool.acquire()
+    assert (lane, clock.now()) == (c, 40.0)
+
+
+def test_a_pool_whose_every_key_was_dropped_is_a_bug_not_a_wait() -> None:
+    clock = FakeClock()
+    pool = pool_of(clock, "KEY_A", "KEY_B")
+    for lane in pool.lanes:
+        lane.set_aside_until = math.inf
+    with pytest.raises(RuntimeError, match="every key of the pool was dropped"):
+        pool.choose()
 
 
 async def test_a_permit_granted_to_a_key_set_aside_while_it_waited_is_given_back_and_another_key_sends() -> None:

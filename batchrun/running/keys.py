@@ -86,6 +86,9 @@ class KeyPool:
             return only, permit
         while True:
             lane = self.choose(tokens, images)
+            if not lane.usable(self._clock.now()):  # every key set aside: wait for the first back
+                await self._clock.sleep(lane.set_aside_until - self._clock.now())
+                continue
             permit = await lane.limiter.acquire(tokens=tokens, images=images)
             if lane.usable(self._clock.now()):
                 lane.sent += 1
@@ -97,7 +100,10 @@ class KeyPool:
         now = self._clock.now()
         usable = [lane for lane in self.lanes if lane.usable(now)]
         if not usable:
-            return min(self.lanes, key=lambda lane: lane.set_aside_until)
+            soonest = min(self.lanes, key=lambda lane: lane.set_aside_until)
+            if soonest.dropped:
+                raise RuntimeError("every key of the pool was dropped")  # the last one never is: the run stops
+            return soonest
         self._bring_back(usable)
         return min(usable, key=lambda lane: (lane.limiter.grant_wait(tokens, images), lane.sent,
                                              lane.limiter.in_flight))
@@ -133,8 +139,6 @@ class KeyPool:
             return False
         seconds = math.inf if reset_in_s is None else reset_in_s
         lane.set_aside_until = now + seconds
-        if reset_in_s is not None:
-            lane.limiter.pause_all(reset_in_s, f"the key in {lane.name} {why}")
         when = "for this run" if reset_in_s is None else (
             f"until {time.strftime('%H:%M', time.localtime(time.time() + reset_in_s))} "
             f"(in {duration_text(reset_in_s)}), when it resets")
