@@ -11,6 +11,7 @@ changes to the log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -43,11 +44,12 @@ from batchrun.output.status import last_run_record
 from batchrun.planning.inputcache import cache_folder
 from batchrun.planning.manifest import planned_by_an_earlier_version, read_columns
 from batchrun.planning.plan import InputChoices, manifest_is_current, manifest_path, plan_job
-from batchrun.planning.spec import JobSpec, LoadedSpec
+from batchrun.planning.spec import JobSpec, KeyEnvSpec, LoadedSpec
 from batchrun.running.account import CatalogPrices, SpendingAccount
 from batchrun.running.clock import Clock, MonotonicClock
 from batchrun.running.hooks import ModelStatusWarner, ProgressTicker, RunHooks
 from batchrun.running.http import make_client
+from batchrun.running.keys import KeyLane, KeyPool
 from batchrun.running.limiter import Limiter
 from batchrun.running.pending import RETRYABLE_FINAL, Work, iter_work, plan_work
 from batchrun.running.pool import PoolSettings, PoolStop, StopReason, WorkerPool
@@ -160,11 +162,16 @@ def load_catalog(loaded: LoadedSpec, prices: Path | None) -> PriceCatalog:
 
 
 def api_key(loaded: LoadedSpec) -> str | None:
-    """The key from the variable provider.api_key_env names (None for a provider that needs none)."""
-    env = loaded.spec.provider.key_env
-    if env is None:
-        return None
-    return usable_key(os.environ.get(env), env, loaded.shown)
+    """The key from the variable provider.api_key_env names, the first of a pool (None for a provider that
+    needs none)."""
+    keys = pool_keys(loaded)
+    return keys[0][1] if keys else None
+
+
+def pool_keys(loaded: LoadedSpec) -> list[tuple[KeyEnvSpec, str]]:
+    """Every key of provider.api_key_env with its entry; UsageError, naming the variable, if one is unusable."""
+    return [(entry, usable_key(os.environ.get(entry.env), entry.env, loaded.shown))
+            for entry in loaded.spec.provider.key_envs]
 
 
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what httpx and aiohttp send in a header
@@ -185,7 +192,7 @@ def usable_key(value: str | None, env: str, shown: str) -> str:
 def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
     check_batch_kind(loaded, options)
-    key = api_key(loaded)  # before anything is written: a bad key leaves no trace
+    key = api_key(loaded)  # every key of a pool, before anything is written: a bad key leaves no trace
     # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
     try:
         lock = acquire_lock(loaded.output_dir)
@@ -537,11 +544,11 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
     concurrency = options.concurrency or spec.limits.concurrency
     clock = MonotonicClock()
     settings = provider_settings(loaded, options, key, concurrency)
-    transport, provider = build_transport(settings), build_provider(settings)
+    transport = build_transport(settings)
     display = make_display(options.progress, progress, options.status_every)
     live = LiveFile(live_path(sink.out_dir, sink.run_id), progress)  # what `status` shows of a pause
     pool = WorkerPool(
-        provider=provider, client=None, limiter=_limiter(spec, concurrency, clock), policy=_retry_policy(spec),
+        keys=_key_pool(loaded, settings, clock), client=None, policy=_retry_policy(spec),
         sink=sink, progress=progress, clock=clock, account=account,
         settings=_pool_settings(spec, options, concurrency),
         hooks=RunHooks(
@@ -570,13 +577,36 @@ def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, 
                             image_cache=cache_folder(loaded.output_dir))
 
 
-def _limiter(spec: JobSpec, concurrency: int, clock: Clock) -> Limiter:
+def _key_pool(loaded: LoadedSpec, settings: ProviderSettings, clock: Clock) -> KeyPool:
+    """One lane per key of provider.api_key_env (one keyless lane for a provider that needs none): an
+    adapter built with the key, and a limiter of its own."""
+    spec, concurrency = loaded.spec, settings.concurrency
+    entries = spec.provider.key_envs
+    if settings.api_key is None or len(entries) < 2:
+        first = entries[0] if entries else None
+        limiter = _limiter(spec, concurrency, clock, first)
+        return KeyPool.single(build_provider(settings), limiter, clock, first.env if first else None)
+    lanes = [KeyLane(entry.env, build_provider(dataclasses.replace(settings, api_key=key)),
+                     _limiter(spec, concurrency, clock, entry))
+             for entry, key in pool_keys(loaded)]
+    return KeyPool(lanes, clock)
+
+
+def _limiter(spec: JobSpec, concurrency: int, clock: Clock, key: KeyEnvSpec | None = None) -> Limiter:
+    """A limiter with the job's limits, or where a pool's key names its own, the key's."""
     limits = spec.limits
     return Limiter(
-        concurrency=concurrency, requests_per_minute=limits.requests_per_minute,
-        tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute, clock=clock,
+        concurrency=concurrency,
+        requests_per_minute=_own(key, "requests_per_minute", limits.requests_per_minute),
+        tokens_per_minute=_own(key, "tokens_per_minute", limits.tokens_per_minute),
+        images_per_minute=_own(key, "images_per_minute", limits.images_per_minute), clock=clock,
         unpaced_until_429=True,  # bench/RESULTS.md: a slow start from 1 req/s cost 7 s of a 20,000-request run
     )
+
+
+def _own(key: KeyEnvSpec | None, field: str, job_value: float | None) -> float | None:
+    value = None if key is None else getattr(key, field)
+    return job_value if value is None else value
 
 
 def _retry_policy(spec: JobSpec) -> RetryPolicy:

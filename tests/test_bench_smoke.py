@@ -218,3 +218,11 @@ def test_report_paint_reports_generation_first_paint_and_the_cached_second_repor
 def test_strata_benchmark_runs_both_functions_and_reports_their_ratio():
     done = run_bench("strata.py", "--rows", "3000", "--rounds", "1")
     assert "3,000 requests: stratum_table" in done.stdout and ", ratio " in done.stdout
+
+
+def test_key_pool_reports_one_key_and_three_side_by_side(tmp_path: Path) -> None:
+    result = figures("key_pool.py", "--requests", "12", "--per-key-rpm", "6000", "--rounds", "1", "--work", str(tmp_path))
+    assert result["benchmark"] == "key-pool" and positive(result["ratio_median"])
+    [round_] = result["rounds"]
+    assert (round_["one_key"]["ok"], round_["three_keys"]["ok"]) == (12, 12)
+    assert len(round_["three_keys"]["ok_by_key"]) == 3 and sum(round_["three_keys"]["ok_by_key"]) == 12

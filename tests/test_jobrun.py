@@ -10,9 +10,11 @@ import pytest
 
 from batchrun.batching.chunks import read_ids
 from batchrun.errors import EXIT_BATCHES_RUNNING, BudgetReached, UsageError
-from batchrun.jobrun import api_key, provider_settings, results_table, run_job, usable_key
+from batchrun.jobrun import _key_pool, api_key, pool_keys, provider_settings, results_table, run_job, usable_key
 from batchrun.options import RunOptions
 from batchrun.planning.spec import load_spec
+from batchrun.running.clock import FakeClock
+from batchrun.running.limiter import PACE_FRACTION
 from batchrun.tiers import Tier
 
 KEY = "AIzaSyD-4fakeKeyForJobTests_0123456789ab"
@@ -72,6 +74,37 @@ def test_api_key_reads_the_variable_the_spec_names(tmp_path, monkeypatch):
     (tmp_path / "x.yaml").write_text(SPEC + "provider: {api_key_env: BATCHRUN_TEST_KEY}\n", encoding="utf-8")
     monkeypatch.setenv("BATCHRUN_TEST_KEY", f"{KEY}\n")
     assert api_key(load_spec(tmp_path / "x.yaml")) == KEY
+
+
+def test_every_key_of_a_pool_is_read_at_start_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    (tmp_path / "x.yaml").write_text(SPEC + "provider: {api_key_env: [POOL_A, POOL_B]}\n", encoding="utf-8")
+    monkeypatch.setenv("POOL_A", "k1")
+    monkeypatch.delenv("POOL_B", raising=False)
+    with pytest.raises(UsageError) as caught:
+        api_key(load_spec(tmp_path / "x.yaml"))
+    assert "set the environment variable POOL_B" in str(caught.value)
+    monkeypatch.setenv("POOL_B", " k2\n")
+    loaded = load_spec(tmp_path / "x.yaml")
+    assert [(entry.env, key) for entry, key in pool_keys(loaded)] == [("POOL_A", "k1"), ("POOL_B", "k2")]
+    assert api_key(loaded) == "k1"
+
+
+@pytest.mark.parametrize("provider, paced", [
+    ("{api_key_env: POOL_A}", {"POOL_A": 600.0}),
+    ("{api_key_env: [{env: POOL_A, requests_per_minute: 30}]}", {"POOL_A": 30.0}),
+    ("{api_key_env: [POOL_A, {env: POOL_B, requests_per_minute: 30}]}", {"POOL_A": 600.0, "POOL_B": 30.0}),
+])
+def test_each_key_s_limiter_paces_at_its_own_limit_else_the_job_s(tmp_path, monkeypatch, provider, paced):
+    (tmp_path / "x.yaml").write_text(SPEC + f"provider: {provider}\nlimits: {{requests_per_minute: 600}}\n",
+                                     encoding="utf-8")
+    monkeypatch.setenv("POOL_A", "k1")
+    monkeypatch.setenv("POOL_B", "k2")
+    loaded = load_spec(tmp_path / "x.yaml")
+    settings = provider_settings(loaded, RunOptions(), api_key(loaded), 4)
+    pool = _key_pool(loaded, settings, FakeClock())
+    rates = {lane.env: lane.limiter.current_rate_per_minute for lane in pool.lanes}
+    assert rates == {env: pytest.approx(limit * PACE_FRACTION) for env, limit in paced.items()}
+    assert {lane.provider._api_key for lane in pool.lanes} == ({"k1"} if len(paced) == 1 else {"k1", "k2"})
 
 
 def test_api_key_of_the_simulator_is_none(tmp_path, monkeypatch):

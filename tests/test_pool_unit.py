@@ -30,6 +30,7 @@ from batchrun.records import (
 from batchrun.running.account import FreePrices, SpendingAccount
 from batchrun.running.clock import FakeClock
 from batchrun.running.hooks import RunHooks
+from batchrun.running.keys import KeyLane, KeyPool
 from batchrun.running.limiter import Limiter
 from batchrun.running.pool import (
     PoolSettings,
@@ -428,3 +429,142 @@ async def test_a_tick_that_cannot_write_stops_the_run() -> None:
     run = await drive(make_run(total=5, hooks=RunHooks(on_tick=full_disk, tick_s=0.5)), 5)
     assert run.stop.reason is StopReason.WRITE
     assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0)]  # sent before the tick at 0.5, kept
+
+
+# --- several keys ---------------------------------------------------------------------------------
+
+
+class KeyProvider:
+    """One key's adapter: every reply `after_s` later; `bad` keys fail authentication, and the key's
+    `quota_at`-th send (1-based) finds its daily quota spent, resetting in `reset_s`."""
+
+    def __init__(self, clock: FakeClock, env: str, log: list[tuple[float, str, str]], *, bad: bool = False,
+                 quota_at: int | None = None, reset_s: float | None = None, after_s: float = 1.0,
+                 limited_s: float | None = None) -> None:
+        self.clock, self.env, self.log, self.bad = clock, env, log, bad
+        self.quota_at, self.reset_s, self.after_s, self.limited_s = quota_at, reset_s, after_s, limited_s
+
+    async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply:
+        self.log.append((self.clock.now(), self.env, record.request_id))
+        await self.clock.sleep(self.after_s)
+        if self.bad:
+            return error(Outcome.STOP_AUTH, 400, ErrorKind.AUTH, message="API key not valid").reply
+        if self.quota_at is not None and sum(env == self.env for _, env, _ in self.log) == self.quota_at:
+            return error(Outcome.STOP_QUOTA, 429, ErrorKind.DAILY_QUOTA, retry_after_s=self.reset_s).reply
+        if self.limited_s is not None:  # every request refused, with this retry delay
+            return error(Outcome.RETRY, 429, ErrorKind.RATE_LIMITED, retry_after_s=self.limited_s).reply
+        return ok(after_s=0.0).reply
+
+
+def make_key_run(providers: dict[str, dict[str, object]], *, total: int, concurrency: int = 1,
+                 requests_per_minute: float | None = None, **settings: object) -> tuple[Run, list[tuple[float, str, str]]]:
+    clock, sink = FakeClock(), MemorySink()
+    sends: list[tuple[float, str, str]] = []
+    lanes = [KeyLane(env, KeyProvider(clock, env, sends, **options),  # type: ignore[arg-type]
+                     Limiter(concurrency=concurrency, requests_per_minute=requests_per_minute, clock=clock,
+                             unpaced_until_429=True))
+             for env, options in providers.items()]
+    progress = Progress(total=total, started=0.0, clock=clock.now)
+    pool = WorkerPool(
+        keys=KeyPool(lanes, clock), client=None, policy=RetryPolicy(initial_s=0.0, max_wait_s=0.0, rng=random.Random(0)),
+        sink=sink, progress=progress, clock=clock, account=SpendingAccount(FreePrices()),
+        settings=PoolSettings(concurrency=concurrency, epoch_s=EPOCH, **settings),  # type: ignore[arg-type]
+    )
+    return Run(clock, ScriptedProvider(clock), sink, progress, pool), sends
+
+
+def sends_by_key(sends: list[tuple[float, str, str]]) -> dict[str, list[float]]:
+    by_key: dict[str, list[float]] = {}
+    for at, env, _ in sends:
+        by_key.setdefault(env, []).append(round(at, 4))
+    return by_key
+
+
+async def test_three_keys_each_paced_at_its_own_limit_send_three_times_as_fast_as_one() -> None:
+    run, sends = make_key_run({"KEY_A": {}, "KEY_B": {}, "KEY_C": {}}, total=9, concurrency=3, requests_per_minute=60)
+    await drive(run, 9)
+    step = round(1 / 0.98, 4)  # each key's own bucket, paced at 98% of 60/min
+    assert sends_by_key(sends) == {key: [0.0, step, round(2 / 0.98, 4)] for key in ("KEY_A", "KEY_B", "KEY_C")}
+    assert [row[1] for row in run.sink.rows()] == ["ok"] * 9
+
+
+async def test_unlimited_keys_share_the_requests_evenly() -> None:
+    run, sends = make_key_run({"KEY_A": {}, "KEY_B": {}}, total=6, concurrency=1)
+    await drive(run, 6)
+    assert [env for _, env, _ in sends] == ["KEY_A", "KEY_B"] * 3
+
+
+async def test_a_bad_key_is_dropped_with_one_warning_and_its_requests_are_sent_with_the_others(caplog) -> None:
+    run, sends = make_key_run({"KEY_A": {}, "KEY_B": {"bad": True, "after_s": 0.5}, "KEY_C": {}}, total=6, concurrency=3)
+    with caplog.at_level("WARNING", logger="batchrun.running.keys"):
+        await drive(run, 6)
+    assert run.stop == PoolStop()
+    # r2, refused with KEY_B at t=0.5, is sent again with KEY_A at once: neither recorded nor an attempt
+    assert sends[:4] == [(0.0, "KEY_A", "r1"), (0.0, "KEY_B", "r2"), (0.0, "KEY_C", "r3"), (0.5, "KEY_A", "r2")]
+    assert sorted(rid for _, env, rid in sends if env == "KEY_B") == ["r2"]
+    assert sorted((rid, status, attempts) for rid, status, attempts, _, _ in run.sink.rows()) == [
+        (f"r{n}", "ok", 1) for n in range(1, 7)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "the key in KEY_B failed authentication (HTTP 400 auth): dropped for this run; sending goes on with 2 keys (KEY_A, KEY_C)"]
+
+
+async def test_when_every_key_fails_authentication_the_run_stops_as_with_one_key() -> None:
+    run, sends = make_key_run({"KEY_A": {"bad": True}, "KEY_B": {"bad": True}}, total=4, concurrency=1)
+    await drive(run, 4)
+    assert (run.stop.reason, run.stop.message) == (StopReason.AUTH, "API key not valid")
+    assert sends == [(0.0, "KEY_A", "r1"), (1.0, "KEY_B", "r1")]  # r1 tried with each key, then the run stops
+    assert (run.sink.results, run.stop.abandoned) == ([], 1)
+
+
+async def test_a_key_whose_daily_quota_is_spent_is_set_aside_until_its_reset(caplog) -> None:
+    run, sends = make_key_run({"KEY_A": {"quota_at": 1, "reset_s": 3.0}, "KEY_B": {}}, total=6, concurrency=1)
+    with caplog.at_level("WARNING", logger="batchrun.running.keys"):
+        await drive(run, 6)
+    assert run.stop == PoolStop()
+    # KEY_A's quota reply at t=1 sets it aside until t=4; r1 goes to KEY_B meanwhile, not recorded twice;
+    # back, KEY_A takes turns with KEY_B again
+    assert sends_by_key(sends) == {"KEY_A": [0.0, 4.0, 6.0], "KEY_B": [1.0, 2.0, 3.0, 5.0]}
+    assert sorted(row[:3] for row in run.sink.rows()) == [(f"r{n}", "ok", 1) for n in range(1, 7)]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the key in KEY_A spent its daily quota: set aside until ")
+    assert warning.endswith("(in 3s), when it resets; sending goes on with 1 key (KEY_B)")
+
+
+async def test_when_every_key_has_spent_its_quota_the_run_stops_for_the_quota() -> None:
+    run, _ = make_key_run({"KEY_A": {"quota_at": 1, "reset_s": 600.0}, "KEY_B": {"quota_at": 1, "reset_s": 600.0}},
+                          total=3, concurrency=1)
+    await drive(run, 3)
+    assert (run.stop.reason, run.stop.message) == (StopReason.QUOTA, "daily quota exhausted")
+    assert run.sink.results == []
+
+
+async def test_with_wait_quota_every_key_spent_parks_the_run_until_the_first_reset() -> None:
+    keys = {"KEY_A": {"quota_at": 1, "reset_s": 600.0}, "KEY_B": {"quota_at": 1, "reset_s": 300.0}}
+    run, sends = make_key_run(keys, total=2, concurrency=1, wait_quota=True)
+    await drive(run, 2)
+    assert run.stop == PoolStop()
+    assert sends_by_key(sends) == {"KEY_A": [0.0], "KEY_B": [1.0, 302.0, 303.0]}
+
+
+async def test_a_server_delay_past_the_cap_sets_that_key_aside_while_the_others_send(caplog) -> None:
+    run, sends = make_key_run({"KEY_A": {"limited_s": 3600.0, "after_s": 0.5}, "KEY_B": {}}, total=4, concurrency=2)
+    with caplog.at_level("WARNING", logger="batchrun.running.keys"):
+        await drive(run, 4)
+    assert run.stop == PoolStop()
+    assert [env for _, env, _ in sends].count("KEY_A") == 1
+    assert sorted(row[:3] for row in run.sink.rows()) == [(f"r{n}", "ok", 1) for n in range(1, 5)]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the key in KEY_A was asked to wait 1h00m: set aside until ")
+
+
+async def test_a_429_storm_on_one_key_holds_back_that_key_only_and_the_run_is_not_shown_paused() -> None:
+    keys = {"KEY_A": {"limited_s": 30.0, "after_s": 0.0}, "KEY_B": {"after_s": 0.0}}
+    run, sends = make_key_run(keys, total=40, concurrency=16)
+    await drive(run, 40, at=((5.0, run.pool.interrupt),))  # KEY_A only ever answers 429: stop at t=5
+    key_a, key_b = run.pool.keys.lanes
+    assert (key_a.limiter.grant_wait(), key_b.limiter.grant_wait()) == (25.0, 0.0)  # KEY_A paused to t=30
+    assert run.progress.pause_reason is None  # the run was not paused: KEY_B sent on
+    answered_by_b = [rid for _, env, rid in sends if env == "KEY_B"]
+    assert sorted(r.request_id for r in run.sink.results) == sorted(answered_by_b)
+    # the rest were KEY_A's 429s, each waiting out its own 30 s retry delay when the run stopped
+    assert (len(answered_by_b), run.stop.abandoned) == (28, 12)

@@ -170,3 +170,11 @@ def test_remove_takes_a_deleted_specs_path_or_the_job_name(tmp_path):
     run_schedule(args(spec=Path("v1.2"), remove=True), places)
 
     assert list_schedules(places).startswith("no batchrun jobs scheduled")
+
+
+def test_a_key_pool_s_env_file_holds_every_variable_and_the_notes_name_them(tmp_path):
+    path = tmp_path / "pool.env"
+    assert create_env_file(path, env_file_text("pool", ("POOL_A", "POOL_B", "POOL_C"))) is True
+    assert [line for line in path.read_text().splitlines() if not line.startswith("#")] == ["POOL_A=", "POOL_B=", "POOL_C="]
+    text = schedule_text(nightly_in(tmp_path), TIMING, ("POOL_A", "POOL_B"), places_in(tmp_path))
+    assert "put POOL_A=YOUR_KEY and POOL_B=YOUR_KEY in" in text

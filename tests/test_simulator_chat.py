@@ -454,3 +454,13 @@ def test_a_token_limit_adds_token_headers_and_refuses_with_type_tokens():
     assert refused.headers["retry-after-ms"] == "40000" and refused.headers["x-ratelimit-reset-tokens"] == "40s"
     clock.now += 40
     assert post(core, chat_body("y" * 24)).status == 200
+
+
+def test_limits_per_key_count_and_report_each_bearer_key_on_its_own():
+    core = make_core(limits={"requests_per_minute": 2, "per_key": True})
+    first = post(core, chat_body(), headers={"authorization": "Bearer k1"})
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    post(core, chat_body(), headers={"authorization": "Bearer k1"})
+    assert post(core, chat_body(), headers={"authorization": "Bearer k1"}).status == 429
+    other = post(core, chat_body(), headers={"authorization": "Bearer k2"})
+    assert (other.status, other.headers["x-ratelimit-remaining-requests"]) == (200, "1")

@@ -421,3 +421,43 @@ def test_a_short_day_resets_the_per_day_quota_after_day_s_and_says_when_in_retry
 def test_a_per_day_refusal_at_midnight_pacific_sends_no_retry_after():
     core = make_core(limits={"requests_per_day": 0})
     assert "Retry-After" not in call(core, text_body()).headers
+
+
+# --- limits per key --------------------------------------------------------------------------------
+
+
+def key(value: str) -> dict:
+    return {"x-goog-api-key": value}
+
+
+def test_limits_per_key_count_each_key_on_its_own():
+    core = make_core(limits={"requests_per_minute": 2, "per_key": True})
+    by_key = {k: [call(core, text_body(), headers=key(k)).outcome for _ in range(3)] for k in ("k1", "k2")}
+    assert by_key == {"k1": ["ok", "ok", "rate_limited"], "k2": ["ok", "ok", "rate_limited"]}
+    bearer = {"authorization": "Bearer k3"}  # the same key, however it is sent
+    assert [call(core, text_body(), headers=bearer).outcome for _ in range(3)] == ["ok", "ok", "rate_limited"]
+
+
+def test_without_per_key_every_key_shares_the_limits():
+    core = make_core(limits={"requests_per_minute": 2})
+    outcomes_ = [call(core, text_body(), headers=key(k)).outcome for k in ("k1", "k2", "k3")]
+    assert outcomes_ == ["ok", "ok", "rate_limited"]
+
+
+def test_a_key_may_have_limits_of_its_own():
+    core = make_core(limits={"requests_per_minute": 1}, key_limits={"k2": {"requests_per_day": 1}})
+    assert [call(core, text_body(), headers=key("k2")).outcome for _ in range(2)] == ["ok", "quota"]
+    # the other keys share `limits`, which k2's requests never counted against
+    assert [call(core, text_body(), headers=key(k)).outcome for k in ("k1", "k3")] == ["ok", "rate_limited"]
+
+
+def test_with_limits_per_key_the_request_log_numbers_each_key_and_never_holds_it(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    core = SimulatorCore(FaultConfig.model_validate({"limits": {"per_key": True}}), 0, clock=FakeClock(),
+                         request_log=RequestLog(path))
+    for k in ("k-secret-1", "k-secret-2", "k-secret-1"):
+        call(core, text_body(), headers=key(k))
+    call(core, text_body())
+    core.close()
+    assert [line.get("key") for line in read_request_log(path)] == [1, 2, 1, None]
+    assert "k-secret" not in path.read_text()

@@ -346,3 +346,57 @@ def test_the_batch_tier_of_an_openai_provider_is_refused_naming_the_fix(tmp_path
     assert message == ("the batch tier is Gemini-only for now (provider.kind gemini or simulator, not openai); "
                        "use --tier flex, also half price")
     assert "\n" not in line
+
+
+# --- a pool of keys (provider.api_key_env as a list) ------------------------------------------------
+
+
+def test_one_variable_is_a_pool_of_one_key(tmp_path):
+    provider = load_spec(write(tmp_path, MINIMAL + "provider: {api_key_env: MY_KEY}\n")).spec.provider
+    assert [(key.env, key.requests_per_minute) for key in provider.key_envs] == [("MY_KEY", None)]
+    assert provider.key_env == "MY_KEY"
+
+
+def test_a_list_of_variables_may_give_each_key_its_own_limits(tmp_path):
+    text = MINIMAL + ("provider:\n  api_key_env:\n    - KEY_A\n"
+                      "    - {env: KEY_B, requests_per_minute: 30, images_per_minute: 5}\n")
+    provider = load_spec(write(tmp_path, text)).spec.provider
+    keys = [(key.env, key.requests_per_minute, key.tokens_per_minute, key.images_per_minute) for key in provider.key_envs]
+    assert keys == [("KEY_A", None, None, None), ("KEY_B", 30, None, 5)]
+    assert provider.key_env == "KEY_A"
+
+
+def test_the_default_variable_is_a_pool_of_one_and_the_simulator_needs_none(tmp_path):
+    assert [key.env for key in load_spec(write(tmp_path, MINIMAL)).spec.provider.key_envs] == ["GEMINI_API_KEY"]
+    simulator = load_spec(write(tmp_path, MINIMAL + "provider: {kind: simulator}\n")).spec.provider
+    assert simulator.key_envs == ()
+
+
+POOL_SHAPE = "a variable name, or a list of them (each a name or {env: NAME, requests_per_minute: N})"
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "message"),
+    [
+        ("provider: {api_key_env: []}\n", "provider.api_key_env", f"an empty list names no key; write {POOL_SHAPE}"),
+        ("provider: {api_key_env: 5}\n", "provider.api_key_env", f"expected {POOL_SHAPE}"),
+        ("provider: {api_key_env: {env: A}}\n", "provider.api_key_env", f"expected {POOL_SHAPE}"),
+        ("provider: {api_key_env: [A, B, A]}\n", "provider.api_key_env", "A is listed twice; list each variable once"),
+        ("provider: {api_key_env: [A, {env: B, request_per_minute: 3}]}\n",
+         "provider.api_key_env[1].request_per_minute", "unknown key; did you mean 'requests_per_minute'?"),
+        ("provider: {api_key_env: [A, {env: B, rpm: 3}]}\n", "provider.api_key_env[1].rpm",
+         "unknown key; allowed keys: env, requests_per_minute, tokens_per_minute, images_per_minute"),
+        ("provider: {api_key_env: [A, {env: B, requests_per_minute: 0}]}\n",
+         "provider.api_key_env[1].requests_per_minute", "must be more than 0, got 0"),
+        ("provider: {api_key_env: [A, {requests_per_minute: 3}]}\n", "provider.api_key_env[1].env", "required; add it"),
+    ],
+)
+def test_a_key_pool_that_cannot_work_is_refused_with_the_fix(tmp_path, extra, where, message):
+    assert error_of(tmp_path, MINIMAL + extra)[:2] == (where, message)
+
+
+def test_a_key_pasted_where_its_variable_belongs_is_refused_without_echoing_it(tmp_path):
+    where, message, whole = error_of(tmp_path, MINIMAL + "provider: {api_key_env: ['AIza-secret/value']}\n")
+    assert where == "provider.api_key_env[0].env"
+    assert message.startswith("a variable name is letters, digits and '_'")
+    assert "secret" not in whole

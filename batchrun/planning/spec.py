@@ -49,10 +49,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KeyEnvSpec(_Strict):
+    """One key of a pool: the variable it is read from, and its own per-minute limits (else the job's)."""
+
+    env: str
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    images_per_minute: float | None = Field(None, gt=0)
+
+    @field_validator("env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            # the value is not echoed: a key pasted where its variable's name belongs must not reach a log
+            raise ValueError(
+                "a variable name is letters, digits and '_', not starting with a digit; put the key itself in "
+                "the environment and the variable's name here"
+            )
+        return value
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_POOL_SHAPE = "a variable name, or a list of them (each a name or {env: NAME, requests_per_minute: N})"
+
+
 class ProviderSpec(_Strict):
     kind: str = "gemini"  # an entry of the provider registry (batchrun.providers.registry)
     base_url: str | None = None
-    api_key_env: str | None = None
+    # one variable, or a pool of keys (each with its own limiter); always held as a tuple
+    api_key_env: tuple[KeyEnvSpec, ...] | None = None
     auth: Literal["x-goog-api-key", "bearer"] = "x-goog-api-key"
     stream: bool = False
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None  # kind openai only
@@ -71,6 +96,28 @@ class ProviderSpec(_Strict):
             raise ValueError(f"{value!r} is not one of {' or '.join(repr(kind) for kind in KINDS)}")
         return value
 
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _key_pool(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return ({"env": value},)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected {KEY_POOL_SHAPE}")
+        if not value:
+            raise ValueError(f"an empty list names no key; write {KEY_POOL_SHAPE}")
+        return tuple({"env": item} if isinstance(item, str) else item for item in value)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _distinct_keys(cls, value: tuple[KeyEnvSpec, ...] | None) -> tuple[KeyEnvSpec, ...] | None:
+        names = [key.env for key in value or ()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is listed twice; list each variable once")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -78,11 +125,19 @@ class ProviderSpec(_Strict):
 
     @property
     def key_env(self) -> str | None:
+        """The (first) variable a key is read from: the spec's, else the provider's default."""
+        keys = self.key_envs
+        return keys[0].env if keys else None
+
+    @property
+    def key_envs(self) -> tuple[KeyEnvSpec, ...]:
+        """Every key of the pool (one for a single variable; none for a provider that needs no key)."""
         if self.api_key_env:
             return self.api_key_env
         from batchrun.providers.registry import provider_entry
 
-        return provider_entry(self.kind).default_key_env
+        default = provider_entry(self.kind).default_key_env
+        return (KeyEnvSpec(env=default),) if default else ()
 
     @property
     def inline_limit(self) -> int:
@@ -518,11 +573,21 @@ def _short(value: Any) -> str:
 def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     model: Any = root
     for part in loc:
+        if isinstance(part, int):  # an item of a list field: its annotation was unwrapped to the item's
+            continue
         field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
         if field is None:
             return []
-        model = field.annotation
+        model = _item_model(field.annotation)
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
     return list(model.model_fields)
+
+
+def _item_model(annotation: Any) -> Any:
+    """`X` of `X | None` and of `tuple[X, ...]` (a list of mappings in the YAML); else the annotation."""
+    args = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None) and arg is not Ellipsis]
+    if len(args) == 1:
+        return _item_model(args[0])
+    return annotation
 

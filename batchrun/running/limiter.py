@@ -114,6 +114,11 @@ class TokenBucket:
         self._refill(now)
         self.level = min(self.capacity, self.level - extra)
 
+    def time_for(self, amount: float, now: float) -> float:
+        """Seconds until `amount` units would have refilled, queued demand included (no capacity cap)."""
+        self._refill(now)
+        return max(0.0, (amount - self.level) / self.rate)
+
     def set_rate(self, rate: float, now: float) -> None:
         """Refill at the old rate up to now, then continue at `rate`."""
         self._refill(now)
@@ -169,6 +174,7 @@ class Limiter:
         self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
         self._gate = anyio.Lock(fast_acquire=True)
         self._in_flight = 0
+        self._waiting = 0  # acquires not yet granted
         self._pause_until = -math.inf
         self._nap: anyio.CancelScope | None = None
         self._nap_until = -math.inf
@@ -201,14 +207,18 @@ class Limiter:
 
     async def acquire(self, tokens: int = 0, images: int = 0) -> Permit:
         """Wait for a concurrency slot, the end of any pause, and room in every bucket."""
-        await self._slots.acquire()
+        self._waiting += 1
         try:
-            if self._gated or self._pause_until > self._clock.now():
-                async with self._gate:
-                    await self._wait_for_turn(tokens, images)
-        except BaseException:
-            self._slots.release()
-            raise
+            await self._slots.acquire()
+            try:
+                if self._gated or self._pause_until > self._clock.now():
+                    async with self._gate:
+                        await self._wait_for_turn(tokens, images)
+            except BaseException:
+                self._slots.release()
+                raise
+        finally:
+            self._waiting -= 1
         self._in_flight += 1
         self._tokens_in_flight += tokens
         now = self._clock.now()
@@ -217,6 +227,15 @@ class Limiter:
         epoch = 0 if self._adaptive is None else self._adaptive.epoch
         self._granted += 1
         return Permit(tokens, images, now, epoch, number=self._granted)
+
+    def grant_wait(self, tokens: int = 0, images: int = 0) -> float:
+        """About how long an acquire made now would wait, behind the acquires already waiting (reads only).
+
+        What a key pool compares to pick a key: the pause left, and the request bucket's refill for
+        every waiter ahead plus this one; token and image buckets for this request alone."""
+        now = self._clock.now()
+        request_wait = 0.0 if self._requests is None else self._requests.time_for(self._waiting + 1, now)
+        return max(0.0, request_wait, self._pause_until - now, self._other_waits(tokens, images, now))
 
     async def _wait_for_turn(self, tokens: int, images: int) -> None:
         """Sleep (holding the gate) until the pause is over and every bucket has room; take it."""

@@ -13,7 +13,10 @@ period after Ctrl-C). Invariants:
 - a reply that arrived is never dropped: when writing it fails (disk full, read-only folder), the run
   stops sending and the reply is held in `held` for the job to write once it can;
 - the first replies of a run are watched by a `ConfigProbe`: when they are all 400/404-like, the
-  endpoint or model is wrong, not the requests; they are not recorded, and the run stops.
+  endpoint or model is wrong, not the requests; they are not recorded, and the run stops;
+- each request is sent with a key of the `KeyPool` (a pool of one without several keys): a key that
+  fails authentication or spends its daily quota is set aside while another can send, and its
+  request is sent again with another key, neither recorded nor counted as an attempt.
 The pool knows no provider JSON: it acts on `ProviderReply`'s outcome and flags alone.
 """
 
@@ -33,7 +36,7 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 
-from batchrun.errors import RequestAbandoned, server_delay_message
+from batchrun.errors import RequestAbandoned, duration_text, server_delay_message
 from batchrun.outcomes import Outcome, Status
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
@@ -42,6 +45,7 @@ from batchrun.running.account import SpendingAccount
 from batchrun.running.clock import Clock
 from batchrun.running.hooks import RunHooks
 from batchrun.running.inputbytes import DEFAULT_MB, InputBytesBudget
+from batchrun.running.keys import KeyLane, KeyPool
 from batchrun.running.limiter import Limiter
 from batchrun.running.probe import ConfigProbe
 from batchrun.running.retry import RetryPolicy, send_with_retries
@@ -69,6 +73,10 @@ _STOPPING = {
     Outcome.STOP_AUTH: (StopReason.AUTH, "authentication failed"),
     Outcome.STOP_QUOTA: (StopReason.QUOTA, "daily quota exhausted"),
 }
+
+
+class _KeySetAside(Exception):
+    """The key a request was sent with was set aside (bad key, spent quota): send it with another."""
 
 
 class PoolProvider(Protocol):
@@ -121,10 +129,18 @@ class PoolStop:
 class WorkerPool:
     """Sends pending records with `settings.concurrency` workers until none is left or the run stops."""
 
-    def __init__(self, *, provider: PoolProvider, client: httpx.AsyncClient | None, limiter: Limiter,
-                 policy: RetryPolicy, sink: PoolSink, progress: Progress, clock: Clock,
-                 account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks()) -> None:
-        self.provider, self.client, self.limiter, self.policy = provider, client, limiter, policy
+    def __init__(self, *, provider: PoolProvider | None = None, client: httpx.AsyncClient | None,
+                 limiter: Limiter | None = None, policy: RetryPolicy, sink: PoolSink, progress: Progress,
+                 clock: Clock, account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks(),
+                 keys: KeyPool | None = None) -> None:
+        """Either `keys` (a pool of keys, each with its adapter and limiter) or one `provider` and `limiter`."""
+        if keys is None:
+            if provider is None or limiter is None:
+                raise ValueError("give a provider and a limiter, or a key pool")
+            keys = KeyPool.single(provider, limiter, clock)
+        self.keys = keys
+        first = keys.lanes[0]
+        self.provider, self.client, self.limiter, self.policy = first.provider, client, first.limiter, policy
         self.sink, self.progress, self.clock = sink, progress, clock
         self.account, self.settings, self.hooks = account, settings, hooks
         self.stop = PoolStop()
@@ -279,9 +295,13 @@ class WorkerPool:
         return True
 
     async def _attempt(self, record: RequestRecord) -> ProviderReply:
-        """One exchange; again after a park (a spent quota's reset), which is not an attempt of its own."""
+        """One exchange; again after a park (a spent quota's reset) or with another key (its key was set
+        aside), neither an attempt of its own."""
         while True:
-            reply = await self._attempt_once(record)
+            try:
+                reply = await self._attempt_once(record)
+            except _KeySetAside:
+                continue
             if reply.outcome is not Outcome.STOP_QUOTA:  # a quota stop raised; only a park comes back
                 return reply
 
@@ -299,34 +319,36 @@ class WorkerPool:
     async def _exchange(self, record: RequestRecord) -> ProviderReply:
         estimate = record.estimate
         tokens = estimate.input_text + estimate.input_image + estimate.output_image
-        permit = await self._wait(lambda: self.limiter.acquire(tokens=tokens, images=estimate.images_out))
+        lane, permit = await self._wait(lambda: self.keys.acquire(tokens=tokens, images=estimate.images_out))
+        limiter = lane.limiter
         if self.stop.reason is not None:
-            self.limiter.release(permit)
+            limiter.release(permit)
             raise RequestAbandoned
         try:
             self.sink.record_sent(record.request_id)
         except OSError as exc:
-            self.limiter.release(permit)
+            limiter.release(permit)
             self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
             raise RequestAbandoned from None
-        reply = await self._send(record)
+        reply = await self._send(lane, record)
         actual = reply.usage.total if reply.usage is not None else None
-        self.limiter.release(permit, actual_tokens=actual, rate_limited=reply.rate_limited, headroom=reply.headroom)
-        return self._react(reply)
+        limiter.release(permit, actual_tokens=actual, rate_limited=reply.rate_limited, headroom=reply.headroom)
+        return self._react(reply, lane)
 
-    async def _send(self, record: RequestRecord) -> ProviderReply:
+    async def _send(self, lane: KeyLane, record: RequestRecord) -> ProviderReply:
         self.progress.in_flight += 1
         try:
-            return await self.provider.send(self.client, record)  # type: ignore[arg-type]
+            return await lane.provider.send(self.client, record)  # type: ignore[arg-type]
         except anyio.get_cancelled_exc_class():
             self.stop.in_flight_abandoned += 1
             raise
         finally:
             self.progress.in_flight -= 1
 
-    def _react(self, reply: ProviderReply) -> ProviderReply:
+    def _react(self, reply: ProviderReply, lane: KeyLane) -> ProviderReply:
         if self.hooks.on_reply is not None:
             self.hooks.on_reply(reply)
+        self._set_key_aside(reply, lane)
         if reply.outcome is Outcome.STOP_QUOTA and self._park(reply.retry_after_s):
             return reply
         if reply.outcome in _STOPPING:
@@ -339,8 +361,15 @@ class WorkerPool:
         if reply.worth_another_attempt:
             self.progress.errors[reply.error_kind or "retry"] += 1
             if reply.retry_after_s:
-                self._hold_back(reply.retry_after_s)
+                self._hold_back(reply.retry_after_s, lane)
         return reply
+
+    def _set_key_aside(self, reply: ProviderReply, lane: KeyLane) -> None:
+        """A bad key or a spent quota while another key can send: raise _KeySetAside to send it again."""
+        if reply.outcome is Outcome.STOP_AUTH and self.keys.drop(lane, _said(reply)):
+            raise _KeySetAside
+        if reply.outcome is Outcome.STOP_QUOTA and self.keys.set_aside(lane, reply.retry_after_s):
+            raise _KeySetAside
 
     def _park(self, reset_in_s: float | None) -> bool:
         """With `wait_quota`, hold every sender back until a spent quota resets, when that comes before the
@@ -352,23 +381,25 @@ class WorkerPool:
         if not self.progress.parked():
             log.warning("daily quota spent: parked until %s, when it resets; the run goes on then",
                         time.strftime("%H:%M", time.localtime(self._timestamp() + reset_in_s)))
-        self.limiter.pause_all(reset_in_s, "daily quota spent")
+        self.keys.pause_all(reset_in_s, "daily quota spent")
         self.progress.park(reset_in_s, self._timestamp() + reset_in_s)
         return True
 
-    def _hold_back(self, delay_s: float) -> None:
-        """A server delay: past the cap, a quota signal that parks the run (wait_quota, before the deadline)
-        or stops it (this request stays pending);
-        when the limiter says so (a 429 storm, a limit overshot), a pause of every sender; else only
-        this request's retry waits it out."""
+    def _hold_back(self, delay_s: float, lane: KeyLane) -> None:
+        """A server delay: past the cap, a quota signal that sets the key aside while another can send, else
+        parks the run (wait_quota, before the deadline) or stops it (this request stays pending);
+        when the key's limiter says so (a 429 storm, a limit overshot), a pause of every sender with that
+        key (the run's, shown as paused, when it is the only key); else only this request's retry waits it out."""
         cap = self.policy.max_server_delay_s
+        if delay_s > cap and self.keys.set_aside(lane, delay_s, f"was asked to wait {duration_text(delay_s)}"):
+            raise _KeySetAside
         if delay_s > cap and self._park(delay_s):  # a quota signal: with wait_quota, waited out like one
             return
         if delay_s > cap:
             self.request_stop(StopReason.QUOTA, server_delay_message(delay_s, cap))
             raise RequestAbandoned
-        pause = self.limiter.hold_back(delay_s)
-        if pause is not None:
+        pause = lane.limiter.hold_back(delay_s)
+        if pause is not None and len(self.keys.lanes) == 1:
             self.progress.pause(pause.seconds, pause.reason)
 
     def _count_retry(self, *_args: object) -> None:
@@ -450,6 +481,11 @@ class WorkerPool:
             self.interrupt(_signal_name(received))
             if self._workers.cancel_scope.cancel_called:
                 return
+
+
+def _said(reply: ProviderReply) -> str:
+    """A bad key's reply in a few words: its status and error kind (the server's message may quote the key)."""
+    return f"HTTP {reply.http_status} {reply.error_kind or 'auth'}"
 
 
 def _signal_name(number: int) -> str:

@@ -8,6 +8,7 @@ Invariant: nothing outside `Places` is touched, and no key value is ever read or
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from batchrun.errors import UsageError
 
 from .cron import Crontab, cron_block, crontab_line, listed_jobs, with_block, without_block
-from .envfile import create_env_file, env_file_path, env_file_text, loose_mode
+from .envfile import create_env_file, env_file_path, env_file_text, key_names, loose_mode
 from .nightly import QUIET_EXITS, Nightly, night_command
 from .systemd import SystemdUser, service_unit, timer_unit, unit_name
 from .timing import Timing
@@ -47,7 +48,7 @@ def nightly_for(loaded, workdir: Path, home: Path, flags: tuple[str, ...], pytho
                    run_flags=flags)
 
 
-def schedule_text(nightly: Nightly, timing: Timing, key_env: str | None, places: Places) -> str:
+def schedule_text(nightly: Nightly, timing: Timing, key_env: str | Sequence[str] | None, places: Places) -> str:
     """Everything `schedule` prints without --install."""
     line = crontab_line(timing, night_command(nightly))
     units = [(places.systemd.folder / unit_name(nightly.name, kind), text)
@@ -58,8 +59,8 @@ def schedule_text(nightly: Nightly, timing: Timing, key_env: str | None, places:
     return "\n".join(parts)
 
 
-def _notes(nightly: Nightly, key_env: str | None) -> str:
-    key = f"{key_env}=YOUR_KEY" if key_env else "the key's variable"
+def _notes(nightly: Nightly, key_env: str | Sequence[str] | None) -> str:
+    key = " and ".join(f"{env}=YOUR_KEY" for env in key_names(key_env)) or "the key's variable"
     quiet = " ".join(str(code) for code in QUIET_EXITS)
     return (f"# key: put {key} in {nightly.env_file} (mode 0600; --install creates it, without a key)\n"
             f"# logs: {nightly.log_dir}/run-YYYY-MM-DD.log, one a night\n"
@@ -67,7 +68,8 @@ def _notes(nightly: Nightly, key_env: str | None) -> str:
             f"end with 0 and cron mails nothing; any other prints one line, which cron mails, and is kept\n")
 
 
-def install(nightly: Nightly, timing: Timing, key_env: str | None, places: Places, scheduler: Scheduler) -> str:
+def install(nightly: Nightly, timing: Timing, key_env: str | Sequence[str] | None, places: Places,
+            scheduler: Scheduler) -> str:
     """Install the schedule with `scheduler` for the current user; say what was written and what to do."""
     lines = [_install_env_file(nightly, key_env)]
     if scheduler is Scheduler.CRON:
@@ -82,10 +84,11 @@ def install(nightly: Nightly, timing: Timing, key_env: str | None, places: Place
     return "\n".join(lines)
 
 
-def _install_env_file(nightly: Nightly, key_env: str | None) -> str:
+def _install_env_file(nightly: Nightly, key_env: str | Sequence[str] | None) -> str:
     path = nightly.env_file
     if create_env_file(path, env_file_text(nightly.name, key_env)):
-        return f"created {path} (mode 0600): put your key after {key_env or 'the variable'}= in it"
+        names = " and ".join(f"{env}=" for env in key_names(key_env)) or "the variable="
+        return f"created {path} (mode 0600): put your key after {names} in it"
     if loose_mode(path):
         return f"warning: {path} can be read by others: chmod 600 {path}"
     return f"kept {path} as it is"

@@ -52,7 +52,7 @@ def _schedule(args: argparse.Namespace, places: Places, scheduler: Scheduler | N
         _check_tier(args.tier)
     loaded = load_spec(args.spec)
     nightly = nightly_for(loaded, Path.cwd(), places.home, run_flags(args.until, args.tier, args.wait_quota, window))
-    key_env = loaded.spec.provider.key_env
+    key_env = tuple(key.env for key in loaded.spec.provider.key_envs)  # one variable, or each of a key pool
     if not args.install:
         return schedule_text(nightly, timing, key_env, places)
     return install(nightly, timing, key_env, places, scheduler or places.default_scheduler())

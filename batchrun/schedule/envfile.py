@@ -9,6 +9,7 @@ EnvironmentFile= read the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -16,10 +17,18 @@ def env_file_path(home: Path, name: str) -> Path:
     return home / ".config" / "batchrun" / f"{name}.env"
 
 
-def env_file_text(name: str, key_env: str | None) -> str:
-    lines = [f"# the key of batchrun job {name}: put it after the '=' (no quotes, no spaces); keep this file 0600"]
-    if key_env:
-        lines.append(f"{key_env}=")
+def key_names(key_env: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The variables a job's keys are read from: one, several (a key pool), or none."""
+    if key_env is None:
+        return ()
+    return (key_env,) if isinstance(key_env, str) else tuple(key_env)
+
+
+def env_file_text(name: str, key_env: str | Sequence[str] | None) -> str:
+    names = key_names(key_env)
+    what = "the key" if len(names) < 2 else "each key"
+    lines = [f"# {what} of batchrun job {name}: put it after the '=' (no quotes, no spaces); keep this file 0600"]
+    lines += [f"{env}=" for env in names]
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ from .chatreplies import (
     server_error,
 )
 from .content import Content, ModelPlan, plan_for
-from .core import SSE_TYPE, SimReply, break_json, cut_short, drop_point, response_id
+from .core import SSE_TYPE, SimReply, api_key, break_json, cut_short, drop_point, response_id
 from .faults import Decision, image_url_fails
 from .imagestore import IMAGE_PATH, ImageStore, image_path
 from .inbound import load_body
@@ -49,6 +49,7 @@ from .limits import (
     IMAGES_PER_MINUTE_QUOTA,
     INPUT_TOKENS_PER_MINUTE_QUOTA,
     REQUESTS_PER_MINUTE_QUOTA,
+    LimitBook,
     Refusal,
 )
 from .replies import gateway_envelope, not_found
@@ -115,32 +116,34 @@ class ChatRoute:
             return chat.model, _reply(400, "invalid", invalid_param("image_config", str(exc)))
         except SchemaError as exc:
             return chat.model, _reply(400, "invalid", invalid_param("response_format", str(exc)))
-        return chat.model, self._generate(chat, plan, headers.get("host") or "127.0.0.1", now)
+        host = headers.get("host") or "127.0.0.1"
+        return chat.model, self._generate(chat, plan, host, now, api_key(headers, query))
 
-    def _generate(self, chat: ChatRequest, plan: ModelPlan, host: str, now: float) -> SimReply:
-        n, decision, refusal = self.core.admit(chat.model, chat.generate, plan, now)
-        limit_headers = self._limit_headers(now)
+    def _generate(self, chat: ChatRequest, plan: ModelPlan, host: str, now: float, key: str | None) -> SimReply:
+        n, decision, refusal = self.core.admit(chat.model, chat.generate, plan, now, key)
+        book = self.core.keyed_limits.book(key)
+        limit_headers = self._limit_headers(now, book)
         if refusal is not None:
-            return self._refused(chat.model, refusal, limit_headers)
+            return self._refused(chat.model, refusal, limit_headers, book)
         reply = self._faulted(chat, plan, decision, n, host, int(now))
         reply.headers.update(limit_headers)
         reply.delay_s = decision.delay_s if reply.action != "hang" else 0.0
         return reply
 
-    def _limit_headers(self, now: float) -> dict[str, str]:
+    def _limit_headers(self, now: float, book: LimitBook) -> dict[str, str]:
         if not self.core.config.ratelimit_headers:
             return {}
         headers: dict[str, str] = {}
-        for kind, window in (("requests", self.core.limits.requests), ("tokens", self.core.limits.tokens)):
+        for kind, window in (("requests", book.requests), ("tokens", book.tokens)):
             if window is not None:
                 headers.update(ratelimit_headers(kind, window.limit, *window.room(now)))
         return headers
 
-    def _refused(self, model: str, refusal: Refusal, limit_headers: dict[str, str]) -> SimReply:
+    def _refused(self, model: str, refusal: Refusal, limit_headers: dict[str, str], book: LimitBook) -> SimReply:
         if refusal.per_day:
             return _reply(429, "quota", insufficient_quota(), limit_headers)
         kind = _LIMIT_KINDS[refusal.quota_id]
-        window = getattr(self.core.limits, kind)
+        window = getattr(book, kind)
         body = rate_limit_error(model, kind, window.limit, refusal.retry_after_s)
         return _reply(429, "rate_limited", body, {**limit_headers, **retry_after_headers(refusal.retry_after_s)})
 

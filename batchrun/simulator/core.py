@@ -41,7 +41,7 @@ from .inbound import (
     read_count_tokens_request,
     read_generate_request,
 )
-from .limits import LimitBook, Refusal
+from .limits import KeyedLimits, Refusal
 from .replies import (
     bad_key_error,
     blocked_reply,
@@ -150,7 +150,8 @@ class SimulatorCore:
         self.seed = seed
         self.clock = clock
         self.log = request_log or RequestLog(None)
-        self.limits = LimitBook(config.limits)
+        self.keyed_limits = KeyedLimits(config)
+        self.limits = self.keyed_limits.shared  # the book of requests counted for no key of their own
         self.content = ContentMaker(seed, config.image_mime, tokens=config.tokens)
         self.arrivals = 0
         self._bad_keys = frozenset(config.bad_keys)
@@ -186,7 +187,8 @@ class SimulatorCore:
             reply = _json_reply(404, "not_found", not_found(path))
         else:
             reply = self._serve(model, route.group(2), query, headers, body, now)
-        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc)
+        self.log.write(now, model, hashlib.sha256(body).hexdigest(), reply.outcome, reply.status, rpc,
+                       key=self.keyed_limits.number(api_key(headers, query)))
         delay = self.config.batch.delays.of(rpc)
         if delay is not None:
             reply.delay_s += delay.after_s
@@ -232,13 +234,14 @@ class SimulatorCore:
         return None
 
     def admit(self, model: str, request: GenerateRequest, plan: ModelPlan,
-              now: float) -> tuple[int, Decision, Refusal | None]:
-        """Number a generate request in arrival order, draw its fault decision and apply the counted limits."""
+              now: float, key: str | None = None) -> tuple[int, Decision, Refusal | None]:
+        """Number a generate request in arrival order, draw its fault decision and apply the counted limits
+        (those of the key it was sent with, when counted per key)."""
         n = self.arrivals
         self.arrivals += 1
         decision = decide(self.config, self.seed, n)
         prompt_tokens = lambda: request.prompt_text_tokens + _image_in(model, request)  # noqa: E731
-        return n, decision, self.limits.check(now, 1 if plan.wants_image else 0, prompt_tokens)
+        return n, decision, self.keyed_limits.book(key).check(now, 1 if plan.wants_image else 0, prompt_tokens)
 
     def batch_answer(self, model: str, request: GenerateRequest, plan: ModelPlan, fault: str | None,
                      thought_images: int, n: int) -> dict:
@@ -270,20 +273,22 @@ class SimulatorCore:
         except FileApiError as exc:
             return _json_reply(exc.code, exc.status.lower(), google_error(exc.code, exc.status, exc.message))
         streaming = rpc == "streamGenerateContent"
-        return self._generate(model, request, plan, streaming, query.get("alt") == "sse", now)
+        key = api_key(headers, query)
+        return self._generate(model, request, plan, streaming, query.get("alt") == "sse", now, key)
 
     def _count_tokens(self, model: str, body: dict) -> SimReply:
         request = read_count_tokens_request(body, self.file_image)
         reply = count_tokens_reply(request.prompt_text_tokens, _image_in(model, request))
         return _json_reply(200, "ok", reply)
 
-    def _generate(self, model, request, plan: ModelPlan, streaming: bool, sse: bool, now: float) -> SimReply:
-        n, decision, refusal = self.admit(model, request, plan, now)
+    def _generate(self, model, request, plan: ModelPlan, streaming: bool, sse: bool, now: float,
+                  key: str | None = None) -> SimReply:
+        n, decision, refusal = self.admit(model, request, plan, now, key)
         if refusal is not None:
             outcome = "quota" if refusal.per_day else "rate_limited"
             body = quota_error(refusal.quota_id, model, refusal.retry_after_s, refusal.per_day)
             reply = _json_reply(429, outcome, body)
-            if refusal.per_day and self.limits.short_day:  # a short day's reset, which midnight won't predict
+            if refusal.per_day and self.keyed_limits.book(key).short_day:  # a short day's reset, which midnight won't predict
                 reply.headers["Retry-After"] = str(math.ceil(refusal.retry_after_s))
             return reply
         tier = decide_tier(self.config, self.seed, n, request.service_tier)

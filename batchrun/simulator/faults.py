@@ -139,6 +139,8 @@ class Limits(_Strict):
     # a test's short "day": the per-day quota resets every day_s seconds (counted from the first request)
     # instead of at midnight Pacific, and its 429 says when in a Retry-After header
     day_s: float | None = Field(None, gt=0)
+    # count these limits for each API key on its own, as Google does for keys of different projects
+    per_key: bool = False
 
 
 class RouteDelay(_Strict):
@@ -242,6 +244,7 @@ class FaultConfig(_Strict):
     ratelimit_headers: bool = True
     thought_images: float = Field(0.0, ge=0.0, le=1.0)
     bad_keys: list[str] = []
+    key_limits: dict[str, Limits] = {}  # an API key's own counted limits (in place of `limits` for it)
     require_key: bool = False
     image_mime: Literal["image/png", "image/jpeg", "image/webp"] = "image/png"
     batch: BatchSettings = BatchSettings()

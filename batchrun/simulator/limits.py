@@ -3,6 +3,8 @@
 Per-minute limits are sliding 60 s windows over admitted requests; a refused request does not
 count. The per-day quota counts every request that reached it and resets at midnight Pacific
 (taken as UTC-8 all year, so a test can predict it), or every `day_s` seconds when set. Time comes from the caller, never read here.
+Limits are counted for the whole simulator, or for each API key on its own (`limits.per_key`, or a
+key's own `key_limits`), as for keys of different projects.
 Input tokens are a request's prompt tokens (text and images); a request larger than the whole
 per-minute token limit counts as the limit, so that it waits for an empty window rather than forever.
 """
@@ -13,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .faults import Limits
+from .faults import FaultConfig, Limits
 
 WINDOW_S = 60.0
 DAY_S = 86400.0
@@ -147,3 +149,31 @@ class LimitBook:
         if self.tokens is not None and (wait := self.tokens.admit(now, tokens())) is not None:
             return Refusal(INPUT_TOKENS_PER_MINUTE_QUOTA, False, wait)
         return None
+
+
+
+class KeyedLimits:
+    """The limit books of one simulator: one shared, or one per API key (see the module docstring)."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.shared = LimitBook(config.limits)
+        self._limits = config.limits
+        self._own = dict(config.key_limits)
+        self._books: dict[str, LimitBook] = {}
+        self._numbers: dict[str, int] = {}
+
+    def number(self, key: str | None) -> int | None:
+        """With limits counted per key, a key's number in the order keys were first seen (1, 2, ...): what
+        the request log shows of it, never the key itself. None without a key or per-key counting."""
+        if key is None or not (self._limits.per_key or self._own):
+            return None
+        return self._numbers.setdefault(key, len(self._numbers) + 1)
+
+    def book(self, key: str | None) -> LimitBook:
+        """The book that counts a request sent with `key` (None: no key)."""
+        if key is None or (key not in self._own and not self._limits.per_key):
+            return self.shared
+        book = self._books.get(key)
+        if book is None:
+            book = self._books[key] = LimitBook(self._own.get(key, self._limits))
+        return book
