@@ -254,8 +254,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     prepare(loaded, lock_held=True, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
     models = manifest_models(manifest_path(loaded))
     catalog = load_catalog(loaded, options.prices)
-    cap = _budget_cap(loaded, options)
-    if cap is not None:
+    cap, soft_cap = _budget_caps(loaded, options)
+    if cap is not None or soft_cap is not None:
         require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
@@ -283,7 +283,8 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
                  f"{len(work.send):,}", spent)
         stop = PoolStop()
         if progress.total or _orphaned_batches(loaded, options):
-            account = SpendingAccount(CatalogPrices(catalog, run_tier(loaded, options)), cap, spent)
+            account = SpendingAccount(CatalogPrices(catalog, run_tier(loaded, options)), cap, spent,
+                                      soft_cap_usd=soft_cap)
             if run_tier(loaded, options) is Tier.BATCH:
                 batches = anyio.run(run_batch_tier, loaded, options, key, sink, progress, work, account)
                 pool = send_fallback(loaded, options, key, catalog, sink, progress, work, batches, account, started)
@@ -309,17 +310,18 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
     return EXIT_BATCHES_RUNNING if left_to_batches and code == EXIT_OK else code
 
 
-def _budget_cap(loaded: LoadedSpec, options: RunOptions) -> float | None:
-    """The run's cap: --max-cost (else budget.max_cost_usd), lowered to the pilot's projection when one is asked.
-    The pilot itself is capped by the hard cap alone: the projection is what it is about to make."""
-    from batchrun.cost.projectioncap import budget_cap
+def _budget_caps(loaded: LoadedSpec, options: RunOptions) -> tuple[float | None, float | None]:
+    """The run's hard cap (--max-cost, else budget.max_cost_usd) and its soft cap (the pilot's projection, when
+    one is asked and is below the hard cap). The pilot itself is capped by the hard cap alone: the projection is
+    what it is about to make."""
+    from batchrun.cost.projectioncap import run_caps
 
     hard = options.max_cost if options.max_cost is not None else loaded.spec.budget.max_cost_usd
     kind = options.max_cost_from_projection or loaded.spec.budget.max_cost_from_projection
     setting = "--max-cost-from-projection" if options.max_cost_from_projection else "budget.max_cost_from_projection"
     kind = None if options.only_requests is not None else kind
-    return budget_cap(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value,
-                      setting=setting)
+    return run_caps(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value,
+                    setting=setting)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:

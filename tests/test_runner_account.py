@@ -106,3 +106,21 @@ def test_a_worst_case_without_max_output_tokens_is_the_model_s_limit_and_with_it
         rec = RequestRecord(request_id="r1", seq=1, model="gemini-3.1-flash-image", body={}, variables={},
                             estimate=estimate)
         assert prices.worst_case(rec) == pytest.approx(worst)
+
+
+def test_a_soft_cap_expects_each_request_at_the_run_s_average_and_reserves_nothing() -> None:
+    account = SpendingAccount(FreePrices(), soft_cap_usd=1.0, spent_usd=0.5)
+    assert account.reserve(0.4)  # before any reply, a request is expected at its worst case: 0.5 + 0.4 fits
+    assert not account.reserve(0.4)  # 0.5 + 2 x 0.4 does not
+    assert account.soft_refused and account.reserved_usd == 0.0
+    account.settle(0.4, 0.1)  # the run's average is now $0.10 a reply
+    assert [account.reserve(0.4) for _ in range(5)] == [True, True, True, True, False]  # 0.6 + 4 x 0.1 = 1.0
+    assert "cap from the pilot's projection" in account.stop_message(0.4)
+
+
+def test_under_a_soft_cap_the_hard_cap_still_reserves_each_worst_case() -> None:
+    account = SpendingAccount(FreePrices(), cap_usd=1.0, soft_cap_usd=5.0)
+    assert account.reserve(0.6)
+    assert not account.reserve(0.6)  # the soft cap would take it; the hard cap's reservation does not
+    assert not account.soft_refused and account.reserved_usd == 0.6
+    assert account.stop_message(0.6).startswith("spent $0.0000 of the $1.0000 cap")

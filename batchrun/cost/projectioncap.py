@@ -52,12 +52,17 @@ def projected_ratios(projection: dict[str, Any]) -> dict[str, float]:
 
 def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path, tier: str, *,
                setting: str = "--max-cost-from-projection") -> float | None:
-    """The run's cap: the projection's `kind` figure, or the hard cap when that is lower (or no kind is asked).
+    """The lower of the hard cap and the projection's `kind` figure (the hard cap alone when no kind is asked)."""
+    caps = run_caps(hard_cap, kind, out_dir, manifest_path, tier, setting=setting)
+    return caps[0] if caps[1] is None else caps[1]
 
-    `setting`: what asked for it, as the error names it.
-    """
+
+def run_caps(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_path: Path, tier: str, *,
+             setting: str = "--max-cost-from-projection") -> tuple[float | None, float | None]:
+    """(hard cap, soft cap): the soft cap is the projection's `kind` figure for the whole job, None when no
+    kind is asked or the hard cap is lower. `setting`: what asked for it, as the error names it."""
     if kind is None:
-        return hard_cap
+        return hard_cap, None
     projection = current_projection(out_dir, manifest_path)
     projected = None if projection is None else projected_total(projection, kind)
     if projection is None or projected is None:
@@ -66,7 +71,9 @@ def budget_cap(hard_cap: float | None, kind: str | None, out_dir: Path, manifest
     if projection.get("tier") not in (None, tier):
         log.warning("the projection prices what remains at the %s tier and this run sends at the %s tier: "
                     "the cap is still the projection's figure", projection["tier"], tier)
-    cap = projected if hard_cap is None else min(hard_cap, projected)
-    log.info("budget $%.4f: %s", cap, "the hard cap, below the projection" if cap != projected
-             else f"the projection's {kind} figure for the whole job")
-    return cap
+    if hard_cap is not None and hard_cap <= projected:
+        log.info("budget $%.4f: the hard cap, below the projection", hard_cap)
+        return hard_cap, None
+    log.info("budget $%.4f: the projection's %s figure for the whole job (a soft cap%s)", projected, kind,
+             "" if hard_cap is None else f"; --max-cost ${hard_cap:.4f} stays the hard one")
+    return hard_cap, projected
