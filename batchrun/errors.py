@@ -291,3 +291,13 @@ def timeout_needs_fallback_message() -> str:
     return ("needs a tier to switch to; add --fallback flex or --fallback standard (or batch.fallback in the "
             "spec)")
 
+
+
+def ray_missing_message() -> str:
+    """`--ray` without Ray installed."""
+    return "--ray needs Ray: pip install 'batchrun[ray]' (or run without --ray)"
+
+
+def ray_target_message(text: str) -> str:
+    return (f"--ray {text}: expected auto (join the cluster RAY_ADDRESS names) or local:N (start a local cluster "
+            "of N worker processes), e.g. --ray local:4")

@@ -123,8 +123,11 @@ class WorkerPool:
 
     def __init__(self, *, provider: PoolProvider, client: httpx.AsyncClient | None, limiter: Limiter,
                  policy: RetryPolicy, sink: PoolSink, progress: Progress, clock: Clock,
-                 account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks()) -> None:
+                 account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks(),
+                 save: Callable[[PoolSink, Finished], None] = save_finished) -> None:
+        """`save`: how a finished exchange is written (a cluster worker hands it to the driver instead)."""
         self.provider, self.client, self.limiter, self.policy = provider, client, limiter, policy
+        self._save_finished = save
         self.sink, self.progress, self.clock = sink, progress, clock
         self.account, self.settings, self.hooks = account, settings, hooks
         self.stop = PoolStop()
@@ -401,7 +404,7 @@ class WorkerPool:
         try:
             # written on the event loop's thread: a few milliseconds into the page cache, and worker
             # threads would each grow a malloc arena of image-sized buffers (bench/RESULTS.md, images)
-            save_finished(self.sink, done)
+            self._save_finished(self.sink, done)
         except OSError as exc:
             self.held.append(done)
             self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))
