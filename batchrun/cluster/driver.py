@@ -97,6 +97,7 @@ class ClusterDriver:
 
     def run(self, count: int, options: Any) -> ClusterRun:
         self._start_actors(count)
+        self.progress.started = self.progress.clock()  # the rate counts sending time, not the cluster's start
         for name, shard in self.book.deal(self.job.records, list(self.workers)).items():
             self._start_shard(name, shard)
         ticker, display, live = self._ticker(options)
