@@ -79,3 +79,11 @@ async def test_a_pause_any_worker_reports_delays_the_next_grant_of_every_worker(
 
 async def _append(into: list, awaitable) -> None:
     into.append(await awaitable)
+
+
+async def test_the_desk_counts_its_grants_and_the_leases_they_were_made_in() -> None:
+    desk = LimiterDesk(DeskLimits(concurrency=8), FakeClock())
+    await desk.lease("w1", [Want()] * 3)
+    await desk.lease("w2", [Want()] * 2)
+
+    assert await desk.counts() == (5, 2)

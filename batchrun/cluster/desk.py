@@ -59,6 +59,7 @@ class LimiterDesk:
         self._limits, self._clock = limits, clock or MonotonicClock()
         self._limiter: Limiter | None = None  # made on the event loop that serves the calls
         self._held: dict[int, tuple[str, Permit]] = {}
+        self.leases = self.grants = 0
 
     @property
     def limiter(self) -> Limiter:
@@ -76,6 +77,7 @@ class LimiterDesk:
         they are granted without a wait."""
         if not wants:
             return []
+        self.leases += 1
         numbers = [await self._grant(worker, wants[0])]
         async with anyio.create_task_group() as at_once:
             # The canceller runs at this task's first wait: the limiter's fast path (a free slot, room
@@ -88,6 +90,7 @@ class LimiterDesk:
 
     async def _grant(self, worker: str, want: Want) -> int:
         permit = await self.limiter.acquire(tokens=want.tokens, images=want.images)
+        self.grants += 1
         self._held[permit.number] = (worker, permit)
         return permit.number
 
@@ -109,6 +112,10 @@ class LimiterDesk:
         numbers = [number for number, (holder, _) in self._held.items() if holder == worker]
         await self.report([Return(number) for number in numbers])
         return len(numbers)
+
+    async def counts(self) -> tuple[int, int]:
+        """Grants made, and the lease calls they were made in."""
+        return self.grants, self.leases
 
     async def in_flight(self) -> int:
         """Grants out, across the cluster."""

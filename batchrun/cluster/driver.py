@@ -107,6 +107,8 @@ class ClusterDriver:
         finally:
             display.stop()
             live.remove()
+        grants, leases = self.ray.get(self.desk.counts.remote())
+        log.info("the limiter desk made %d grants in %d leases", grants, leases)
         return self.result
 
     def _ticker(self, options: Any) -> tuple[ProgressTicker, Any, LiveFile]:
