@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from batchrun.cluster.desk import DeskLimits, LimiterDesk, Return, Want
+from batchrun.cluster.desk import CLUSTER_PACE, DeskLimits, LimiterDesk, Return, Want
 from batchrun.running.clock import FakeClock, settle
 from batchrun.running.limiter import PACE_FRACTION, STORM_LIMITED
 
@@ -29,7 +29,7 @@ async def test_a_paced_lease_returns_its_first_grant_and_never_holds_one_back_fo
             granted = await desk.lease("w1", [Want()] * 4)
             leases.append((clock.now(), len(granted)))
 
-    gap = 60 / (1200 * PACE_FRACTION)
+    gap = 60 / (1200 * CLUSTER_PACE * PACE_FRACTION)
     assert leases == [(0.0, 1), (pytest.approx(gap), 1), (pytest.approx(2 * gap), 1)]
 
 

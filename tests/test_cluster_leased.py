@@ -17,11 +17,11 @@ class CountingDesk(LimiterDesk):
 
     def __init__(self, limits: DeskLimits, clock: FakeClock) -> None:
         super().__init__(limits, clock)
-        self.leases: list[int] = []  # wants per lease call
+        self.lease_sizes: list[int] = []  # wants per lease call
         self.reports: list[list[Return]] = []
 
     async def lease(self, worker: str, wants: list[Want]) -> list[int]:
-        self.leases.append(len(wants))
+        self.lease_sizes.append(len(wants))
         return await super().lease(worker, wants)
 
     async def report(self, returns, hold_back_s=None, pause=None) -> None:
@@ -45,7 +45,7 @@ async def test_eight_requests_waiting_at_once_take_one_lease_and_their_releases_
         await settle()
         group.cancel_scope.cancel()
 
-    assert desk.leases == [8]
+    assert desk.lease_sizes == [8]
     assert sorted(p.number for p in permits) == list(range(1, 9))
     assert [len(r) for r in desk.reports] == [8]
     assert await desk.in_flight() == 0
@@ -66,7 +66,7 @@ async def test_a_request_cancelled_while_it_waits_gives_its_grant_back_unused() 
         group.cancel_scope.cancel()
 
     assert await desk.in_flight() == 0  # the cancelled request's grant, if it came, went back unused
-    assert limiter.leases == len(desk.leases)
+    assert limiter.leases == len(desk.lease_sizes) == desk.leases
 
 
 async def test_a_server_delay_and_a_pause_reach_the_desk_and_hold_back_the_other_workers() -> None:

@@ -26,9 +26,11 @@ def test_records_are_dealt_round_robin_and_an_empty_shard_is_not_started() -> No
 def test_a_lost_worker_leaves_as_orphans_only_the_records_it_had_not_delivered() -> None:
     book = ShardBook()
     book.deal(records(6), ["w1", "w2"])
+    book.sent("w1", "q0")
+    book.sent("w1", "q2")
     book.finished("w1", "r0")
 
-    assert book.lost("w1") == 2
+    assert book.lost("w1") == (2, 1)  # r2 and r4 are orphans; q2 had been sent
     assert sorted(ids(book.take_orphans())) == ["r2", "r4"]
     assert book.take_orphans() == []
 

@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class ClusterDriver:
         self.interrupted = False
 
     def run(self, count: int, options: Any) -> ClusterRun:
+        if options.handle_signals:  # SIGTERM stops the run as Ctrl-C does: requests in flight are saved
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         self._start_actors(count)
         self.progress.started = self.progress.clock()  # the rate counts sending time, not the cluster's start
         for name, shard in self.book.deal(self.job.records, list(self.workers)).items():
@@ -170,6 +173,7 @@ class ClusterDriver:
         progress.errors.update(delivery.errors)
         try:
             for request_id in delivery.sent:
+                self.book.sent(name, request_id)
                 self.sink.record_sent(request_id)
         except OSError as exc:
             self._stop_all(PoolStop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir)))
@@ -210,10 +214,10 @@ class ClusterDriver:
         """A worker died: its requests back to pending for the others, its slots back to the desk."""
         del self.workers[name]
         self.result.lost_workers += 1
-        orphans = self.book.lost(name)
+        orphans, sent = self.book.lost(name)
         self.ray.get(self.desk.forget.remote(name))
-        log.warning("Ray %s was lost; its %d requests (in flight or queued) go back to pending and are sent by "
-                    "the other workers", name, orphans)
+        log.warning("Ray %s was lost; its %d unfinished requests go back to pending and are sent by the other "
+                    "workers (%d of them were in flight and may be billed twice)", name, orphans, sent)
         if not self.workers:
             self._stop_all(PoolStop(StopReason.INTERRUPTED, "every Ray worker was lost"))
         self._deal_orphans()

@@ -20,6 +20,7 @@ class ShardBook:
 
     def __init__(self) -> None:
         self._held: dict[str, dict[str, RequestRecord]] = {}
+        self._sent: dict[str, set[str]] = {}  # request ids a worker marked sent and has not delivered
         self.orphans: list[RequestRecord] = []
 
     def deal(self, records: Iterable[RequestRecord], workers: list[str]) -> dict[str, list[RequestRecord]]:
@@ -35,18 +36,24 @@ class ShardBook:
         held = self._held.setdefault(worker, {})
         held.update((record.row_id, record) for record in records)
 
+    def sent(self, worker: str, request_id: str) -> None:
+        self._sent.setdefault(worker, set()).add(request_id)
+
     def finished(self, worker: str, row_id: str) -> None:
-        self._held.get(worker, {}).pop(row_id, None)
+        record = self._held.get(worker, {}).pop(row_id, None)
+        if record is not None:
+            self._sent.get(worker, set()).discard(record.request_id)
 
     def ended(self, worker: str) -> int:
         """The worker's shard ended: what it still holds was given up on (a stop); how many."""
+        self._sent.pop(worker, None)
         return len(self._held.pop(worker, {}))
 
-    def lost(self, worker: str) -> int:
-        """The worker died: what it held becomes orphans; how many."""
+    def lost(self, worker: str) -> tuple[int, int]:
+        """The worker died: what it held becomes orphans; how many, and how many of them it had sent."""
         records = list(self._held.pop(worker, {}).values())
         self.orphans.extend(records)
-        return len(records)
+        return len(records), len(self._sent.pop(worker, set()))
 
     def take_orphans(self) -> list[RequestRecord]:
         orphans, self.orphans = self.orphans, []

@@ -12,9 +12,11 @@ The class is plain async code; `driver.py` turns it into a Ray actor.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,11 +65,13 @@ class _Outbox:
 
     out_dir = Path(".")
 
-    def __init__(self) -> None:
+    def __init__(self, on_arrival: Callable[[], None]) -> None:
         self.delivery = Delivery()
+        self._on_arrival = on_arrival
 
     def record_sent(self, request_id: str) -> None:
         self.delivery.sent.append(request_id)
+        self._on_arrival()  # the driver journals it before the reply comes: a lost worker's sends are known
 
     def save(self, _sink: PoolSink, done: Finished) -> None:
         self.delivery.finished.append(done)
@@ -84,7 +88,7 @@ class ShardWorker:
 
     def __init__(self, name: str, desk: Desk, setup: WorkerSetup) -> None:
         self.name, self._desk, self._setup = name, desk, setup
-        self._outbox = _Outbox()
+        self._outbox = _Outbox(self._wake)
         self._progress = Progress(total=0)
         self._arrived = anyio.Event()
         self._pool: WorkerPool | None = None
@@ -99,9 +103,8 @@ class ShardWorker:
         """Begin sending a shard (in the background: `drain` follows it)."""
         if self._running:
             raise RuntimeError(f"worker {self.name} is still sending its last shard")
-        import asyncio  # a Ray actor's calls run on asyncio: the shard outlives this call as a task
-
         self._running = True
+        # a Ray actor's calls run on asyncio: the shard outlives this call as a task of its loop
         self._task = asyncio.get_running_loop().create_task(self.run_shard(records, deadline_s))
 
     async def run_shard(self, records: list[RequestRecord], deadline_s: float | None) -> None:
@@ -122,7 +125,7 @@ class ShardWorker:
             provider=build_provider(setup.provider), client=None, limiter=limiter, policy=setup.policy,  # type: ignore[arg-type]
             sink=self._outbox, progress=self._progress, clock=clock,
             account=self._account, settings=settings,
-            hooks=RunHooks(on_reply=self._on_reply), save=self._saved,
+            hooks=RunHooks(on_reply=self._warner), save=self._saved,
         )
         self._pool = pool
         async with anyio.create_task_group() as serving:
@@ -135,18 +138,17 @@ class ShardWorker:
             await limiter.flush()
         return stop
 
-    def _on_reply(self, reply: object) -> None:
-        self._warner(reply)  # type: ignore[arg-type]
-        self._arrived.set()
-
     def _saved(self, sink: PoolSink, done: Finished) -> None:
         self._outbox.save(sink, done)
+        self._wake()
+
+    def _wake(self) -> None:
         self._arrived.set()
 
     async def drain(self) -> Delivery:
-        """What arrived since the last drain (waiting for something, or the shard's end)."""
+        """What arrived since the last drain: sent markers, finished exchanges (waiting for one), the shard's end."""
         delivery = self._outbox.delivery
-        while not (delivery.finished or delivery.done):
+        while not (delivery.sent or delivery.finished or delivery.done):
             await self._arrived.wait()
             self._arrived = anyio.Event()
             delivery = self._outbox.delivery
