@@ -160,6 +160,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-wait", type=float, default=120.0, metavar="SECONDS",
                    help="after a write error (disk full), how long to wait for space to save the replies that arrived")
     p.add_argument("--concurrency", type=int, metavar="N", help="override limits.concurrency")
+    p.add_argument("--ray", metavar="auto|local:N",
+                   help="send on a Ray cluster: auto joins the one RAY_ADDRESS names, local:N starts one of N worker "
+                        "processes; the job's limits hold for the whole cluster (needs pip install 'batchrun[ray]')")
     p.add_argument("--tier", metavar="TIER", help=TIER_HELP)
     p.add_argument("--wait", action="store_true",
                    help="at the batch tier, poll until every batch is done (or --until / --max-duration) "

@@ -304,3 +304,13 @@ def projection_needed_message(setting: str, path: object, stale: bool) -> str:
 def pilot_needs_yes_message(requests: int, cost: str) -> str:
     return (f"the pilot sends {requests:,} requests ({cost}) and there is no terminal to ask: "
             "add --yes to send them")
+
+
+def ray_missing_message() -> str:
+    """`--ray` without Ray installed."""
+    return "--ray needs Ray: pip install 'batchrun[ray]' (or run without --ray)"
+
+
+def ray_target_message(text: str) -> str:
+    return (f"--ray {text}: expected auto (join the cluster RAY_ADDRESS names) or local:N (start a local cluster "
+            "of N worker processes), e.g. --ray local:4")

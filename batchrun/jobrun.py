@@ -193,6 +193,8 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     """Send what is pending; return the exit code, or raise the RunStopped error that ended the run."""
     check_batch_kind(loaded, options)
     key = api_key(loaded)  # every key of a pool, before anything is written: a bad key leaves no trace
+    if options.ray is not None:
+        _check_cluster_run(loaded, options)
     # Locked before planning: two runs of a never-planned spec would otherwise both write its manifest.
     try:
         lock = acquire_lock(loaded.output_dir)
@@ -213,6 +215,19 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     release_lock(lock)
     _notify(loaded, summary)
     return code
+
+
+def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
+    """--ray: Ray installed, and a tier a cluster sends at (before anything is written)."""
+    from batchrun.cluster.target import import_ray
+
+    import_ray()
+    if len(loaded.spec.provider.key_envs) > 1:
+        raise UsageError(f"--ray sends with one key, and provider.api_key_env lists {len(loaded.spec.provider.key_envs)}: "
+                         "a key pool on a Ray cluster is not supported yet; run without --ray, or list one key")
+    if run_tier(loaded, options) is Tier.BATCH:
+        raise UsageError("--ray sends requests one by one (the standard or flex tier); a batch run (--tier batch, "
+                         "or the spec's tier: batch) needs no cluster: run it without --ray")
 
 
 def _notify(loaded: LoadedSpec, summary: Path | None) -> None:
@@ -293,7 +308,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
             else:
                 work, left_to_batches = leave_to_batches(loaded, work, run_tier(loaded, options))
                 progress.total -= left_to_batches
-                pool = anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
+                pool = _send(loaded, options, key, catalog, sink, progress, work, account)
                 stop, held = pool.stop, _save_held(sink, pool.held, options.write_wait_s, progress)
         else:
             log.info("nothing to send: every row of the job has a final result")
@@ -322,6 +337,18 @@ def _budget_caps(loaded: LoadedSpec, options: RunOptions) -> tuple[float | None,
     kind = None if options.only_requests is not None else kind
     return run_caps(hard, kind, loaded.output_dir, manifest_path(loaded), run_tier(loaded, options).value,
                     setting=setting)
+
+
+def _send(loaded: LoadedSpec, options: RunOptions, key: str | None, catalog: PriceCatalog, sink: Sink,
+          progress: Progress, work: Work, account: SpendingAccount):
+    """Send what is pending: in this process, or on a Ray cluster with --ray."""
+    if options.ray is None:
+        return anyio.run(run_pool, loaded, options, key, catalog, sink, progress, work, account)
+    from batchrun.cluster.driver import run_on_cluster
+    from batchrun.cluster.job import cluster_job
+
+    return run_on_cluster(options.ray, lambda workers: cluster_job(loaded, options, key, catalog, work, account, workers),
+                          sink, progress, options)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:

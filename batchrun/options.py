@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cluster.target import RayTarget, parse_ray_target
 from .errors import UsageError, fallback_tier_message
 from .tiers import FALLBACK_TIERS, Tier, run_tier
 
@@ -55,6 +56,7 @@ class RunOptions:
     skip_bad_inputs: bool = False  # a plan the run makes leaves out rows with bad photos
     wait_quota: bool = False  # --wait-quota: park until a spent daily quota resets (or the spec's run.wait_quota)
     only_requests: frozenset[str] | None = None  # a pilot: send these request ids only (None: every pending one)
+    ray: RayTarget | None = None  # --ray: send on a Ray cluster (None: in this process)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         refresh=getattr(args, "refresh", False),
         skip_bad_inputs=getattr(args, "skip_bad_inputs", False),
         wait_quota=getattr(args, "wait_quota", False),
+        ray=None if getattr(args, "ray", None) is None else parse_ray_target(args.ray),
     )
 
 

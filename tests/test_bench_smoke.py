@@ -94,6 +94,17 @@ def test_limits_report_the_rate_and_the_share_of_429s(tmp_path: Path, mode: str)
     assert result["all_runs"][0]["ok"] == 30
 
 
+@pytest.mark.timeout(300)  # a local Ray cluster starts in half a minute on a loaded machine
+def test_ray_limit_reports_the_cluster_beside_one_process(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'batchrun[ray]' runs this benchmark")
+    result = figures("ray_limit.py", "--requests", "20", "--limit", "50", "--workers", "2", "--runs", "1",
+                     "--work", str(tmp_path), timeout_s=280)
+    assert result["benchmark"] == "ray-limit"
+    assert positive(result["requests_per_s"]) and share(result["share_429"])
+    assert result["all_runs"][0]["ok"] == 20 and result["one_process"]["all_runs"][0]["ok"] == 20
+    assert positive(result["ray_over_one_process"])
+
+
 @pytest.mark.timeout(300)  # six short jobs, about 18 processes: slow only on a loaded machine
 def test_random_429_reports_the_ratio_to_the_clean_job_for_both_versions(tmp_path: Path) -> None:
     result = figures("random_429.py", "--requests", "40", "--latency-s", "0.05", "--share", "0.2", "--delay-s", "0.2",

@@ -132,8 +132,9 @@ class WorkerPool:
     def __init__(self, *, provider: PoolProvider | None = None, client: httpx.AsyncClient | None,
                  limiter: Limiter | None = None, policy: RetryPolicy, sink: PoolSink, progress: Progress,
                  clock: Clock, account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks(),
-                 keys: KeyPool | None = None) -> None:
-        """Either `keys` (a pool of keys, each with its adapter and limiter) or one `provider` and `limiter`."""
+                 keys: KeyPool | None = None, save: Callable[[PoolSink, Finished], None] = save_finished) -> None:
+        """Either `keys` (a pool of keys, each with its adapter and limiter) or one `provider` and `limiter`.
+        `save`: how a finished exchange is written (a cluster worker hands it to the driver instead)."""
         if keys is None:
             if provider is None or limiter is None:
                 raise ValueError("give a provider and a limiter, or a key pool")
@@ -141,6 +142,7 @@ class WorkerPool:
         self.keys = keys
         first = keys.lanes[0]
         self.provider, self.client, self.limiter, self.policy = first.provider, client, first.limiter, policy
+        self._save_finished = save
         self.sink, self.progress, self.clock = sink, progress, clock
         self.account, self.settings, self.hooks = account, settings, hooks
         self.stop = PoolStop()
@@ -428,7 +430,7 @@ class WorkerPool:
         try:
             # written on the event loop's thread: a few milliseconds into the page cache, and worker
             # threads would each grow a malloc arena of image-sized buffers (bench/RESULTS.md, images)
-            save_finished(self.sink, done)
+            self._save_finished(self.sink, done)
         except OSError as exc:
             self.held.append(done)
             self.request_stop(StopReason.WRITE, write_error_message(exc, self.sink.out_dir))

@@ -1,0 +1,164 @@
+"""A cluster worker: the same worker pool, on a shard of the pending records, limited by the desk.
+
+Inputs: shards of records (`start`), a desk (the job's one limiter) and a `WorkerSetup` (provider,
+retry policy, pool settings, prices, its share of the budget). Outputs: `Delivery`s the driver
+drains: the sent markers and the finished exchanges since the last drain, and whether the shard is
+done and why it stopped. Invariants:
+- a worker writes nothing: every reply goes back to the driver, which keeps the one sink;
+- a request is marked sent before its exchange is delivered (the order the driver writes them in);
+- a request the pool gives up on (a stop) is neither delivered nor marked finished: it stays pending.
+The class is plain async code; `driver.py` turns it into a Ray actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from batchrun.cluster.leased import Desk, LeasedLimiter
+from batchrun.output.images import ImageFile
+from batchrun.output.progress import Progress
+from batchrun.providers.registry import ProviderSettings, build_provider, build_transport
+from batchrun.records import RequestRecord, ResultRecord
+from batchrun.running.account import RequestPrices, SpendingAccount
+from batchrun.running.clock import MonotonicClock
+from batchrun.running.hooks import ModelStatusWarner, RunHooks
+from batchrun.running.http import make_client
+from batchrun.running.pool import PoolSettings, PoolSink, PoolStop, StopReason, WorkerPool
+from batchrun.running.retry import RetryPolicy
+from batchrun.running.saving import Finished
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker builds its pool from (sent once, when the actor starts)."""
+
+    provider: ProviderSettings
+    policy: RetryPolicy
+    pool: PoolSettings
+    prices: RequestPrices
+    cap_usd: float | None = None  # this worker's share of what the budget has left
+
+
+@dataclass
+class Delivery:
+    """What a worker hands the driver in one drain."""
+
+    sent: list[str] = field(default_factory=list)  # request ids marked sent, in order
+    finished: list[Finished] = field(default_factory=list)
+    retries: int = 0  # since the last drain
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)  # retried errors by kind
+    done: bool = False  # the shard ended (its stop, if any, in `stop`)
+    stop: PoolStop | None = None
+    failure: str | None = None  # an unexpected error that ended the shard
+
+
+class _Outbox:
+    """The pool's sink on a worker: it writes nothing, it collects for the driver."""
+
+    out_dir = Path(".")
+
+    def __init__(self, on_arrival: Callable[[], None]) -> None:
+        self.delivery = Delivery()
+        self._on_arrival = on_arrival
+
+    def record_sent(self, request_id: str) -> None:
+        self.delivery.sent.append(request_id)
+        self._on_arrival()  # the driver journals it before the reply comes: a lost worker's sends are known
+
+    def save(self, _sink: PoolSink, done: Finished) -> None:
+        self.delivery.finished.append(done)
+
+    def write_result(self, result: ResultRecord) -> None:
+        raise NotImplementedError("a cluster worker writes no result: the driver does")
+
+    def write_image(self, data: bytes, mime: str, output_name: str | None, row_id: str) -> ImageFile:
+        raise NotImplementedError("a cluster worker writes no image: the driver does")
+
+
+class ShardWorker:
+    """Runs shards of records one after another; see the module docstring."""
+
+    def __init__(self, name: str, desk: Desk, setup: WorkerSetup) -> None:
+        self.name, self._desk, self._setup = name, desk, setup
+        self._outbox = _Outbox(self._wake)
+        self._progress = Progress(total=0)
+        self._arrived = anyio.Event()
+        self._pool: WorkerPool | None = None
+        self._running = False
+        self._warner = ModelStatusWarner()
+        self._account = SpendingAccount(setup.prices, setup.cap_usd)  # one share for every shard it runs
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def start(self, records: list[RequestRecord], deadline_s: float | None = None) -> None:
+        """Begin sending a shard (in the background: `drain` follows it)."""
+        if self._running:
+            raise RuntimeError(f"worker {self.name} is still sending its last shard")
+        self._running = True
+        # a Ray actor's calls run on asyncio: the shard outlives this call as a task of its loop
+        self._task = asyncio.get_running_loop().create_task(self.run_shard(records, deadline_s))
+
+    async def run_shard(self, records: list[RequestRecord], deadline_s: float | None) -> None:
+        try:
+            stop = await self._send(records, deadline_s)
+        except Exception as exc:  # delivered to the driver, which stops the run with it
+            self._outbox.delivery.failure = f"{type(exc).__name__}: {exc}"
+            stop = None
+        self._outbox.delivery.done, self._outbox.delivery.stop = True, stop
+        self._running = False
+        self._arrived.set()
+
+    async def _send(self, records: list[RequestRecord], deadline_s: float | None) -> PoolStop:
+        setup, clock = self._setup, MonotonicClock()
+        limiter = LeasedLimiter(self._desk, self.name, clock=clock)
+        settings = dataclasses.replace(setup.pool, deadline_s=deadline_s, handle_signals=False)
+        pool = WorkerPool(
+            provider=build_provider(setup.provider), client=None, limiter=limiter, policy=setup.policy,  # type: ignore[arg-type]
+            sink=self._outbox, progress=self._progress, clock=clock,
+            account=self._account, settings=settings,
+            hooks=RunHooks(on_reply=self._warner), save=self._saved,
+        )
+        self._pool = pool
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(limiter.serve)
+            async with make_client(build_transport(setup.provider), setup.provider.timeout_s) as client:
+                pool.client = client
+                stop = await pool.run(records)
+            serving.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await limiter.flush()
+        return stop
+
+    def _saved(self, sink: PoolSink, done: Finished) -> None:
+        self._outbox.save(sink, done)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._arrived.set()
+
+    async def drain(self) -> Delivery:
+        """What arrived since the last drain: sent markers, finished exchanges (waiting for one), the shard's end."""
+        delivery = self._outbox.delivery
+        while not (delivery.sent or delivery.finished or delivery.done):
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+            delivery = self._outbox.delivery
+        self._outbox.delivery = Delivery()
+        delivery.retries, self._progress.retries = self._progress.retries, 0
+        delivery.errors, self._progress.errors = self._progress.errors, collections.Counter()
+        return delivery
+
+    async def stop(self, reason: StopReason, message: str = "") -> None:
+        """Stop sending: requests in flight finish and are delivered; the rest stay pending."""
+        if self._pool is not None and self._running:
+            self._pool.request_stop(reason, message)
+
