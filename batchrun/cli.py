@@ -305,6 +305,7 @@ def cmd_plan(args) -> int:
     from batchrun.planning.plan import InputChoices
 
     summary = plan_job(loaded, show=options.show, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
+    _upload(loaded.output_dir)
     _warn(summary.warnings)
     if options.json:
         print(json.dumps(summary.to_json(), indent=2))
@@ -419,8 +420,16 @@ def cmd_report(args) -> int:
 
     loaded = load_spec(args.spec, args.output_dir)
     written = write_report(loaded.output_dir, loaded.spec.name)
+    _upload(loaded.output_dir)
     print(written.path)
     return 0
+
+
+def _upload(output_dir) -> None:
+    """Push what a command wrote into an output folder kept in a bucket (nothing for a local folder)."""
+    from batchrun.output.mirror import push_output
+
+    push_output(output_dir)
 
 
 def cmd_estimate(args) -> int:

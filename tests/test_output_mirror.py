@@ -1,0 +1,157 @@
+"""A staging folder mirrored to a bucket: what goes up, in which order, and what comes down (moto on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from s3_server import BUCKET, s3  # noqa: F401  (fixture)
+
+from batchrun.errors import UsageError
+from batchrun.output.mirror import (
+    Mirror,
+    UploadSchedule,
+    is_synced_file,
+    push_order,
+    staging_folder,
+    upload_every,
+)
+from batchrun.output.sink import Sink, list_parts, read_parts
+from batchrun.output.store import open_store
+from batchrun.records import ResultRecord
+
+LOCATION = f"s3://{BUCKET}/job"
+
+
+class RecordingStore:
+    """A real store that remembers the order of its uploads."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.location = store.location
+        self.uploaded: list[str] = []
+
+    def upload(self, local, relative):
+        self.uploaded.append(relative)
+        self._store.upload(local, relative)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def folder_with(tmp_path, files: dict[str, bytes]):
+    folder = tmp_path / "staging"
+    for relative, data in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+    return folder
+
+
+A_RUN = {"manifest.parquet": b"m", "images/sku1/kitchen.png": b"png1", "results/part-000001.parquet": b"p1",
+         "runs/r1.json": b"{}", "journal/r1-000001.jsonl": b"j", ".lock": b"123", "results/part-000002.parquet.tmp": b"t"}
+
+
+def test_the_journal_the_lock_and_temp_files_stay_local():
+    assert not is_synced_file("journal/r1-000001.jsonl")
+    assert not is_synced_file(".lock")
+    assert not is_synced_file("results/part-000002.parquet.tmp")
+    assert is_synced_file("images/a/b.png") and is_synced_file("manifest.parquet")
+
+
+def test_images_and_manifest_go_up_before_parts_and_parts_before_run_records():
+    order = push_order(["runs/r1.json", "results/part-000001.parquet", "images/z.png", "manifest.parquet"])
+    assert order == ["images/z.png", "manifest.parquet", "results/part-000001.parquet", "runs/r1.json"]
+
+
+def test_the_staging_folder_is_under_the_cache_and_one_per_location(tmp_path):
+    env = {"BATCHRUN_CACHE_DIR": str(tmp_path)}
+    first = staging_folder("s3://bucket/a", env)
+    assert first.parent == tmp_path / "staging"
+    assert first == staging_folder("s3://bucket/a/", env) != staging_folder("s3://bucket/b", env)
+
+
+def test_upload_interval_comes_from_the_environment_or_is_a_minute():
+    assert upload_every({}) == 60.0
+    assert upload_every({"BATCHRUN_UPLOAD_EVERY_S": "0.5"}) == 0.5
+    with pytest.raises(UsageError, match="BATCHRUN_UPLOAD_EVERY_S='soon' is not a number of seconds"):
+        upload_every({"BATCHRUN_UPLOAD_EVERY_S": "soon"})
+
+
+def test_an_upload_is_due_every_interval_of_the_given_clock():
+    now = [100.0]
+    schedule = UploadSchedule(mirror=None, clock=lambda: now[0], every_s=10)
+    now[0] = 109.9
+    assert not schedule.due()
+    now[0] = 110.0
+    assert schedule.due()
+    assert not schedule.due()
+    now[0] = 120.0
+    assert schedule.due()
+
+
+def test_a_push_uploads_every_synced_file_in_order_then_nothing_unchanged(s3, tmp_path):  # noqa: F811
+    store = RecordingStore(open_store(LOCATION, s3.env))
+    mirror = Mirror(folder_with(tmp_path, A_RUN), store)
+    assert mirror.push() == 4
+    assert store.uploaded == ["images/sku1/kitchen.png", "manifest.parquet", "results/part-000001.parquet",
+                              "runs/r1.json"]
+    assert set(s3.files("job")) == set(store.uploaded)
+    assert mirror.push() == 0
+
+
+def test_a_part_removed_locally_is_removed_from_the_bucket(s3, tmp_path):  # noqa: F811
+    folder = folder_with(tmp_path, A_RUN)
+    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror.push()
+    (folder / "results/part-000001.parquet").unlink()
+    mirror.push()
+    assert "results/part-000001.parquet" not in s3.files("job")
+
+
+def test_a_fresh_staging_folder_pulls_everything_the_bucket_holds(s3, tmp_path):  # noqa: F811
+    Mirror(folder_with(tmp_path, A_RUN), open_store(LOCATION, s3.env)).push()
+    other = tmp_path / "other-machine"
+    assert Mirror(other, open_store(LOCATION, s3.env)).pull() == 4
+    assert (other / "images/sku1/kitchen.png").read_bytes() == b"png1"
+    assert not (other / "journal").exists()
+
+
+def test_a_pull_keeps_a_file_changed_here_since_the_last_sync(s3, tmp_path):  # noqa: F811
+    folder = folder_with(tmp_path, A_RUN)
+    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror.push()
+    (folder / "runs/r1.json").write_bytes(b'{"not": "uploaded yet"}')
+    assert mirror.pull() == 0
+    assert (folder / "runs/r1.json").read_bytes() == b'{"not": "uploaded yet"}'
+
+
+def test_a_pull_replaces_an_unchanged_file_the_bucket_changed(s3, tmp_path):  # noqa: F811
+    folder = folder_with(tmp_path, A_RUN)
+    Mirror(folder, open_store(LOCATION, s3.env)).push()
+    other = folder_with(tmp_path / "b", {"runs/r1.json": b'{"rewritten": true}'})
+    Mirror(other, open_store(LOCATION, s3.env)).push()
+    assert Mirror(folder, open_store(LOCATION, s3.env)).pull() == 1
+    assert (folder / "runs/r1.json").read_bytes() == b'{"rewritten": true}'
+
+
+def result(request_id: str, finished_at: float) -> ResultRecord:
+    return ResultRecord(request_id=request_id, status="ok", attempts=1, started_at=finished_at - 1,
+                        finished_at=finished_at, text="hi")
+
+
+def test_the_sink_compacts_and_pushes_once_the_interval_has_passed(s3, tmp_path):  # noqa: F811
+    now = [1000.0]
+    mirror = Mirror(tmp_path / "staging", open_store(LOCATION, s3.env), upload_every_s=30)
+    sink = Sink(mirror.folder, run_id="r1", clock=lambda: now[0], mirror=mirror)
+    sink.open()
+    sink.write_result(result("a", 1000.0))
+    mirror.wait()
+    assert not [name for name in s3.files("job") if name.startswith("results/")]
+    now[0] = 1030.0
+    sink.write_result(result("b", 1030.0))
+    mirror.wait()
+    parts = [name for name in s3.files("job") if name.startswith("results/")]
+    assert parts == ["results/part-000001.parquet"]
+    assert sorted(row["request_id"] for row in s3.result_rows("job")) == ["a", "b"]
+    sink.close()
+    index = read_parts(list_parts(mirror.folder / "results"))
+    assert isinstance(index, pa.Table) and len(index) == 2
