@@ -3,7 +3,8 @@
 What must hold: a run's results, images, manifest and run records land in the bucket; `status` and
 `export` from another folder, with another (empty) staging folder, read them from the bucket alone; a run
 killed with SIGKILL whose machine is then lost (its staging folder deleted) resumes from the bucket and
-sends again nothing whose result had been uploaded.
+sends again nothing whose result had been uploaded, and reports the requests in flight at the last upload
+as sent again.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=RUN_TIMEOUT_S)
         uploaded = final_ids(s3.result_rows("lines"))
+        assert len(uploaded) < 300, "the kill should land mid-run: make the job longer"
         logged = len(simulator.requests())
         staging = staging_folder(f"s3://{BUCKET}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
         assert (staging / "journal").is_dir()  # what the lost machine takes with it
@@ -96,6 +98,8 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
     assert not again, f"{len(again)} requests whose result was in the bucket were sent again"
     rows = s3.result_rows("lines")
     assert len({row["request_id"] for row in rows}) == 300
+    assert "requests were in flight and are sent again" in resumed.stderr  # from the journal in the bucket
+    assert not [name for name in s3.files("lines") if name.startswith("journal/")]
 
 
 def staging_hashes(cache, spec_dir) -> dict[str, str]:

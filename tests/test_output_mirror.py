@@ -50,16 +50,18 @@ A_RUN = {"manifest.parquet": b"m", "images/sku1/kitchen.png": b"png1", "results/
          "runs/r1.json": b"{}", "journal/r1-000001.jsonl": b"j", ".lock": b"123", "results/part-000002.parquet.tmp": b"t"}
 
 
-def test_the_journal_the_lock_and_temp_files_stay_local():
-    assert not is_synced_file("journal/r1-000001.jsonl")
+def test_the_lock_the_sync_record_and_temp_files_stay_local():
+    assert not is_synced_file(".batchrun-store.json")
     assert not is_synced_file(".lock")
     assert not is_synced_file("results/part-000002.parquet.tmp")
-    assert is_synced_file("images/a/b.png") and is_synced_file("manifest.parquet")
+    assert is_synced_file("images/a/b.png") and is_synced_file("journal/r1-000001.jsonl")
 
 
-def test_images_and_manifest_go_up_before_parts_and_parts_before_run_records():
-    order = push_order(["runs/r1.json", "results/part-000001.parquet", "images/z.png", "manifest.parquet"])
-    assert order == ["images/z.png", "manifest.parquet", "results/part-000001.parquet", "runs/r1.json"]
+def test_images_and_manifest_go_up_before_parts_then_run_records_then_the_journal():
+    order = push_order(["journal/r1-000001.jsonl", "runs/r1.json", "results/part-000001.parquet", "images/z.png",
+                        "manifest.parquet"])
+    assert order == ["images/z.png", "manifest.parquet", "results/part-000001.parquet", "runs/r1.json",
+                     "journal/r1-000001.jsonl"]
 
 
 def test_the_staging_folder_is_under_the_cache_and_one_per_location(tmp_path):
@@ -91,28 +93,40 @@ def test_an_upload_is_due_every_interval_of_the_given_clock():
 def test_a_push_uploads_every_synced_file_in_order_then_nothing_unchanged(s3, tmp_path):  # noqa: F811
     store = RecordingStore(open_store(LOCATION, s3.env))
     mirror = Mirror(folder_with(tmp_path, A_RUN), store)
-    assert mirror.push() == 4
+    assert mirror.push() == 5
     assert store.uploaded == ["images/sku1/kitchen.png", "manifest.parquet", "results/part-000001.parquet",
                               "runs/r1.json"]
-    assert set(s3.files("job")) == set(store.uploaded)
+    assert set(s3.files("job")) == {*store.uploaded, "journal/r1-000001.jsonl"}
     assert mirror.push() == 0
 
 
-def test_a_part_removed_locally_is_removed_from_the_bucket(s3, tmp_path):  # noqa: F811
+def test_a_part_or_journal_segment_removed_locally_is_removed_from_the_bucket(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
     mirror = Mirror(folder, open_store(LOCATION, s3.env))
     mirror.push()
     (folder / "results/part-000001.parquet").unlink()
+    (folder / "journal/r1-000001.jsonl").unlink()
     mirror.push()
-    assert "results/part-000001.parquet" not in s3.files("job")
+    assert set(s3.files("job")) == {"images/sku1/kitchen.png", "manifest.parquet", "runs/r1.json"}
+
+
+def test_a_journal_segment_still_growing_goes_up_again_at_the_next_push(s3, tmp_path):  # noqa: F811
+    folder = folder_with(tmp_path, A_RUN)
+    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror.push()
+    with open(folder / "journal/r1-000001.jsonl", "ab") as segment:
+        segment.write(b"more")
+    assert mirror.push() == 1
+    assert s3.files("job")["journal/r1-000001.jsonl"] == 5
 
 
 def test_a_fresh_staging_folder_pulls_everything_the_bucket_holds(s3, tmp_path):  # noqa: F811
     Mirror(folder_with(tmp_path, A_RUN), open_store(LOCATION, s3.env)).push()
     other = tmp_path / "other-machine"
-    assert Mirror(other, open_store(LOCATION, s3.env)).pull() == 4
+    assert Mirror(other, open_store(LOCATION, s3.env)).pull() == 5
     assert (other / "images/sku1/kitchen.png").read_bytes() == b"png1"
-    assert not (other / "journal").exists()
+    assert (other / "journal/r1-000001.jsonl").read_bytes() == b"j"
+    assert not (other / ".lock").exists()
 
 
 def test_a_pull_keeps_a_file_changed_here_since_the_last_sync(s3, tmp_path):  # noqa: F811
@@ -131,6 +145,20 @@ def test_a_pull_replaces_an_unchanged_file_the_bucket_changed(s3, tmp_path):  # 
     Mirror(other, open_store(LOCATION, s3.env)).push()
     assert Mirror(folder, open_store(LOCATION, s3.env)).pull() == 1
     assert (folder / "runs/r1.json").read_bytes() == b'{"rewritten": true}'
+
+
+def test_a_pull_removes_what_the_bucket_no_longer_holds_unless_changed_here(s3, tmp_path):  # noqa: F811
+    folder = folder_with(tmp_path, A_RUN)
+    Mirror(folder, open_store(LOCATION, s3.env)).push()
+    other = tmp_path / "other-machine"
+    Mirror(other, open_store(LOCATION, s3.env)).pull()
+    store = open_store(LOCATION, s3.env)
+    store.delete("journal/r1-000001.jsonl")
+    store.delete("runs/r1.json")
+    (other / "runs/r1.json").write_bytes(b'{"changed": "here"}')
+    Mirror(other, open_store(LOCATION, s3.env)).pull()
+    assert not (other / "journal/r1-000001.jsonl").exists()
+    assert (other / "runs/r1.json").read_bytes() == b'{"changed": "here"}'
 
 
 def result(request_id: str, finished_at: float) -> ResultRecord:

@@ -5,23 +5,25 @@ Input: the location (`output.dir: s3://bucket/prefix`) and the environment. Outp
 which every other part of batchrun reads and writes as the job's output folder, as if it were local.
 
 The durability contract:
-- An object store has no append and no lock, so the journal (`journal/`) and the lock (`.lock`) stay in
-  the staging folder, and never go up. Replies are journaled there as for a local folder: a killed
-  process loses nothing, and the next run on the same machine recovers its journal.
-- Everything else goes up: the manifest, the input cache, images, result parts, run records. A push
-  uploads what changed since the last one in this order: every file outside `results/` and `runs/`
-  (manifest, images), then the result parts, then the run records, taking the list of parts before
-  listing the images, so an image is in the bucket before any part holding its row (as on disk).
+- An object store has no append and no lock, so the journal is written in the staging folder, as for a
+  local folder, and the lock (`.lock`) stays there: a killed process loses nothing, and the next run on
+  the same machine recovers the journal.
+- Everything goes up but the lock and temp files: the manifest, the input cache, images, result parts, run
+  records and a snapshot of the journal. A push uploads what changed since the last one, in this order:
+  it takes the list of parts and the journal's bytes first, then uploads every other file (manifest,
+  images), the parts, the run records and the journal snapshot; so an image is in the bucket before any
+  part or journal line holding its row (as on disk). A part or journal segment removed here (superseded,
+  compacted) is then removed from the bucket.
 - During a run the sink compacts its journaled rows into a part and pushes every 60 s (or
-  `BATCHRUN_UPLOAD_EVERY_S`) in a background thread, one push at a time; the run's end pushes whatever is left,
-  and waits for it. A failed push during the run is logged and tried again at the next one.
-- A lost machine (disk gone, staging gone) loses at most the results since its last push: their
-  requests are pending again in the bucket, and another machine sends them again; those may have been
-  billed twice (the count is the rows of the run after its last push, which the run record in the
-  bucket does not hold).
+  `BATCHRUN_UPLOAD_EVERY_S`) in a background thread, one push at a time; the run's end pushes whatever is
+  left, and waits for it. A failed push during the run is logged and tried again at the next one.
+- A lost machine (disk gone, staging gone) loses at most the results since its last push: their requests
+  are pending again, and the next run, on any machine, sends them again. The journal snapshot in the
+  bucket names the requests in flight at that push: the next run reports them as sent again (possibly
+  billed twice), as after a local crash. Requests first sent after the last push can't be known.
 - Reading (`status`, `report`, `export`, a resumed `run`) first pulls: every file in the bucket that the
-  staging folder lacks is downloaded, and one it holds unchanged since the last sync is replaced when the
-  bucket's size differs. So a second machine with only the bucket sees every uploaded result, and a
+  staging folder lacks is downloaded; one it holds unchanged since the last sync is replaced when the
+  bucket's size differs, and removed when the bucket no longer has it (a file changed here is kept). So a second machine with only the bucket sees every uploaded result, and a
   folder left by a killed run keeps the rows it had not uploaded.
 - One machine runs a job at a time: the lock is local, and the bucket can't hold one.
 """
@@ -44,10 +46,11 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "BATCHRUN_CACHE_DIR"
 STAGING = "staging"
 SYNC_FILE = ".batchrun-store.json"  # in the staging folder: the location, and what was synced when
-LOCAL_ONLY = ("journal/", ".lock", SYNC_FILE)
+LOCAL_ONLY = (".lock", SYNC_FILE)
 UPLOAD_EVERY_S = 60.0
 UPLOAD_EVERY_ENV = "BATCHRUN_UPLOAD_EVERY_S"
-LAST_GROUPS = ("results/", "runs/")  # pushed after everything else, in this order
+LAST_GROUPS = ("results/", "runs/", "journal/")  # pushed after everything else, in this order
+REMOVED_WITH_LOCAL = ("results/", "journal/")  # superseded parts, compacted segments: gone from the bucket too
 
 Stat = tuple[int, int]  # size, mtime in ns
 
@@ -61,12 +64,12 @@ def staging_folder(location: str, environ: Mapping[str, str] | None = None) -> P
 
 
 def is_synced_file(relative: str) -> bool:
-    """Whether a file of the output folder goes to the bucket: not the journal, the lock or a temp file."""
+    """Whether a file of the output folder goes to the bucket: not the lock, the sync record or a temp file."""
     return not relative.startswith(LOCAL_ONLY) and not relative.endswith(".tmp")
 
 
 def push_order(relatives: list[str]) -> list[str]:
-    """Files in upload order: everything else (manifest, images), then results/, then runs/."""
+    """Files in upload order: everything else (manifest, images), then results/, runs/, journal/."""
     def rank(relative: str) -> tuple[int, str]:
         for number, group in enumerate(LAST_GROUPS, start=1):
             if relative.startswith(group):
@@ -92,8 +95,10 @@ class Mirror:
     def pull(self) -> int:
         """Download what the staging folder lacks (or holds unchanged but the bucket changed); return the count."""
         with self._lock:
+            remote = self.store.list_files()
+            self._drop_gone(remote)
             fetched = 0
-            for relative, size in sorted(self.store.list_files().items()):
+            for relative, size in sorted(remote.items()):
                 if is_synced_file(relative) and self._needs_download(relative, size):
                     self.store.download(relative, self.folder / relative)
                     self._synced[relative] = self._stat(relative)
@@ -102,6 +107,13 @@ class Mirror:
         if fetched:
             log.info("downloaded %d files from %s", fetched, self.store.location)
         return fetched
+
+    def _drop_gone(self, remote: dict[str, int]) -> None:
+        """Remove here what the bucket no longer holds (compacted segments, superseded parts) unless changed here."""
+        for relative in [rel for rel in self._synced if rel not in remote]:
+            if self._stat(relative) in (None, self._synced[relative]):
+                (self.folder / relative).unlink(missing_ok=True)
+                del self._synced[relative]
 
     def _needs_download(self, relative: str, size: int) -> bool:
         local = self._stat(relative)
@@ -114,20 +126,25 @@ class Mirror:
     def push(self) -> int:
         """Upload what changed since the last sync, in the contract's order; return the count."""
         with self._lock:
+            journal = self._journal_snapshot()  # before listing images: each row's image is then listed
+            # Removed once what replaces them is up: a segment compacted during this push goes at the next.
+            removed = self._removed_files()
             changed = self._changed_files()
             for relative in changed:
                 before = self._stat(relative)  # a file replaced while it goes up is seen changed next time
                 self.store.upload(self.folder / relative, relative)
                 if before is not None:
                     self._synced[relative] = before
-            removed = self._removed_parts()
+            for relative, (stat, data) in journal.items():
+                self.store.upload_bytes(data, relative)
+                self._synced[relative] = stat
             for relative in removed:
                 self.store.delete(relative)
                 del self._synced[relative]
             self._save_synced()
         if changed or removed:
-            log.info("uploaded %d files to %s", len(changed), self.store.location)
-        return len(changed)
+            log.info("uploaded %d files to %s", len(changed) + len(journal), self.store.location)
+        return len(changed) + len(journal)
 
     def push_soon(self) -> None:
         """Push in a background thread, unless a push is already running (the next one catches up)."""
@@ -148,16 +165,30 @@ class Mirror:
         except StorageFailed as exc:  # the rows stay in the staging folder; the next push tries again
             log.warning("upload failed, tried again at the next one: %s", exc)
 
+    def _journal_snapshot(self) -> dict[str, tuple[Stat, bytes]]:
+        """The bytes of each journal segment changed since the last sync (a segment still grows)."""
+        snapshot = {}
+        for relative in self._local_files("journal"):
+            stat = self._stat(relative)
+            if stat is None or stat == self._synced.get(relative):
+                continue
+            try:
+                snapshot[relative] = (stat, (self.folder / relative).read_bytes())
+            except FileNotFoundError:  # compacted away since the listing
+                continue
+        return snapshot
+
     def _changed_files(self) -> list[str]:
-        parts = self._local_files("results")  # parts listed before images: an image goes up before its row
+        """Files to upload, but the journal: parts listed before images, so an image goes up before its row."""
+        parts = self._local_files("results")
         others = [rel for rel in self._local_files("") if not rel.startswith(LAST_GROUPS)]
         runs = self._local_files("runs")
         every = push_order(others + parts + runs)
         return [rel for rel in every if self._stat(rel) not in (None, self._synced.get(rel))]
 
-    def _removed_parts(self) -> list[str]:
-        """Parts uploaded before and since removed here (superseded): removed from the bucket too."""
-        return [rel for rel in self._synced if rel.startswith("results/") and self._stat(rel) is None]
+    def _removed_files(self) -> list[str]:
+        """Parts and journal segments synced before and since removed here: removed from the bucket too."""
+        return [rel for rel in self._synced if rel.startswith(REMOVED_WITH_LOCAL) and self._stat(rel) is None]
 
     def _local_files(self, under: str) -> list[str]:
         base = self.folder / under if under else self.folder

@@ -54,6 +54,11 @@ class ObjectStore:
             with self._fs.open_output_stream(self._key(relative)) as target:
                 _copy(source, target)
 
+    def upload_bytes(self, data: bytes, relative: str) -> None:
+        """Write `data` to `relative` under the location (a snapshot of a file still being appended to)."""
+        with self._translated(f"upload {relative}"), self._fs.open_output_stream(self._key(relative)) as target:
+            target.write(data)
+
     def download(self, relative: str, local: Path) -> None:
         """Copy `relative` under the location to `local` (temp file, then rename)."""
         local.parent.mkdir(parents=True, exist_ok=True)
