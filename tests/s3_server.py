@@ -6,6 +6,7 @@ to AWS or MinIO. The wait for it is bounded and waits on its listening line.
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import subprocess
@@ -17,16 +18,20 @@ import pytest
 from e2e_helpers import STARTUP_TIMEOUT_S, LineReader
 from pyarrow import fs as pafs
 
-BUCKET = "bucket"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-access-id", "AWS_SECRET_ACCESS_KEY": "test-secret-S3LEAKCHECK",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 RUNNING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
 
 
+_BUCKETS = itertools.count(1)
+
+
 @dataclass
 class S3Server:
+    """The server, and the empty bucket of one test."""
+
     endpoint: str
-    process: subprocess.Popen
+    bucket: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -39,18 +44,18 @@ class S3Server:
                                  allow_bucket_creation=True)
 
     def files(self, prefix: str) -> dict[str, int]:
-        """Every object under BUCKET/prefix: path relative to it → size."""
-        root = f"{BUCKET}/{prefix}"
+        """Every object under the bucket's `prefix`: path relative to it → size."""
+        root = f"{self.bucket}/{prefix}"
         infos = self.filesystem().get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
         return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
 
     def result_rows(self, prefix: str) -> list[dict]:
-        """Every row of every results part under BUCKET/prefix."""
+        """Every row of every results part under the bucket's `prefix`."""
         filesystem = self.filesystem()
         rows: list[dict] = []
         for name in sorted(self.files(prefix)):
             if name.startswith("results/") and name.endswith(".parquet"):
-                rows += pq.read_table(f"{BUCKET}/{prefix}/{name}", filesystem=filesystem).to_pylist()
+                rows += pq.read_table(f"{self.bucket}/{prefix}/{name}", filesystem=filesystem).to_pylist()
         return rows
 
 
@@ -60,18 +65,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    """moto's S3 server on 127.0.0.1 with an empty BUCKET; this process's AWS variables point at it."""
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = LineReader(process.stderr).wait_for(RUNNING, STARTUP_TIMEOUT_S).group(1)
-        server = S3Server(f"http://127.0.0.1:{port}", process)
-        for name, value in server.env.items():
-            monkeypatch.setenv(name, value)
-        server.filesystem().create_dir(BUCKET)
-        yield server
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=STARTUP_TIMEOUT_S)
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A new empty bucket on the session's server; this process's AWS variables point at it."""
+    server = S3Server(s3_endpoint, f"bucket-{next(_BUCKETS)}")
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    server.filesystem().create_dir(server.bucket)
+    return server

@@ -13,9 +13,9 @@ import json
 import signal
 
 import pyarrow.parquet as pq
-
 from e2e_helpers import (
     RUN_TIMEOUT_S,
+    Outputs,
     batchrun,
     cli_env,
     image_job,
@@ -27,7 +27,7 @@ from e2e_helpers import (
     wait_until,
     write_spec,
 )
-from s3_server import BUCKET, CREDENTIALS, s3  # noqa: F401  (fixture)
+from s3_server import CREDENTIALS, s3, s3_endpoint  # noqa: F401  (fixtures)
 
 from batchrun.output.mirror import staging_folder
 
@@ -44,7 +44,7 @@ def test_an_image_job_lands_in_the_bucket_and_status_from_elsewhere_reads_it(tmp
     simulator = start_simulator(tmp_path, profile="clean")
     try:
         spec = write_spec(tmp_path, image_job("photos", simulator.url, tmp_path, photos=2, scenes=2,
-                                              output={"dir": f"s3://{BUCKET}/photos"}))
+                                              output={"dir": f"s3://{s3.bucket}/photos"}))
         done = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-a"))
     finally:
         simulator.stop()
@@ -74,7 +74,7 @@ def test_an_image_job_lands_in_the_bucket_and_status_from_elsewhere_reads_it(tmp
 def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_uploaded_again(tmp_path, s3):  # noqa: F811
     simulator = start_simulator(tmp_path, profile="flaky", seed=11)
     try:
-        spec = write_spec(tmp_path, text_job("lines", simulator.url, 300, output={"dir": f"s3://{BUCKET}/lines"},
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 300, output={"dir": f"s3://{s3.bucket}/lines"},
                                              limits={"concurrency": 2}))
         env_a = env_for(s3, tmp_path / "cache-a", BATCHRUN_UPLOAD_EVERY_S="0")
         process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", env=env_a,
@@ -85,7 +85,7 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
         uploaded = final_ids(s3.result_rows("lines"))
         assert len(uploaded) < 300, "the kill should land mid-run: make the job longer"
         logged = len(simulator.requests())
-        staging = staging_folder(f"s3://{BUCKET}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
+        staging = staging_folder(f"s3://{s3.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
         assert (staging / "journal").is_dir()  # what the lost machine takes with it
 
         resumed = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-b"))
@@ -93,7 +93,7 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
         log = simulator.requests()
     finally:
         simulator.stop()
-    hashes = staging_hashes(tmp_path / "cache-b", spec_dir=tmp_path / "jobs")
+    hashes = staging_hashes(f"s3://{s3.bucket}/lines", tmp_path / "cache-b", spec_dir=tmp_path / "jobs")
     again = uploaded & set(sends_by_id(log[logged:], hashes))
     assert not again, f"{len(again)} requests whose result was in the bucket were sent again"
     rows = s3.result_rows("lines")
@@ -102,8 +102,7 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
     assert not [name for name in s3.files("lines") if name.startswith("journal/")]
 
 
-def staging_hashes(cache, spec_dir) -> dict[str, str]:
-    from e2e_helpers import Outputs
-
-    folder = staging_folder(f"s3://{BUCKET}/lines", {"BATCHRUN_CACHE_DIR": str(cache)})
+def staging_hashes(location: str, cache, spec_dir) -> dict[str, str]:
+    """The request id of each body sha256, from the manifest in a staging folder."""
+    folder = staging_folder(location, {"BATCHRUN_CACHE_DIR": str(cache)})
     return Outputs(folder, spec_dir).body_hashes()

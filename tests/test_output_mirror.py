@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from s3_server import BUCKET, s3  # noqa: F401  (fixture)
+from s3_server import s3, s3_endpoint  # noqa: F401  (fixtures)
 
 from batchrun.errors import UsageError
 from batchrun.output.mirror import (
@@ -19,7 +19,9 @@ from batchrun.output.sink import Sink, list_parts, read_parts
 from batchrun.output.store import open_store
 from batchrun.records import ResultRecord
 
-LOCATION = f"s3://{BUCKET}/job"
+
+def location(s3) -> str:  # noqa: F811
+    return f"s3://{s3.bucket}/job"
 
 
 class RecordingStore:
@@ -91,7 +93,7 @@ def test_an_upload_is_due_every_interval_of_the_given_clock():
 
 
 def test_a_push_uploads_every_synced_file_in_order_then_nothing_unchanged(s3, tmp_path):  # noqa: F811
-    store = RecordingStore(open_store(LOCATION, s3.env))
+    store = RecordingStore(open_store(location(s3), s3.env))
     mirror = Mirror(folder_with(tmp_path, A_RUN), store)
     assert mirror.push() == 5
     assert store.uploaded == ["images/sku1/kitchen.png", "manifest.parquet", "results/part-000001.parquet",
@@ -102,7 +104,7 @@ def test_a_push_uploads_every_synced_file_in_order_then_nothing_unchanged(s3, tm
 
 def test_a_part_or_journal_segment_removed_locally_is_removed_from_the_bucket(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
-    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror = Mirror(folder, open_store(location(s3), s3.env))
     mirror.push()
     (folder / "results/part-000001.parquet").unlink()
     (folder / "journal/r1-000001.jsonl").unlink()
@@ -112,7 +114,7 @@ def test_a_part_or_journal_segment_removed_locally_is_removed_from_the_bucket(s3
 
 def test_a_journal_segment_still_growing_goes_up_again_at_the_next_push(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
-    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror = Mirror(folder, open_store(location(s3), s3.env))
     mirror.push()
     with open(folder / "journal/r1-000001.jsonl", "ab") as segment:
         segment.write(b"more")
@@ -121,9 +123,9 @@ def test_a_journal_segment_still_growing_goes_up_again_at_the_next_push(s3, tmp_
 
 
 def test_a_fresh_staging_folder_pulls_everything_the_bucket_holds(s3, tmp_path):  # noqa: F811
-    Mirror(folder_with(tmp_path, A_RUN), open_store(LOCATION, s3.env)).push()
+    Mirror(folder_with(tmp_path, A_RUN), open_store(location(s3), s3.env)).push()
     other = tmp_path / "other-machine"
-    assert Mirror(other, open_store(LOCATION, s3.env)).pull() == 5
+    assert Mirror(other, open_store(location(s3), s3.env)).pull() == 5
     assert (other / "images/sku1/kitchen.png").read_bytes() == b"png1"
     assert (other / "journal/r1-000001.jsonl").read_bytes() == b"j"
     assert not (other / ".lock").exists()
@@ -131,7 +133,7 @@ def test_a_fresh_staging_folder_pulls_everything_the_bucket_holds(s3, tmp_path):
 
 def test_a_pull_keeps_a_file_changed_here_since_the_last_sync(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
-    mirror = Mirror(folder, open_store(LOCATION, s3.env))
+    mirror = Mirror(folder, open_store(location(s3), s3.env))
     mirror.push()
     (folder / "runs/r1.json").write_bytes(b'{"not": "uploaded yet"}')
     assert mirror.pull() == 0
@@ -140,23 +142,23 @@ def test_a_pull_keeps_a_file_changed_here_since_the_last_sync(s3, tmp_path):  # 
 
 def test_a_pull_replaces_an_unchanged_file_the_bucket_changed(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
-    Mirror(folder, open_store(LOCATION, s3.env)).push()
+    Mirror(folder, open_store(location(s3), s3.env)).push()
     other = folder_with(tmp_path / "b", {"runs/r1.json": b'{"rewritten": true}'})
-    Mirror(other, open_store(LOCATION, s3.env)).push()
-    assert Mirror(folder, open_store(LOCATION, s3.env)).pull() == 1
+    Mirror(other, open_store(location(s3), s3.env)).push()
+    assert Mirror(folder, open_store(location(s3), s3.env)).pull() == 1
     assert (folder / "runs/r1.json").read_bytes() == b'{"rewritten": true}'
 
 
 def test_a_pull_removes_what_the_bucket_no_longer_holds_unless_changed_here(s3, tmp_path):  # noqa: F811
     folder = folder_with(tmp_path, A_RUN)
-    Mirror(folder, open_store(LOCATION, s3.env)).push()
+    Mirror(folder, open_store(location(s3), s3.env)).push()
     other = tmp_path / "other-machine"
-    Mirror(other, open_store(LOCATION, s3.env)).pull()
-    store = open_store(LOCATION, s3.env)
+    Mirror(other, open_store(location(s3), s3.env)).pull()
+    store = open_store(location(s3), s3.env)
     store.delete("journal/r1-000001.jsonl")
     store.delete("runs/r1.json")
     (other / "runs/r1.json").write_bytes(b'{"changed": "here"}')
-    Mirror(other, open_store(LOCATION, s3.env)).pull()
+    Mirror(other, open_store(location(s3), s3.env)).pull()
     assert not (other / "journal/r1-000001.jsonl").exists()
     assert (other / "runs/r1.json").read_bytes() == b'{"changed": "here"}'
 
@@ -168,7 +170,7 @@ def result(request_id: str, finished_at: float) -> ResultRecord:
 
 def test_the_sink_compacts_and_pushes_once_the_interval_has_passed(s3, tmp_path):  # noqa: F811
     now = [1000.0]
-    mirror = Mirror(tmp_path / "staging", open_store(LOCATION, s3.env), upload_every_s=30)
+    mirror = Mirror(tmp_path / "staging", open_store(location(s3), s3.env), upload_every_s=30)
     sink = Sink(mirror.folder, run_id="r1", clock=lambda: now[0], mirror=mirror)
     sink.open()
     sink.write_result(result("a", 1000.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from s3_server import BUCKET, CREDENTIALS, s3  # noqa: F401  (fixture)
+from s3_server import CREDENTIALS, s3, s3_endpoint  # noqa: F401  (fixtures)
 
 from batchrun.errors import StorageFailed, WriteFailed
 from batchrun.output.store import open_store
@@ -30,7 +30,7 @@ def test_an_override_in_a_bucket_takes_the_place_of_outputs():
 
 
 def test_an_upload_is_listed_with_its_size_and_downloads_the_same_bytes(s3, tmp_path):  # noqa: F811
-    store = open_store(f"s3://{BUCKET}/job", s3.env)
+    store = open_store(f"s3://{s3.bucket}/job", s3.env)
     local = tmp_path / "part.parquet"
     local.write_bytes(b"x" * 3000)
     store.upload(local, "results/part-000001.parquet")
@@ -40,11 +40,11 @@ def test_an_upload_is_listed_with_its_size_and_downloads_the_same_bytes(s3, tmp_
 
 
 def test_a_location_with_nothing_yet_lists_nothing(s3):  # noqa: F811
-    assert open_store(f"s3://{BUCKET}/never-written", s3.env).list_files() == {}
+    assert open_store(f"s3://{s3.bucket}/never-written", s3.env).list_files() == {}
 
 
 def test_a_deleted_file_is_gone_and_deleting_it_again_is_no_error(s3, tmp_path):  # noqa: F811
-    store = open_store(f"s3://{BUCKET}/job", s3.env)
+    store = open_store(f"s3://{s3.bucket}/job", s3.env)
     (tmp_path / "a").write_bytes(b"a")
     store.upload(tmp_path / "a", "runs/a.json")
     store.delete("runs/a.json")

@@ -23,8 +23,9 @@ The durability contract:
   billed twice), as after a local crash. Requests first sent after the last push can't be known.
 - Reading (`status`, `report`, `export`, a resumed `run`) first pulls: every file in the bucket that the
   staging folder lacks is downloaded; one it holds unchanged since the last sync is replaced when the
-  bucket's size differs, and removed when the bucket no longer has it (a file changed here is kept). So a second machine with only the bucket sees every uploaded result, and a
-  folder left by a killed run keeps the rows it had not uploaded.
+  bucket's size differs, and removed when the bucket no longer has it (a file changed here is kept).
+  So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
+  run keeps the rows it had not uploaded.
 - One machine runs a job at a time: the lock is local, and the bucket can't hold one.
 """
 
@@ -78,6 +79,12 @@ def push_order(relatives: list[str]) -> list[str]:
     return sorted(relatives, key=rank)
 
 
+def file_stat(path: Path) -> Stat:
+    """What tells a file changed: its size and modification time."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 class Mirror:
     """A staging folder and the store it mirrors; `pull` before reading, `push` after writing."""
 
@@ -101,7 +108,7 @@ class Mirror:
             for relative, size in sorted(remote.items()):
                 if is_synced_file(relative) and self._needs_download(relative, size):
                     self.store.download(relative, self.folder / relative)
-                    self._synced[relative] = self._stat(relative)
+                    self._synced[relative] = file_stat(self.folder / relative)
                     fetched += 1
             self._save_synced()
         if fetched:
@@ -203,10 +210,9 @@ class Mirror:
 
     def _stat(self, relative: str) -> Stat | None:
         try:
-            stat = (self.folder / relative).stat()
+            return file_stat(self.folder / relative)
         except FileNotFoundError:
             return None
-        return stat.st_size, stat.st_mtime_ns
 
     # -- the sync record
 

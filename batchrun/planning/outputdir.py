@@ -64,7 +64,7 @@ def remote_location(configured: str | None, name: str, override: str | None) -> 
     """The job's location in a bucket, if `output.dir` or the override names one; else None (a local folder)."""
     if override:
         return join_location(override, job_folder_name(configured, name)) if is_remote(override) else None
-    return configured.rstrip("/") if is_remote(configured) else None
+    return configured.rstrip("/") if configured and is_remote(configured) else None
 
 
 def job_folder_name(configured: str | None, name: str) -> str:
