@@ -453,6 +453,7 @@ def cmd_export(args) -> int:
     export_format = ExportFormat(args.format)
     table = open_review_table(loaded.output_dir, relative_paths=args.relative_paths)
     exported = export_table(table, args.out or default_export_path(loaded.output_dir, export_format), export_format)
+    _upload(loaded.output_dir)
     print(f"{exported.path}  ({exported.rows:,} rows)")
     return 0
 
