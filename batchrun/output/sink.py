@@ -12,8 +12,9 @@ Invariants:
   the two leaves a row twice; recovery keeps one (same row_id and finished_at).
 - After `open()` and after `close()` the parts hold exactly one row per row_id: the latest by
   finished_at, a final status (ok, blocked, invalid) always beating `failed`.
-- In a folder mirrored to a bucket (`batchrun.output.mirror`), pending rows are also compacted into a
-  part every `upload_every_s`, and a push is started in the background: what a lost machine loses.
+- In a folder mirrored to a bucket (`batchrun.output.mirror`), a push starts in the background at
+  `open()`, and every `upload_every_s` pending rows are compacted into a part and another push starts:
+  what a lost machine loses is what arrived since the last one.
 - Power loss is covered only up to the last fsync: journal segments every `fsync_interval_s`, parts
   when written. Image files are not fsynced one by one.
 """
@@ -162,10 +163,13 @@ class Sink:
         self._owns_lock = held_lock is None  # a lock the caller holds is the caller's to release
         self._lock = held_lock or acquire_lock(self.out_dir)
         try:
-            return self._open_locked()
+            recovery = self._open_locked()
         except BaseException:
             self._release_lock()
             raise
+        if self._uploads is not None:  # the manifest (and a recovered part) start going up as the run starts
+            self._uploads.mirror.push_soon()
+        return recovery
 
     def _open_locked(self) -> Recovery:
         self.results_dir.mkdir(exist_ok=True)

@@ -26,8 +26,13 @@ from batchrun.errors import StorageFailed, storage_failed_message
 from batchrun.planning.outputdir import is_remote, join_location, location_name  # noqa: F401  (importable from here)
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
-SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # the access key id is a name, not a secret
 COPY_CHUNK = 1 << 20
+# The SDK's defaults (1 s to connect, 3 s without a byte, 3 attempts) give up on a loaded machine or a
+# slow link while a 2 MB image goes up; an upload that fails is tried again at the next push anyway.
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 60.0
+S3_ATTEMPTS = 6
 
 
 class ObjectStore:
@@ -102,7 +107,10 @@ def _filesystem(location: str, environ: Mapping[str, str]) -> tuple[pafs.FileSys
     if location.startswith("s3://"):
         endpoint = environ.get(ENDPOINT_ENV) or None
         bucket_and_prefix = location[len("s3://"):].rstrip("/")
-        filesystem = pafs.S3FileSystem(endpoint_override=endpoint, **_scheme(endpoint))
+        filesystem = pafs.S3FileSystem(endpoint_override=endpoint, connect_timeout=CONNECT_TIMEOUT_S,
+                                       request_timeout=REQUEST_TIMEOUT_S,
+                                       retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+                                       **_scheme(endpoint))
         return filesystem, bucket_and_prefix
     filesystem, root = pafs.FileSystem.from_uri(location)
     return filesystem, root
