@@ -297,7 +297,6 @@ def timeout_needs_fallback_message() -> str:
             "spec)")
 
 
-
 def storage_failed_message(location: str, action: str, detail: str) -> str:
     return (f"{location}: cannot {action}: {detail}; check the bucket exists and the credentials allow it "
             f"(the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "

@@ -185,3 +185,16 @@ def test_the_sink_compacts_and_pushes_once_the_interval_has_passed(s3, tmp_path)
     sink.close()
     index = read_parts(list_parts(mirror.folder / "results"))
     assert isinstance(index, pa.Table) and len(index) == 2
+
+
+def test_a_spec_whose_output_override_is_a_bucket_gets_its_staging_folder(s3, tmp_path, monkeypatch):  # noqa: F811
+    from pathlib import Path
+
+    from batchrun.planning.spec import load_spec
+
+    monkeypatch.setenv("BATCHRUN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BATCHRUN_OUTPUT_DIR", f"s3://{s3.bucket}/nightly")
+    demo = Path(__file__).resolve().parents[1] / "jobs" / "demo.yaml"
+    assert load_spec(demo).output_dir == staging_folder(f"s3://{s3.bucket}/nightly/demo", {"BATCHRUN_CACHE_DIR":
+                                                                                            str(tmp_path / "cache")})
+    assert load_spec(demo, f"s3://{s3.bucket}/other").output_dir.parent == tmp_path / "cache" / "staging"

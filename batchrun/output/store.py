@@ -23,7 +23,6 @@ from pathlib import Path
 from pyarrow import fs as pafs
 
 from batchrun.errors import StorageFailed, storage_failed_message
-from batchrun.planning.outputdir import is_remote, join_location, location_name  # noqa: F401  (importable from here)
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # the access key id is a name, not a secret
