@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import harness
@@ -34,6 +35,8 @@ def start_moto() -> tuple[subprocess.Popen, str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in iter(proc.stderr.readline, ""):
         if re.search(r"Running on http://127\.0\.0\.1:\d+", line):
+            # moto logs every request: a pipe nobody reads would fill up and stop it
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, f"http://127.0.0.1:{port}"
     raise RuntimeError("moto server did not start")
 
