@@ -14,6 +14,7 @@ from batchrun.output.mirror import (
     push_order,
     staging_folder,
     upload_every,
+    upload_groups,
 )
 from batchrun.output.sink import Sink, list_parts, read_parts
 from batchrun.output.store import open_store
@@ -66,6 +67,13 @@ def test_images_and_manifest_go_up_before_parts_then_run_records_then_the_journa
                      "journal/r1-000001.jsonl"]
 
 
+def test_uploads_go_in_groups_each_whole_before_the_next():
+    assert upload_groups(["runs/r1.json", "images/b.png", "results/part-000001.parquet", "images/a.png",
+                          "journal/r1-000001.jsonl"]) == [["images/a.png", "images/b.png"],
+                                                         ["results/part-000001.parquet"], ["runs/r1.json"],
+                                                         ["journal/r1-000001.jsonl"]]
+
+
 def test_the_staging_folder_is_under_the_cache_and_one_per_location(tmp_path):
     env = {"BATCHRUN_CACHE_DIR": str(tmp_path)}
     first = staging_folder("s3://bucket/a", env)
@@ -96,8 +104,8 @@ def test_a_push_uploads_every_synced_file_in_order_then_nothing_unchanged(s3, tm
     store = RecordingStore(open_store(location(s3), s3.env))
     mirror = Mirror(folder_with(tmp_path, A_RUN), store)
     assert mirror.push() == 5
-    assert store.uploaded == ["images/sku1/kitchen.png", "manifest.parquet", "results/part-000001.parquet",
-                              "runs/r1.json"]
+    assert set(store.uploaded[:2]) == {"images/sku1/kitchen.png", "manifest.parquet"}  # side by side
+    assert store.uploaded[2:] == ["results/part-000001.parquet", "runs/r1.json"]
     assert set(s3.files("job")) == {*store.uploaded, "journal/r1-000001.jsonl"}
     assert mirror.push() == 0
 

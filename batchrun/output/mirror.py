@@ -37,6 +37,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from batchrun.errors import StorageFailed, UsageError
@@ -49,6 +50,7 @@ STAGING = "staging"
 SYNC_FILE = ".batchrun-store.json"  # in the staging folder: the location, and what was synced when
 LOCAL_ONLY = (".lock", SYNC_FILE)
 UPLOAD_EVERY_S = 60.0
+UPLOAD_THREADS = 8
 UPLOAD_EVERY_ENV = "BATCHRUN_UPLOAD_EVERY_S"
 LAST_GROUPS = ("results/", "runs/", "journal/")  # pushed after everything else, in this order
 REMOVED_WITH_LOCAL = ("results/", "journal/")  # superseded parts, compacted segments: gone from the bucket too
@@ -69,20 +71,28 @@ def is_synced_file(relative: str) -> bool:
     return not relative.startswith(LOCAL_ONLY) and not relative.endswith(".tmp")
 
 
+def group_rank(relative: str) -> int:
+    """0 for everything else (manifest, images), then 1 for results/, 2 for runs/, 3 for journal/."""
+    return next((number for number, group in enumerate(LAST_GROUPS, start=1) if relative.startswith(group)), 0)
+
+
 def push_order(relatives: list[str]) -> list[str]:
     """Files in upload order: everything else (manifest, images), then results/, runs/, journal/."""
-    def rank(relative: str) -> tuple[int, str]:
-        for number, group in enumerate(LAST_GROUPS, start=1):
-            if relative.startswith(group):
-                return number, relative
-        return 0, relative
-    return sorted(relatives, key=rank)
+    return sorted(relatives, key=lambda relative: (group_rank(relative), relative))
 
 
 def file_stat(path: Path) -> Stat:
     """What tells a file changed: its size and modification time."""
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
+
+
+def upload_groups(relatives: list[str]) -> list[list[str]]:
+    """Files in `push_order` cut into its groups: everything else, results/, runs/, journal/."""
+    groups: dict[int, list[str]] = {}
+    for relative in push_order(relatives):
+        groups.setdefault(group_rank(relative), []).append(relative)
+    return [groups[rank] for rank in sorted(groups)]
 
 
 class Mirror:
@@ -137,11 +147,8 @@ class Mirror:
             # Removed once what replaces them is up: a segment compacted during this push goes at the next.
             removed = self._removed_files()
             changed = self._changed_files()
-            for relative in changed:
-                before = self._stat(relative)  # a file replaced while it goes up is seen changed next time
-                self.store.upload(self.folder / relative, relative)
-                if before is not None:
-                    self._synced[relative] = before
+            for group in upload_groups(changed):  # each group whole before the next: images before parts
+                self._upload_group(group)
             for relative, (stat, data) in journal.items():
                 self.store.upload_bytes(data, relative)
                 self._synced[relative] = stat
@@ -152,6 +159,18 @@ class Mirror:
         if changed or removed:
             log.info("uploaded %d files to %s", len(changed) + len(journal), self.store.location)
         return len(changed) + len(journal)
+
+    def _upload_group(self, relatives: list[str]) -> None:
+        """Upload files side by side (an object store takes many puts at once; each waits on the network)."""
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            for relative, before in zip(relatives, pool.map(self._upload_one, relatives)):
+                if before is not None:
+                    self._synced[relative] = before
+
+    def _upload_one(self, relative: str) -> Stat | None:
+        before = self._stat(relative)  # a file replaced while it goes up is seen changed next time
+        self.store.upload(self.folder / relative, relative)
+        return before
 
     def push_soon(self) -> None:
         """Push in a background thread, unless a push is already running (the next one catches up)."""
