@@ -50,7 +50,7 @@ STAGING = "staging"
 SYNC_FILE = ".batchrun-store.json"  # in the staging folder: the location, and what was synced when
 LOCAL_ONLY = (".lock", SYNC_FILE)
 UPLOAD_EVERY_S = 60.0
-UPLOAD_THREADS = 8
+UPLOAD_THREADS = 8  # files moved side by side, each way
 UPLOAD_EVERY_ENV = "BATCHRUN_UPLOAD_EVERY_S"
 LAST_GROUPS = ("results/", "runs/", "journal/")  # pushed after everything else, in this order
 REMOVED_WITH_LOCAL = ("results/", "journal/")  # superseded parts, compacted segments: gone from the bucket too
@@ -114,16 +114,18 @@ class Mirror:
         with self._lock:
             remote = self.store.list_files()
             self._drop_gone(remote)
-            fetched = 0
-            for relative, size in sorted(remote.items()):
-                if is_synced_file(relative) and self._needs_download(relative, size):
-                    self.store.download(relative, self.folder / relative)
-                    self._synced[relative] = file_stat(self.folder / relative)
-                    fetched += 1
+            wanted = [rel for rel, size in sorted(remote.items()) if is_synced_file(rel) and self._needs_download(rel, size)]
+            with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+                for relative, stat in zip(wanted, pool.map(self._download_one, wanted)):
+                    self._synced[relative] = stat
             self._save_synced()
-        if fetched:
-            log.info("downloaded %d files from %s", fetched, self.store.location)
-        return fetched
+        if wanted:
+            log.info("downloaded %d files from %s", len(wanted), self.store.location)
+        return len(wanted)
+
+    def _download_one(self, relative: str) -> Stat:
+        self.store.download(relative, self.folder / relative)
+        return file_stat(self.folder / relative)
 
     def _drop_gone(self, remote: dict[str, int]) -> None:
         """Remove here what the bucket no longer holds (compacted segments, superseded parts) unless changed here."""
