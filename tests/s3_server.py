@@ -6,6 +6,7 @@ to AWS or MinIO. The wait for it is bounded and waits on its listening line.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import re
 import socket
@@ -68,6 +69,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
+    if importlib.util.find_spec("moto") is None:
+        pytest.fail("moto's server is not installed: pip install -e '.[test]' (the test extra has moto[server])")
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
