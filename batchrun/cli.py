@@ -316,6 +316,7 @@ def cmd_plan(args) -> int:
     from batchrun.planning.plan import InputChoices
 
     summary = plan_job(loaded, show=options.show, inputs=InputChoices(options.refresh, options.skip_bad_inputs))
+    _upload(loaded.output_dir)
     _warn(summary.warnings)
     if options.json:
         print(json.dumps(summary.to_json(), indent=2))
@@ -432,8 +433,16 @@ def cmd_report(args) -> int:
 
     loaded = load_spec(args.spec, args.output_dir)
     written = write_report(loaded.output_dir, loaded.spec.name)
+    _upload(loaded.output_dir)
     print(written.path)
     return 0
+
+
+def _upload(output_dir) -> None:
+    """Push what a command wrote into an output folder kept in a bucket (nothing for a local folder)."""
+    from batchrun.output.mirror import push_output
+
+    push_output(output_dir)
 
 
 def cmd_estimate(args) -> int:
@@ -479,6 +488,7 @@ def cmd_export(args) -> int:
     export_format = ExportFormat(args.format)
     table = open_review_table(loaded.output_dir, relative_paths=args.relative_paths)
     exported = export_table(table, args.out or default_export_path(loaded.output_dir, export_format), export_format)
+    _upload(loaded.output_dir)
     print(f"{exported.path}  ({exported.rows:,} rows)")
     return 0
 

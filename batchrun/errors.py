@@ -13,6 +13,7 @@
           ├── QuotaExhausted            7   a per-day quota, or a server delay past the cap: wait
           ├── BillingStopped           12   the prepaid credit is used up (402): add credit
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
+          │    └── StorageFailed        10   its bucket (s3://, gs://) can't be listed, read or written
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
           │    └── NoBatchRoute        11   batch create answered 404: the endpoint has no batch route
           └── Interrupted             130   Ctrl-C
@@ -140,6 +141,10 @@ class BillingStopped(RunStopped):
 
 class WriteFailed(RunStopped):
     exit_code = EXIT_WRITE
+
+
+class StorageFailed(WriteFailed):
+    """The bucket behind an output folder (`s3://`, `gs://`) refused or could not be reached."""
 
 
 class ConfigRejected(RunStopped):
@@ -314,3 +319,10 @@ def ray_missing_message() -> str:
 def ray_target_message(text: str) -> str:
     return (f"--ray {text}: expected auto (join the cluster RAY_ADDRESS names) or local:N (start a local cluster "
             "of N worker processes), e.g. --ray local:4")
+
+
+def storage_failed_message(location: str, action: str, detail: str) -> str:
+    return (f"{location}: cannot {action}: {detail}; check the bucket exists and the credentials allow it "
+            f"(the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "
+            f"S3-compatible server; for gs:// GOOGLE_APPLICATION_CREDENTIALS), then run again: what was not "
+            f"uploaded is kept in the local staging folder")

@@ -30,6 +30,7 @@ from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
+from batchrun.output.mirror import mirror_of, push_output
 from batchrun.output.progress import Progress, make_display
 from batchrun.output.runrecord import finish_run_record
 from batchrun.output.sink import (
@@ -78,6 +79,7 @@ from .errors import (
     DeadlineReached,
     Interrupted,
     QuotaExhausted,
+    StorageFailed,
     UsageError,
     WriteFailed,
     batches_running_message,
@@ -205,6 +207,7 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
         summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded, options))
+        _upload_after_error(loaded)
         release_lock(lock)
         _notify(loaded, summary)
         raise
@@ -212,7 +215,10 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
         release_lock(lock)
         raise
     summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded, options))
-    release_lock(lock)
+    try:
+        push_output(loaded.output_dir)  # a bucket's folder: what is left goes up before the lock is released
+    finally:
+        release_lock(lock)
     _notify(loaded, summary)
     return code
 
@@ -228,6 +234,14 @@ def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
     if run_tier(loaded, options) is Tier.BATCH:
         raise UsageError("--ray sends requests one by one (the standard or flex tier); a batch run (--tier batch, "
                          "or the spec's tier: batch) needs no cluster: run it without --ray")
+
+
+def _upload_after_error(loaded: LoadedSpec) -> None:
+    """Upload what a stopped run left (a bucket's folder); a failure is logged, the run's own error wins."""
+    try:
+        push_output(loaded.output_dir)
+    except StorageFailed as exc:
+        log.warning("%s", exc)
 
 
 def _notify(loaded: LoadedSpec, summary: Path | None) -> None:
@@ -274,7 +288,7 @@ def _run_locked(loaded: LoadedSpec, options: RunOptions, lock: Path, key: str | 
         require_prices(models, catalog)
     # Every journal line reaches the OS at once (one write, ~3 us): a `kill -9` then loses no reply that
     # had arrived, and no sent marker, so the next run reports every request it may send twice.
-    sink = Sink(loaded.output_dir, run_id=run_id, flush_every=1)
+    sink = Sink(loaded.output_dir, run_id=run_id, flush_every=1, mirror=mirror_of(loaded.output_dir))
     try:
         recovery = sink.open(held_lock=lock)
     except OSError as exc:

@@ -12,6 +12,9 @@ Invariants:
   the two leaves a row twice; recovery keeps one (same row_id and finished_at).
 - After `open()` and after `close()` the parts hold exactly one row per row_id: the latest by
   finished_at, a final status (ok, blocked, invalid) always beating `failed`.
+- In a folder mirrored to a bucket (`batchrun.output.mirror`), a push starts in the background at
+  `open()`, and every `upload_every_s` pending rows are compacted into a part and another push starts:
+  what a lost machine loses is what arrived since the last one.
 - Power loss is covered only up to the last fsync: journal segments every `fsync_interval_s`, parts
   when written. Image files are not fsynced one by one.
 """
@@ -48,6 +51,7 @@ from batchrun.output.journal import (
     result_values,
 )
 from batchrun.output.lock import acquire_lock, release_lock
+from batchrun.output.mirror import Mirror, UploadSchedule
 from batchrun.output.results import (  # the reader's names stay importable from here
     INDEX_COLUMNS,
     PART_PREFIX,
@@ -134,7 +138,7 @@ class Sink:
     """Durable home of one run's results in an output folder; used from one thread."""
 
     def __init__(self, out_dir: Path, *, run_id: str, part_rows: int = 50_000, flush_every: int = 256,
-                 fsync_interval_s: float = 5.0, clock=time.time) -> None:
+                 fsync_interval_s: float = 5.0, clock=time.time, mirror: Mirror | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.run_id = run_id
         self.part_rows = part_rows
@@ -151,6 +155,7 @@ class Sink:
         self._lock: Path | None = None
         self.run_facts: dict[str, Any] = {}  # added to this run's summary in runs/ (endpoint, models)
         self._owns_lock = True
+        self._uploads = UploadSchedule(mirror, clock, mirror.upload_every_s) if mirror is not None else None
 
     def open(self, held_lock: Path | None = None) -> Recovery:
         """Lock the folder (or use the caller's `held_lock`), recover a crashed run's journal, start this run's."""
@@ -158,10 +163,13 @@ class Sink:
         self._owns_lock = held_lock is None  # a lock the caller holds is the caller's to release
         self._lock = held_lock or acquire_lock(self.out_dir)
         try:
-            return self._open_locked()
+            recovery = self._open_locked()
         except BaseException:
             self._release_lock()
             raise
+        if self._uploads is not None:  # the manifest (and a recovered part) start going up as the run starts
+            self._uploads.mirror.push_soon()
+        return recovery
 
     def _open_locked(self) -> Recovery:
         self.results_dir.mkdir(exist_ok=True)
@@ -216,8 +224,10 @@ class Sink:
             values = (*values[:_RUN_ID_POS], self.run_id, *values[_RUN_ID_POS + 1:])
         self._journal.append_result(values)
         self._pending.append(values)
-        if len(self._pending) >= self.part_rows:
+        if len(self._pending) >= self.part_rows or self._upload_due():
             self._compact()
+            if self._uploads is not None:
+                self._uploads.mirror.push_soon()
 
     def flush(self) -> None:
         """Hand buffered journal lines to the OS; fsync if `fsync_interval_s` has passed."""
@@ -231,6 +241,8 @@ class Sink:
         """
         if self._lock is None:
             return
+        if self._uploads is not None:
+            self._uploads.mirror.wait()  # a part is superseded only once no push is reading it
         try:
             self._compact()
             in_flight = len(self._journal.in_flight)
@@ -245,6 +257,9 @@ class Sink:
             with contextlib.suppress(OSError):  # already reported by the write that failed
                 self._journal.close()
             self._release_lock()
+
+    def _upload_due(self) -> bool:
+        return self._uploads is not None and self._uploads.due()
 
     def _release_lock(self) -> None:
         if self._owns_lock and self._lock is not None:

@@ -13,6 +13,8 @@ someone else); else the spec's own folder. The walk goes no higher, and never ta
 root or the home folder: an `outputs/` folder far above the spec, or a dotfiles repository in the home
 folder, never captures a job.
 An override takes the place of the `outputs/` folder: the job's folder is OVERRIDE/NAME.
+A location in a bucket (`s3://bucket/prefix`, `gs://…`, as `output.dir` or as the override) is kept as a
+URI: `batchrun.output.mirror` gives it a local staging folder, which is then the output folder.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ OUTPUT_ENV = "BATCHRUN_OUTPUT_DIR"
 MARKERS = ("batchrun.toml", "pyproject.toml", ".git")
 LEVELS_UP = 2  # the spec's folder, its parent and its grandparent: jobs/NAME.yaml and jobs/TEAM/NAME.yaml
 MANIFEST = "manifest.parquet"
+REMOTE_SCHEMES = ("s3://", "gs://")
 JOBS_FOLDER = "jobs"  # the layout the README shows: PROJECT/jobs/NAME.yaml writes PROJECT/outputs/NAME
 
 
@@ -42,8 +45,32 @@ def project_base(spec_folder: Path, home: Path | None = None) -> Path:
     return spec_folder
 
 
+def is_remote(location: str | os.PathLike[str] | None) -> bool:
+    """Whether `location` names object storage (`s3://…`, `gs://…`) rather than a local folder."""
+    return isinstance(location, str) and location.startswith(REMOTE_SCHEMES)
+
+
+def join_location(base: str, name: str) -> str:
+    """`base`/`name` for a URI (a Path would fold `s3://` into `s3:/`)."""
+    return f"{base.rstrip('/')}/{name}"
+
+
+def location_name(location: str) -> str:
+    """The last part of a URI: `s3://bucket/team/job` → `job`."""
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def remote_location(configured: str | None, name: str, override: str | None) -> str | None:
+    """The job's location in a bucket, if `output.dir` or the override names one; else None (a local folder)."""
+    if override:
+        return join_location(override, job_folder_name(configured, name)) if is_remote(override) else None
+    return configured.rstrip("/") if configured and is_remote(configured) else None
+
+
 def job_folder_name(configured: str | None, name: str) -> str:
     """The last part of `output.dir`, else the spec's name: the job's folder under an override."""
+    if configured and is_remote(configured):
+        return location_name(configured)
     return Path(configured).name if configured else name
 
 

@@ -33,6 +33,7 @@ from batchrun.planning.outputdir import (
     check_moved_output,
     earlier_output,
     output_override,
+    remote_location,
     resolve_output_dir,
     shown_path,
 )
@@ -452,6 +453,11 @@ def locate_output(folder: Path, spec: JobSpec, override: str | Path | None) -> P
     """The output folder of `spec` found in `folder`; UsageError when 0.5's is left behind elsewhere."""
     cwd = Path.cwd()
     chosen = output_override(override, os.environ)
+    location = remote_location(spec.output.dir, spec.name, chosen)
+    if location is not None:  # a bucket: its local staging folder, pulled from the bucket
+        from batchrun.output.mirror import stage_location
+
+        return stage_location(location)
     resolved = resolve_output_dir(folder, spec.output.dir, spec.name, chosen, cwd)
     if chosen is None:
         check_moved_output(resolved, earlier_output(spec.output.dir, spec.name, cwd))

@@ -1,0 +1,108 @@
+"""End to end: `output.dir: s3://bucket/job` with the real CLI, the simulator and moto's S3 server on 127.0.0.1.
+
+What must hold: a run's results, images, manifest and run records land in the bucket; `status` and
+`export` from another folder, with another (empty) staging folder, read them from the bucket alone; a run
+killed with SIGKILL whose machine is then lost (its staging folder deleted) resumes from the bucket and
+sends again nothing whose result had been uploaded, and reports the requests in flight at the last upload
+as sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pyarrow.parquet as pq
+from e2e_helpers import (
+    RUN_TIMEOUT_S,
+    Outputs,
+    batchrun,
+    cli_env,
+    image_job,
+    run_job,
+    sends_by_id,
+    start_batchrun,
+    start_simulator,
+    text_job,
+    wait_until,
+    write_spec,
+)
+from s3_server import CREDENTIALS, s3, s3_endpoint  # noqa: F401  (fixtures)
+
+from batchrun.output.mirror import staging_folder
+
+
+def env_for(s3, cache, **extra: str) -> dict[str, str]:  # noqa: F811
+    return cli_env(**s3.env, BATCHRUN_CACHE_DIR=str(cache), **extra)
+
+
+def final_ids(rows: list[dict]) -> set[str]:
+    return {row["request_id"] for row in rows if row["status"] == "ok"}
+
+
+def test_an_image_job_lands_in_the_bucket_and_status_from_elsewhere_reads_it(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="clean")
+    try:
+        spec = write_spec(tmp_path, image_job("photos", simulator.url, tmp_path, photos=2, scenes=2,
+                                              output={"dir": f"s3://{s3.bucket}/photos"}))
+        done = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-a"))
+    finally:
+        simulator.stop()
+    assert done.returncode == 0, done.stderr
+    files = s3.files("photos")
+    rows = s3.result_rows("photos")
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    assert {row["image_path"] for row in rows} <= set(files)
+    assert "manifest.parquet" in files and any(name.startswith("runs/") for name in files)
+    assert not any(name.startswith("journal/") or name == ".lock" for name in files)
+    assert not (tmp_path / "outputs").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env_b = env_for(s3, tmp_path / "cache-b")
+    status = batchrun(elsewhere, "status", str(tmp_path / spec), "--json", env=env_b)
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["done"]["ok"] == 4 and document["pending"] == 0
+    exported = batchrun(elsewhere, "export", str(tmp_path / spec), "--out", str(elsewhere / "rows.parquet"), env=env_b)
+    assert exported.returncode == 0, exported.stderr
+    assert pq.read_table(elsewhere / "rows.parquet").num_rows == 4
+    for text in (done.stderr, status.stdout, status.stderr):
+        assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in text
+
+
+def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_uploaded_again(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="flaky", seed=11)
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 300, output={"dir": f"s3://{s3.bucket}/lines"},
+                                             limits={"concurrency": 2}))
+        env_a = env_for(s3, tmp_path / "cache-a", BATCHRUN_UPLOAD_EVERY_S="0")
+        process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", env=env_a,
+                                 stderr=tmp_path / "killed.err")
+        wait_until(lambda: len(final_ids(s3.result_rows("lines"))) >= 20, process, "20 results in the bucket")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=RUN_TIMEOUT_S)
+        uploaded = final_ids(s3.result_rows("lines"))
+        assert len(uploaded) < 300, "the kill should land mid-run: make the job longer"
+        logged = len(simulator.requests())
+        staging = staging_folder(f"s3://{s3.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
+        assert (staging / "journal").is_dir()  # what the lost machine takes with it
+
+        resumed = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-b"))
+        assert resumed.returncode in (0, 3), resumed.stderr
+        log = simulator.requests()
+    finally:
+        simulator.stop()
+    hashes = staging_hashes(f"s3://{s3.bucket}/lines", tmp_path / "cache-b", spec_dir=tmp_path / "jobs")
+    again = uploaded & set(sends_by_id(log[logged:], hashes))
+    assert not again, f"{len(again)} requests whose result was in the bucket were sent again"
+    rows = s3.result_rows("lines")
+    assert len({row["request_id"] for row in rows}) == 300
+    assert "requests were in flight and are sent again" in resumed.stderr  # from the journal in the bucket
+    assert not [name for name in s3.files("lines") if name.startswith("journal/")]
+
+
+def staging_hashes(location: str, cache, spec_dir) -> dict[str, str]:
+    """The request id of each body sha256, from the manifest in a staging folder."""
+    folder = staging_folder(location, {"BATCHRUN_CACHE_DIR": str(cache)})
+    return Outputs(folder, spec_dir).body_hashes()
