@@ -25,11 +25,13 @@ from e2e_helpers import (
     start_simulator,
     text_job,
     wait_until,
+    write_faults,
     write_spec,
 )
 from s3_server import CREDENTIALS, s3, s3_endpoint  # noqa: F401  (fixtures)
 
 from batchrun.output.mirror import staging_folder
+from batchrun.simulator.faults import PROFILES
 
 
 def env_for(s3, cache, **extra: str) -> dict[str, str]:  # noqa: F811
@@ -72,7 +74,10 @@ def test_an_image_job_lands_in_the_bucket_and_status_from_elsewhere_reads_it(tmp
 
 
 def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_uploaded_again(tmp_path, s3):  # noqa: F811
-    simulator = start_simulator(tmp_path, profile="flaky", seed=11)
+    # the flaky profile's faults, every reply 150 ms late: 300 requests two at a time take 20 s or more, so the
+    # kill lands mid-run however fast the machine is
+    slow_flaky = {**PROFILES["flaky"], "latency": {"distribution": "fixed", "ms": 150}}
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow-flaky", slow_flaky), seed=11)
     try:
         spec = write_spec(tmp_path, text_job("lines", simulator.url, 300, output={"dir": f"s3://{s3.bucket}/lines"},
                                              limits={"concurrency": 2}))
