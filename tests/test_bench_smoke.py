@@ -105,6 +105,20 @@ def test_ray_limit_reports_the_cluster_beside_one_process(tmp_path: Path) -> Non
     assert positive(result["ray_over_one_process"])
 
 
+@pytest.mark.timeout(300)  # two local Ray clusters, each starting in half a minute on a loaded machine
+def test_ray_scale_reports_two_workers_beside_one_and_one_process(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'batchrun[ray]' runs this benchmark")
+    result = figures("ray_scale.py", "--requests", "6", "--image-mb", "0.05", "--runs", "1",
+                     "--work", str(tmp_path), timeout_s=280)
+    assert result["benchmark"] == "ray-scale"
+    assert set(result["images_per_s"]) == {"one_process", "ray_1", "ray_2"}
+    assert all(positive(v) for v in result["images_per_s"].values())
+    assert set(result["median_round_ratio"]) == {"ray_2_over_ray_1", "ray_2_over_one_process",
+                                                 "ray_1_over_one_process"}
+    assert all(positive(v) for v in result["median_round_ratio"].values())
+    assert len(result["all_runs"]) == 1
+
+
 @pytest.mark.timeout(300)  # six short jobs, about 18 processes: slow only on a loaded machine
 def test_random_429_reports_the_ratio_to_the_clean_job_for_both_versions(tmp_path: Path) -> None:
     result = figures("random_429.py", "--requests", "40", "--latency-s", "0.05", "--share", "0.2", "--delay-s", "0.2",
