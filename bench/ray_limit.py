@@ -10,16 +10,41 @@ are compared side by side on the same loaded machine. Figures from the server's 
 rate (200s per second over the whole run, from the first request; the last, partial second left out)
 and the share of 429s among every request it answered. The cluster's start (seconds) is not counted:
 the server's clock starts at its first request. Needs pip install 'batchrun[ray]'.
+
+    python bench/ray_limit.py --source pace-0.995=/tmp/tree-a [--source ...] [--no-one-process]
+
+--source LABEL=DIR (repeatable) also runs the cluster job in each round with the batchrun package of
+another source tree (DIR holds batchrun/, put first on PYTHONPATH for the driver and, through the
+environment Ray starts them in, its worker processes): a changed constant or mechanism measured side
+by side with this tree. --no-one-process leaves the one-process run out of each round.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import harness
 
 CONCURRENCY = 64
+
+
+@contextlib.contextmanager
+def source_tree(tree: Path | None) -> Iterator[None]:
+    """Put `tree` first on PYTHONPATH for the runs made inside (the harness passes os.environ on)."""
+    saved = os.environ.get("PYTHONPATH")
+    if tree is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(tree), *([saved] if saved else [])])
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def one_run(work: Path, mode: str, requests: int, limit: int, workers: int) -> dict:
@@ -29,7 +54,7 @@ def one_run(work: Path, mode: str, requests: int, limit: int, workers: int) -> d
                                  retry={"max_attempts": 30, "max_wait_s": 5})
         harness.reset_results(spec)
         harness.plan(spec)
-        extra = ("--ray", f"local:{workers}") if mode == "ray" else ()
+        extra = () if mode == "one_process" else ("--ray", f"local:{workers}")
         figures = harness.run_job(spec, *extra)
         harness.check_run(figures)
         stats = server.stats()
@@ -52,20 +77,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--source", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run the cluster job with the batchrun of this source tree")
+    parser.add_argument("--no-one-process", action="store_true", help="leave the one-process run out")
     args = parser.parse_args(argv)
     work = harness.work_dir(args.work)
-    runs: dict[str, list[dict]] = {"ray": [], "one_process": []}
+    trees: dict[str, Path | None] = {"ray": None, **{label: Path(tree).resolve() for label, tree in
+                                                      (source.split("=", 1) for source in args.source)}}
+    if not args.no_one_process:
+        trees["one_process"] = None
+    runs: dict[str, list[dict]] = {mode: [] for mode in trees}
     for run in range(args.runs):
-        for mode in runs:
-            runs[mode].append(one_run(work / mode, mode, args.requests, args.limit, args.workers))
+        for mode, tree in trees.items():
+            with source_tree(tree):
+                runs[mode].append(one_run(work / mode, mode, args.requests, args.limit, args.workers))
             last = runs[mode][-1]
             print(f"run {run + 1} {mode}: {last['rate']:.2f} req/s, 429s {last['share_429']:.2%} "
                   f"({last['rate_limited']} of {last['ok'] + last['rate_limited']}), {last['seconds']:.1f} s", flush=True)
-    ray, single = summary(runs["ray"], args.limit), summary(runs["one_process"], args.limit)
+    ray = summary(runs.pop("ray"), args.limit)
+    others = {mode: summary(mode_runs, args.limit) for mode, mode_runs in runs.items()}
     harness.report("ray-limit", {
         "requests": args.requests, "limit_per_s": args.limit, "workers": args.workers, "concurrency": CONCURRENCY,
-        "runs": args.runs, **ray, "one_process": single,
-        "ray_over_one_process": round(ray["requests_per_s"] / single["requests_per_s"], 3),
+        "runs": args.runs, **ray, **others,
+        **{f"ray_over_{mode}": round(ray["requests_per_s"] / other["requests_per_s"], 3)
+           for mode, other in others.items()},
     })
 
 
