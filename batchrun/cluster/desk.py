@@ -24,11 +24,12 @@ from batchrun.running.clock import Clock, MonotonicClock
 from batchrun.running.limiter import Limiter, Permit
 
 # A grant reaches the server later than in one process, by a remote call and another process's event
-# loop, and that delay varies: a configured rpm is paced 1% lower on a cluster (on top of the limiter's
+# loop, and that delay varies: a configured rpm is paced 0.5% lower on a cluster (on top of the limiter's
 # PACE_FRACTION), so the spread doesn't put a 21st request into a strict one-second window. Measured
-# with bench/ray_limit.py (4 workers, 20 req/s, load 4-7): paced as one process, 18.28 and 19.13 req/s
-# with 1.5% and 0% 429s; 1% lower, 18.97 and 18.90 req/s with no 429 (bench/RESULTS.md).
-CLUSTER_PACE = 0.99
+# with bench/ray_limit.py (4 workers, 20 req/s), side by side at load 1.5-1.8: 0.5% lower, 19.06 req/s
+# (95.3%) in each of 3 runs, no 429; 1% lower, 18.97 (94.8%); and earlier, at load 4-7, paced as one
+# process, 18.28 req/s with 1.5% 429s in one run of two (bench/RESULTS.md).
+CLUSTER_PACE = 0.995
 
 
 def _paced(requests_per_minute: float | None) -> float | None:
