@@ -9,7 +9,9 @@ numbers, a prefix of each lease asked for. Invariants:
   further grant the limits allow at once, none that needs a wait: a lease never holds a grant back
   (a held grant would reach the server in a burst), and where the limits let grants come in bunches
   (high rates, the buckets' burst, no rpm) a worker's grant path costs one remote call per bunch;
-- a worker that died (`forget`) gives back every permit it held, so its slots are not lost.
+- a worker that died (`forget`) gives back every permit it held, so its slots are not lost;
+- it holds the job's budget too (`budget.BudgetBook`): workers reserve worst cases before they send and
+  settle them after, so the cap holds for the whole cluster, and a lost worker's reservations are released.
 Plain async code on anyio: tested without Ray, on a fake clock.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchrun.cluster.budget import BudgetBook, BudgetLimits, Reserved, Settlement
 from batchrun.records import Headroom
 from batchrun.running.clock import Clock, MonotonicClock
 from batchrun.running.limiter import Limiter, Permit
@@ -67,8 +70,9 @@ class Return:
 class LimiterDesk:
     """One `Limiter` behind lease and report calls; see the module docstring."""
 
-    def __init__(self, limits: DeskLimits, clock: Clock | None = None) -> None:
+    def __init__(self, limits: DeskLimits, clock: Clock | None = None, budget: BudgetLimits | None = None) -> None:
         self._limits, self._clock = limits, clock or MonotonicClock()
+        self.budget = BudgetBook(budget or BudgetLimits())  # uncapped: reservations always pass
         self._limiter: Limiter | None = None  # made on the event loop that serves the calls
         self._held: dict[int, tuple[str, Permit]] = {}
         self.leases = self.grants = 0
@@ -119,11 +123,24 @@ class LimiterDesk:
         if pause is not None:
             self.limiter.pause_all(*pause)
 
+    async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
+        """Reserve budget for a prefix of `worsts`, or say why the run stops (`BudgetBook.reserve`)."""
+        return await self.budget.reserve(worker, worsts)
+
+    async def settle(self, worker: str, settlements: list[Settlement]) -> None:
+        """Give reservations back, with what their requests cost."""
+        self.budget.settle(worker, settlements)
+
     async def forget(self, worker: str) -> int:
-        """Give back every permit `worker` holds (it died); how many."""
+        """Give back every permit `worker` holds (it died), and its budget reservations; how many permits."""
         numbers = [number for number, (holder, _) in self._held.items() if holder == worker]
         await self.report([Return(number) for number in numbers])
+        self.budget.forget(worker)
         return len(numbers)
+
+    async def spending(self) -> tuple[float, float]:
+        """The cluster's spend and what is reserved now."""
+        return self.budget.account.spent_usd, self.budget.account.reserved_usd
 
     async def counts(self) -> tuple[int, int]:
         """Grants made, and the lease calls they were made in."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from batchrun.cluster.budget import BudgetLimits, Reserved, Settlement
 from batchrun.cluster.desk import DeskLimits, LimiterDesk, Return, Want
 from batchrun.cluster.shards import ShardBook
 from batchrun.cluster.target import RayTarget, start_ray
@@ -53,6 +54,12 @@ class RayDesk:
                      pause: tuple[float, str] | None = None) -> None:
         await self._handle.report.remote(returns, hold_back_s, pause)
 
+    async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
+        return await self._handle.reserve.remote(worker, worsts)
+
+    async def settle(self, worker: str, settlements: list[Settlement]) -> None:
+        await self._handle.settle.remote(worker, settlements)
+
 
 @dataclass
 class ClusterRun:
@@ -65,12 +72,13 @@ class ClusterRun:
 
 @dataclass(frozen=True)
 class ClusterJob:
-    """What the driver sends and how: the records, each worker's setup, the limits, the deadline."""
+    """What the driver sends and how: the records, each worker's setup, the limits, the deadline, the budget."""
 
     records: list[Any]
     setup: WorkerSetup
     limits: DeskLimits
     deadline_s: float | None
+    budget: BudgetLimits = BudgetLimits()
 
 
 def run_on_cluster(target: RayTarget, make_job: Callable[[int], ClusterJob], sink: Sink, progress: Progress,
@@ -123,7 +131,7 @@ class ClusterDriver:
 
     def _start_actors(self, count: int) -> None:
         ray = self.ray
-        self.desk = ray.remote(LimiterDesk).options(num_cpus=0).remote(self.job.limits)
+        self.desk = ray.remote(LimiterDesk).options(num_cpus=0).remote(self.job.limits, None, self.job.budget)
         actor = ray.remote(ShardWorker).options(num_cpus=1, max_restarts=0)
         for i in range(count):
             name = f"worker-{i + 1}"
