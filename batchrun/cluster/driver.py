@@ -23,7 +23,8 @@ from types import ModuleType
 from typing import Any
 
 from batchrun.cluster.budget import BudgetLimits, Reserved, Settlement
-from batchrun.cluster.desk import DeskLimits, LimiterDesk, Return, Want
+from batchrun.cluster.desk import DeskLimits, Grant, LimiterDesk, Return, Want
+from batchrun.cluster.deskkeys import Aside, KeyNews
 from batchrun.cluster.shards import ShardBook
 from batchrun.cluster.target import RayTarget, start_ray
 from batchrun.cluster.worker import Delivery, ShardWorker, WorkerSetup
@@ -47,12 +48,12 @@ class RayDesk:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    async def lease(self, worker: str, wants: list[Want]) -> list[int]:
+    async def lease(self, worker: str, wants: list[Want]) -> list[Grant]:
         return await self._handle.lease.remote(worker, wants)
 
-    async def report(self, returns: list[Return], hold_back_s: float | None = None,
-                     pause: tuple[float, str] | None = None) -> None:
-        await self._handle.report.remote(returns, hold_back_s, pause)
+    async def report(self, returns: list[Return], hold_backs: dict[int, float] | None = None,
+                     pause: tuple[float, str] | None = None, asides: list[Aside] | None = None) -> KeyNews | None:
+        return await self._handle.report.remote(returns, hold_backs, pause, asides)
 
     async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
         return await self._handle.reserve.remote(worker, worsts)
@@ -179,6 +180,8 @@ class ClusterDriver:
         progress = self.progress
         progress.retries += delivery.retries
         progress.errors.update(delivery.errors)
+        for warning in delivery.warnings:
+            log.warning("%s", warning)
         try:
             for request_id in delivery.sent:
                 self.book.sent(name, request_id)

@@ -26,6 +26,7 @@ import anyio
 
 from batchrun.cluster.leased import Desk, LeasedLimiter
 from batchrun.cluster.leasedbudget import BudgetDesk, LeasedBudget
+from batchrun.cluster.leasedkeys import LeasedKeys
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
 from batchrun.providers.registry import ProviderSettings, build_provider, build_transport
@@ -34,6 +35,7 @@ from batchrun.running.account import RequestPrices, SpendingAccount
 from batchrun.running.clock import MonotonicClock
 from batchrun.running.hooks import ModelStatusWarner, RunHooks
 from batchrun.running.http import make_client
+from batchrun.running.keys import LaneProvider
 from batchrun.running.pool import PoolSettings, PoolSink, PoolStop, StopReason, WorkerPool
 from batchrun.running.retry import RetryPolicy
 from batchrun.running.saving import Finished
@@ -48,6 +50,7 @@ class WorkerSetup:
     pool: PoolSettings
     prices: RequestPrices
     budgeted: bool = False  # the run has a cap: reservations go to the desk's account
+    keys: tuple[tuple[str, str], ...] = ()  # a key pool's (variable, key) pairs; empty: the provider's one key
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Delivery:
     done: bool = False  # the shard ended (its stop, if any, in `stop`)
     stop: PoolStop | None = None
     failure: str | None = None  # an unexpected error that ended the shard
+    warnings: list[str] = field(default_factory=list)  # the desk's, of its keys: logged by the driver
 
 
 class _Outbox:
@@ -126,11 +130,12 @@ class ShardWorker:
 
     async def _send(self, records: list[RequestRecord], deadline_s: float | None) -> PoolStop:
         setup, clock = self._setup, MonotonicClock()
-        limiter = LeasedLimiter(self._desk, self.name, clock=clock)
+        limiter = LeasedLimiter(self._desk, self.name, clock=clock, on_news=lambda news: keys.hear(news))
+        keys = LeasedKeys(limiter, _lane_providers(setup), clock, self._warned)
         budget = LeasedBudget(self._desk, self.name) if setup.budgeted else None
         settings = dataclasses.replace(setup.pool, deadline_s=deadline_s, handle_signals=False)
         pool = WorkerPool(
-            provider=build_provider(setup.provider), client=None, limiter=limiter, policy=setup.policy,  # type: ignore[arg-type]
+            keys=keys, client=None, policy=setup.policy,
             sink=self._outbox, progress=self._progress, clock=clock,
             account=self._account, settings=settings,
             hooks=RunHooks(on_reply=self._warner), save=self._saved, budget=budget,
@@ -154,13 +159,17 @@ class ShardWorker:
         self._outbox.save(sink, done)
         self._wake()
 
+    def _warned(self, warning: str) -> None:
+        self._outbox.delivery.warnings.append(warning)
+        self._wake()
+
     def _wake(self) -> None:
         self._arrived.set()
 
     async def drain(self) -> Delivery:
         """What arrived since the last drain: sent markers, finished exchanges (waiting for one), the shard's end."""
         delivery = self._outbox.delivery
-        while not (delivery.sent or delivery.finished or delivery.done):
+        while not (delivery.sent or delivery.finished or delivery.done or delivery.warnings):
             await self._arrived.wait()
             self._arrived = anyio.Event()
             delivery = self._outbox.delivery
@@ -174,3 +183,10 @@ class ShardWorker:
         if self._pool is not None and self._running:
             self._pool.request_stop(reason, message)
 
+
+
+def _lane_providers(setup: WorkerSetup) -> list[tuple[str | None, LaneProvider]]:
+    """An adapter for each key of the pool, built with its key; else the provider's one."""
+    if not setup.keys:
+        return [(None, build_provider(setup.provider))]
+    return [(env, build_provider(dataclasses.replace(setup.provider, api_key=key))) for env, key in setup.keys]
