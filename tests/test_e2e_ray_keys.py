@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from e2e_helpers import assert_no_key, batchrun, cli_env, outputs, serve, write_spec  # noqa: F401 (serve is a fixture)
-from test_e2e_key_pool import KEYS, PER_KEY_LIMIT, REVOKED, generate_lines, pool_job
+from test_e2e_key_pool import KEYS, PER_KEY_LIMIT, REVOKED, generate_lines, pool_job, quota_simulator
 from test_e2e_ray import CLUSTER_TIMEOUT_S, final_rows_by_request, needs_ray
 
 
@@ -54,3 +54,21 @@ def test_when_every_key_of_the_pool_is_revoked_a_cluster_run_stops_with_exit_6(t
     assert len([line for line in result.stderr.splitlines() if "failed authentication" in line]) == 1
     for value in REVOKED.values():
         assert_no_key(tmp_path, result.stderr, key=value)
+
+
+def test_a_key_whose_daily_quota_is_spent_is_set_aside_for_the_cluster_while_the_others_finish(tmp_path):
+    needs_ray()
+    simulator = quota_simulator(tmp_path, {"POOL_KEY_1": 3})
+    try:
+        spec = write_spec(tmp_path, pool_job("ray-quota", simulator.url, ["POOL_KEY_1", "POOL_KEY_2"]))
+        result = batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--ray", "local:2",
+                          env=cli_env(None, **KEYS), timeout_s=CLUSTER_TIMEOUT_S)
+    finally:
+        simulator.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert [r["status"] for r in outputs(tmp_path, "ray-quota").rows()] == ["ok"] * 3 * PER_KEY_LIMIT
+    warnings = [line for line in result.stderr.splitlines() if "spent its daily quota" in line]
+    assert len(warnings) == 1 and "POOL_KEY_1" in warnings[0] and "POOL_KEY_2" in warnings[0]
+    outcomes = Counter(line["outcome"] for line in generate_lines(simulator))
+    assert outcomes["ok"] == 3 * PER_KEY_LIMIT and outcomes["quota"] >= 1
