@@ -118,6 +118,7 @@ async def test_requests_waiting_at_once_reserve_in_one_call_and_settle_in_one_ca
 
     assert answers == [None] * 6
     assert (desk.reserve_sizes, desk.settle_sizes) == ([6], [6])
+    assert await desk.budget_counts() == (6, 1)
     assert await desk.spending() == (3.0, 0.0)
 
 

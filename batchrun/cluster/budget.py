@@ -60,11 +60,13 @@ class BudgetBook:
                                        soft_cap_usd=limits.soft_cap_usd)
         self._held: dict[str, Counter[float | None]] = {}
         self._changed: anyio.Event | None = None  # made on the event loop that serves the calls
+        self.calls = self.reservations = 0
 
     async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
         """Reserve the first worst case (waiting while anything is reserved), then each next one that fits now."""
         if not worsts:
             return Reserved(0)
+        self.calls += 1
         while not self.account.reserve(worsts[0]):
             if self.account.holders == 0:
                 return Reserved(0, self.account.stop_message(worsts[0]))
@@ -73,6 +75,7 @@ class BudgetBook:
         while count < len(worsts) and self.account.reserve(worsts[count]):
             count += 1
         self._held.setdefault(worker, Counter()).update(worsts[:count])
+        self.reservations += count
         return Reserved(count)
 
     def settle(self, worker: str, settlements: list[Settlement]) -> None:

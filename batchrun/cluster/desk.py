@@ -187,6 +187,10 @@ class LimiterDesk:
         self.budget.forget(worker)
         return len(numbers)
 
+    async def budget_counts(self) -> tuple[int, int]:
+        """Reservations made, and the reserve calls they were made in."""
+        return self.budget.reservations, self.budget.calls
+
     async def spending(self) -> tuple[float, float]:
         """The cluster's spend and what is reserved now."""
         return self.budget.account.spent_usd, self.budget.account.reserved_usd

@@ -121,6 +121,9 @@ class ClusterDriver:
             live.remove()
         grants, leases = self.ray.get(self.desk.counts.remote())
         log.info("the limiter desk made %d grants in %d leases", grants, leases)
+        if self.job.budget.capped:
+            reservations, calls = self.ray.get(self.desk.budget_counts.remote())
+            log.info("the desk reserved budget for %d requests in %d calls", reservations, calls)
         return self.result
 
     def _ticker(self, options: Any) -> tuple[ProgressTicker, Any, LiveFile]:
