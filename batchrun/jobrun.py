@@ -228,9 +228,6 @@ def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
     from batchrun.cluster.target import import_ray
 
     import_ray()
-    if len(loaded.spec.provider.key_envs) > 1:
-        raise UsageError(f"--ray sends with one key, and provider.api_key_env lists {len(loaded.spec.provider.key_envs)}: "
-                         "a key pool on a Ray cluster is not supported yet; run without --ray, or list one key")
     if run_tier(loaded, options) is Tier.BATCH:
         raise UsageError("--ray sends requests one by one (the standard or flex tier); a batch run (--tier batch, "
                          "or the spec's tier: batch) needs no cluster: run it without --ray")

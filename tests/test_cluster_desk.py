@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from batchrun.cluster.desk import CLUSTER_PACE, DeskLimits, LimiterDesk, Return, Want
+from batchrun.cluster.desk import CLUSTER_PACE, DeskLimits, Grant, LimiterDesk, Return, Want
 from batchrun.running.clock import FakeClock, settle
 from batchrun.running.limiter import PACE_FRACTION, STORM_LIMITED
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_lease_without_a_rate_limit_grants_every_want_the_concurrency_allows_at_once() -> None:
     desk = LimiterDesk(DeskLimits(concurrency=5), FakeClock())
 
-    assert await desk.lease("w1", [Want()] * 8) == [1, 2, 3, 4, 5]  # not more than the concurrency
+    assert [g.number for g in await desk.lease("w1", [Want()] * 8)] == [1, 2, 3, 4, 5]  # not more than the concurrency
     assert await desk.in_flight() == 5
 
 
@@ -43,8 +43,8 @@ async def test_the_cluster_concurrency_holds_across_workers_until_a_report_gives
         group.start_soon(lambda: _append(got, desk.lease("w2", [Want()])))
         await settle()
         assert got == []  # every slot of the cluster is out
-        await desk.report([Return(first[0])])
-    assert got == [[3]]
+        await desk.report([Return(first[0].number)])
+    assert got == [[Grant(3)]]
 
 
 async def test_a_lost_workers_slots_go_back_to_the_cluster() -> None:
@@ -60,8 +60,8 @@ async def test_a_lost_workers_slots_go_back_to_the_cluster() -> None:
 async def test_a_429_storm_reported_by_one_worker_holds_back_every_worker() -> None:
     clock = FakeClock()
     desk = LimiterDesk(DeskLimits(concurrency=40), clock)
-    numbers = await desk.lease("w1", [Want()] * STORM_LIMITED)
-    await desk.report([Return(n, rate_limited=True) for n in numbers], hold_back_s=7.0)
+    grants = await desk.lease("w1", [Want()] * STORM_LIMITED)
+    await desk.report([Return(g.number, rate_limited=True) for g in grants], hold_backs={0: 7.0})
 
     async with clock.autojump():
         await desk.lease("w2", [Want()])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from batchrun.cluster.desk import DeskLimits, LimiterDesk, Return, Want
+from batchrun.cluster.desk import DeskLimits, Grant, LimiterDesk, Return, Want
 from batchrun.cluster.leased import LeasedLimiter
 from batchrun.running.clock import FakeClock, settle
 
@@ -20,13 +20,13 @@ class CountingDesk(LimiterDesk):
         self.lease_sizes: list[int] = []  # wants per lease call
         self.reports: list[list[Return]] = []
 
-    async def lease(self, worker: str, wants: list[Want]) -> list[int]:
+    async def lease(self, worker: str, wants: list[Want]) -> list[Grant]:
         self.lease_sizes.append(len(wants))
         return await super().lease(worker, wants)
 
-    async def report(self, returns, hold_back_s=None, pause=None) -> None:
+    async def report(self, returns, hold_backs=None, pause=None, asides=None) -> None:
         self.reports.append(list(returns))
-        await super().report(returns, hold_back_s, pause)
+        await super().report(returns, hold_backs, pause, asides)
 
 
 async def test_eight_requests_waiting_at_once_take_one_lease_and_their_releases_one_report() -> None:

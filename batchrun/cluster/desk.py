@@ -1,15 +1,20 @@
 """The limiter desk: the job's one limiter, shared by every worker of a cluster (a Ray actor).
 
 Inputs: lease requests (a worker and what each of its waiting requests needs: tokens, images) and
-reports (permits given back, with what each reply taught; a server delay; a pause). Output: grant
-numbers, a prefix of each lease asked for. Invariants:
+reports (permits given back, with what each reply taught; a server delay; a pause; a key that failed).
+Output: grants (a number, and the key to send with), a prefix of each lease asked for. Invariants:
 - every grant passes through one `Limiter`: the job's requests/tokens/images per minute and its
   concurrency hold for the whole cluster, and a 429 any worker saw slows every worker;
 - a lease returns at least one grant (waiting for it as long as the limits say), and with it every
   further grant the limits allow at once, none that needs a wait: a lease never holds a grant back
   (a held grant would reach the server in a burst), and where the limits let grants come in bunches
   (high rates, the buckets' burst, no rpm) a worker's grant path costs one remote call per bunch;
-- a worker that died (`forget`) gives back every permit it held, so its slots are not lost.
+- a worker that died (`forget`) gives back every permit it held, so its slots are not lost;
+- with a key pool, it holds each key's limiter state (`deskkeys.DeskKeys`): a grant names the key to
+  send with, chosen as one process chooses; the cluster's concurrency stays the job's; a key a worker
+  saw fail is dropped or set aside for every worker, and the news goes back with the next report;
+- it holds the job's budget too (`budget.BudgetBook`): workers reserve worst cases before they send and
+  settle them after, so the cap holds for the whole cluster, and a lost worker's reservations are released.
 Plain async code on anyio: tested without Ray, on a fake clock.
 """
 
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchrun.cluster.budget import BudgetBook, BudgetLimits, Reserved, Settlement
+from batchrun.cluster.deskkeys import Aside, DeskKeys, KeyLimits, KeyNews
 from batchrun.records import Headroom
 from batchrun.running.clock import Clock, MonotonicClock
 from batchrun.running.limiter import Limiter, Permit
@@ -44,6 +51,23 @@ class DeskLimits:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     images_per_minute: float | None = None
+    keys: tuple[KeyLimits, ...] = ()  # a pool of two or more keys: each key's limits (the job's above then unused)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A right to send one request (`number`), with the key of the pool to send it with (its index)."""
+
+    number: int
+    key: int = 0
+
+
+@dataclass(slots=True)
+class _Held:
+    worker: str
+    permit: Permit  # of the cluster's limiter: its concurrency (and, with one key, its rates)
+    key: int = 0
+    key_permit: Permit | None = None  # of the key's limiter, with a key pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,63 +91,109 @@ class Return:
 class LimiterDesk:
     """One `Limiter` behind lease and report calls; see the module docstring."""
 
-    def __init__(self, limits: DeskLimits, clock: Clock | None = None) -> None:
+    def __init__(self, limits: DeskLimits, clock: Clock | None = None, budget: BudgetLimits | None = None) -> None:
         self._limits, self._clock = limits, clock or MonotonicClock()
+        self.budget = BudgetBook(budget or BudgetLimits())  # uncapped: reservations always pass
         self._limiter: Limiter | None = None  # made on the event loop that serves the calls
-        self._held: dict[int, tuple[str, Permit]] = {}
+        self._keys: DeskKeys | None = None
+        self._held: dict[int, _Held] = {}
         self.leases = self.grants = 0
 
     @property
     def limiter(self) -> Limiter:
+        """The cluster's limiter: the job's limits; with a key pool, its concurrency alone."""
         if self._limiter is None:
-            limits = self._limits
-            self._limiter = Limiter(
-                concurrency=limits.concurrency, requests_per_minute=_paced(limits.requests_per_minute),
-                tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute,
-                clock=self._clock, unpaced_until_429=True,
-            )
+            self._limiter, self._keys = _limiters(self._limits, self._clock)
         return self._limiter
 
-    async def lease(self, worker: str, wants: list[Want]) -> list[int]:
-        """Grant numbers for a prefix of `wants`: the first as soon as the limits allow, the rest only if
-        they are granted without a wait."""
+    @property
+    def keys(self) -> DeskKeys | None:
+        """The key pool's state (None: one key)."""
+        if self._limiter is None:
+            self._limiter, self._keys = _limiters(self._limits, self._clock)
+        return self._keys
+
+    async def lease(self, worker: str, wants: list[Want]) -> list[Grant]:
+        """Grants for a prefix of `wants`: the first as soon as the limits allow, the rest only if they are
+        granted without a wait."""
         if not wants:
             return []
         self.leases += 1
-        numbers = [await self._grant(worker, wants[0])]
+        grants = [await self._grant(worker, wants[0])]
         async with anyio.create_task_group() as at_once:
             # The canceller runs at this task's first wait: the limiter's fast path (a free slot, room
             # in every bucket) grants without yielding, so only grants that need no wait get through.
             at_once.start_soon(_cancel, at_once.cancel_scope)
             for want in wants[1:]:
-                numbers.append(await self._grant(worker, want))
+                grants.append(await self._grant(worker, want))
             at_once.cancel_scope.cancel()
-        return numbers
+        return grants
 
-    async def _grant(self, worker: str, want: Want) -> int:
+    async def _grant(self, worker: str, want: Want) -> Grant:
         permit = await self.limiter.acquire(tokens=want.tokens, images=want.images)
+        held = _Held(worker, permit)
+        if self.keys is not None:
+            try:
+                held.key, held.key_permit = await self.keys.acquire(want.tokens, want.images)
+            except BaseException:  # cancelled while the keys' limits made it wait: the slot goes back
+                self.limiter.release(permit)
+                raise
         self.grants += 1
-        self._held[permit.number] = (worker, permit)
-        return permit.number
+        self._held[permit.number] = held
+        return Grant(permit.number, held.key)
 
-    async def report(self, returns: list[Return], hold_back_s: float | None = None,
-                     pause: tuple[float, str] | None = None) -> None:
-        """Take permits back; hold every worker back for a server delay (when the limiter says so) or a pause."""
+    async def report(self, returns: list[Return], hold_backs: dict[int, float] | None = None,
+                     pause: tuple[float, str] | None = None, asides: list[Aside] | None = None) -> KeyNews | None:
+        """Take permits back; hold back a key's senders for a server delay (when its limiter says so), or every
+        sender for a pause; drop or set aside the keys that failed. With a key pool: the news of its keys."""
         for back in returns:
             held = self._held.pop(back.number, None)
             if held is not None:
-                self.limiter.release(held[1], actual_tokens=back.actual_tokens, rate_limited=back.rate_limited,
-                                     headroom=back.headroom)
-        if hold_back_s is not None:
-            self.limiter.hold_back(hold_back_s)
+                self._release(held, back)
+        for key, seconds in (hold_backs or {}).items():
+            if self.keys is None:
+                self.limiter.hold_back(seconds)
+            else:
+                self.keys.hold_back(key, seconds)
         if pause is not None:
-            self.limiter.pause_all(*pause)
+            (self.keys or self.limiter).pause_all(*pause)
+        if self.keys is None:
+            return None
+        self.keys.set_aside(asides or [])
+        return self.keys.news()
+
+    def _release(self, held: _Held, back: Return) -> None:
+        """What the reply taught goes to the limiter that holds the rates: the key's with a pool."""
+        if self.keys is None or held.key_permit is None:
+            self.limiter.release(held.permit, actual_tokens=back.actual_tokens, rate_limited=back.rate_limited,
+                                 headroom=back.headroom)
+            return
+        self.limiter.release(held.permit)
+        self.keys.release(held.key, held.key_permit, actual_tokens=back.actual_tokens,
+                          rate_limited=back.rate_limited, headroom=back.headroom)
+
+    async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
+        """Reserve budget for a prefix of `worsts`, or say why the run stops (`BudgetBook.reserve`)."""
+        return await self.budget.reserve(worker, worsts)
+
+    async def settle(self, worker: str, settlements: list[Settlement]) -> None:
+        """Give reservations back, with what their requests cost."""
+        self.budget.settle(worker, settlements)
 
     async def forget(self, worker: str) -> int:
-        """Give back every permit `worker` holds (it died); how many."""
-        numbers = [number for number, (holder, _) in self._held.items() if holder == worker]
+        """Give back every permit `worker` holds (it died), and its budget reservations; how many permits."""
+        numbers = [number for number, held in self._held.items() if held.worker == worker]
         await self.report([Return(number) for number in numbers])
+        self.budget.forget(worker)
         return len(numbers)
+
+    async def budget_counts(self) -> tuple[int, int]:
+        """Reservations made, and the reserve calls they were made in."""
+        return self.budget.reservations, self.budget.calls
+
+    async def spending(self) -> tuple[float, float]:
+        """The cluster's spend and what is reserved now."""
+        return self.budget.account.spent_usd, self.budget.account.reserved_usd
 
     async def counts(self) -> tuple[int, int]:
         """Grants made, and the lease calls they were made in."""
@@ -132,6 +202,17 @@ class LimiterDesk:
     async def in_flight(self) -> int:
         """Grants out, across the cluster."""
         return self.limiter.in_flight
+
+
+def _limiters(limits: DeskLimits, clock: Clock) -> tuple[Limiter, DeskKeys | None]:
+    """The cluster's limiter, and with a key pool each key's (the cluster's then holds the concurrency alone)."""
+    if limits.keys:
+        gate = Limiter(concurrency=limits.concurrency, clock=clock, unpaced_until_429=True)  # never told of a 429
+        return gate, DeskKeys(limits.keys, limits.concurrency, clock, CLUSTER_PACE)
+    limiter = Limiter(concurrency=limits.concurrency, requests_per_minute=_paced(limits.requests_per_minute),
+                      tokens_per_minute=limits.tokens_per_minute, images_per_minute=limits.images_per_minute,
+                      clock=clock, unpaced_until_429=True)
+    return limiter, None
 
 
 async def _cancel(scope: anyio.CancelScope) -> None:

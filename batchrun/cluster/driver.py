@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from batchrun.cluster.desk import DeskLimits, LimiterDesk, Return, Want
+from batchrun.cluster.budget import BudgetLimits, Reserved, Settlement
+from batchrun.cluster.desk import DeskLimits, Grant, LimiterDesk, Return, Want
+from batchrun.cluster.deskkeys import Aside, KeyNews
 from batchrun.cluster.shards import ShardBook
 from batchrun.cluster.target import RayTarget, start_ray
 from batchrun.cluster.worker import Delivery, ShardWorker, WorkerSetup
@@ -46,12 +48,18 @@ class RayDesk:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    async def lease(self, worker: str, wants: list[Want]) -> list[int]:
+    async def lease(self, worker: str, wants: list[Want]) -> list[Grant]:
         return await self._handle.lease.remote(worker, wants)
 
-    async def report(self, returns: list[Return], hold_back_s: float | None = None,
-                     pause: tuple[float, str] | None = None) -> None:
-        await self._handle.report.remote(returns, hold_back_s, pause)
+    async def report(self, returns: list[Return], hold_backs: dict[int, float] | None = None,
+                     pause: tuple[float, str] | None = None, asides: list[Aside] | None = None) -> KeyNews | None:
+        return await self._handle.report.remote(returns, hold_backs, pause, asides)
+
+    async def reserve(self, worker: str, worsts: list[float | None]) -> Reserved:
+        return await self._handle.reserve.remote(worker, worsts)
+
+    async def settle(self, worker: str, settlements: list[Settlement]) -> None:
+        await self._handle.settle.remote(worker, settlements)
 
 
 @dataclass
@@ -65,12 +73,13 @@ class ClusterRun:
 
 @dataclass(frozen=True)
 class ClusterJob:
-    """What the driver sends and how: the records, each worker's setup, the limits, the deadline."""
+    """What the driver sends and how: the records, each worker's setup, the limits, the deadline, the budget."""
 
     records: list[Any]
     setup: WorkerSetup
     limits: DeskLimits
     deadline_s: float | None
+    budget: BudgetLimits = BudgetLimits()
 
 
 def run_on_cluster(target: RayTarget, make_job: Callable[[int], ClusterJob], sink: Sink, progress: Progress,
@@ -112,6 +121,9 @@ class ClusterDriver:
             live.remove()
         grants, leases = self.ray.get(self.desk.counts.remote())
         log.info("the limiter desk made %d grants in %d leases", grants, leases)
+        if self.job.budget.capped:
+            reservations, calls = self.ray.get(self.desk.budget_counts.remote())
+            log.info("the desk reserved budget for %d requests in %d calls", reservations, calls)
         return self.result
 
     def _ticker(self, options: Any) -> tuple[ProgressTicker, Any, LiveFile]:
@@ -123,7 +135,7 @@ class ClusterDriver:
 
     def _start_actors(self, count: int) -> None:
         ray = self.ray
-        self.desk = ray.remote(LimiterDesk).options(num_cpus=0).remote(self.job.limits)
+        self.desk = ray.remote(LimiterDesk).options(num_cpus=0).remote(self.job.limits, None, self.job.budget)
         actor = ray.remote(ShardWorker).options(num_cpus=1, max_restarts=0)
         for i in range(count):
             name = f"worker-{i + 1}"
@@ -171,6 +183,8 @@ class ClusterDriver:
         progress = self.progress
         progress.retries += delivery.retries
         progress.errors.update(delivery.errors)
+        for warning in delivery.warnings:
+            log.warning("%s", warning)
         try:
             for request_id in delivery.sent:
                 self.book.sent(name, request_id)

@@ -8,18 +8,22 @@ Outputs: permits, and reports to the desk. Invariants:
 - one report call is in flight at a time and carries every release made since the last: releases
   never wait for a lease, so a worker never holds the cluster's slots while it waits for one;
 - a request cancelled while it waits (a stop) gives its grant back unused, whether or not the grant
-  had come; nothing is granted twice.
+  had come; nothing is granted twice;
+- with a key pool, a grant names its key; server delays are reported per key, and so are keys that
+  failed (`set_aside`); what the desk answers of its keys (`KeyNews`) goes to `on_news`.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
 
-from batchrun.cluster.desk import Return, Want
+from batchrun.cluster.desk import Grant, Return, Want
+from batchrun.cluster.deskkeys import Aside, KeyNews
 from batchrun.records import Headroom
 from batchrun.running.clock import Clock
 from batchrun.running.limiter import Pause, Permit
@@ -30,28 +34,31 @@ LEASE_SIZE = 16  # requests a lease asks grants for, at most
 class Desk(Protocol):
     """What a worker needs of the limiter desk."""
 
-    async def lease(self, worker: str, wants: list[Want]) -> list[int]: ...
+    async def lease(self, worker: str, wants: list[Want]) -> list[Grant]: ...
 
-    async def report(self, returns: list[Return], hold_back_s: float | None = None,
-                     pause: tuple[float, str] | None = None) -> None: ...
+    async def report(self, returns: list[Return], hold_backs: dict[int, float] | None = None,
+                     pause: tuple[float, str] | None = None, asides: list[Aside] | None = None) -> KeyNews | None: ...
 
 
 @dataclass(eq=False)
 class _Waiter:
     want: Want
     granted: anyio.Event
-    number: int | None = None
+    grant: Grant | None = None
     withdrawn: bool = False
 
 
 class LeasedLimiter:
     """Permits leased from a desk; serve it (`async with limiter.serving()`) while the pool runs."""
 
-    def __init__(self, desk: Desk, worker: str, *, clock: Clock, lease_size: int = LEASE_SIZE) -> None:
+    def __init__(self, desk: Desk, worker: str, *, clock: Clock, lease_size: int = LEASE_SIZE,
+                 on_news: Callable[[KeyNews], None] | None = None) -> None:
         self._desk, self._worker, self._clock, self._lease_size = desk, worker, clock, lease_size
+        self._on_news = on_news
         self._waiting: deque[_Waiter] = deque()
         self._returns: list[Return] = []
-        self._hold_back_s: float | None = None
+        self._hold_backs: dict[int, float] = {}
+        self._asides: list[Aside] = []
         self._pause: tuple[float, str] | None = None
         self._wanted = anyio.Event()
         self._to_report = anyio.Event()
@@ -59,6 +66,10 @@ class LeasedLimiter:
 
     async def acquire(self, tokens: int = 0, images: int = 0) -> Permit:
         """Wait for a grant from the desk."""
+        return (await self.acquire_keyed(tokens, images))[1]
+
+    async def acquire_keyed(self, tokens: int = 0, images: int = 0) -> tuple[int, Permit]:
+        """Wait for a grant from the desk: the key to send with (its index in the pool), and the permit."""
         waiter = _Waiter(Want(tokens, images), anyio.Event())
         self._waiting.append(waiter)
         self._wanted.set()
@@ -67,13 +78,13 @@ class LeasedLimiter:
         except BaseException:
             self._withdraw(waiter)
             raise
-        assert waiter.number is not None
-        return Permit(tokens, images, self._clock.now(), 0, number=waiter.number)
+        assert waiter.grant is not None
+        return waiter.grant.key, Permit(tokens, images, self._clock.now(), 0, number=waiter.grant.number)
 
     def _withdraw(self, waiter: _Waiter) -> None:
         waiter.withdrawn = True
-        if waiter.number is not None:
-            self._give_back(Return(waiter.number))
+        if waiter.grant is not None:
+            self._give_back(Return(waiter.grant.number))
         elif waiter in self._waiting:
             self._waiting.remove(waiter)
 
@@ -85,11 +96,16 @@ class LeasedLimiter:
         permit.released = True
         self._give_back(Return(permit.number, actual_tokens, rate_limited, headroom))
 
-    def hold_back(self, seconds: float) -> Pause | None:
+    def hold_back(self, seconds: float, key: int = 0) -> Pause | None:
         """A server delay: the desk decides whether every worker waits it out (this request's retry does)."""
-        self._hold_back_s = max(seconds, self._hold_back_s or 0.0)
+        self._hold_backs[key] = max(seconds, self._hold_backs.get(key, 0.0))
         self._to_report.set()
         return None
+
+    def set_aside(self, aside: Aside) -> None:
+        """A key failed (authentication, a spent quota): the desk drops it or sets it aside for every worker."""
+        self._asides.append(aside)
+        self._to_report.set()
 
     def pause_all(self, seconds: float, reason: str = "the server asked to wait") -> None:
         self._pause = (seconds, reason)
@@ -115,16 +131,16 @@ class LeasedLimiter:
                 self._wanted = anyio.Event()
                 continue
             self.leases += 1
-            numbers = await self._desk.lease(self._worker, [waiter.want for waiter in asked])
-            for waiter, number in zip(asked, numbers):
-                self._hand(waiter, number)
-            self._waiting.extendleft(reversed([w for w in asked[len(numbers):] if not w.withdrawn]))
+            grants = await self._desk.lease(self._worker, [waiter.want for waiter in asked])
+            for waiter, grant in zip(asked, grants):
+                self._hand(waiter, grant)
+            self._waiting.extendleft(reversed([w for w in asked[len(grants):] if not w.withdrawn]))
 
-    def _hand(self, waiter: _Waiter, number: int) -> None:
+    def _hand(self, waiter: _Waiter, grant: Grant) -> None:
         if waiter.withdrawn:
-            self._give_back(Return(number))
+            self._give_back(Return(grant.number))
             return
-        waiter.number = number
+        waiter.grant = grant
         waiter.granted.set()
 
     async def _report_loop(self) -> None:
@@ -134,8 +150,10 @@ class LeasedLimiter:
             await self.flush()
 
     async def flush(self) -> None:
-        """Report every release, delay and pause not yet reported."""
-        returns, hold_back_s, pause = self._returns, self._hold_back_s, self._pause
-        self._returns, self._hold_back_s, self._pause = [], None, None
-        if returns or hold_back_s is not None or pause is not None:
-            await self._desk.report(returns, hold_back_s, pause)
+        """Report every release, delay, pause and failed key not yet reported; hand on the desk's news."""
+        returns, hold_backs, pause, asides = self._returns, self._hold_backs, self._pause, self._asides
+        self._returns, self._hold_backs, self._pause, self._asides = [], {}, None, []
+        if returns or hold_backs or pause is not None or asides:
+            news = await self._desk.report(returns, hold_backs or None, pause, asides or None)
+            if news is not None and self._on_news is not None:
+                self._on_news(news)

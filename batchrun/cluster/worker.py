@@ -1,12 +1,13 @@
 """A cluster worker: the same worker pool, on a shard of the pending records, limited by the desk.
 
 Inputs: shards of records (`start`), a desk (the job's one limiter) and a `WorkerSetup` (provider,
-retry policy, pool settings, prices, its share of the budget). Outputs: `Delivery`s the driver
+retry policy, pool settings, prices, whether the run has a budget). Outputs: `Delivery`s the driver
 drains: the sent markers and the finished exchanges since the last drain, and whether the shard is
 done and why it stopped. Invariants:
 - a worker writes nothing: every reply goes back to the driver, which keeps the one sink;
 - a request is marked sent before its exchange is delivered (the order the driver writes them in);
-- a request the pool gives up on (a stop) is neither delivered nor marked finished: it stays pending.
+- a request the pool gives up on (a stop) is neither delivered nor marked finished: it stays pending;
+- with a budget, every request reserves its worst case in the desk's one account (`LeasedBudget`).
 The class is plain async code; `driver.py` turns it into a Ray actor.
 """
 
@@ -19,10 +20,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
 from batchrun.cluster.leased import Desk, LeasedLimiter
+from batchrun.cluster.leasedbudget import BudgetDesk, LeasedBudget
+from batchrun.cluster.leasedkeys import LeasedKeys
 from batchrun.output.images import ImageFile
 from batchrun.output.progress import Progress
 from batchrun.providers.registry import ProviderSettings, build_provider, build_transport
@@ -31,6 +35,7 @@ from batchrun.running.account import RequestPrices, SpendingAccount
 from batchrun.running.clock import MonotonicClock
 from batchrun.running.hooks import ModelStatusWarner, RunHooks
 from batchrun.running.http import make_client
+from batchrun.running.keys import LaneProvider
 from batchrun.running.pool import PoolSettings, PoolSink, PoolStop, StopReason, WorkerPool
 from batchrun.running.retry import RetryPolicy
 from batchrun.running.saving import Finished
@@ -44,7 +49,8 @@ class WorkerSetup:
     policy: RetryPolicy
     pool: PoolSettings
     prices: RequestPrices
-    cap_usd: float | None = None  # this worker's share of what the budget has left
+    budgeted: bool = False  # the run has a cap: reservations go to the desk's account
+    keys: tuple[tuple[str, str], ...] = ()  # a key pool's (variable, key) pairs; empty: the provider's one key
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Delivery:
     done: bool = False  # the shard ended (its stop, if any, in `stop`)
     stop: PoolStop | None = None
     failure: str | None = None  # an unexpected error that ended the shard
+    warnings: list[str] = field(default_factory=list)  # the desk's, of its keys: logged by the driver
 
 
 class _Outbox:
@@ -83,10 +90,14 @@ class _Outbox:
         raise NotImplementedError("a cluster worker writes no image: the driver does")
 
 
+class ClusterDesk(Desk, BudgetDesk, Protocol):
+    """The desk a worker leases grants and reserves budget from."""
+
+
 class ShardWorker:
     """Runs shards of records one after another; see the module docstring."""
 
-    def __init__(self, name: str, desk: Desk, setup: WorkerSetup) -> None:
+    def __init__(self, name: str, desk: ClusterDesk, setup: WorkerSetup) -> None:
         self.name, self._desk, self._setup = name, desk, setup
         self._outbox = _Outbox(self._wake)
         self._progress = Progress(total=0)
@@ -94,7 +105,7 @@ class ShardWorker:
         self._pool: WorkerPool | None = None
         self._running = False
         self._warner = ModelStatusWarner()
-        self._account = SpendingAccount(setup.prices, setup.cap_usd)  # one share for every shard it runs
+        self._account = SpendingAccount(setup.prices)  # prices and adds up: the cap is the desk's
 
     def pid(self) -> int:
         return os.getpid()
@@ -119,27 +130,37 @@ class ShardWorker:
 
     async def _send(self, records: list[RequestRecord], deadline_s: float | None) -> PoolStop:
         setup, clock = self._setup, MonotonicClock()
-        limiter = LeasedLimiter(self._desk, self.name, clock=clock)
+        limiter = LeasedLimiter(self._desk, self.name, clock=clock, on_news=lambda news: keys.hear(news))
+        keys = LeasedKeys(limiter, _lane_providers(setup), clock, self._warned)
+        budget = LeasedBudget(self._desk, self.name) if setup.budgeted else None
         settings = dataclasses.replace(setup.pool, deadline_s=deadline_s, handle_signals=False)
         pool = WorkerPool(
-            provider=build_provider(setup.provider), client=None, limiter=limiter, policy=setup.policy,  # type: ignore[arg-type]
+            keys=keys, client=None, policy=setup.policy,
             sink=self._outbox, progress=self._progress, clock=clock,
             account=self._account, settings=settings,
-            hooks=RunHooks(on_reply=self._warner), save=self._saved,
+            hooks=RunHooks(on_reply=self._warner), save=self._saved, budget=budget,
         )
         self._pool = pool
         async with anyio.create_task_group() as serving:
             serving.start_soon(limiter.serve)
+            if budget is not None:
+                serving.start_soon(budget.serve)
             async with make_client(build_transport(setup.provider), setup.provider.timeout_s) as client:
                 pool.client = client
                 stop = await pool.run(records)
             serving.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
             await limiter.flush()
+            if budget is not None:
+                await budget.flush()
         return stop
 
     def _saved(self, sink: PoolSink, done: Finished) -> None:
         self._outbox.save(sink, done)
+        self._wake()
+
+    def _warned(self, warning: str) -> None:
+        self._outbox.delivery.warnings.append(warning)
         self._wake()
 
     def _wake(self) -> None:
@@ -148,7 +169,7 @@ class ShardWorker:
     async def drain(self) -> Delivery:
         """What arrived since the last drain: sent markers, finished exchanges (waiting for one), the shard's end."""
         delivery = self._outbox.delivery
-        while not (delivery.sent or delivery.finished or delivery.done):
+        while not (delivery.sent or delivery.finished or delivery.done or delivery.warnings):
             await self._arrived.wait()
             self._arrived = anyio.Event()
             delivery = self._outbox.delivery
@@ -162,3 +183,10 @@ class ShardWorker:
         if self._pool is not None and self._running:
             self._pool.request_stop(reason, message)
 
+
+
+def _lane_providers(setup: WorkerSetup) -> list[tuple[str | None, LaneProvider]]:
+    """An adapter for each key of the pool, built with its key; else the provider's one."""
+    if not setup.keys:
+        return [(None, build_provider(setup.provider))]
+    return [(env, build_provider(dataclasses.replace(setup.provider, api_key=key))) for env, key in setup.keys]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,11 +66,13 @@ class KeyLane:
 class KeyPool:
     """The lanes of a run's keys; see the module docstring."""
 
-    def __init__(self, lanes: Sequence[KeyLane], clock: Clock) -> None:
+    def __init__(self, lanes: Sequence[KeyLane], clock: Clock, warn: Callable[[str], None] | None = None) -> None:
+        """`warn`: where a dropped or set-aside key's warning goes (the log; a cluster's desk collects them)."""
         if not lanes:
             raise ValueError("a key pool needs at least one key")
         self.lanes = list(lanes)
         self._clock = clock
+        self._warn = warn or log.warning
 
     @classmethod
     def single(cls, provider: LaneProvider, limiter: Limiter, clock: Clock, env: str | None = None) -> KeyPool:
@@ -125,8 +127,8 @@ class KeyPool:
         if not self._others_usable(lane):
             return False
         lane.set_aside_until = math.inf
-        log.warning("the key in %s failed authentication (%s): dropped for this run; sending goes on with %s", lane.name, why,
-                    self._usable_text())
+        self._warn(f"the key in {lane.name} failed authentication ({why}): dropped for this run; sending goes on "
+                   f"with {self._usable_text()}")
         return True
 
     def set_aside(self, lane: KeyLane, reset_in_s: float | None, why: str = "spent its daily quota") -> bool:
@@ -142,7 +144,7 @@ class KeyPool:
         when = "for this run" if reset_in_s is None else (
             f"until {time.strftime('%H:%M', time.localtime(time.time() + reset_in_s))} "
             f"(in {duration_text(reset_in_s)}), when it resets")
-        log.warning("the key in %s %s: set aside %s; sending goes on with %s", lane.name, why, when, self._usable_text())
+        self._warn(f"the key in {lane.name} {why}: set aside {when}; sending goes on with {self._usable_text()}")
         return True
 
     def pause_all(self, seconds: float, reason: str) -> None:

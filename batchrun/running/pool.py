@@ -8,7 +8,8 @@ period after Ctrl-C). Invariants:
 - a result is written only once final (ok / blocked / invalid / failed after the last attempt);
 - a request the run gives up on because it is stopping (deadline, bad key, daily quota, Ctrl-C,
   budget) is left pending, never recorded: the next run sends it;
-- the budget is kept by reserving each request's worst-case cost before it is sent;
+- the budget is kept by reserving each request's worst-case cost before it is sent: in the account, or
+  in a `SharedBudget` held for a whole cluster (the account then only prices and adds up);
 - a reply is fanned out to every row that shares its request (`saving.save_finished`);
 - a reply that arrived is never dropped: when writing it fails (disk full, read-only folder), the run
   stops sending and the reply is held in `held` for the job to write once it can;
@@ -85,6 +86,17 @@ class PoolProvider(Protocol):
     async def send(self, client: httpx.AsyncClient, record: RequestRecord) -> ProviderReply: ...
 
 
+class SharedBudget(Protocol):
+    """A budget held for several pools (a cluster's): reservations may wait for another pool's settlements."""
+
+    async def reserve(self, worst: float | None) -> str | None:
+        """Reserve a worst case, waiting as long as others' settlements may make room; None once reserved,
+        else why the run stops (nothing is reserved anywhere and it still does not fit)."""
+        ...
+
+    def settle(self, worst: float | None, actual: float | None) -> None: ...
+
+
 class PoolSink(Protocol):
     """What the pool needs of the sink: a sent marker, and rows and images to write."""
 
@@ -132,9 +144,11 @@ class WorkerPool:
     def __init__(self, *, provider: PoolProvider | None = None, client: httpx.AsyncClient | None,
                  limiter: Limiter | None = None, policy: RetryPolicy, sink: PoolSink, progress: Progress,
                  clock: Clock, account: SpendingAccount, settings: PoolSettings, hooks: RunHooks = RunHooks(),
-                 keys: KeyPool | None = None, save: Callable[[PoolSink, Finished], None] = save_finished) -> None:
+                 keys: KeyPool | None = None, save: Callable[[PoolSink, Finished], None] = save_finished,
+                 budget: SharedBudget | None = None) -> None:
         """Either `keys` (a pool of keys, each with its adapter and limiter) or one `provider` and `limiter`.
-        `save`: how a finished exchange is written (a cluster worker hands it to the driver instead)."""
+        `save`: how a finished exchange is written (a cluster worker hands it to the driver instead);
+        `budget`: a cluster's budget, reserved in instead of the account's cap."""
         if keys is None:
             if provider is None or limiter is None:
                 raise ValueError("give a provider and a limiter, or a key pool")
@@ -144,7 +158,7 @@ class WorkerPool:
         self.provider, self.client, self.limiter, self.policy = first.provider, client, first.limiter, policy
         self._save_finished = save
         self.sink, self.progress, self.clock = sink, progress, clock
-        self.account, self.settings, self.hooks = account, settings, hooks
+        self.account, self.settings, self.hooks, self.budget = account, settings, hooks, budget
         self.stop = PoolStop()
         self.probe = ConfigProbe(enabled=settings.config_check)
         self.input_bytes = InputBytesBudget(settings.input_image_bytes)
@@ -283,6 +297,8 @@ class WorkerPool:
         The run stops for the budget only when nothing is in flight and the next request could still
         pass the cap: a small cap then runs fewer requests at once instead of stopping early.
         """
+        if self.budget is not None:
+            return await self._reserve_shared(self.budget, worst)
         account = self.account
         while not account.reserve(worst):
             if self.stop.reason is not None:
@@ -294,6 +310,16 @@ class WorkerPool:
                 await self._wait(self._settled.wait)
             except RequestAbandoned:
                 return False
+        return True
+
+    async def _reserve_shared(self, budget: SharedBudget, worst: float | None) -> bool:
+        try:
+            refusal = await self._wait(lambda: budget.reserve(worst))
+        except RequestAbandoned:
+            return False
+        if refusal is not None:
+            self.request_stop(StopReason.BUDGET, refusal)
+            return False
         return True
 
     async def _attempt(self, record: RequestRecord) -> ProviderReply:
@@ -450,6 +476,8 @@ class WorkerPool:
 
     def _settle(self, worst: float | None, actual: float | None) -> None:
         self.account.settle(worst, actual)
+        if self.budget is not None:
+            self.budget.settle(worst, actual)
         self._settled.set()
         self._settled = anyio.Event()
 
