@@ -326,3 +326,9 @@ def storage_failed_message(location: str, action: str, detail: str) -> str:
             f"(the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "
             f"S3-compatible server; for gs:// GOOGLE_APPLICATION_CREDENTIALS), then run again: what was not "
             f"uploaded is kept in the local staging folder")
+
+
+def final_upload_failed_message(storage: str, code: int, staging: object) -> str:
+    """A run that ended with `code` whose last push to the bucket failed: the run's exit becomes a write error."""
+    return (f"the run ended (exit {code}) but its last upload failed, so the bucket lacks its latest results: "
+            f"{storage} ({staging}); the next `batchrun run` of the job on this machine uploads them")

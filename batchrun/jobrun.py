@@ -83,6 +83,7 @@ from .errors import (
     UsageError,
     WriteFailed,
     batches_running_message,
+    final_upload_failed_message,
     missing_key_message,
     unsendable_key_message,
 )
@@ -206,19 +207,29 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     try:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
-        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded, options))
-        _upload_after_error(loaded)
+        calibration = _estimate_vs_actual(loaded, options)
+        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), calibration)
+        summary = _upload_after_error(loaded, run_id, exc, calibration) or summary
         release_lock(lock)
         _notify(loaded, summary)
         raise
     except BaseException:
         release_lock(lock)
         raise
-    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded, options))
+    calibration = _estimate_vs_actual(loaded, options)
+    summary = finish_run_record(loaded.output_dir, run_id, code, None, calibration)
     try:
         push_output(loaded.output_dir)  # a bucket's folder: what is left goes up before the lock is released
-    finally:
+    except StorageFailed as exc:
+        failed = StorageFailed(final_upload_failed_message(str(exc), code, loaded.output_dir))
+        summary = finish_run_record(loaded.output_dir, run_id, failed.exit_code, str(failed), calibration) or summary
         release_lock(lock)
+        _notify(loaded, summary)
+        raise failed from None
+    except BaseException:
+        release_lock(lock)
+        raise
+    release_lock(lock)
     _notify(loaded, summary)
     return code
 
@@ -236,12 +247,17 @@ def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
                          "or the spec's tier: batch) needs no cluster: run it without --ray")
 
 
-def _upload_after_error(loaded: LoadedSpec) -> None:
-    """Upload what a stopped run left (a bucket's folder); a failure is logged, the run's own error wins."""
+def _upload_after_error(loaded: LoadedSpec, run_id: str, error: BatchrunError,
+                        calibration: dict[str, object] | None) -> Path | None:
+    """Upload what a stopped run left (a bucket's folder). The run's own error wins; a failed upload is
+    logged and added to the run's record, whose path is returned then (else None)."""
     try:
         push_output(loaded.output_dir)
     except StorageFailed as exc:
         log.warning("%s", exc)
+        return finish_run_record(loaded.output_dir, run_id, error.exit_code,
+                                 f"{error}; and the run's last upload failed: {exc}", calibration)
+    return None
 
 
 def _notify(loaded: LoadedSpec, summary: Path | None) -> None:

@@ -6,12 +6,14 @@ to AWS or MinIO. The wait for it is bounded and waits on its listening line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
@@ -66,19 +68,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
+@contextlib.contextmanager
+def moto_server() -> Iterator[tuple[str, subprocess.Popen]]:
+    """moto's S3 server on 127.0.0.1: its endpoint and its process (a test may stop it early)."""
     if importlib.util.find_spec("moto") is None:
         pytest.fail("moto's server is not installed: pip install -e '.[test]' (the test extra has moto[server])")
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = LineReader(process.stderr).wait_for(RUNNING, STARTUP_TIMEOUT_S).group(1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         process.wait(timeout=STARTUP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
+    with moto_server() as (endpoint, _):
+        yield endpoint
 
 
 @pytest.fixture

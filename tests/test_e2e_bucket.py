@@ -1,0 +1,71 @@
+"""End to end: what a bucket job (`output.dir: s3://…`) tells the user, against moto's S3 server on 127.0.0.1.
+
+What must hold: a run whose last upload fails exits 10 and its run record (and notification) say so; the
+CLI names the bucket, not the local staging folder, wherever it says where the output is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from e2e_helpers import (
+    RUN_TIMEOUT_S,
+    batchrun,
+    cli_env,
+    run_job,
+    start_batchrun,
+    start_simulator,
+    text_job,
+    wait_until,
+    write_faults,
+    write_spec,
+)
+from s3_server import S3Server, moto_server, s3, s3_endpoint  # noqa: F401  (fixtures)
+
+from batchrun.output.mirror import staging_folder
+
+SLOW = {"latency": {"distribution": "fixed", "ms": 150}}  # 30 requests one at a time: 4.5 s or more
+
+
+def env_for(server: S3Server, cache, **extra: str) -> dict[str, str]:
+    return cli_env(**server.env, BATCHRUN_CACHE_DIR=str(cache), **extra)
+
+
+def copy_script(folder) -> str:
+    """A notify command: copies the file named by its last argument to the path its first names."""
+    script = folder / "copy_summary.py"
+    script.write_text("import shutil, sys\nshutil.copy(sys.argv[-1], sys.argv[1])\n")
+    return str(script)
+
+
+def run_records(location: str, cache) -> list[dict]:
+    folder = staging_folder(location, {"BATCHRUN_CACHE_DIR": str(cache)})
+    return [json.loads(path.read_text()) for path in sorted((folder / "runs").glob("*.json"))]
+
+
+def test_a_run_whose_last_upload_fails_exits_10_and_its_record_and_notification_say_so(tmp_path):
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow", SLOW))
+    copied = tmp_path / "copied.json"
+    try:
+        with moto_server() as (endpoint, moto):
+            server = S3Server(endpoint, "lost")
+            server.filesystem().create_dir(server.bucket)
+            notify = {"command": [sys.executable, copy_script(tmp_path), str(copied)], "timeout_s": 20}
+            spec = write_spec(tmp_path, text_job("lines", simulator.url, 30, limits={"concurrency": 1},
+                                                 output={"dir": "s3://lost/lines"}, notify=notify))
+            process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", stderr=tmp_path / "run.err",
+                                     env=env_for(server, tmp_path / "cache"))
+            wait_until(lambda: len(simulator.requests()) >= 3, process, "3 requests sent")
+            moto.terminate()  # the bucket's server is gone before the run's last push
+            moto.wait(timeout=RUN_TIMEOUT_S)
+            process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        simulator.stop()
+    stderr = (tmp_path / "run.err").read_text()
+    assert process.returncode == 10, stderr
+    assert "the run ended (exit 0) but its last upload failed" in stderr
+    [record] = run_records("s3://lost/lines", tmp_path / "cache")
+    assert (record["exit_code"], record["exit_reason"], record["ok"]) == (10, "write", 30)
+    assert "its last upload failed" in record["message"] and "s3://lost/lines" in record["message"]
+    assert json.loads(copied.read_text()) == record
