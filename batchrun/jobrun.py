@@ -30,7 +30,7 @@ from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
-from batchrun.output.mirror import mirror_of, push_output
+from batchrun.output.mirror import mirror_of, push_output, shown_output
 from batchrun.output.progress import Progress, make_display
 from batchrun.output.runrecord import finish_run_record
 from batchrun.output.sink import (
@@ -139,9 +139,9 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices
             log.warning(line)
         if summary.skipped:
             log.warning("skipped %s input rows with a bad photo (listed in %s)", f"{len(summary.skipped):,}",
-                        summary.skipped_file)
+                        shown_output(summary.skipped_file))
         log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
-                 summary.manifest)
+                 shown_output(summary.manifest))
     for model in manifest_models(manifest_path(loaded)):
         retiring = lifecycle_warning(model, dt.date.today())
         if retiring:
@@ -230,6 +230,8 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
         release_lock(lock)
         raise
     release_lock(lock)
+    if mirror_of(loaded.output_dir) is not None:
+        log.info("the job's output is in %s", shown_output(loaded.output_dir))
     _notify(loaded, summary)
     return code
 

@@ -69,3 +69,34 @@ def test_a_run_whose_last_upload_fails_exits_10_and_its_record_and_notification_
     assert (record["exit_code"], record["exit_reason"], record["ok"]) == (10, "write", 30)
     assert "its last upload failed" in record["message"] and "s3://lost/lines" in record["message"]
     assert json.loads(copied.read_text()) == record
+
+
+def test_the_cli_names_the_bucket_where_it_says_where_the_output_is(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow", SLOW))
+    location = f"s3://{s3.bucket}/lines"
+    env = env_for(s3, tmp_path / "cache")
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 30, limits={"concurrency": 1},
+                                             output={"dir": location}))
+        process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", stderr=tmp_path / "run.err", env=env)
+        wait_until(lambda: len(simulator.requests()) >= 3, process, "3 requests sent")
+        second = run_job(tmp_path, spec, env=env)
+        status = batchrun(tmp_path, "status", str(spec), env=env)
+        process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        simulator.stop()
+    staging = str(staging_folder(location, {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache")}))
+    assert second.returncode == 9, second.stderr
+    assert f"another batchrun run is writing {location} (pid {process.pid}" in second.stderr
+    assert status.stdout.splitlines()[0].startswith(location)
+    ran = (tmp_path / "run.err").read_text()
+    assert process.returncode == 0, ran
+    assert f"planned 30 rows (30 requests) into {location}/manifest.parquet" in ran
+    assert f"the job's output is in {location}" in ran
+    report = batchrun(tmp_path, "report", str(spec), env=env)
+    assert report.stdout.startswith(f"{location}/report/index.html  (a copy here: {staging}/report/index.html)")
+    exported = batchrun(tmp_path, "export", str(spec), env=env)
+    assert exported.stdout.startswith(f"{location}/export.parquet  (30 rows; a copy here: {staging}/export.parquet)")
+    assert "export.parquet" in s3.files("lines")
+    for text in (second.stderr, status.stdout, ran, report.stdout, exported.stdout):
+        assert staging not in text.replace(f"a copy here: {staging}", "")

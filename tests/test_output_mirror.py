@@ -12,6 +12,8 @@ from batchrun.output.mirror import (
     UploadSchedule,
     is_synced_file,
     push_order,
+    shown_output,
+    stage_location,
     staging_folder,
     upload_every,
     upload_groups,
@@ -206,3 +208,10 @@ def test_a_spec_whose_output_override_is_a_bucket_gets_its_staging_folder(s3, tm
     assert load_spec(demo).output_dir == staging_folder(f"s3://{s3.bucket}/nightly/demo", {"BATCHRUN_CACHE_DIR":
                                                                                             str(tmp_path / "cache")})
     assert load_spec(demo, f"s3://{s3.bucket}/other").output_dir.parent == tmp_path / "cache" / "staging"
+
+
+def test_a_path_in_a_staging_folder_is_shown_as_its_place_in_the_bucket(s3, tmp_path):  # noqa: F811
+    folder = stage_location(location(s3), {**s3.env, "BATCHRUN_CACHE_DIR": str(tmp_path / "cache")})
+    assert shown_output(folder) == location(s3)
+    assert shown_output(folder / "report" / "index.html") == f"{location(s3)}/report/index.html"
+    assert shown_output(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")

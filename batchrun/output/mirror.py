@@ -298,6 +298,19 @@ def mirror_of(folder: Path) -> Mirror | None:
     return _MIRRORS.get(Path(folder).resolve())
 
 
+def shown_output(path: Path | str) -> str:
+    """Where `path` is as the user knows it: under a staging folder, its place in the bucket
+    (`s3://bucket/prefix/report/index.html`); else the path as given."""
+    if not _MIRRORS:
+        return str(path)
+    resolved = Path(path).resolve()
+    for folder, mirror in _MIRRORS.items():
+        if resolved == folder or folder in resolved.parents:
+            relative = resolved.relative_to(folder).as_posix()
+            return mirror.store.location + ("" if relative == "." else f"/{relative}")
+    return str(path)
+
+
 def push_output(folder: Path) -> None:
     """Wait for a background push, then upload what is left (nothing for a local folder)."""
     mirror = mirror_of(folder)
