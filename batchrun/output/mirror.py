@@ -23,7 +23,10 @@ The durability contract:
   billed twice), as after a local crash. Requests first sent after the last push can't be known.
 - Reading (`status`, `report`, `export`, a resumed `run`) first pulls: every file in the bucket that the
   staging folder lacks is downloaded; one it holds unchanged since the last sync is replaced when the
-  bucket's size differs, and removed when the bucket no longer has it (a file changed here is kept).
+  bucket's size or last-modified time differs from the sync record's (a push lists the bucket once to
+  record the time of what it uploaded), and removed when the bucket no longer has it (a file changed here
+  is kept). S3 keeps that time in whole seconds: a replacement of the same size within the second of the
+  last write is not seen.
   So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
   run keeps the rows it had not uploaded.
 - One machine runs a job at a time: the lock is local, and the bucket can't hold one.
@@ -41,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from batchrun.errors import StorageFailed, UsageError
-from batchrun.output.store import ObjectStore, open_store
+from batchrun.output.store import ObjectStore, RemoteStamp, open_store
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,8 @@ class Mirror:
         self.folder = Path(folder)
         self.store = store
         self.upload_every_s = upload_every_s
-        self._synced: dict[str, Stat] = {}
+        self._synced: dict[str, Stat] = {}  # the local stat of each file at its last sync
+        self._remote: dict[str, RemoteStamp] = {}  # the bucket's stamp of each file at its last sync
         self._pushing: threading.Thread | None = None
         self._lock = threading.Lock()  # one push (or pull) at a time
         self._load_synced()
@@ -112,12 +116,14 @@ class Mirror:
     def pull(self) -> int:
         """Download what the staging folder lacks (or holds unchanged but the bucket changed); return the count."""
         with self._lock:
-            remote = self.store.list_files()
+            remote = self.store.list_stamps()
             self._drop_gone(remote)
-            wanted = [rel for rel, size in sorted(remote.items()) if is_synced_file(rel) and self._needs_download(rel, size)]
+            wanted = [rel for rel, stamp in sorted(remote.items())
+                      if is_synced_file(rel) and self._needs_download(rel, stamp)]
             with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
                 for relative, stat in zip(wanted, pool.map(self._download_one, wanted)):
-                    self._synced[relative] = stat
+                    self._synced[relative], self._remote[relative] = stat, remote[relative]
+            self._adopt_stamps(remote)
             self._save_synced()
         if wanted:
             log.info("downloaded %d files from %s", len(wanted), self.store.location)
@@ -127,18 +133,29 @@ class Mirror:
         self.store.download(relative, self.folder / relative)
         return file_stat(self.folder / relative)
 
-    def _drop_gone(self, remote: dict[str, int]) -> None:
+    def _drop_gone(self, remote: dict[str, RemoteStamp]) -> None:
         """Remove here what the bucket no longer holds (compacted segments, superseded parts) unless changed here."""
         for relative in [rel for rel in self._synced if rel not in remote]:
             if self._stat(relative) in (None, self._synced[relative]):
                 (self.folder / relative).unlink(missing_ok=True)
                 del self._synced[relative]
+                self._remote.pop(relative, None)
 
-    def _needs_download(self, relative: str, size: int) -> bool:
+    def _needs_download(self, relative: str, stamp: RemoteStamp) -> bool:
+        """Missing here, or unchanged here since the last sync while the bucket's size or time changed."""
         local = self._stat(relative)
         if local is None:
             return True
-        return local == self._synced.get(relative) and local[0] != size
+        if local != self._synced.get(relative):  # changed here (or never synced): kept, it goes up next
+            return False
+        known = self._remote.get(relative)
+        return stamp.size != local[0] if known is None else stamp != known  # no stamp: synced by batchrun 0.6.0
+
+    def _adopt_stamps(self, remote: dict[str, RemoteStamp]) -> None:
+        """The bucket's stamp of each synced file that has none yet (a sync record of batchrun 0.6.0)."""
+        for relative in self._synced.keys() - self._remote.keys():
+            if relative in remote:
+                self._remote[relative] = remote[relative]
 
     # -- writing
 
@@ -157,10 +174,20 @@ class Mirror:
             for relative in removed:
                 self.store.delete(relative)
                 del self._synced[relative]
+                self._remote.pop(relative, None)
+            if changed or journal:
+                self._stamp_uploaded([rel for rel in changed if rel in self._synced] + list(journal))
             self._save_synced()
         if changed or removed:
             log.info("uploaded %d files to %s", len(changed) + len(journal), self.store.location)
         return len(changed) + len(journal)
+
+    def _stamp_uploaded(self, relatives: list[str]) -> None:
+        """The bucket's stamp of each file just uploaded (one listing): a later replacement is then seen."""
+        remote = self.store.list_stamps()
+        for relative in relatives:
+            if relative in remote:
+                self._remote[relative] = remote[relative]
 
     def _upload_group(self, relatives: list[str]) -> None:
         """Upload files side by side (an object store takes many puts at once; each waits on the network)."""
@@ -244,12 +271,13 @@ class Mirror:
             return
         if record.get("location") == self.store.location:
             self._synced = {rel: (stat[0], stat[1]) for rel, stat in record.get("synced", {}).items()}
+            self._remote = {rel: RemoteStamp(*stamp) for rel, stamp in record.get("remote", {}).items()}
 
     def _save_synced(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / SYNC_FILE
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"location": self.store.location, "synced": self._synced}))
+        tmp.write_text(json.dumps({"location": self.store.location, "synced": self._synced, "remote": self._remote}))
         os.replace(tmp, path)
 
 
