@@ -153,6 +153,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "hard cap and wins when lower (overrides budget.max_cost_from_projection)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
+    p.add_argument("--take-over", action="store_true",
+                   help="a job in a bucket (output.dir: s3://...): run even when another machine's lease on it "
+                        "is fresh (that machine is gone); without it such a run exits 9")
     p.add_argument("--retry", metavar="STATUSES", help="also send again rows recorded invalid and/or blocked, e.g. --retry invalid,blocked")
     p.add_argument("--no-config-check", action="store_true",
                    help="record 400/404 replies as invalid even when the first replies all get one "

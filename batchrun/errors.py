@@ -115,6 +115,18 @@ class AlreadyRunning(UsageError):
                          f"then run again")
 
 
+class BucketLeased(UsageError):
+    """Another machine's fresh lease on a bucket job (`.batchrun-lease.json`); exit 9, as for a local lock."""
+
+    exit_code = EXIT_RUNNING
+
+    def __init__(self, location: str, host: str, pid: int, started_at: str, renewed_at: str, fresh_s: float) -> None:
+        self.host, self.pid = host, pid
+        super().__init__(f"{location} is being run on {host} (pid {pid}, started {started_at}, last upload "
+                         f"{renewed_at}); wait for that run to end (its lease lapses {fresh_s / 60:g} min after "
+                         f"its last upload), or if that machine is gone run again with --take-over")
+
+
 class RunStopped(BatchrunError):
     """A run stopped by itself; what it had done is kept and `batchrun run` resumes it."""
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
+from batchrun.output.lease import LeaseKeeper
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
 from batchrun.output.mirror import mirror_of, push_output, shown_output
@@ -204,12 +205,14 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     run_id = _run_id()
+    lease = _take_lease(loaded, options, run_id, lock)
     try:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
         calibration = _estimate_vs_actual(loaded, options)
         summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), calibration)
         summary = _upload_after_error(loaded, run_id, exc, calibration) or summary
+        _release_lease(loaded, lease)
         release_lock(lock)
         _notify(loaded, summary)
         raise
@@ -223,17 +226,47 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     except StorageFailed as exc:
         failed = StorageFailed(final_upload_failed_message(str(exc), code, loaded.output_dir))
         summary = finish_run_record(loaded.output_dir, run_id, failed.exit_code, str(failed), calibration) or summary
+        _release_lease(loaded, lease)
         release_lock(lock)
         _notify(loaded, summary)
         raise failed from None
     except BaseException:
         release_lock(lock)
         raise
+    _release_lease(loaded, lease)
     release_lock(lock)
     if mirror_of(loaded.output_dir) is not None:
         log.info("the job's output is in %s", shown_output(loaded.output_dir))
     _notify(loaded, summary)
     return code
+
+
+def _take_lease(loaded: LoadedSpec, options: RunOptions, run_id: str, lock: Path) -> LeaseKeeper | None:
+    """A bucket job: this run's lease in the bucket (exit 9 when another machine's is fresh); None when local."""
+    mirror = mirror_of(loaded.output_dir)
+    if mirror is None:
+        return None
+    keeper = LeaseKeeper(mirror.store, run_id, loaded.output_dir, mirror.upload_every_s, time.time)
+    try:
+        keeper.take(options.take_over)
+    except BaseException:
+        release_lock(lock)
+        raise
+    mirror.lease = keeper  # renewed at each push from now on
+    return keeper
+
+
+def _release_lease(loaded: LoadedSpec, lease: LeaseKeeper | None) -> None:
+    """Remove this run's lease from the bucket; a failure is logged (the lease lapses by itself)."""
+    mirror = mirror_of(loaded.output_dir)
+    if lease is None or mirror is None:
+        return
+    mirror.lease = None
+    try:
+        lease.release()
+    except StorageFailed as exc:
+        log.warning("this run's lease could not be removed (it lapses %g min after the last upload): %s",
+                    lease.fresh_s / 60, exc)
 
 
 def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:

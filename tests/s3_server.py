@@ -52,6 +52,18 @@ class S3Server:
         infos = self.filesystem().get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
         return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
 
+    def read(self, key: str) -> bytes | None:
+        """The bytes of the object at `key` in the bucket, None when there is none."""
+        try:
+            with self.filesystem().open_input_stream(f"{self.bucket}/{key}") as source:
+                return source.read()
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        with self.filesystem().open_output_stream(f"{self.bucket}/{key}") as target:
+            target.write(data)
+
     def result_rows(self, prefix: str) -> list[dict]:
         """Every row of every results part under the bucket's `prefix`."""
         filesystem = self.filesystem()

@@ -6,6 +6,7 @@ CLI names the bucket, not the local staging folder, wherever it says where the o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
@@ -23,6 +24,7 @@ from e2e_helpers import (
 )
 from s3_server import S3Server, moto_server, s3, s3_endpoint  # noqa: F401  (fixtures)
 
+from batchrun.output.lease import Lease, parse_lease
 from batchrun.output.mirror import staging_folder
 
 SLOW = {"latency": {"distribution": "fixed", "ms": 150}}  # 30 requests one at a time: 4.5 s or more
@@ -80,6 +82,7 @@ def test_the_cli_names_the_bucket_where_it_says_where_the_output_is(tmp_path, s3
                                              output={"dir": location}))
         process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", stderr=tmp_path / "run.err", env=env)
         wait_until(lambda: len(simulator.requests()) >= 3, process, "3 requests sent")
+        leased = parse_lease(s3.read("lines/.batchrun-lease.json"))
         second = run_job(tmp_path, spec, env=env)
         status = batchrun(tmp_path, "status", str(spec), env=env)
         process.wait(timeout=RUN_TIMEOUT_S)
@@ -93,6 +96,8 @@ def test_the_cli_names_the_bucket_where_it_says_where_the_output_is(tmp_path, s3
     assert process.returncode == 0, ran
     assert f"planned 30 rows (30 requests) into {location}/manifest.parquet" in ran
     assert f"the job's output is in {location}" in ran
+    assert leased is not None and (leased.pid, leased.staging) == (process.pid, staging)
+    assert ".batchrun-lease.json" not in s3.files("lines")  # the run's end removed it
     report = batchrun(tmp_path, "report", str(spec), env=env)
     assert report.stdout.startswith(f"{location}/report/index.html  (a copy here: {staging}/report/index.html)")
     exported = batchrun(tmp_path, "export", str(spec), env=env)
@@ -100,3 +105,55 @@ def test_the_cli_names_the_bucket_where_it_says_where_the_output_is(tmp_path, s3
     assert "export.parquet" in s3.files("lines")
     for text in (second.stderr, status.stdout, ran, report.stdout, exported.stdout):
         assert staging not in text.replace(f"a copy here: {staging}", "")
+
+
+def foreign_lease(renewed_s_ago: float) -> bytes:
+    """The lease of a run on another machine, last renewed `renewed_s_ago` seconds ago."""
+    renewed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_s_ago)
+    started = (renewed - dt.timedelta(hours=1)).isoformat(timespec="seconds")
+    return Lease("gpu-7", 4242, "20260101T000000-abcdef", "/var/cache/batchrun/staging/x", started,
+                 renewed.isoformat(timespec="seconds")).to_bytes()
+
+
+def test_a_fresh_lease_of_another_machine_refuses_the_run_and_status_and_report_ignore_it(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="clean")
+    env = env_for(s3, tmp_path / "cache")
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 4, output={"dir": f"s3://{s3.bucket}/lines"}))
+        first = run_job(tmp_path, spec, env=env)
+        assert first.returncode == 0, first.stderr
+        lease = foreign_lease(renewed_s_ago=30)
+        s3.write("lines/.batchrun-lease.json", lease)
+        sent = len(simulator.requests())
+        refused = run_job(tmp_path, spec, env=env)
+        status = batchrun(tmp_path, "status", str(spec), env=env)
+        report = batchrun(tmp_path, "report", str(spec), env=env)
+        assert len(simulator.requests()) == sent
+    finally:
+        simulator.stop()
+    assert refused.returncode == 9, refused.stderr
+    [line] = [text for text in refused.stderr.splitlines() if "error" in text]
+    assert line.startswith(f"batchrun: error: s3://{s3.bucket}/lines is being run on gpu-7 (pid 4242, started ")
+    assert "--take-over" in line
+    assert (status.returncode, report.returncode) == (0, 0), status.stderr + report.stderr
+    assert s3.read("lines/.batchrun-lease.json") == lease
+    assert not (staging_folder(f"s3://{s3.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache")})
+                / ".batchrun-lease.json").exists()
+
+
+def test_a_stale_lease_is_taken_over_with_a_warning_and_the_runs_end_removes_it(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="clean")
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 4, output={"dir": f"s3://{s3.bucket}/lines"}))
+        s3.write("lines/.batchrun-lease.json", foreign_lease(renewed_s_ago=600))
+        stale = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache"))
+        s3.write("lines/.batchrun-lease.json", foreign_lease(renewed_s_ago=5))
+        forced = run_job(tmp_path, spec, "--take-over", env=env_for(s3, tmp_path / "cache"))
+    finally:
+        simulator.stop()
+    assert stale.returncode == 0, stale.stderr
+    assert "taking over gpu-7's lease on" in stale.stderr and "stale" in stale.stderr
+    assert forced.returncode == 0, forced.stderr
+    assert "fresh, taken over as --take-over asks" in forced.stderr
+    assert ".batchrun-lease.json" not in s3.files("lines")
+    assert len(s3.result_rows("lines")) == 4

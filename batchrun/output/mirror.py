@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from batchrun.errors import StorageFailed, UsageError
+from batchrun.output.lease import LEASE_NAME, LeaseKeeper
 from batchrun.output.store import ObjectStore, RemoteStamp, open_store
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "BATCHRUN_CACHE_DIR"
 STAGING = "staging"
 SYNC_FILE = ".batchrun-store.json"  # in the staging folder: the location, and what was synced when
-LOCAL_ONLY = (".lock", SYNC_FILE)
+LOCAL_ONLY = (".lock", SYNC_FILE, LEASE_NAME)  # never mirrored (the lease lives in the bucket alone)
 UPLOAD_EVERY_S = 60.0
 UPLOAD_THREADS = 8  # files moved side by side, each way
 UPLOAD_EVERY_ENV = "BATCHRUN_UPLOAD_EVERY_S"
@@ -108,6 +109,7 @@ class Mirror:
         self._synced: dict[str, Stat] = {}  # the local stat of each file at its last sync
         self._remote: dict[str, RemoteStamp] = {}  # the bucket's stamp of each file at its last sync
         self._pushing: threading.Thread | None = None
+        self.lease: LeaseKeeper | None = None  # a run's, renewed at each push; status and report have none
         self._lock = threading.Lock()  # one push (or pull) at a time
         self._load_synced()
 
@@ -178,6 +180,8 @@ class Mirror:
             if changed or journal:
                 self._stamp_uploaded([rel for rel in changed if rel in self._synced] + list(journal))
             self._save_synced()
+            if self.lease is not None:
+                self.lease.renew()
         if changed or removed:
             log.info("uploaded %d files to %s", len(changed) + len(journal), self.store.location)
         return len(changed) + len(journal)

@@ -76,6 +76,15 @@ class ObjectStore:
         with self._translated(f"upload {relative}"), self._fs.open_output_stream(self._key(relative)) as target:
             target.write(data)
 
+    def read_bytes(self, relative: str) -> bytes | None:
+        """The bytes of a small object under the location, None when there is none."""
+        with self._translated(f"read {relative}"):
+            try:
+                with self._fs.open_input_stream(self._key(relative)) as source:
+                    return source.read()
+            except FileNotFoundError:
+                return None
+
     def download(self, relative: str, local: Path) -> None:
         """Copy `relative` under the location to `local` (temp file, then rename)."""
         local.parent.mkdir(parents=True, exist_ok=True)
