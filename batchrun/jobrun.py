@@ -140,7 +140,7 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices
             log.warning(line)
         if summary.skipped:
             log.warning("skipped %s input rows with a bad photo (listed in %s)", f"{len(summary.skipped):,}",
-                        shown_output(summary.skipped_file))
+                        shown_output(summary.skipped_file or loaded.output_dir))
         log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
                  shown_output(summary.manifest))
     for model in manifest_models(manifest_path(loaded)):

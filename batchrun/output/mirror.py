@@ -6,8 +6,8 @@ which every other part of batchrun reads and writes as the job's output folder, 
 
 The durability contract:
 - An object store has no append and no lock, so the journal is written in the staging folder, as for a
-  local folder, and the lock (`.lock`) stays there: a killed process loses nothing, and the next run on
-  the same machine recovers the journal.
+  local folder, and the lock (`.lock`) stays there (the bucket holds only a lease, see below): a killed
+  process loses nothing, and the next run on the same machine recovers the journal.
 - Everything goes up but the lock and temp files: the manifest, the input cache, images, result parts, run
   records and a snapshot of the journal. A push uploads what changed since the last one, in this order:
   it takes the list of parts and the journal's bytes first, then uploads every other file (manifest,
@@ -29,7 +29,9 @@ The durability contract:
   last write is not seen.
   So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
   run keeps the rows it had not uploaded.
-- One machine runs a job at a time: the lock is local, and the bucket can't hold one.
+- One machine runs a job at a time: the lock is local, and a run also holds a lease in the bucket
+  (`batchrun.output.lease`, renewed at each push) that a run on another machine respects. An object store
+  has no lock: two runs starting within the same second may both proceed.
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 
 from batchrun.cost.estimate import CALIBRATION_FILE  # written after each run
 from batchrun.errors import UsageError
-from batchrun.output.mirror import shown_output
 from batchrun.outcomes import STATUSES
 from batchrun.output.live import LIVE_SUFFIX
+from batchrun.output.mirror import shown_output
 from batchrun.output.spend import latest_results
 from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.review.columns import PENDING
