@@ -153,6 +153,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "hard cap and wins when lower (overrides budget.max_cost_from_projection)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="price overrides (YAML or JSON: model -> rates)")
     p.add_argument("--no-retry-failed", action="store_true", help="do not send again requests a past run recorded as failed")
+    p.add_argument("--take-over", action="store_true",
+                   help="a job in a bucket (output.dir: s3://...): run even when another machine's lease on it "
+                        "is fresh (that machine is gone); without it such a run exits 9")
     p.add_argument("--retry", metavar="STATUSES", help="also send again rows recorded invalid and/or blocked, e.g. --retry invalid,blocked")
     p.add_argument("--no-config-check", action="store_true",
                    help="record 400/404 replies as invalid even when the first replies all get one "
@@ -343,7 +346,7 @@ def _warn(*groups: list[str]) -> None:
 def format_plan(summary) -> str:
     variants = f" x variants {summary.variants:,}" if summary.variants > 1 else ""
     lines = [
-        f"manifest: {summary.manifest}",
+        f"manifest: {_shown(summary.manifest)}",
         f"rows: {summary.rows:,}  (input rows {summary.input_rows:,} x matrix combinations "
         f"{summary.combinations:,}{variants}); each gets its own result",
         f"requests: {summary.requests:,}  (sent and paid for)",
@@ -364,7 +367,7 @@ def format_plan(summary) -> str:
 def format_skipped(summary) -> str:
     """The rows --skip-bad-inputs left out: a count, the file that lists them, the first few."""
     head = (f"skipped: {len(summary.skipped):,} input rows with a bad photo, not in the manifest "
-            f"(all listed in {summary.skipped_file})")
+            f"(all listed in {_shown(summary.skipped_file)})")
     shown = [f"  row {row.row}{f' ({row.ident})' if row.ident else ''}: {row.reason}" for row in summary.skipped[:10]]
     more = len(summary.skipped) - len(shown)
     return "\n".join([head, *shown, *([f"  and {more:,} more"] if more > 0 else [])])
@@ -406,7 +409,7 @@ def cmd_redo(args) -> int:
         print("nothing to redo: the marks file rejects no image")
         return 0
     print(f"redo: {len(rejections):,} rejected rows recorded as new versions in "
-          f"{loaded.output_dir / 'versions.jsonl'}; sending them")
+          f"{_shown(loaded.output_dir / 'versions.jsonl')}; sending them")
     return run_job(loaded, options)
 
 
@@ -434,8 +437,21 @@ def cmd_report(args) -> int:
     loaded = load_spec(args.spec, args.output_dir)
     written = write_report(loaded.output_dir, loaded.spec.name)
     _upload(loaded.output_dir)
-    print(written.path)
+    copy = _local_copy(written.path)
+    print(f"{_shown(written.path)}  ({copy})" if copy else written.path)
     return 0
+
+
+def _shown(path) -> str:
+    """A path in an output folder as the user knows it: in the bucket for a bucket's job (see `shown_output`)."""
+    from batchrun.output.mirror import shown_output
+
+    return shown_output(path)
+
+
+def _local_copy(path) -> str:
+    """In a bucket's job, where the local copy of a file in the bucket is (to open it); else nothing."""
+    return "" if _shown(path) == str(path) else f"a copy here: {path}"
 
 
 def _upload(output_dir) -> None:
@@ -489,7 +505,8 @@ def cmd_export(args) -> int:
     table = open_review_table(loaded.output_dir, relative_paths=args.relative_paths)
     exported = export_table(table, args.out or default_export_path(loaded.output_dir, export_format), export_format)
     _upload(loaded.output_dir)
-    print(f"{exported.path}  ({exported.rows:,} rows)")
+    copy = _local_copy(exported.path)
+    print(f"{_shown(exported.path)}  ({exported.rows:,} rows{'; ' + copy if copy else ''})")
     return 0
 
 

@@ -115,6 +115,18 @@ class AlreadyRunning(UsageError):
                          f"then run again")
 
 
+class BucketLeased(UsageError):
+    """Another machine's fresh lease on a bucket job (`.batchrun-lease.json`); exit 9, as for a local lock."""
+
+    exit_code = EXIT_RUNNING
+
+    def __init__(self, location: str, host: str, pid: int, started_at: str, renewed_at: str, fresh_s: float) -> None:
+        self.host, self.pid = host, pid
+        super().__init__(f"{location} is being run on {host} (pid {pid}, started {started_at}, last upload "
+                         f"{renewed_at}); wait for that run to end (its lease lapses {fresh_s / 60:g} min after "
+                         f"its last upload), or if that machine is gone run again with --take-over")
+
+
 class RunStopped(BatchrunError):
     """A run stopped by itself; what it had done is kept and `batchrun run` resumes it."""
 
@@ -326,3 +338,9 @@ def storage_failed_message(location: str, action: str, detail: str) -> str:
             f"(the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "
             f"S3-compatible server; for gs:// GOOGLE_APPLICATION_CREDENTIALS), then run again: what was not "
             f"uploaded is kept in the local staging folder")
+
+
+def final_upload_failed_message(storage: str, code: int, staging: object) -> str:
+    """A run that ended with `code` whose last push to the bucket failed: the run's exit becomes a write error."""
+    return (f"the run ended (exit {code}) but its last upload failed, so the bucket lacks its latest results: "
+            f"{storage} ({staging}); the next `batchrun run` of the job on this machine uploads them")

@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 
 from batchrun.batching.run import BatchOutcome
 from batchrun.cost.pricing import PriceCatalog, require_prices
+from batchrun.output.lease import LeaseKeeper
 from batchrun.output.live import LiveFile, live_path
 from batchrun.output.lock import acquire_lock, release_lock
-from batchrun.output.mirror import mirror_of, push_output
+from batchrun.output.mirror import mirror_of, push_output, shown_output
 from batchrun.output.progress import Progress, make_display
 from batchrun.output.runrecord import finish_run_record
 from batchrun.output.sink import (
@@ -83,6 +84,7 @@ from .errors import (
     UsageError,
     WriteFailed,
     batches_running_message,
+    final_upload_failed_message,
     missing_key_message,
     unsendable_key_message,
 )
@@ -138,9 +140,9 @@ def prepare(loaded: LoadedSpec, *, lock_held: bool = False, inputs: InputChoices
             log.warning(line)
         if summary.skipped:
             log.warning("skipped %s input rows with a bad photo (listed in %s)", f"{len(summary.skipped):,}",
-                        summary.skipped_file)
+                        shown_output(summary.skipped_file or loaded.output_dir))
         log.info("planned %s rows (%s requests) into %s", f"{summary.rows:,}", f"{summary.requests:,}",
-                 summary.manifest)
+                 shown_output(summary.manifest))
     for model in manifest_models(manifest_path(loaded)):
         retiring = lifecycle_warning(model, dt.date.today())
         if retiring:
@@ -203,24 +205,68 @@ def run_job(loaded: LoadedSpec, options: RunOptions) -> int:
     except OSError as exc:
         raise WriteFailed(f"cannot start the run: {write_error_message(exc, loaded.output_dir)}; nothing was sent") from None
     run_id = _run_id()
+    lease = _take_lease(loaded, options, run_id, lock)
     try:
         code = _run_locked(loaded, options, lock, key, run_id)
     except BatchrunError as exc:
-        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), _estimate_vs_actual(loaded, options))
-        _upload_after_error(loaded)
+        calibration = _estimate_vs_actual(loaded, options)
+        summary = finish_run_record(loaded.output_dir, run_id, exc.exit_code, str(exc), calibration)
+        summary = _upload_after_error(loaded, run_id, exc, calibration) or summary
+        _release_lease(loaded, lease)
         release_lock(lock)
         _notify(loaded, summary)
         raise
     except BaseException:
         release_lock(lock)
         raise
-    summary = finish_run_record(loaded.output_dir, run_id, code, None, _estimate_vs_actual(loaded, options))
+    calibration = _estimate_vs_actual(loaded, options)
+    summary = finish_run_record(loaded.output_dir, run_id, code, None, calibration)
     try:
         push_output(loaded.output_dir)  # a bucket's folder: what is left goes up before the lock is released
-    finally:
+    except StorageFailed as exc:
+        failed = StorageFailed(final_upload_failed_message(str(exc), code, loaded.output_dir))
+        summary = finish_run_record(loaded.output_dir, run_id, failed.exit_code, str(failed), calibration) or summary
+        _release_lease(loaded, lease)
         release_lock(lock)
+        _notify(loaded, summary)
+        raise failed from None
+    except BaseException:
+        release_lock(lock)
+        raise
+    _release_lease(loaded, lease)
+    release_lock(lock)
+    if mirror_of(loaded.output_dir) is not None:
+        log.info("the job's output is in %s", shown_output(loaded.output_dir))
     _notify(loaded, summary)
     return code
+
+
+def _take_lease(loaded: LoadedSpec, options: RunOptions, run_id: str, lock: Path) -> LeaseKeeper | None:
+    """A bucket job: this run's lease in the bucket (exit 9 when another machine's is fresh); None when local."""
+    mirror = mirror_of(loaded.output_dir)
+    if mirror is None:
+        return None
+    keeper = LeaseKeeper(mirror.store, run_id, loaded.output_dir, mirror.upload_every_s, time.time)
+    try:
+        keeper.take(options.take_over)
+    except BaseException:
+        release_lock(lock)
+        raise
+    mirror.lease = keeper  # renewed at each push from now on
+    return keeper
+
+
+def _release_lease(loaded: LoadedSpec, lease: LeaseKeeper | None) -> None:
+    """Remove this run's lease from the bucket; a failure is logged (the lease lapses by itself)."""
+    mirror = mirror_of(loaded.output_dir)
+    if lease is None or mirror is None:
+        return
+    mirror.lease = None
+    try:
+        lease.release()
+    except StorageFailed as exc:
+        log.warning("this run's lease could not be removed (it lapses %g min after the last upload): %s",
+                    lease.fresh_s / 60, exc)
 
 
 def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
@@ -233,12 +279,17 @@ def _check_cluster_run(loaded: LoadedSpec, options: RunOptions) -> None:
                          "or the spec's tier: batch) needs no cluster: run it without --ray")
 
 
-def _upload_after_error(loaded: LoadedSpec) -> None:
-    """Upload what a stopped run left (a bucket's folder); a failure is logged, the run's own error wins."""
+def _upload_after_error(loaded: LoadedSpec, run_id: str, error: BatchrunError,
+                        calibration: dict[str, object] | None) -> Path | None:
+    """Upload what a stopped run left (a bucket's folder). The run's own error wins; a failed upload is
+    logged and added to the run's record, whose path is returned then (else None)."""
     try:
         push_output(loaded.output_dir)
     except StorageFailed as exc:
         log.warning("%s", exc)
+        return finish_run_record(loaded.output_dir, run_id, error.exit_code,
+                                 f"{error}; and the run's last upload failed: {exc}", calibration)
+    return None
 
 
 def _notify(loaded: LoadedSpec, summary: Path | None) -> None:

@@ -57,6 +57,7 @@ class RunOptions:
     wait_quota: bool = False  # --wait-quota: park until a spent daily quota resets (or the spec's run.wait_quota)
     only_requests: frozenset[str] | None = None  # a pilot: send these request ids only (None: every pending one)
     ray: RayTarget | None = None  # --ray: send on a Ray cluster (None: in this process)
+    take_over: bool = False  # --take-over: a bucket job runs even when another machine's lease is fresh
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def run_options(args: argparse.Namespace, now: dt.datetime) -> RunOptions:
         skip_bad_inputs=getattr(args, "skip_bad_inputs", False),
         wait_quota=getattr(args, "wait_quota", False),
         ray=None if getattr(args, "ray", None) is None else parse_ray_target(args.ray),
+        take_over=getattr(args, "take_over", False),
     )
 
 

@@ -6,12 +6,14 @@ to AWS or MinIO. The wait for it is bounded and waits on its listening line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
@@ -50,6 +52,18 @@ class S3Server:
         infos = self.filesystem().get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
         return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
 
+    def read(self, key: str) -> bytes | None:
+        """The bytes of the object at `key` in the bucket, None when there is none."""
+        try:
+            with self.filesystem().open_input_stream(f"{self.bucket}/{key}") as source:
+                return source.read()
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        with self.filesystem().open_output_stream(f"{self.bucket}/{key}") as target:
+            target.write(data)
+
     def result_rows(self, prefix: str) -> list[dict]:
         """Every row of every results part under the bucket's `prefix`."""
         filesystem = self.filesystem()
@@ -66,19 +80,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
+@contextlib.contextmanager
+def moto_server() -> Iterator[tuple[str, subprocess.Popen]]:
+    """moto's S3 server on 127.0.0.1: its endpoint and its process (a test may stop it early)."""
     if importlib.util.find_spec("moto") is None:
         pytest.fail("moto's server is not installed: pip install -e '.[test]' (the test extra has moto[server])")
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(free_port())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = LineReader(process.stderr).wait_for(RUNNING, STARTUP_TIMEOUT_S).group(1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         process.wait(timeout=STARTUP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, one for the session (each test has its own bucket)."""
+    with moto_server() as (endpoint, _):
+        yield endpoint
 
 
 @pytest.fixture

@@ -251,3 +251,13 @@ def test_key_pool_reports_one_key_and_three_side_by_side(tmp_path: Path) -> None
     [round_] = result["rounds"]
     assert (round_["one_key"]["ok"], round_["three_keys"]["ok"]) == (12, 12)
     assert len(round_["three_keys"]["ok_by_key"]) == 3 and sum(round_["three_keys"]["ok_by_key"]) == 12
+
+
+def test_bucket_output_reports_local_and_both_bucket_variants_side_by_side(tmp_path: Path) -> None:
+    result = figures("bucket_output.py", "--requests", "6", "--image-mb", "0.05", "--concurrency", "2", "--runs", "1",
+                     "--work", str(tmp_path), timeout_s=180)
+    assert result["benchmark"] == "bucket-output"
+    assert set(result["images_per_s"]) == {"local", "s3_end", "s3_every_1s"}
+    assert all(positive(v) for v in result["images_per_s"].values())
+    assert set(result["ratio_to_local"]) == {"s3_end", "s3_every_1s"}
+    assert all(positive(v) for v in result["ratio_to_local"].values())

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 from s3_server import s3, s3_endpoint  # noqa: F401  (fixtures)
 
 from batchrun.errors import UsageError
 from batchrun.output.mirror import (
+    SYNC_FILE,
     Mirror,
     UploadSchedule,
     is_synced_file,
     push_order,
+    shown_output,
+    stage_location,
     staging_folder,
     upload_every,
     upload_groups,
 )
 from batchrun.output.sink import Sink, list_parts, read_parts
-from batchrun.output.store import open_store
+from batchrun.output.store import RemoteStamp, open_store
 from batchrun.records import ResultRecord
 
 
@@ -206,3 +211,73 @@ def test_a_spec_whose_output_override_is_a_bucket_gets_its_staging_folder(s3, tm
     assert load_spec(demo).output_dir == staging_folder(f"s3://{s3.bucket}/nightly/demo", {"BATCHRUN_CACHE_DIR":
                                                                                             str(tmp_path / "cache")})
     assert load_spec(demo, f"s3://{s3.bucket}/other").output_dir.parent == tmp_path / "cache" / "staging"
+
+
+def test_a_path_in_a_staging_folder_is_shown_as_its_place_in_the_bucket(s3, tmp_path):  # noqa: F811
+    folder = stage_location(location(s3), {**s3.env, "BATCHRUN_CACHE_DIR": str(tmp_path / "cache")})
+    assert shown_output(folder) == location(s3)
+    assert shown_output(folder / "report" / "index.html") == f"{location(s3)}/report/index.html"
+    assert shown_output(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")
+
+
+class InMemoryStore:
+    """A store in a dict whose objects' last-modified times are whole seconds of a clock the test moves."""
+
+    location = "s3://memory/job"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, int]] = {}
+        self.now_s = 1_700_000_000
+        self.downloads: list[str] = []
+
+    def list_stamps(self) -> dict[str, RemoteStamp]:
+        return {rel: RemoteStamp(len(data), at * 10**9) for rel, (data, at) in self.objects.items()}
+
+    def upload(self, local, relative) -> None:
+        self.upload_bytes(local.read_bytes(), relative)
+
+    def upload_bytes(self, data: bytes, relative: str) -> None:
+        self.objects[relative] = (data, self.now_s)
+
+    def download(self, relative, local) -> None:
+        self.downloads.append(relative)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(self.objects[relative][0])
+
+    def delete(self, relative: str) -> None:
+        self.objects.pop(relative, None)
+
+
+def test_a_pull_replaces_a_file_the_bucket_replaced_with_one_of_the_same_size(tmp_path):
+    store = InMemoryStore()
+    folder = folder_with(tmp_path, {"runs/r1.json": b'{"ok": 1}'})
+    Mirror(folder, store).push()
+    store.now_s += 5  # another machine rewrites it later, to the same size
+    store.upload_bytes(b'{"ok": 2}', "runs/r1.json")
+    assert Mirror(folder, store).pull() == 1
+    assert (folder / "runs/r1.json").read_bytes() == b'{"ok": 2}'
+
+
+def test_a_pull_downloads_nothing_the_bucket_holds_unchanged(tmp_path):
+    store = InMemoryStore()
+    folder = folder_with(tmp_path, A_RUN)
+    Mirror(folder, store).push()
+    store.now_s += 5
+    assert Mirror(folder, store).pull() == 0
+    other = tmp_path / "other-machine"
+    assert Mirror(other, store).pull() == 5
+    store.now_s += 5
+    assert Mirror(other, store).pull() == 0
+    assert len(store.downloads) == 5
+
+
+def test_a_sync_record_without_the_buckets_times_falls_back_to_sizes_then_records_them(tmp_path):
+    store = InMemoryStore()
+    folder = folder_with(tmp_path, {"runs/r1.json": b'{"ok": 1}'})
+    Mirror(folder, store).push()
+    record = json.loads((folder / SYNC_FILE).read_text())
+    (folder / SYNC_FILE).write_text(json.dumps({"location": record["location"], "synced": record["synced"]}))
+    assert Mirror(folder, store).pull() == 0  # batchrun 0.6.0's record: same size, kept
+    store.now_s += 5
+    store.upload_bytes(b'{"ok": 2}', "runs/r1.json")
+    assert Mirror(folder, store).pull() == 1

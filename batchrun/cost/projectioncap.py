@@ -19,6 +19,7 @@ from typing import Any
 
 from batchrun.cost.projected import PROJECTION_FILE, read_projection
 from batchrun.errors import UsageError, projection_needed_message
+from batchrun.output.mirror import shown_output
 from batchrun.planning.manifest import read_fingerprint
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def run_caps(hard_cap: float | None, kind: str | None, out_dir: Path, manifest_p
     projected = None if projection is None else projected_total(projection, kind)
     if projection is None or projected is None:
         stale = read_projection(out_dir) is not None
-        raise UsageError(projection_needed_message(setting, Path(out_dir) / PROJECTION_FILE, stale))
+        raise UsageError(projection_needed_message(setting, shown_output(Path(out_dir) / PROJECTION_FILE), stale))
     if projection.get("tier") not in (None, tier):
         log.warning("the projection prices what remains at the %s tier and this run sends at the %s tier: "
                     "the cap is still the projection's figure", projection["tier"], tier)

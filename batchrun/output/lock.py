@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import AlreadyRunning
+from batchrun.output.mirror import shown_output
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _lock_or_refuse(fd: int, out_dir: Path, sleep: Callable[[float], None]) -> N
         if attempt + 1 < BUSY_TRIES:
             sleep(BUSY_WAIT_S)
     record = _read_record(fd)
-    raise AlreadyRunning(out_dir, record.pid, record.started_at)
+    raise AlreadyRunning(shown_output(out_dir), record.pid, record.started_at)
 
 
 def _try_flock(fd: int, kind: int) -> bool:

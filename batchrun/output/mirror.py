@@ -6,8 +6,8 @@ which every other part of batchrun reads and writes as the job's output folder, 
 
 The durability contract:
 - An object store has no append and no lock, so the journal is written in the staging folder, as for a
-  local folder, and the lock (`.lock`) stays there: a killed process loses nothing, and the next run on
-  the same machine recovers the journal.
+  local folder, and the lock (`.lock`) stays there (the bucket holds only a lease, see below): a killed
+  process loses nothing, and the next run on the same machine recovers the journal.
 - Everything goes up but the lock and temp files: the manifest, the input cache, images, result parts, run
   records and a snapshot of the journal. A push uploads what changed since the last one, in this order:
   it takes the list of parts and the journal's bytes first, then uploads every other file (manifest,
@@ -23,10 +23,15 @@ The durability contract:
   billed twice), as after a local crash. Requests first sent after the last push can't be known.
 - Reading (`status`, `report`, `export`, a resumed `run`) first pulls: every file in the bucket that the
   staging folder lacks is downloaded; one it holds unchanged since the last sync is replaced when the
-  bucket's size differs, and removed when the bucket no longer has it (a file changed here is kept).
+  bucket's size or last-modified time differs from the sync record's (a push lists the bucket once to
+  record the time of what it uploaded), and removed when the bucket no longer has it (a file changed here
+  is kept). S3 keeps that time in whole seconds: a replacement of the same size within the second of the
+  last write is not seen.
   So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
   run keeps the rows it had not uploaded.
-- One machine runs a job at a time: the lock is local, and the bucket can't hold one.
+- One machine runs a job at a time: the lock is local, and a run also holds a lease in the bucket
+  (`batchrun.output.lease`, renewed at each push) that a run on another machine respects. An object store
+  has no lock: two runs starting within the same second may both proceed.
 """
 
 from __future__ import annotations
@@ -41,14 +46,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from batchrun.errors import StorageFailed, UsageError
-from batchrun.output.store import ObjectStore, open_store
+from batchrun.output.lease import LEASE_NAME, LeaseKeeper
+from batchrun.output.store import ObjectStore, RemoteStamp, open_store
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "BATCHRUN_CACHE_DIR"
 STAGING = "staging"
 SYNC_FILE = ".batchrun-store.json"  # in the staging folder: the location, and what was synced when
-LOCAL_ONLY = (".lock", SYNC_FILE)
+LOCAL_ONLY = (".lock", SYNC_FILE, LEASE_NAME)  # never mirrored (the lease lives in the bucket alone)
 UPLOAD_EVERY_S = 60.0
 UPLOAD_THREADS = 8  # files moved side by side, each way
 UPLOAD_EVERY_ENV = "BATCHRUN_UPLOAD_EVERY_S"
@@ -102,8 +108,10 @@ class Mirror:
         self.folder = Path(folder)
         self.store = store
         self.upload_every_s = upload_every_s
-        self._synced: dict[str, Stat] = {}
+        self._synced: dict[str, Stat] = {}  # the local stat of each file at its last sync
+        self._remote: dict[str, RemoteStamp] = {}  # the bucket's stamp of each file at its last sync
         self._pushing: threading.Thread | None = None
+        self.lease: LeaseKeeper | None = None  # a run's, renewed at each push; status and report have none
         self._lock = threading.Lock()  # one push (or pull) at a time
         self._load_synced()
 
@@ -112,12 +120,14 @@ class Mirror:
     def pull(self) -> int:
         """Download what the staging folder lacks (or holds unchanged but the bucket changed); return the count."""
         with self._lock:
-            remote = self.store.list_files()
+            remote = self.store.list_stamps()
             self._drop_gone(remote)
-            wanted = [rel for rel, size in sorted(remote.items()) if is_synced_file(rel) and self._needs_download(rel, size)]
+            wanted = [rel for rel, stamp in sorted(remote.items())
+                      if is_synced_file(rel) and self._needs_download(rel, stamp)]
             with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
                 for relative, stat in zip(wanted, pool.map(self._download_one, wanted)):
-                    self._synced[relative] = stat
+                    self._synced[relative], self._remote[relative] = stat, remote[relative]
+            self._adopt_stamps(remote)
             self._save_synced()
         if wanted:
             log.info("downloaded %d files from %s", len(wanted), self.store.location)
@@ -127,18 +137,29 @@ class Mirror:
         self.store.download(relative, self.folder / relative)
         return file_stat(self.folder / relative)
 
-    def _drop_gone(self, remote: dict[str, int]) -> None:
+    def _drop_gone(self, remote: dict[str, RemoteStamp]) -> None:
         """Remove here what the bucket no longer holds (compacted segments, superseded parts) unless changed here."""
         for relative in [rel for rel in self._synced if rel not in remote]:
             if self._stat(relative) in (None, self._synced[relative]):
                 (self.folder / relative).unlink(missing_ok=True)
                 del self._synced[relative]
+                self._remote.pop(relative, None)
 
-    def _needs_download(self, relative: str, size: int) -> bool:
+    def _needs_download(self, relative: str, stamp: RemoteStamp) -> bool:
+        """Missing here, or unchanged here since the last sync while the bucket's size or time changed."""
         local = self._stat(relative)
         if local is None:
             return True
-        return local == self._synced.get(relative) and local[0] != size
+        if local != self._synced.get(relative):  # changed here (or never synced): kept, it goes up next
+            return False
+        known = self._remote.get(relative)
+        return stamp.size != local[0] if known is None else stamp != known  # no stamp: synced by batchrun 0.6.0
+
+    def _adopt_stamps(self, remote: dict[str, RemoteStamp]) -> None:
+        """The bucket's stamp of each synced file that has none yet (a sync record of batchrun 0.6.0)."""
+        for relative in self._synced.keys() - self._remote.keys():
+            if relative in remote:
+                self._remote[relative] = remote[relative]
 
     # -- writing
 
@@ -157,10 +178,22 @@ class Mirror:
             for relative in removed:
                 self.store.delete(relative)
                 del self._synced[relative]
+                self._remote.pop(relative, None)
+            if changed or journal:
+                self._stamp_uploaded([rel for rel in changed if rel in self._synced] + list(journal))
             self._save_synced()
+            if self.lease is not None:
+                self.lease.renew()
         if changed or removed:
             log.info("uploaded %d files to %s", len(changed) + len(journal), self.store.location)
         return len(changed) + len(journal)
+
+    def _stamp_uploaded(self, relatives: list[str]) -> None:
+        """The bucket's stamp of each file just uploaded (one listing): a later replacement is then seen."""
+        remote = self.store.list_stamps()
+        for relative in relatives:
+            if relative in remote:
+                self._remote[relative] = remote[relative]
 
     def _upload_group(self, relatives: list[str]) -> None:
         """Upload files side by side (an object store takes many puts at once; each waits on the network)."""
@@ -244,12 +277,13 @@ class Mirror:
             return
         if record.get("location") == self.store.location:
             self._synced = {rel: (stat[0], stat[1]) for rel, stat in record.get("synced", {}).items()}
+            self._remote = {rel: RemoteStamp(*stamp) for rel, stamp in record.get("remote", {}).items()}
 
     def _save_synced(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / SYNC_FILE
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"location": self.store.location, "synced": self._synced}))
+        tmp.write_text(json.dumps({"location": self.store.location, "synced": self._synced, "remote": self._remote}))
         os.replace(tmp, path)
 
 
@@ -296,6 +330,19 @@ def upload_every(environ: Mapping[str, str]) -> float:
 def mirror_of(folder: Path) -> Mirror | None:
     """The mirror of a staging folder `stage_location` made in this process, else None (a local folder)."""
     return _MIRRORS.get(Path(folder).resolve())
+
+
+def shown_output(path: Path | str) -> str:
+    """Where `path` is as the user knows it: under a staging folder, its place in the bucket
+    (`s3://bucket/prefix/report/index.html`); else the path as given."""
+    if not _MIRRORS:
+        return str(path)
+    resolved = Path(path).resolve()
+    for folder, mirror in _MIRRORS.items():
+        if resolved == folder or folder in resolved.parents:
+            relative = resolved.relative_to(folder).as_posix()
+            return mirror.store.location + ("" if relative == "." else f"/{relative}")
+    return str(path)
 
 
 def push_output(folder: Path) -> None:

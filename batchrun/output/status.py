@@ -28,6 +28,7 @@ from batchrun.outcomes import FINAL_STATUSES, STATUSES, Status
 from batchrun.output.journal import RunJournal, read_journal
 from batchrun.output.live import LIVE_SUFFIX, read_live_pause
 from batchrun.output.lock import lock_holder
+from batchrun.output.mirror import shown_output
 from batchrun.output.progress import parked_text, paused_text
 from batchrun.output.spend import latest_results, spend_of
 from batchrun.planning.manifest import MANIFEST_NAME, read_columns
@@ -97,7 +98,7 @@ def summarize(out_dir: Path, *, spec_changed: bool = False, now: float | None = 
     """
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir)
-    summary = StatusSummary(str(out_dir), total=len(manifest), live_pid=lock_holder(out_dir),
+    summary = StatusSummary(shown_output(out_dir), total=len(manifest), live_pid=lock_holder(out_dir),
                             spec_changed=spec_changed)
     runs = read_journal(out_dir / "journal")
     latest = latest_results(out_dir, RESULT_COLUMNS, runs)
@@ -140,7 +141,7 @@ def _read_pause(summary: StatusSummary, out_dir: Path, now: float) -> None:
 def _read_manifest(out_dir: Path) -> pa.Table:
     path = out_dir / "manifest.parquet"
     if not path.exists():
-        raise UsageError(f"{out_dir} has no manifest.parquet: run `batchrun plan` on the job first")
+        raise UsageError(f"{shown_output(out_dir)} has no manifest.parquet: run `batchrun plan` on the job first")
     return read_columns(path, ["row_id", "model"])
 
 

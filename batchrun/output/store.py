@@ -11,6 +11,7 @@ Invariants:
 - Every failure of the file system is translated here, once, into `StorageFailed`, whose message names
   the location and the fix and never holds a credential.
 - A download lands in a temp file, renamed into place: a reader never sees half a file.
+- A listing gives each object's size and last-modified time (`RemoteStamp`), what a pull compares.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from pyarrow import fs as pafs
 
@@ -34,6 +36,13 @@ REQUEST_TIMEOUT_S = 60.0
 S3_ATTEMPTS = 6
 
 
+class RemoteStamp(NamedTuple):
+    """What tells an object changed: its size and its last-modified time (whole seconds on S3, and on moto)."""
+
+    size: int
+    mtime_ns: int | None
+
+
 class ObjectStore:
     """The files under one location, by path relative to it."""
 
@@ -46,10 +55,14 @@ class ObjectStore:
 
     def list_files(self) -> dict[str, int]:
         """Every file under the location: relative path → size in bytes (nothing when there is none yet)."""
+        return {relative: stamp.size for relative, stamp in self.list_stamps().items()}
+
+    def list_stamps(self) -> dict[str, RemoteStamp]:
+        """Every file under the location: relative path → its size and last-modified time."""
         with self._translated("list"):
             infos = self._fs.get_file_info(pafs.FileSelector(self._root, recursive=True, allow_not_found=True))
         prefix = self._root + "/"
-        return {info.path[len(prefix):]: info.size for info in infos
+        return {info.path[len(prefix):]: RemoteStamp(info.size, info.mtime_ns) for info in infos
                 if info.type == pafs.FileType.File and info.path.startswith(prefix)}
 
     def upload(self, local: Path, relative: str) -> None:
@@ -62,6 +75,15 @@ class ObjectStore:
         """Write `data` to `relative` under the location (a snapshot of a file still being appended to)."""
         with self._translated(f"upload {relative}"), self._fs.open_output_stream(self._key(relative)) as target:
             target.write(data)
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """The bytes of a small object under the location, None when there is none."""
+        with self._translated(f"read {relative}"):
+            try:
+                with self._fs.open_input_stream(self._key(relative)) as source:
+                    return source.read()
+            except FileNotFoundError:
+                return None
 
     def download(self, relative: str, local: Path) -> None:
         """Copy `relative` under the location to `local` (temp file, then rename)."""

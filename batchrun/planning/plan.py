@@ -19,6 +19,7 @@ from typing import Any
 
 from batchrun import __version__
 from batchrun.output.lock import folder_lock
+from batchrun.output.mirror import shown_output
 from batchrun.planning.expand import Expander, canonical_json
 from batchrun.planning.identity import settle_identity
 from batchrun.planning.imageproblems import SkippedRow
@@ -129,7 +130,7 @@ def _expander(loaded: LoadedSpec, inputs: InputChoices) -> Expander:
 def _plan(loaded: LoadedSpec, show: int, batch_rows: int, inputs: InputChoices) -> PlanSummary:
     expander = _expander(loaded, inputs)
     if remove_stale_temps(manifest_path(loaded)):
-        log.info("removed temporary manifests an interrupted plan left in %s", loaded.output_dir)
+        log.info("removed temporary manifests an interrupted plan left in %s", shown_output(loaded.output_dir))
     writer = ManifestWriter(manifest_path(loaded), fingerprint(loaded))
     try:
         with _full_collections_deferred():

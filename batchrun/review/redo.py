@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from batchrun.errors import UsageError
 from batchrun.outcomes import FINAL_STATUSES
 from batchrun.output.lock import folder_lock
+from batchrun.output.mirror import shown_output
 from batchrun.output.spend import latest_results
 from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.planning.spec import LoadedSpec
@@ -53,7 +54,7 @@ def check_marks(loaded: LoadedSpec, marks_file: Path) -> list[Rejection]:
 def _manifest_path(loaded: LoadedSpec) -> Path:
     path = loaded.output_dir / MANIFEST_NAME
     if not path.exists():
-        raise UsageError(f"{loaded.output_dir} has no {MANIFEST_NAME}: run the job (`batchrun run "
+        raise UsageError(f"{shown_output(loaded.output_dir)} has no {MANIFEST_NAME}: run the job (`batchrun run "
                          f"{loaded.shown}`) and review what came back before a redo")
     return path
 

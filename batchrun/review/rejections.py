@@ -21,6 +21,7 @@ from typing import Any
 
 from batchrun.errors import UsageError
 from batchrun.outcomes import Status
+from batchrun.output.mirror import shown_output
 from batchrun.planning.versioning import row_versions, version_row_id
 from batchrun.planning.versions import VersionEntry, current_versions
 from batchrun.review.marks import Marks, RejectMark
@@ -102,7 +103,7 @@ class MarksChecker:
             base, version = earlier
             return (f"that is version {version} of a row now at version {self.current[base]} (redone since these "
                     "marks were saved): review the new version and save the marks again")
-        return (f"no such row in {self.out_dir / 'manifest.parquet'}: the marks are from another job or another "
+        return (f"no such row in {shown_output(self.out_dir / 'manifest.parquet')}: the marks are from another job or another "
                 "plan; save them again from this job's report")
 
 

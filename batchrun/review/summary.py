@@ -30,6 +30,7 @@ from batchrun.cost.estimate import CALIBRATION_FILE  # written after each run
 from batchrun.errors import UsageError
 from batchrun.outcomes import STATUSES
 from batchrun.output.live import LIVE_SUFFIX
+from batchrun.output.mirror import shown_output
 from batchrun.output.spend import latest_results
 from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.review.columns import PENDING
@@ -100,7 +101,7 @@ def summarize_run(out_dir: Path, *, bucket_s: int = 60) -> RunSummary:
 def _manifest_ids(out_dir: Path) -> pa.Array:
     path = out_dir / MANIFEST_NAME
     if not path.exists():
-        raise UsageError(f"{out_dir} has no {MANIFEST_NAME}: nothing was planned yet; run `batchrun plan` on the job first")
+        raise UsageError(f"{shown_output(out_dir)} has no {MANIFEST_NAME}: nothing was planned yet; run `batchrun plan` on the job first")
     return read_columns(path, ["row_id"])["row_id"].combine_chunks()
 
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchrun.errors import UsageError
+from batchrun.output.mirror import shown_output
 from batchrun.planning.manifest import MANIFEST_NAME, read_columns
 from batchrun.review.columns import (
     PENDING,
@@ -103,7 +104,7 @@ def open_review_table(out_dir: Path, *, relative_paths: bool = False, batch_rows
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST_NAME
     if not path.exists():
-        raise UsageError(f"{out_dir} has no {MANIFEST_NAME}: nothing was planned yet; run `batchrun plan` on the job first")
+        raise UsageError(f"{shown_output(out_dir)} has no {MANIFEST_NAME}: nothing was planned yet; run `batchrun plan` on the job first")
     scan = _scan_manifest(path, batch_rows)
     variables = tuple(_variable_columns(scan))
     json_fields = tuple(scan.json_fields)

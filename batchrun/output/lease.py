@@ -1,0 +1,146 @@
+"""The lease of a bucket job: which machine runs it, in `.batchrun-lease.json` at the job's location.
+
+Input: the job's store, this run's host, pid, run id and staging folder, a wall clock (leases are compared
+across machines). Output: the lease object written at the run's start, renewed at every push, removed at
+the run's end; `BucketLeased` (exit 9) when another machine's lease is fresh.
+
+Invariants:
+- A lease is fresh while renewed within 3 push intervals, and at least 3 minutes; a stale one is taken
+  over with one warning, a fresh one only with `--take-over`.
+- A lease from this host and staging folder is this machine's: its local lock already says no run of it
+  is alive (a killed run left it), so it is taken without a word.
+- Not atomic: an object store has no lock and no compare-and-swap here, so two runs starting within the
+  same second or so may both read no lease and both proceed. The lease stops the common case, a second
+  machine started on a job already running, not a race.
+- Only `run` takes it; `status`, `report`, `export` and `plan` neither take nor need it.
+- Renewing leaves a lease another run took over alone (with one warning), so the two don't fight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from batchrun.errors import BucketLeased
+from batchrun.output.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = ".batchrun-lease.json"
+FRESH_PUSHES = 3
+FRESH_AT_LEAST_S = 180.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who runs a bucket job, and since when (ISO 8601 times, for people and for other machines)."""
+
+    host: str
+    pid: int
+    run_id: str
+    staging: str
+    started_at: str
+    renewed_at: str
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2) + "\n").encode()
+
+    def renewed_s(self) -> float | None:
+        """When it was last renewed, in seconds since the epoch (None when unreadable)."""
+        try:
+            return dt.datetime.fromisoformat(self.renewed_at).timestamp()
+        except ValueError:
+            return None
+
+
+class Verdict(enum.Enum):
+    TAKE = "take"  # none, or this machine's own
+    TAKE_STALE = "take_stale"  # another's, not renewed for too long
+    TAKE_FORCED = "take_forced"  # another's, fresh, and --take-over
+    REFUSE = "refuse"  # another's, fresh
+
+
+def parse_lease(data: bytes) -> Lease | None:
+    """The lease in an object's bytes; None when it is not one (then it counts as stale)."""
+    try:
+        fields = json.loads(data)
+        return Lease(**{name: fields[name] for name in Lease.__dataclass_fields__})
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def fresh_for_s(upload_every_s: float) -> float:
+    """How long a lease stays fresh without renewal: 3 push intervals, at least 3 minutes."""
+    return max(FRESH_PUSHES * upload_every_s, FRESH_AT_LEAST_S)
+
+
+def lease_verdict(found: Lease | None, ours: Lease, now_s: float, fresh_s: float, take_over: bool) -> Verdict:
+    """What a starting run does with the lease it found (see the module docstring)."""
+    if found is None or (found.host, found.staging) == (ours.host, ours.staging):
+        return Verdict.TAKE
+    renewed = found.renewed_s()
+    if renewed is None or now_s - renewed > fresh_s:
+        return Verdict.TAKE_STALE
+    return Verdict.TAKE_FORCED if take_over else Verdict.REFUSE
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+class LeaseKeeper:
+    """This run's lease on a bucket job: `take` at the start, `renew` at each push, `release` at the end."""
+
+    def __init__(self, store: ObjectStore, run_id: str, staging: Path, upload_every_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self._clock = clock
+        self.fresh_s = fresh_for_s(upload_every_s)
+        started = _iso(clock())
+        self.lease = Lease(socket.gethostname(), os.getpid(), run_id, str(staging), started, started)
+        self._lost = False
+
+    def take(self, take_over: bool) -> None:
+        """Write this run's lease; BucketLeased when another machine's is fresh and `take_over` is off."""
+        found = self._read()
+        verdict = lease_verdict(found, self.lease, self._clock(), self.fresh_s, take_over)
+        if verdict is Verdict.REFUSE:
+            assert found is not None
+            raise BucketLeased(self.store.location, found.host, found.pid, found.started_at, found.renewed_at,
+                               self.fresh_s)
+        if verdict is not Verdict.TAKE and found is not None:
+            why = "stale" if verdict is Verdict.TAKE_STALE else "fresh, taken over as --take-over asks"
+            log.warning("taking over %s's lease on %s (pid %s, run %s, last renewed %s: %s); if that run still "
+                        "goes on, both send the same requests", found.host, self.store.location, found.pid,
+                        found.run_id, found.renewed_at, why)
+        self.store.upload_bytes(self.lease.to_bytes(), LEASE_NAME)
+
+    def renew(self) -> None:
+        """Write the lease again with the time now, unless another run took it over (then warn, once)."""
+        found = self._read()
+        if found is not None and found.run_id != self.lease.run_id:
+            if not self._lost:
+                log.warning("%s's lease on %s was taken over by %s (pid %s, run %s): this run's pushes go on, "
+                            "but both runs send the same requests; stop one", self.lease.host, self.store.location,
+                            found.host, found.pid, found.run_id)
+            self._lost = True
+            return
+        self.lease = replace(self.lease, renewed_at=_iso(self._clock()))
+        self.store.upload_bytes(self.lease.to_bytes(), LEASE_NAME)
+
+    def release(self) -> None:
+        """Remove the lease, if it is still this run's."""
+        found = self._read()
+        if found is not None and found.run_id == self.lease.run_id:
+            self.store.delete(LEASE_NAME)
+
+    def _read(self) -> Lease | None:
+        data = self.store.read_bytes(LEASE_NAME)
+        return None if data is None else parse_lease(data)
