@@ -252,7 +252,8 @@ def _take_lease(loaded: LoadedSpec, options: RunOptions, run_id: str, lock: Path
     except BaseException:
         release_lock(lock)
         raise
-    mirror.lease = keeper  # renewed at each push from now on
+    mirror.lease = keeper  # renewed at each push from now on, and on a timer while nothing is pushed
+    keeper.keep_alive(mirror.upload_every_s)
     return keeper
 
 

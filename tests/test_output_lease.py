@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 
 import pytest
 
@@ -112,3 +114,31 @@ def test_renewing_moves_the_time_and_releasing_removes_only_this_runs_lease():
     store.objects[LEASE_NAME] = mine.lease.to_bytes()
     mine.release()
     assert LEASE_NAME not in store.objects
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def upload_bytes(self, data: bytes, relative: str) -> None:
+        self.writes += 1
+        super().upload_bytes(data, relative)
+
+
+def test_a_run_that_writes_nothing_keeps_its_lease_renewed_and_release_stops_the_renewals():
+    store, now = CountingStore(), [NOW]
+    mine = keeper(store, now)
+    mine.take(take_over=False)
+    now[0] += 3600  # an hour parked on a quota: no push, only the timer renews
+    mine.keep_alive(0.001)
+    deadline = time.monotonic() + 30
+    while parse_lease(store.objects[LEASE_NAME]).renewed_s() != NOW + 3600 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert parse_lease(store.objects[LEASE_NAME]).renewed_s() == NOW + 3600
+
+    mine.release()
+    writes = store.writes
+    assert LEASE_NAME not in store.objects
+    assert not any(thread.name == "batchrun-lease" for thread in threading.enumerate())  # no beat left to write
+    assert LEASE_NAME not in store.objects and store.writes == writes

@@ -14,6 +14,9 @@ Invariants:
   machine started on a job already running, not a race.
 - Only `run` takes it; `status`, `report`, `export` and `plan` neither take nor need it.
 - Renewing leaves a lease another run took over alone (with one warning), so the two don't fight.
+- A run renews on a timer too (`keep_alive`), not only when it pushes: a run that writes nothing for
+  hours (parked on a daily quota, a batch waiting at the server) keeps its lease fresh. `release` stops
+  the timer before removing the lease, so no renewal can write it back.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from batchrun.errors import BucketLeased
+from batchrun.errors import BucketLeased, StorageFailed
 from batchrun.output.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -96,7 +100,7 @@ def _iso(seconds: float) -> str:
 
 
 class LeaseKeeper:
-    """This run's lease on a bucket job: `take` at the start, `renew` at each push, `release` at the end."""
+    """This run's lease on a bucket job: `take` at the start, `renew` at each push and on a timer, `release` at the end."""
 
     def __init__(self, store: ObjectStore, run_id: str, staging: Path, upload_every_s: float,
                  clock: Callable[[], float]) -> None:
@@ -106,6 +110,8 @@ class LeaseKeeper:
         started = _iso(clock())
         self.lease = Lease(socket.gethostname(), os.getpid(), run_id, str(staging), started, started)
         self._lost = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def take(self, take_over: bool) -> None:
         """Write this run's lease; BucketLeased when another machine's is fresh and `take_over` is off."""
@@ -135,8 +141,23 @@ class LeaseKeeper:
         self.lease = replace(self.lease, renewed_at=_iso(self._clock()))
         self.store.upload_bytes(self.lease.to_bytes(), LEASE_NAME)
 
+    def keep_alive(self, every_s: float) -> None:
+        """Renew every `every_s` seconds in a background thread until `release`."""
+        self._beat = threading.Thread(target=self._beat_loop, args=(every_s,), name="batchrun-lease", daemon=True)
+        self._beat.start()
+
+    def _beat_loop(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self.renew()
+            except StorageFailed as exc:  # the bucket is away for a moment: the next beat tries again
+                log.warning("this run's lease could not be renewed, tried again in %g s: %s", every_s, exc)
+
     def release(self) -> None:
-        """Remove the lease, if it is still this run's."""
+        """Stop renewing, then remove the lease if it is still this run's."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         found = self._read()
         if found is not None and found.run_id == self.lease.run_id:
             self.store.delete(LEASE_NAME)

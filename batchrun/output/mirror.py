@@ -30,8 +30,8 @@ The durability contract:
   So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
   run keeps the rows it had not uploaded.
 - One machine runs a job at a time: the lock is local, and a run also holds a lease in the bucket
-  (`batchrun.output.lease`, renewed at each push) that a run on another machine respects. An object store
-  has no lock: two runs starting within the same second may both proceed.
+  (`batchrun.output.lease`, renewed at each push and on a timer) that a run on another machine respects.
+  An object store has no lock: two runs starting within the same second may both proceed.
 """
 
 from __future__ import annotations
