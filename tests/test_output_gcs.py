@@ -127,3 +127,17 @@ def test_a_staging_folder_pushed_to_gs_is_pulled_whole_into_another(gcs, tmp_pat
     assert Mirror(other, open_store(location, gcs.env)).pull() == 5
     assert (other / "images/sku1/kitchen.png").read_bytes() == b"png1"
     assert not (other / ".lock").exists()
+
+
+def test_a_key_file_that_cant_be_parsed_is_named_and_nothing_of_it_is_shown(tmp_path, monkeypatch):
+    key = tmp_path / "key.json"
+    key.write_text('{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nKEYSECRET\\n'
+                   '-----END PRIVATE KEY-----\\n", "client_email": "a@b.iam.gserviceaccount.com"}')
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    with pytest.raises(StorageFailed) as raised:
+        open_store("gs://photos/job", {}).list_files()
+    message = str(raised.value)
+    assert message.startswith("gs://photos/job: cannot list: INVALID_ARGUMENT: Could not create a OAuth2 access token")
+    assert "KEYSECRET" not in message and "\n" not in message
