@@ -14,12 +14,14 @@ JSON line. moto and the GCS emulator keep objects in memory: each round's prefix
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import harness
@@ -55,18 +57,33 @@ def start_gcs_emulator() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("gcp-storage-emulator did not start: pip install gcp-storage-emulator")
 
 
+@contextlib.contextmanager
+def fresh_gcs_emulator(enabled: bool) -> Iterator[str | None]:
+    """A new emulator for one round: it keeps deleted objects (soft delete) and rewrites the metadata of every
+    object it holds at each write, so one kept for every round slows down round after round."""
+    if not enabled:
+        yield None
+        return
+    proc, host = start_gcs_emulator()
+    try:
+        gcs_fs(host).create_dir("bench")
+        yield host
+    finally:
+        harness.stop(proc, 15)
+
+
 def gcs_fs(host: str) -> pafs.GcsFileSystem:
     return pafs.GcsFileSystem(anonymous=True, endpoint_override=host, scheme="http", project_id="bench")
 
 
-def bucket_env(variant: str, endpoints: dict[str, str]) -> dict[str, str]:
+def bucket_env(variant: str, endpoints: dict) -> dict[str, str]:
     """The standard variables that point a run at the variant's server."""
     if variant.startswith("gs_"):
         return {"STORAGE_EMULATOR_HOST": f"http://{endpoints['gs']}"}
     return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoints["s3"]}
 
 
-def delete_prefix(variant: str, endpoints: dict[str, str], prefix: str) -> None:
+def delete_prefix(variant: str, endpoints: dict, prefix: str) -> None:
     if variant.startswith("gs_"):  # delete_dir would then delete a folder marker the emulator never had: a 404
         gcs_fs(endpoints["gs"]).delete_dir_contents(prefix, missing_dir_ok=True)
     else:
@@ -93,7 +110,7 @@ def timed_run(spec: Path, requests: int, env: dict[str, str]) -> float:
     return requests / figures.seconds
 
 
-def one_round(spec: Path, args: argparse.Namespace, endpoints: dict[str, str], work: Path,
+def one_round(spec: Path, args: argparse.Namespace, endpoints: dict[str, str | None], work: Path,
               number: int) -> dict[str, float]:
     rates = {}
     for variant, every in variants(args).items():
@@ -127,25 +144,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work = harness.work_dir(args.work)
     moto, endpoint = start_moto()
-    servers, endpoints = [moto], {"s3": endpoint}
     try:
         bucket_fs(endpoint).create_dir("bench")
-        if args.gcs:
-            emulator, endpoints["gs"] = start_gcs_emulator()
-            servers.append(emulator)
-            gcs_fs(endpoints["gs"]).create_dir("bench")
         rates: dict[str, list[float]] = {variant: [] for variant in variants(args)}
         with harness.canned_server("--image-mb", str(args.image_mb)) as server:
             spec = harness.write_job(work, "bucket-output", args.requests, server.url, model=harness.IMAGE_MODEL,
                                      image=True, limits={"concurrency": args.concurrency})
             for number in range(args.runs):
-                for variant, rate in one_round(spec, args, endpoints, work, number).items():
+                with fresh_gcs_emulator(args.gcs) as gcs_host:
+                    round_rates = one_round(spec, args, {"s3": endpoint, "gs": gcs_host}, work, number)
+                for variant, rate in round_rates.items():
                     rates[variant].append(rate)
                 print(f"run {number + 1}: " + ", ".join(f"{k} {v[-1]:,.1f} images/s" for k, v in rates.items()),
                       flush=True)
     finally:
-        for server in servers:
-            harness.stop(server, 15)
+        harness.stop(moto, 15)
     medians = {k: round(harness.median(v), 1) for k, v in rates.items()}
     harness.report("bucket-output", {
         "requests": args.requests, "image_mb": args.image_mb, "concurrency": args.concurrency, "runs": args.runs,
