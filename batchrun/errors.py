@@ -333,11 +333,17 @@ def ray_target_message(text: str) -> str:
             "of N worker processes), e.g. --ray local:4")
 
 
+_S3_CREDENTIALS = ("the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "
+                   "S3-compatible server")
+_GCS_CREDENTIALS = ("Google's standard credentials: GOOGLE_APPLICATION_CREDENTIALS naming a key file, "
+                    "`gcloud auth application-default login`, or the metadata server on Google Cloud; "
+                    "STORAGE_EMULATOR_HOST for an emulator")
+
+
 def storage_failed_message(location: str, action: str, detail: str) -> str:
+    credentials = _GCS_CREDENTIALS if location.startswith("gs://") else _S3_CREDENTIALS
     return (f"{location}: cannot {action}: {detail}; check the bucket exists and the credentials allow it "
-            f"(the standard AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an "
-            f"S3-compatible server; for gs:// GOOGLE_APPLICATION_CREDENTIALS), then run again: what was not "
-            f"uploaded is kept in the local staging folder")
+            f"({credentials}), then run again: what was not uploaded is kept in the local staging folder")
 
 
 def final_upload_failed_message(storage: str, code: int, staging: object) -> str:

@@ -7,7 +7,8 @@ Invariants:
 - pyarrow's own file systems, already a dependency: no extra package for S3 or GCS.
 - S3 takes its endpoint from the standard `AWS_ENDPOINT_URL` (an S3-compatible server) and its credentials
   from the standard AWS chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, profiles,
-  instance roles); GCS from Google's standard credentials. batchrun never reads, logs or stores a key.
+  instance roles); GCS its endpoint from `STORAGE_EMULATOR_HOST` and its credentials from Google's standard
+  chain (see `gcs.py`). batchrun never reads, logs or stores a key.
 - Every failure of the file system is translated here, once, into `StorageFailed`, whose message names
   the location and the fix and never holds a credential.
 - A download lands in a temp file, renamed into place: a reader never sees half a file.
@@ -22,9 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from pyarrow import ArrowException
 from pyarrow import fs as pafs
 
 from batchrun.errors import StorageFailed, storage_failed_message
+from batchrun.output.gcs import failure_detail, gcs_filesystem
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # the access key id is a name, not a secret
@@ -109,9 +112,15 @@ class ObjectStore:
     def _translated(self, action: str) -> Iterator[None]:
         try:
             yield
-        except OSError as exc:  # pyarrow raises OSError (and its subclasses) for every storage failure
-            raise StorageFailed(storage_failed_message(self.location, action, _without_secrets(str(exc),
-                                                                                               self._environ))) from None
+        # pyarrow raises OSError (and its subclasses) for a storage failure, and a bare ArrowException for
+        # a google-cloud-cpp UNKNOWN status (a GCS key file that can't be read)
+        except (OSError, ArrowException) as exc:
+            raise StorageFailed(storage_failed_message(self.location, action, self._detail(exc, action))) from None
+
+    def _detail(self, exc: Exception, action: str) -> str:
+        if self.location.startswith("gs://"):
+            return failure_detail(exc, action, self._root.split("/")[0])
+        return _without_secrets(str(exc), self._environ)
 
 
 def open_store(location: str, environ: Mapping[str, str] | None = None) -> ObjectStore:
@@ -119,7 +128,7 @@ def open_store(location: str, environ: Mapping[str, str] | None = None) -> Objec
     env = os.environ if environ is None else environ
     try:
         filesystem, root = _filesystem(location, env)
-    except (OSError, ValueError) as exc:  # pyarrow: unknown scheme, bad URI, no credentials
+    except (OSError, ValueError, ArrowException) as exc:  # pyarrow: unknown scheme, bad URI, no credentials
         raise StorageFailed(storage_failed_message(location, "open", _without_secrets(str(exc), env))) from None
     return ObjectStore(location, filesystem, root, env)
 
@@ -133,8 +142,9 @@ def _filesystem(location: str, environ: Mapping[str, str]) -> tuple[pafs.FileSys
                                        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
                                        **_scheme(endpoint))
         return filesystem, bucket_and_prefix
-    filesystem, root = pafs.FileSystem.from_uri(location)
-    return filesystem, root
+    if location.startswith("gs://"):
+        return gcs_filesystem(environ), location[len("gs://"):].rstrip("/")
+    raise ValueError("not a bucket: output.dir in a bucket starts with s3:// or gs://")
 
 
 def _scheme(endpoint: str | None) -> dict[str, str]:

@@ -1,0 +1,120 @@
+"""End to end: `output.dir: gs://bucket/job` with the real CLI, the simulator and a GCS emulator on 127.0.0.1.
+
+What must hold (as for s3://, see test_e2e_s3.py): a run's results, images, manifest and run records land
+in the bucket; `status`, `report` and `export` from another folder, with another (empty) staging folder,
+read them from the bucket alone; a run killed with SIGKILL whose machine is then lost (its staging folder
+deleted) resumes from the bucket, sends again nothing whose result had been uploaded, and reports the
+requests in flight at the last upload as sent again. The CLI finds the server through the standard
+`STORAGE_EMULATOR_HOST`, and no other setting.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pyarrow.parquet as pq
+from e2e_helpers import (
+    RUN_TIMEOUT_S,
+    Outputs,
+    batchrun,
+    cli_env,
+    image_job,
+    run_job,
+    sends_by_id,
+    start_batchrun,
+    start_simulator,
+    text_job,
+    wait_until,
+    write_faults,
+    write_spec,
+)
+from gcs_server import gcs, gcs_host  # noqa: F401  (fixtures)
+
+from batchrun.output.mirror import staging_folder
+from batchrun.simulator.faults import PROFILES
+
+
+def env_for(gcs, cache, **extra: str) -> dict[str, str]:  # noqa: F811
+    return cli_env(**gcs.env, BATCHRUN_CACHE_DIR=str(cache), **extra)
+
+
+def final_ids(rows: list[dict]) -> set[str]:
+    return {row["request_id"] for row in rows if row["status"] == "ok"}
+
+
+def test_an_image_job_lands_in_the_bucket_and_status_report_export_from_elsewhere_read_it(tmp_path, gcs):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="clean")
+    try:
+        spec = write_spec(tmp_path, image_job("photos", simulator.url, tmp_path, photos=2, scenes=2,
+                                              output={"dir": f"gs://{gcs.bucket}/photos"}))
+        done = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache-a"))
+    finally:
+        simulator.stop()
+    assert done.returncode == 0, done.stderr
+    files = gcs.files("photos")
+    rows = gcs.result_rows("photos")
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    assert {row["image_path"] for row in rows} <= set(files)
+    assert "manifest.parquet" in files and any(name.startswith("runs/") for name in files)
+    assert not any(name.startswith("journal/") or name == ".lock" for name in files)
+    assert not (tmp_path / "outputs").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env_b = env_for(gcs, tmp_path / "cache-b")
+    status = batchrun(elsewhere, "status", str(tmp_path / spec), "--json", env=env_b)
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["done"]["ok"] == 4 and document["pending"] == 0
+    report = batchrun(elsewhere, "report", str(tmp_path / spec), env=env_b)
+    assert report.returncode == 0, report.stderr
+    assert "report/index.html" in gcs.files("photos")
+    exported = batchrun(elsewhere, "export", str(tmp_path / spec), "--out", str(elsewhere / "rows.parquet"), env=env_b)
+    assert exported.returncode == 0, exported.stderr
+    assert pq.read_table(elsewhere / "rows.parquet").num_rows == 4
+
+
+def test_a_missing_bucket_ends_the_run_with_exit_10_and_one_line_naming_it_and_the_fix(tmp_path, gcs):  # noqa: F811
+    spec = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": "gs://no-such-bucket/lines"}))
+    done = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache"))
+    assert done.returncode == 10, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("batchrun: error: gs://no-such-bucket/lines: cannot upload ")
+    assert "the bucket no-such-bucket does not exist" in last and "GOOGLE_APPLICATION_CREDENTIALS" in last
+    assert "Traceback" not in done.stderr and "error_info" not in done.stderr
+
+
+def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_uploaded_again(tmp_path, gcs):  # noqa: F811
+    # the flaky profile's faults, every reply 150 ms late: 300 requests two at a time take 20 s or more, so the
+    # kill lands mid-run however fast the machine is
+    slow_flaky = {**PROFILES["flaky"], "latency": {"distribution": "fixed", "ms": 150}}
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow-flaky", slow_flaky), seed=11)
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 300, output={"dir": f"gs://{gcs.bucket}/lines"},
+                                             limits={"concurrency": 2}))
+        env_a = env_for(gcs, tmp_path / "cache-a", BATCHRUN_UPLOAD_EVERY_S="0")
+        process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", env=env_a,
+                                 stderr=tmp_path / "killed.err")
+        wait_until(lambda: len(final_ids(gcs.result_rows("lines"))) >= 20, process, "20 results in the bucket")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=RUN_TIMEOUT_S)
+        uploaded = final_ids(gcs.result_rows("lines"))
+        assert len(uploaded) < 300, "the kill should land mid-run: make the job longer"
+        logged = len(simulator.requests())
+        staging = staging_folder(f"gs://{gcs.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
+        assert (staging / "journal").is_dir()  # what the lost machine takes with it
+
+        resumed = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache-b"))
+        assert resumed.returncode in (0, 3), resumed.stderr
+        log = simulator.requests()
+    finally:
+        simulator.stop()
+    folder = staging_folder(f"gs://{gcs.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-b")})
+    hashes = Outputs(folder, tmp_path / "jobs").body_hashes()
+    again = uploaded & set(sends_by_id(log[logged:], hashes))
+    assert not again, f"{len(again)} requests whose result was in the bucket were sent again"
+    rows = gcs.result_rows("lines")
+    assert len({row["request_id"] for row in rows}) == 300
+    assert "requests were in flight and are sent again" in resumed.stderr  # from the journal in the bucket
+    assert not [name for name in gcs.files("lines") if name.startswith("journal/")]
