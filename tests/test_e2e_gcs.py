@@ -105,8 +105,12 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
         staging = staging_folder(f"gs://{gcs.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
         assert (staging / "journal").is_dir()  # what the lost machine takes with it
 
-        resumed = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache-b"))
+        # the lost machine's lease is still fresh: another machine takes over, as the refusal says
+        refused = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache-b"))
+        assert refused.returncode == 9 and "--take-over" in refused.stderr, refused.stderr
+        resumed = run_job(tmp_path, spec, "--take-over", env=env_for(gcs, tmp_path / "cache-b"))
         assert resumed.returncode in (0, 3), resumed.stderr
+        assert "taking over" in resumed.stderr
         log = simulator.requests()
     finally:
         simulator.stop()

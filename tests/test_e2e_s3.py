@@ -93,8 +93,12 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
         staging = staging_folder(f"s3://{s3.bucket}/lines", {"BATCHRUN_CACHE_DIR": str(tmp_path / "cache-a")})
         assert (staging / "journal").is_dir()  # what the lost machine takes with it
 
-        resumed = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-b"))
+        # the lost machine's lease is still fresh: another machine takes over, as the refusal says
+        refused = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache-b"))
+        assert refused.returncode == 9 and "--take-over" in refused.stderr, refused.stderr
+        resumed = run_job(tmp_path, spec, "--take-over", env=env_for(s3, tmp_path / "cache-b"))
         assert resumed.returncode in (0, 3), resumed.stderr
+        assert "taking over" in resumed.stderr
         log = simulator.requests()
     finally:
         simulator.stop()
@@ -111,3 +115,17 @@ def staging_hashes(location: str, cache, spec_dir) -> dict[str, str]:
     """The request id of each body sha256, from the manifest in a staging folder."""
     folder = staging_folder(location, {"BATCHRUN_CACHE_DIR": str(cache)})
     return Outputs(folder, spec_dir).body_hashes()
+
+
+def test_a_bucket_that_does_not_exist_stops_the_run_before_any_request_is_sent(tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, profile="clean")
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 5, output={"dir": "s3://no-such-bucket/lines"}))
+        done = run_job(tmp_path, spec, env=env_for(s3, tmp_path / "cache"))
+        sent = len(simulator.requests())
+    finally:
+        simulator.stop()
+    assert done.returncode == 10, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("batchrun: error: s3://no-such-bucket/lines: cannot ") and "AWS_ENDPOINT_URL" in last
+    assert sent == 0  # a mistyped bucket costs nothing: it is found before the first paid request

@@ -162,6 +162,10 @@ class LimiterDesk:
         self.keys.set_aside(asides or [])
         return self.keys.news()
 
+    async def key_warnings(self) -> list[str]:
+        """Every warning the key pool gave this run (none with one key)."""
+        return [] if self.keys is None else list(self.keys.issued)
+
     def _release(self, held: _Held, back: Return) -> None:
         """What the reply taught goes to the limiter that holds the rates: the key's with a pool."""
         if self.keys is None or held.key_permit is None:

@@ -60,8 +60,13 @@ class DeskKeys:
     def __init__(self, keys: Sequence[KeyLimits], concurrency: int, clock: Clock, pace: float = 1.0) -> None:
         self._clock = clock
         self._warnings: list[str] = []
+        self.issued: list[str] = []  # every warning of the run: the driver logs any a stopping worker never passed on
         lanes = [KeyLane(key.env, _Unsent(), _limiter(key, concurrency, clock, pace)) for key in keys]  # type: ignore[arg-type]
-        self.pool = KeyPool(lanes, clock, warn=self._warnings.append)
+        self.pool = KeyPool(lanes, clock, warn=self._warn)
+
+    def _warn(self, text: str) -> None:
+        self._warnings.append(text)
+        self.issued.append(text)
 
     async def acquire(self, tokens: int, images: int) -> tuple[int, Permit]:
         """A permit from the key that can grant soonest, and the key's index."""

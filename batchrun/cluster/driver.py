@@ -104,6 +104,7 @@ class ClusterDriver:
         self.workers: dict[str, Any] = {}
         self.drains: dict[Any, str] = {}  # a drain call in flight -> its worker
         self.interrupted = False
+        self.warned: set[str] = set()
 
     def run(self, count: int, options: Any) -> ClusterRun:
         if options.handle_signals:  # SIGTERM stops the run as Ctrl-C does: requests in flight are saved
@@ -119,12 +120,19 @@ class ClusterDriver:
         finally:
             display.stop()
             live.remove()
+        for warning in self.ray.get(self.desk.key_warnings.remote()):  # one a stopping worker never passed on
+            self._warn_once(warning)
         grants, leases = self.ray.get(self.desk.counts.remote())
         log.info("the limiter desk made %d grants in %d leases", grants, leases)
         if self.job.budget.capped:
             reservations, calls = self.ray.get(self.desk.budget_counts.remote())
             log.info("the desk reserved budget for %d requests in %d calls", reservations, calls)
         return self.result
+
+    def _warn_once(self, warning: str) -> None:
+        if warning not in self.warned:
+            self.warned.add(warning)
+            log.warning("%s", warning)
 
     def _ticker(self, options: Any) -> tuple[ProgressTicker, Any, LiveFile]:
         display = make_display(options.progress, self.progress, options.status_every)
@@ -184,7 +192,7 @@ class ClusterDriver:
         progress.retries += delivery.retries
         progress.errors.update(delivery.errors)
         for warning in delivery.warnings:
-            log.warning("%s", warning)
+            self._warn_once(warning)
         try:
             for request_id in delivery.sent:
                 self.book.sent(name, request_id)
