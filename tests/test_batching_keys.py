@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 from batch_fake import BASE, FakeBatchApi
+from test_batching_advance import IDS, Target, plan
 
 from batchrun.batching.advance import AdvanceReport, PollSchedule, advance
 from batchrun.batching.exchange import BatchApi, BatchApiError
@@ -20,7 +21,6 @@ from batchrun.batching.ledger import ChunkState, Ledger, Phase
 from batchrun.records import Outcome
 from batchrun.running.clock import FakeClock
 from batchrun.simulator.replies import bad_key_error, google_error
-from test_batching_advance import IDS, Target, plan
 
 KEYS = {"KEY_A": "ka", "KEY_B": "kb", "KEY_C": "kc"}
 
