@@ -239,7 +239,8 @@ def batch_keys(loaded: LoadedSpec, client: httpx.AsyncClient, key: str | None) -
     entries = pool_keys(loaded) if key is not None else []
     if len(entries) < 2:
         return BatchKeys.single(BatchApi(client, batch_base_url(loaded), key, auth=provider.auth), provider.key_env)
-    return BatchKeys([BatchKey(entry.env, BatchApi(client, batch_base_url(loaded), value, auth=provider.auth))
+    return BatchKeys([BatchKey(entry.env, BatchApi(client, batch_base_url(loaded), value, auth=provider.auth,
+                                                   key_env=entry.env))
                       for entry, value in entries])
 
 

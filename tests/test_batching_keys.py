@@ -253,6 +253,15 @@ def test_every_key_failing_authentication_stops_the_pass_as_one_key_does(tmp_pat
     assert caught.value.reply.outcome is Outcome.STOP_AUTH
 
 
+def test_a_pools_error_names_the_variable_of_the_key_it_was_made_with():
+    async def refused():
+        async with ProjectsFake(FakeBatchApi()).client() as client:
+            api = BatchApi(client, BASE, "kb", key_env="KEY_B")
+            await api.send("poll of batches/b1", "GET", api.url("/v1beta/batches/b1"))
+    with pytest.raises(BatchApiError, match="^poll of batches/b1 with the key in KEY_B: "):
+        anyio.run(refused)
+
+
 def test_a_create_whose_reply_was_lost_is_found_in_its_own_keys_listing_and_adopted(tmp_path):
     run = Run(FakeBatchApi(lost_create_replies=1))
     ledger = Ledger(tmp_path)

@@ -129,4 +129,6 @@ def test_every_key_failing_authentication_stops_the_run_with_exit_6(tmp_path):
         simulator.stop()
 
     assert result.returncode == 6, result.stderr
+    assert "dropped for this run" in result.stderr and "with the key in BATCH_KEY_1" in result.stderr.splitlines()[-1]
     assert len(batch_calls(simulator, "batches.create")) == 0
+    assert_no_key(tmp_path, result.stderr, result.stdout, key=REVOKED)
