@@ -48,6 +48,7 @@ def test_a_batch_is_got_and_its_results_downloaded_only_with_the_key_that_made_i
     assert send(core, "GET", results, x_goog_api_key="key-2").status == 403
     assert send(core, "GET", results, x_goog_api_key="key-1").status == 200
     assert send(core, "POST", f"/v1beta/{name}:cancel", x_goog_api_key="key-2").status == 403
+    core.close()
     logged = [(line["rpc"], line["key"], line["status"]) for line in read_request_log(tmp_path / "requests.jsonl")
               if line["rpc"] in ("batches.create", "batches.get", "files.download")]
     assert logged == [("batches.create", 1, 200), ("batches.get", 2, 403), ("batches.get", 1, 200),
