@@ -1,7 +1,8 @@
 """The batch tier of `batchrun run`: the run's pending work through Gemini Batch Mode (batching/run.py).
 
-In:  the loaded spec, the run's options and key, the open sink, progress, the pending `Work` and the
-     spending account at the batch price. Out: the `BatchOutcome` of one pass (or of passes until
+In:  the loaded spec, the run's options and keys (every key of provider.api_key_env: batches are dealt
+     over them, batching/keys.py), the open sink, progress, the pending `Work` and the spending
+     account at the batch price. Out: the `BatchOutcome` of one pass (or of passes until
      done, with --wait, or on the in-process simulator, whose batches end with the process).
 With a fallback (`--fallback` / `batch.fallback`), the requests of batches given up on (past
 `--batch-timeout` / `batch.timeout`, or unfinished at `--until`) are then sent synchronously at the
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,6 +37,7 @@ from batchrun.batching.chunks import BATCHES_DIR, ChunkLimits
 from batchrun.batching.exchange import BatchApi, BatchApiError
 from batchrun.batching.fallback import FallbackPolicy, SwitchReport
 from batchrun.batching.files import UPLOAD_CHUNK_BYTES
+from batchrun.batching.keys import BatchKey, BatchKeys
 from batchrun.batching.ledger import Ledger, Phase
 from batchrun.batching.run import BatchOutcome, BatchRunSettings, SinkTarget, run_batches
 from batchrun.cost.pricing import PriceCatalog
@@ -136,9 +139,9 @@ async def run_batch_tier(loaded: LoadedSpec, options: RunOptions, key: str | Non
                            limits=chunk_limits(loaded), fallback=fallback_policy(loaded, options),
                            upload_chunk_bytes=upload_chunk_bytes(os.environ))
     async with make_client(build_transport(settings), settings.timeout_s) as client:
-        api = BatchApi(client, batch_base_url(loaded), key, auth=spec.provider.auth)
+        keys = batch_keys(loaded, client, key)
         try:
-            return await run_batches(api, loaded.output_dir, target, encoder.encode_body, account,
+            return await run_batches(keys, loaded.output_dir, target, encoder.encode_body, account,
                                      MonotonicClock(), run)
         except BatchApiError as exc:
             raise _batch_stop_error(exc) from None
@@ -226,6 +229,19 @@ def refuse_large_images(records: Iterable[RequestRecord], encoder: Any, limit: i
     if over:
         raise UsageError(batch_images_message(len(over), over[0][0].path, limit))
 
+
+
+def batch_keys(loaded: LoadedSpec, client: httpx.AsyncClient, key: str | None) -> BatchKeys:
+    """The run's keys for Batch Mode: one `BatchApi` per key of provider.api_key_env, in the pool's order."""
+    from .jobrun import pool_keys  # jobrun calls this module: imported at the call
+
+    provider = loaded.spec.provider
+    entries = pool_keys(loaded) if key is not None else []
+    if len(entries) < 2:
+        return BatchKeys.single(BatchApi(client, batch_base_url(loaded), key, auth=provider.auth), provider.key_env)
+    return BatchKeys([BatchKey(entry.env, BatchApi(client, batch_base_url(loaded), value, auth=provider.auth,
+                                                   key_env=entry.env))
+                      for entry, value in entries])
 
 
 def batch_base_url(loaded: LoadedSpec) -> str:

@@ -87,3 +87,15 @@ def test_a_batch_past_its_expiry_shows_no_time_left(tmp_path):
     ledger_of_three(tmp_path)
     [_, b, _] = batch_lines(tmp_path, now=1110.0 + 50 * 3600)
     assert b.expires_in_s == 0.0
+
+
+def test_status_names_the_variable_of_each_batchs_key_never_the_key(tmp_path):
+    out = make_folder(tmp_path, manifest_size=6)
+    ledger = Ledger(out, now=Ticks())
+    ledger.planned(chunk("a", 2))
+    ledger.uploading("a", "GEMINI_KEY_B")
+    ledger.uploaded("a", "files/a")
+    summary = summarize(out, now=2000.0)
+
+    assert [b["key"] for b in summary.to_json()["batches"]] == ["GEMINI_KEY_B"]
+    assert format_status(summary).splitlines()[-1] == "  a  (not created)  uploaded, 2 requests, age 16m30s, key in GEMINI_KEY_B"

@@ -3,6 +3,7 @@
     chunks     pending RequestRecords -> chunk JSONL files (bounded by requests and bytes), ids files
     ledger     the durable, append-only record of every chunk's phase (ledger.jsonl)
     exchange   one HTTP exchange with the batch API, failures classified like synchronous replies
+    keys       the run's keys: which key a new chunk is sent with, and the one every later call for it uses
     files      Files API: resumable upload of a chunk file, streamed download of a results file
     batches    batchGenerateContent (file input), get, list, cancel; a batch's state
     reconcile  after a crash between "creating" and "created": adopt the batch by display name

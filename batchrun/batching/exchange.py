@@ -42,11 +42,14 @@ class BatchApiError(Exception):
 
 
 class BatchApi:
-    """The batch API's endpoints at one base URL, with one key."""
+    """The batch API's endpoints at one base URL, with one key (`key_env`: its variable, named in errors
+    when a run has several)."""
 
     def __init__(self, client: httpx.AsyncClient, base_url: str | None, api_key: str | None,
-                 *, auth: str = "x-goog-api-key", timeout: httpx.Timeout = BATCH_TIMEOUT) -> None:
+                 *, auth: str = "x-goog-api-key", timeout: httpx.Timeout = BATCH_TIMEOUT,
+                 key_env: str | None = None) -> None:
         self.client = client
+        self.key_env = key_env
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._api_key = api_key or None
         self._headers = auth_header(auth, api_key)
@@ -102,7 +105,7 @@ class BatchApi:
 
     def _error(self, what: str, reply: ProviderReply) -> BatchApiError:
         reply.error_message = safe_message(reply.error_message, self._api_key)
-        return BatchApiError(what, reply)
+        return BatchApiError(what if self.key_env is None else f"{what} with the key in {self.key_env}", reply)
 
 
 def _json(content: bytes) -> Any:

@@ -1,7 +1,7 @@
 """The switch to a fallback tier: batches given up on are cancelled, collected as far as they got, returned.
 
 In:  the ledger, a `FallbackPolicy` (the batch timeout, the grace after a cancel), the wall time (a
-     batch's age counts from its `created` line), whether the run's deadline has come, a `BatchApi`, the
+     batch's age counts from its `created` line), whether the run's deadline has come, the run's keys, the
      run's clock and a `FallbackTarget` (a `ResultTarget` that also says which requests still lack a
      final row, and their worst case at the batch price).
 Out: a `SwitchReport`: the request ids to send synchronously at the fallback tier, the chunks cancelled,
@@ -13,7 +13,9 @@ a batch not seen ended; the batch is then polled on the run's clock for at most 
 ends; a results file it ended with is collected first (partial results count, a request the target
 already has is skipped); only requests still without a final row are returned to pending and sent
 again. A chunk whose batch did not end within the grace is returned too: the ledger keeps its batch
-name, so it is never adopted again. A failed exchange leaves the chunk for the next pass.
+name, so it is never adopted again. A failed exchange leaves the chunk for the next pass. Every call
+for a chunk uses the key it was uploaded with; a chunk whose key was dropped is returned without a
+cancel (none could be made), each of its requests without a result counted as possibly billed twice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .advance import ResultTarget, collect_chunk
 from .batches import BatchState, cancel_batch, get_batch, parse_state
 from .chunks import read_ids
 from .exchange import BatchApi, BatchApiError
+from .keys import BatchKeys, as_keys
 from .ledger import ChunkState, Ledger, LedgerView, Phase
 
 CANCEL_REASON = "cancelled for the fallback"
@@ -87,19 +90,21 @@ def _age_left(chunk: ChunkState, policy: FallbackPolicy, wall_now: float) -> flo
     return max(0.0, chunk.created_at + policy.timeout_s - wall_now)
 
 
-async def switch(api: BatchApi, ledger: Ledger, clock: Clock, target: FallbackTarget, chunks: list[ChunkState],
+async def switch(api: BatchApi | BatchKeys, ledger: Ledger, clock: Clock, target: FallbackTarget, chunks: list[ChunkState],
                  policy: FallbackPolicy, report: SwitchReport) -> None:
-    """Switch each chunk to the fallback; a failed exchange leaves it for the next pass."""
+    """Switch each chunk to the fallback, with its key; a failed exchange leaves it for the next pass."""
+    keys = as_keys(api)
     for chunk in chunks:
         try:
-            await _switch_one(api, ledger, clock, target, chunk, policy, report)
+            key = keys.of(chunk)
+            await _switch_one(None if key.dropped else key.api, ledger, clock, target, chunk, policy, report)
         except BatchApiError as exc:
             if exc.reply.outcome in _STOPS:
                 raise
             report.problems.append((chunk.chunk_id, f"{exc.what}: {exc.reply.error_message or exc.reply.error_kind}"))
 
 
-async def _switch_one(api: BatchApi, ledger: Ledger, clock: Clock, target: FallbackTarget, chunk: ChunkState,
+async def _switch_one(api: BatchApi | None, ledger: Ledger, clock: Clock, target: FallbackTarget, chunk: ChunkState,
                       policy: FallbackPolicy, report: SwitchReport) -> None:
     ids = read_ids(ledger.path.parent / chunk.ids_file)
     if chunk.phase in _NOT_SUBMITTED:
@@ -108,9 +113,10 @@ async def _switch_one(api: BatchApi, ledger: Ledger, clock: Clock, target: Fallb
         report.unsubmitted.append(chunk.chunk_id)
         report.send.extend(left)
         return
-    await _cancel_and_wait(api, ledger, clock, chunk, policy)
-    if chunk.results_file:
-        await collect_chunk(api, ledger, target, chunk)
+    if api is not None:  # None: its key was dropped, nothing can be asked of its batch
+        await _cancel_and_wait(api, ledger, clock, chunk, policy)
+        if chunk.results_file:
+            await collect_chunk(api, ledger, target, chunk)
     left = target.unanswered(ids)
     if left or ledger.read().chunks[chunk.chunk_id].phase is not Phase.COLLECTED:
         ledger.returned_to_pending(chunk.chunk_id, CANCEL_REASON)  # ended for this run, collected or not

@@ -6,11 +6,13 @@ Out: one JSON line per call, appended, flushed and fsynced before the call retur
      folds the lines into each chunk's latest state.
 
 Invariants: lines are only ever appended; `creating` is on disk before the create call is made, so a
-crash between the two is seen on resume (see `reconcile`); `cancel_requested` is on disk before the
-cancel call, so a resumed run finishes the switch to the fallback (batching/fallback.py); a torn last line (a crash mid-write) is
-ignored on reading and cut off before the next append; `planned` starts a chunk afresh (the same
-requests planned again after a return to pending), while every batch name ever recorded stays known,
-so a batch once adopted or abandoned is never adopted again.
+crash between the two is seen on resume (see `reconcile`); `uploading` names the variable of the key
+the chunk is sent with, never the key (a ledger of 0.6.0 names none: the pool's first key);
+`cancel_requested` is on disk before the cancel call, so a resumed run finishes the switch to the
+fallback (batching/fallback.py); a torn last line (a crash mid-write) is ignored on reading and cut
+off before the next append; `planned` starts a chunk afresh (the same requests planned again after a
+return to pending), while every batch name ever recorded stays known, so a batch once adopted or
+abandoned is never adopted again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ChunkState:
     planned_at: float | None = None  # unix seconds of the ledger lines
     created_at: float | None = None
     cancel_reason: str | None = None  # set once a cancel for the fallback is recorded (before the call)
+    key_env: str | None = None  # the variable of the key its file was uploaded with (None: the pool's first)
 
 
 @dataclass(slots=True)
@@ -96,8 +99,11 @@ class Ledger:
         self._append("planned", chunk.chunk_id, display_name=chunk.display_name, model=chunk.model,
                      ids_file=chunk.ids_path.name, count=chunk.count, bytes=chunk.bytes)
 
-    def uploading(self, chunk_id: str) -> None:
-        self._append("uploading", chunk_id)
+    def uploading(self, chunk_id: str, key_env: str | None = None) -> None:
+        """The upload starts, with the key read from `key_env` (its name, never the key): every later call
+        for this chunk's file and batch is made with that key."""
+        facts = {} if key_env is None else {"key_env": key_env}
+        self._append("uploading", chunk_id, **facts)
 
     def uploaded(self, chunk_id: str, file_name: str) -> None:
         self._append("uploaded", chunk_id, file_name=file_name)
@@ -179,6 +185,10 @@ def _apply(view: LedgerView, entry: dict[str, Any]) -> None:
         view.known_batches.add(chunk.batch_name)
 
 
+def _on_uploading(chunk: ChunkState, entry: dict[str, Any]) -> None:
+    chunk.phase, chunk.key_env = Phase.UPLOADING, entry.get("key_env")
+
+
 def _on_uploaded(chunk: ChunkState, entry: dict[str, Any]) -> None:
     chunk.phase, chunk.file_name = Phase.UPLOADED, entry["file_name"]
 
@@ -212,7 +222,7 @@ def _set_phase(phase: Phase) -> Callable[[ChunkState, dict[str, Any]], None]:
 
 
 _UPDATES: dict[str, Callable[[ChunkState, dict[str, Any]], None]] = {
-    "uploading": _set_phase(Phase.UPLOADING),
+    "uploading": _on_uploading,
     "uploaded": _on_uploaded,
     "creating": _set_phase(Phase.CREATING),
     "created": _on_created,

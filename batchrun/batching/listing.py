@@ -3,7 +3,8 @@
 In:  the output folder and the wall clock. Out: one `BatchLine` per chunk of the ledger, in planning
 order: its chunk id, batch name, state (the server's, as last polled, else the ledger's phase),
 request count, age since creation (since planning, before), time left before the server expires
-a batch still unfinished (48 hours after creation, reference §7.2), and results collected.
+a batch still unfinished (48 hours after creation, reference §7.2), results collected, and the
+variable of the key it was sent with (None: one key, or a ledger of 0.6.0, sent with the first).
 Invariant: reads only; a job that never ran at the batch tier has no lines.
 """
 
@@ -27,6 +28,7 @@ class BatchLine:
     age_s: float | None
     collected: int | None  # result lines read; None before collection
     expires_in_s: float | None = None  # a batch created and not ended: time left before the server expires it
+    key: str | None = None  # the variable of the key it was sent with (never the key)
 
 
 def batch_lines(out_dir: Path, now: float) -> list[BatchLine]:
@@ -39,7 +41,7 @@ def _line(chunk: ChunkState, now: float) -> BatchLine:
     return BatchLine(chunk.chunk_id, chunk.batch_name, _state(chunk), chunk.count,
                      None if since is None else max(0.0, now - since),
                      chunk.summary.get("lines") if chunk.phase is Phase.COLLECTED else None,
-                     _expires_in(chunk, now))
+                     _expires_in(chunk, now), chunk.key_env)
 
 
 def _expires_in(chunk: ChunkState, now: float) -> float | None:

@@ -1,7 +1,7 @@
 """A batch run (`batchrun run --tier batch`): pending requests packed into chunks, advanced, written.
 
 In:  the pending RequestRecords of a run (rows without a final result, each with the rows that share
-     its request), the output folder's sink, a `BatchApi`, the clock, the spending account at the
+     its request), the output folder's sink, the run's keys (`BatchKeys`, or one `BatchApi`), the clock, the spending account at the
      batch price, and how long the run may wait.
 Out: a `BatchOutcome`: the last pass's report, the requests left out for the budget, whether
      batches are still running at the server (the CLI exits 13 then), and, with a fallback, the
@@ -36,6 +36,7 @@ from .chunks import BATCHES_DIR, Chunk, ChunkLimits, Encode, read_ids, write_chu
 from .exchange import BatchApi, BatchApiError
 from .fallback import FallbackPolicy, SwitchReport, next_timeout_in, switch, switch_due
 from .files import UPLOAD_CHUNK_BYTES
+from .keys import BatchKeys
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def reserve_in_flight(ids: set[str], records: dict[str, RequestRecord], account:
     account.reserve(sum(account.worst_case(records[rid]) or 0.0 for rid in ids if rid in records))
 
 
-async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: Encode, account: SpendingAccount,
+async def run_batches(api: BatchApi | BatchKeys, out_dir: Path, target: SinkTarget, encode: Encode, account: SpendingAccount,
                       clock: Clock, settings: BatchRunSettings, *,
                       wall: Callable[[], float] = time.time) -> BatchOutcome:
     """Plan what is pending (`target.records`) and not in flight, then advance once (or until done, with `wait`);
@@ -183,7 +184,7 @@ async def run_batches(api: BatchApi, out_dir: Path, target: SinkTarget, encode: 
         await clock.sleep(max(0.0, wake - clock.now()))
 
 
-async def _at_deadline(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
+async def _at_deadline(api: BatchApi | BatchKeys, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
                        outcome: BatchOutcome, started: float, wall: Callable[[], float]) -> BatchOutcome:
     """Without a fallback, stop waiting; with one, wait out the deadline and switch what is unfinished."""
     if settings.fallback is None or not settings.fallback.at_deadline or settings.deadline_s is None:
@@ -195,7 +196,7 @@ async def _at_deadline(api: BatchApi, ledger: Ledger, clock: Clock, target: Sink
     return outcome
 
 
-async def _switch(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
+async def _switch(api: BatchApi | BatchKeys, ledger: Ledger, clock: Clock, target: SinkTarget, settings: BatchRunSettings,
                   outcome: BatchOutcome, wall_now: float, *, deadline: bool) -> None:
     """Switch the chunks due (timed out, mid-switch, or every one at the deadline) to the fallback."""
     if settings.fallback is None:
@@ -214,7 +215,7 @@ async def _switch(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarge
     report.problems.clear()
 
 
-async def _one_pass(api: BatchApi, ledger: Ledger, clock: Clock, target: SinkTarget,
+async def _one_pass(api: BatchApi | BatchKeys, ledger: Ledger, clock: Clock, target: SinkTarget,
                     schedule: PollSchedule, options: AdvanceOptions) -> AdvanceReport:
     """One `advance`; a failure worth retrying outside a chunk's step (the listing that reconciles a
     crash) ends the pass with every chunk still unfinished, to be tried again."""
@@ -245,6 +246,11 @@ def _log_pass(report: AdvanceReport) -> None:
                  chunk_id, summary.replies, len(summary.missing), summary.errors)
     for chunk_id, reason in report.returned.items():
         log.warning("batch chunk %s returned to pending: %s", chunk_id, reason)
+    for env, requests in report.lost_to_keys.items():
+        log.warning("%d requests of batches sent with the key in %s are pending again (the key failed "
+                    "authentication, so those batches can no longer be polled or collected): the next run sends "
+                    "them with another key, and any a batch had already answered may be billed twice",
+                    requests, env)
     for problem in report.problems:
         where = f"batch chunk {problem.chunk_id}" if problem.chunk_id else "batch API"
         log.warning("%s: %s failed (%s): %s; the next pass tries again", where, problem.what, problem.error_kind,

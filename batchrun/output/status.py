@@ -277,7 +277,7 @@ def _estimate_lines(check: dict[str, Any] | None) -> list[str]:
 
 def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:
     """One line per batch of a `--tier batch` run: chunk, batch, state, requests, age, results collected,
-    and the time left before the server expires a batch still running."""
+    the time left before the server expires a batch still running, and the variable of its key."""
     if not batches:
         return []
     lines = [f"batches {len(batches):,}"]
@@ -286,6 +286,7 @@ def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:
         collected = "" if batch["collected"] is None else f", {batch['collected']:,} results collected"
         expires = batch.get("expires_in_s")
         collected += "" if expires is None else f", expires in {duration_text(expires)}"
+        collected += f", key in {batch['key']}" if batch.get("key") else ""
         lines.append(f"  {batch['chunk']}  {batch['batch'] or '(not created)'}  {batch['state']}, "
                      f"{batch['requests']:,} request{'' if batch['requests'] == 1 else 's'}{age}{collected}")
     return lines

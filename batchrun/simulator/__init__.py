@@ -27,7 +27,9 @@ Limits per API key (the key of x-goog-api-key, Authorization: Bearer or ?key=): 
 counts the faults file's limits for each key on its own, as for keys of different projects; key_limits
 (KEY: {requests_per_minute, images_per_minute, tokens_per_minute, requests_per_day, day_s}) gives a key
 limits of its own. Either way the request log numbers each key in the order first seen ("key": 1, 2, ...),
-never the key itself. A key listed in bad_keys is answered 400 API_KEY_INVALID (401 on the chat route).
+never the key itself, and each key is a project of its own for Batch Mode and the Files API: a file or
+batch is seen only with the key that made it (another key is answered 403 PERMISSION_DENIED, and listings
+show a key's own). A key listed in bad_keys is answered 400 API_KEY_INVALID (401 on the chat route).
 
 Batch Mode and the Files API: POST /upload/v1beta/files (resumable upload: start, then upload /
 upload, finalize chunks at X-Goog-Upload-Offset), GET/DELETE /v1beta/files[/ID], GET

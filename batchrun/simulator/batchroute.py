@@ -12,7 +12,8 @@
 
 Every call is logged by the core with its rpc name (a call to a route slowed by `batch.delays` also as it
 arrives); each batch line answered is logged by batchlines.py.
-The API key is checked as on the generate route. The files live in `FileStore`, the batches in `BatchBook`.
+The API key is checked as on the generate route. The files live in `FileStore`, the batches in `BatchBook`;
+with keys counted apart, each key is a project of its own (projects.py): it sees only its files and batches.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
-from .batches import DEFAULT_PAGE_SIZE, BatchBook
+from .batches import DEFAULT_PAGE_SIZE, BatchBook, read_batch_body
 from .faults import batch_fault_hits
 from .files import FileApiError, FileStore
 from .inbound import load_body
+from .projects import Projects
 from .replies import bad_key_error, google_error, invalid_argument, missing_key_error, not_found, unavailable_error
 
 if TYPE_CHECKING:
@@ -94,6 +96,7 @@ class BatchRoute:
         self.core = core
         self.files = FileStore(core.seed)
         self.book = BatchBook(core, self.files)
+        self.projects = Projects()
         self.downloads = 0
 
     def receive(self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
@@ -113,7 +116,7 @@ class BatchRoute:
         """batchGenerateContent: a new batch, as an Operation."""
         if method != "POST":
             return _reply(404, "not_found", not_found(f"models/{model}:batchGenerateContent"))
-        return self._call(lambda q, h, b, t: self._create(model, b, t), query, headers, body, now)
+        return self._call(lambda q, h, b, t: self._create(model, self._key(h, q), b, t), query, headers, body, now)
 
     def close(self) -> None:
         """Remove the stored files."""
@@ -145,26 +148,48 @@ class BatchRoute:
 
     def _file_route(self, method: str, file_id: str, download_path: bool, download: bool
                     ) -> tuple[str | None, Call | None]:
+        name = f"files/{file_id}"
         if download and method == "GET":
-            return "files.download", lambda q, h, b, t: self._download(file_id)
+            return "files.download", self._owned(name, lambda q, h, b, t: self._download(file_id))
         if download or download_path:
             return None, None
         if method == "GET":
-            return "files.get", lambda q, h, b, t: self._json(self.files.get(file_id).resource(_base_url(h)))
+            return "files.get", self._owned(name, lambda q, h, b, t: self._json(self.files.get(file_id).resource(_base_url(h))))
         if method == "DELETE":
-            return "files.delete", lambda q, h, b, t: _emptied(self.files.delete, file_id)
+            return "files.delete", self._owned(name, lambda q, h, b, t: _emptied(self.files.delete, file_id))
         return None, None
 
     def _batch_route(self, method: str, batch_id: str, cancel: bool) -> tuple[str | None, Call | None]:
+        name = f"batches/{batch_id}"
         if cancel and method == "POST":
-            return "batches.cancel", lambda q, h, b, t: _emptied(self.book.cancel, batch_id, t)
+            return "batches.cancel", self._owned(name, lambda q, h, b, t: _emptied(self.book.cancel, batch_id, t))
         if cancel:
             return None, None
         if method == "GET":
-            return "batches.get", lambda q, h, b, t: self._json(self.book.polled(batch_id, t))
+            return "batches.get", self._owned(name, lambda q, h, b, t: self._json(self.book.polled(batch_id, t)))
         if method == "DELETE":
-            return "batches.delete", lambda q, h, b, t: _emptied(self.book.delete, batch_id)
+            return "batches.delete", self._owned(name, lambda q, h, b, t: _emptied(self.book.delete, batch_id))
         return None, None
+
+    def _key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> int | None:
+        """The number of the call's key when keys are counted apart (each its own project), else None."""
+        from .core import api_key
+
+        return self.core.keyed_limits.number(api_key(headers, query))
+
+    def _owned(self, name: str, call: Call) -> Call:
+        """`call`, made only for the key whose project owns `name` (403 for another's)."""
+        def guarded(query: Mapping[str, str], headers: Mapping[str, str], body: bytes, now: float) -> SimReply:
+            self.projects.check(self._owning_name(name), self._key(headers, query))
+            return call(query, headers, body, now)
+        return guarded
+
+    def _owning_name(self, name: str) -> str:
+        """The resource whose owner owns `name`: a results file's batch, else `name` itself."""
+        for batch in self.book.batches.values():
+            if batch.output is not None and batch.output.get("responsesFile") == name:
+                return batch.name
+        return name
 
     @staticmethod
     def _json(obj: Any) -> SimReply:
@@ -198,6 +223,7 @@ class BatchRoute:
         if "finalize" not in commands:
             return _reply(200, "ok", None, {"x-goog-upload-status": "active"})
         stored = self.files.finalize(upload_id, now)
+        self.projects.claim(f"files/{stored.file_id}", self._key(headers, query))
         return _reply(200, "ok", {"file": stored.resource(_base_url(headers))}, {"x-goog-upload-status": "final"})
 
     def _received(self, upload_id: str) -> int:
@@ -205,14 +231,17 @@ class BatchRoute:
         return upload.received if upload is not None else 0
 
     def _list_files(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, now: float) -> SimReply:
-        files, token = _page(list(reversed(self.files.files.values())), query)
+        key = self._key(headers, query)
+        own = [f for f in reversed(self.files.files.values()) if self.projects.sees(self._owning_name(f"files/{f.file_id}"), key)]
+        files, token = _page(own, query)
         listing: dict[str, Any] = {"files": [f.resource(_base_url(headers)) for f in files]}
         if token:
             listing["nextPageToken"] = token
         return self._json(listing)
 
     def _list_batches(self, query: Mapping[str, str], headers, body: bytes, now: float) -> SimReply:
-        batches, token = _page(self.book.newest_first(), query)
+        key = self._key(headers, query)
+        batches, token = _page([b for b in self.book.newest_first() if self.projects.sees(b.name, key)], query)
         listing: dict[str, Any] = {"operations": [self.book.operation(b, now) for b in batches]}
         if token:
             listing["nextPageToken"] = token
@@ -232,6 +261,11 @@ class BatchRoute:
         reply.pause = delay.pause() if delay is not None else None
         return reply
 
-    def _create(self, model: str, body: bytes, now: float) -> SimReply:
-        batch = self.book.create(model, load_body(body), now)
+    def _create(self, model: str, key: int | None, body: bytes, now: float) -> SimReply:
+        parsed = load_body(body)
+        file_id = read_batch_body(parsed)[1]
+        if file_id is not None:
+            self.projects.check(f"files/{file_id}", key)
+        batch = self.book.create(model, parsed, now)
+        self.projects.claim(batch.name, key)
         return self._json(self.book.operation(batch, now))
