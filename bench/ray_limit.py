@@ -47,6 +47,9 @@ def source_tree(tree: Path | None) -> Iterator[None]:
             os.environ["PYTHONPATH"] = saved
 
 
+CAP_USD = "1000"  # far above what the job costs: every request is reserved and settled, none refused
+
+
 def one_run(work: Path, mode: str, requests: int, limit: int, workers: int) -> dict:
     with harness.canned_server("--rate-per-s", str(limit)) as server:
         limits = {"concurrency": CONCURRENCY, "requests_per_minute": limit * 60}
@@ -55,6 +58,8 @@ def one_run(work: Path, mode: str, requests: int, limit: int, workers: int) -> d
         harness.reset_results(spec)
         harness.plan(spec)
         extra = () if mode == "one_process" else ("--ray", f"local:{workers}")
+        if mode == "ray_capped":  # the cluster's one budget: reservations at the desk, batched per worker
+            extra += ("--max-cost", CAP_USD)
         figures = harness.run_job(spec, *extra)
         harness.check_run(figures)
         stats = server.stats()
@@ -80,10 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", action="append", default=[], metavar="LABEL=DIR",
                         help="also run the cluster job with the batchrun of this source tree")
     parser.add_argument("--no-one-process", action="store_true", help="leave the one-process run out")
+    parser.add_argument("--capped", action="store_true",
+                        help="also run the cluster job under --max-cost (a cap it never reaches), side by side")
     args = parser.parse_args(argv)
     work = harness.work_dir(args.work)
     trees: dict[str, Path | None] = {"ray": None, **{label: Path(tree).resolve() for label, tree in
                                                       (source.split("=", 1) for source in args.source)}}
+    if args.capped:
+        trees["ray_capped"] = None
     if not args.no_one_process:
         trees["one_process"] = None
     runs: dict[str, list[dict]] = {mode: [] for mode in trees}
