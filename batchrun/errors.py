@@ -353,6 +353,13 @@ def storage_failed_message(location: str, action: str, detail: str) -> str:
             f"({credentials}), then run again: what was not uploaded is kept in the local staging folder")
 
 
+def missing_bucket_message(location: str, bucket: str) -> str:
+    """A location whose bucket doesn't exist (a typo, most often): found when the job is first read."""
+    credentials = _GCS_CREDENTIALS if location.startswith("gs://") else _S3_CREDENTIALS
+    return (f"{location}: cannot read the job: the bucket {bucket} does not exist; fix output.dir (or --output-dir) "
+            f"if it is mistyped, or create the bucket, then run again (it is looked up with {credentials})")
+
+
 def lease_lost_message(location: str, host: str, pid: int, run_id: str) -> str:
     """The stop line of a run whose bucket lease another run took over."""
     return (f"{location} was taken over by {host} (pid {pid}, run {run_id}), so this run stopped sending; its "
