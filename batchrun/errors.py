@@ -12,6 +12,7 @@
           ├── AuthFailed                6   bad key, no permission: stop at once
           ├── QuotaExhausted            7   a per-day quota, or a server delay past the cap: wait
           ├── BillingStopped           12   the prepaid credit is used up (402): add credit
+          ├── LeaseLost                 9   another run took a bucket job's lease over: it sends the rest
           ├── WriteFailed              10   the output folder can't be written (disk full, read-only)
           │    └── StorageFailed        10   its bucket (s3://, gs://) can't be listed, read or written
           ├── ConfigRejected           11   the first replies were all 400/404: wrong endpoint or model
@@ -149,6 +150,12 @@ class QuotaExhausted(RunStopped):
 
 class BillingStopped(RunStopped):
     exit_code = EXIT_BILLING
+
+
+class LeaseLost(RunStopped):
+    """Another run took this bucket job's lease over; exit 9, as when that run's lease refuses this one."""
+
+    exit_code = EXIT_RUNNING
 
 
 class WriteFailed(RunStopped):
@@ -344,6 +351,19 @@ def storage_failed_message(location: str, action: str, detail: str) -> str:
     credentials = _GCS_CREDENTIALS if location.startswith("gs://") else _S3_CREDENTIALS
     return (f"{location}: cannot {action}: {detail}; check the bucket exists and the credentials allow it "
             f"({credentials}), then run again: what was not uploaded is kept in the local staging folder")
+
+
+def missing_bucket_message(location: str, bucket: str) -> str:
+    """A location whose bucket doesn't exist (a typo, most often): found when the job is first read."""
+    credentials = _GCS_CREDENTIALS if location.startswith("gs://") else _S3_CREDENTIALS
+    return (f"{location}: cannot read the job: the bucket {bucket} does not exist; fix output.dir (or --output-dir) "
+            f"if it is mistyped, or create the bucket, then run again (it is looked up with {credentials})")
+
+
+def lease_lost_message(location: str, host: str, pid: int, run_id: str) -> str:
+    """The stop line of a run whose bucket lease another run took over."""
+    return (f"{location} was taken over by {host} (pid {pid}, run {run_id}), so this run stopped sending; its "
+            f"results so far are in {location}, and that run sends the rest")
 
 
 def final_upload_failed_message(storage: str, code: int, staging: object) -> str:

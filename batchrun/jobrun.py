@@ -79,12 +79,14 @@ from .errors import (
     ConfigRejected,
     DeadlineReached,
     Interrupted,
+    LeaseLost,
     QuotaExhausted,
     StorageFailed,
     UsageError,
     WriteFailed,
     batches_running_message,
     final_upload_failed_message,
+    lease_lost_message,
     missing_key_message,
     unsendable_key_message,
 )
@@ -109,6 +111,7 @@ STOP_ERRORS = {
     StopReason.WRITE: WriteFailed,
     StopReason.CONFIG: ConfigRejected,
     StopReason.BILLING: BillingStopped,
+    StopReason.LEASE: LeaseLost,
 }
 
 
@@ -571,7 +574,7 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
         left = progress.total - progress.finished
         raise STOP_ERRORS[stop.reason](
             f"run stopped: {stop.message or stop.reason.value}; {_rows(left)} left pending"
-            f"{_held_note(stop, held)}{_in_flight_note(stop)}; `batchrun run` again resumes{_quota_note(stop)}"
+            f"{_held_note(stop, held)}{_in_flight_note(stop)}{_resume_note(stop)}"
         )
     if progress.failed:
         log.warning("%d rows failed after their last attempt; `batchrun run` again sends them", progress.failed)
@@ -589,6 +592,12 @@ def _finish(stop: PoolStop, progress: Progress, elapsed: float, kept_failed: int
 
 def _rows(count: int) -> str:
     return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _resume_note(stop: PoolStop) -> str:
+    if stop.reason is StopReason.LEASE:  # the run that took the lease over sends them
+        return ""
+    return f"; `batchrun run` again resumes{_quota_note(stop)}"
 
 
 def _quota_note(stop: PoolStop) -> str:
@@ -648,6 +657,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
             on_reply=ModelStatusWarner(), tick_s=0.5,
         ),
     )
+    _stop_when_lease_lost(pool, sink.out_dir)
     display.start()
     try:
         async with make_client(transport, settings.timeout_s) as client:
@@ -659,6 +669,16 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
             sink.flush()
         display.stop()
         live.remove()
+
+
+def _stop_when_lease_lost(pool: WorkerPool, out_dir: Path) -> None:
+    """A bucket job: the pool stops sending when another run takes this run's lease over (exit 9)."""
+    mirror = mirror_of(out_dir)
+    if mirror is None or mirror.lease is None:
+        return
+    location = mirror.store.location
+    mirror.lease.when_lost(lambda taker: pool.stop_from_thread(
+        StopReason.LEASE, lease_lost_message(location, taker.host, taker.pid, taker.run_id)))
 
 
 def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, concurrency: int) -> ProviderSettings:

@@ -1,6 +1,7 @@
 """End to end: what a bucket job (`output.dir: s3://…`) tells the user, against moto's S3 server on 127.0.0.1.
 
-What must hold: a run whose last upload fails exits 10 and its run record (and notification) say so; the
+What must hold: a run whose last upload fails exits 10 and its run record (and notification) say so; a run
+whose lease another machine takes over stops with exit 9 and leaves its rows in the bucket; the
 CLI names the bucket, not the local staging folder, wherever it says where the output is.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import sys
 
 from e2e_helpers import (
@@ -157,3 +159,66 @@ def test_a_stale_lease_is_taken_over_with_a_warning_and_the_runs_end_removes_it(
     assert "fresh, taken over as --take-over asks" in forced.stderr
     assert ".batchrun-lease.json" not in s3.files("lines")
     assert len(s3.result_rows("lines")) == 4
+
+
+def hold_lease_until_exit(s3: S3Server, prefix: str, process, lease: bytes) -> None:  # noqa: F811
+    """Another machine's run holding the job's lease: written again every 0.2 s, as a run renews its own (a
+    renewal of the first run that read its own lease just before may write over it once: no compare-and-swap)."""
+    key = f"{prefix}/.batchrun-lease.json"
+    while True:
+        if s3.read(key) != lease:
+            s3.write(key, lease)
+        try:
+            process.wait(timeout=0.2)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def test_a_run_whose_lease_another_machine_takes_over_stops_with_exit_9_and_a_take_over_run_finishes_the_job(
+        tmp_path, s3):  # noqa: F811
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow", SLOW))
+    location = f"s3://{s3.bucket}/lines"
+    env = env_for(s3, tmp_path / "cache", BATCHRUN_UPLOAD_EVERY_S="0.5")  # the lease renews every 0.5 s
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 60, limits={"concurrency": 1},
+                                             output={"dir": location}))
+        process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", stderr=tmp_path / "run.err",
+                                 env=env)
+        wait_until(lambda: len(simulator.requests()) >= 3, process, "3 requests sent")
+        hold_lease_until_exit(s3, "lines", process, foreign_lease(renewed_s_ago=0))  # another machine took it over
+        sent_by_first = len(simulator.requests())
+        in_bucket = s3.result_rows("lines")
+        second = run_job(tmp_path, spec, "--take-over", env=env)
+    finally:
+        simulator.stop()
+    stderr = (tmp_path / "run.err").read_text()
+    assert process.returncode == 9, stderr
+    [line] = [text for text in stderr.splitlines() if text.startswith("batchrun: error")]
+    assert line.startswith(f"batchrun: error: run stopped: {location} was taken over by gpu-7 (pid 4242, run "
+                           f"20260101T000000-abcdef), so this run stopped sending; its results so far are in {location}")
+    assert sent_by_first < 50  # stopped within about a second of 0.15 s requests, not at the end
+    assert len(in_bucket) == sent_by_first and {row["status"] for row in in_bucket} == {"ok"}
+    [record] = run_records(location, tmp_path / "cache")[:1]
+    assert (record["exit_code"], record["stop_reason"]) == (9, "lease")
+    assert record["message"] == line.removeprefix("batchrun: error: ")
+    assert second.returncode == 0, second.stderr
+    rows = s3.result_rows("lines")
+    assert sorted({row["request_id"] for row in rows}) == sorted(row["request_id"] for row in rows)
+    assert len(rows) == 60 and ".batchrun-lease.json" not in s3.files("lines")
+
+
+def test_status_report_and_export_of_a_mistyped_bucket_say_it_does_not_exist_and_of_a_new_job_to_plan_it(
+        tmp_path, s3):  # noqa: F811
+    env = env_for(s3, tmp_path / "cache")
+    for command in ("status", "report", "export"):
+        mistyped = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": "s3://no-such-bucket/x"}))
+        done = batchrun(tmp_path, command, str(mistyped), env=env)
+        assert done.returncode == 10, done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("batchrun: error: s3://no-such-bucket/x: cannot read the job: the bucket no-such-bucket "
+                               "does not exist; fix output.dir"), line
+        new = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": f"s3://{s3.bucket}/x"}))
+        empty = batchrun(tmp_path, command, str(new), env=env)
+        assert empty.returncode == 2, empty.stderr
+        assert f"s3://{s3.bucket}/x has no manifest.parquet" in empty.stderr and "run `batchrun plan`" in empty.stderr

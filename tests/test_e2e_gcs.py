@@ -80,7 +80,7 @@ def test_a_missing_bucket_ends_the_run_with_exit_10_and_one_line_naming_it_and_t
     done = run_job(tmp_path, spec, env=env_for(gcs, tmp_path / "cache"))
     assert done.returncode == 10, done.stderr
     last = done.stderr.splitlines()[-1]
-    assert last.startswith("batchrun: error: gs://no-such-bucket/lines: cannot upload ")
+    assert last.startswith("batchrun: error: gs://no-such-bucket/lines: cannot read the job: ")
     assert "the bucket no-such-bucket does not exist" in last and "GOOGLE_APPLICATION_CREDENTIALS" in last
     assert "Traceback" not in done.stderr and "error_info" not in done.stderr
 
@@ -122,3 +122,19 @@ def test_a_killed_run_on_a_lost_machine_resumes_from_the_bucket_sending_nothing_
     assert len({row["request_id"] for row in rows}) == 300
     assert "requests were in flight and are sent again" in resumed.stderr  # from the journal in the bucket
     assert not [name for name in gcs.files("lines") if name.startswith("journal/")]
+
+
+def test_status_report_and_export_of_a_mistyped_bucket_say_it_does_not_exist_and_of_a_new_job_to_plan_it(
+        tmp_path, gcs):  # noqa: F811
+    env = env_for(gcs, tmp_path / "cache")
+    for command in ("status", "report", "export"):
+        mistyped = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": "gs://no-such-bucket/x"}))
+        done = batchrun(tmp_path, command, str(mistyped), env=env)
+        assert done.returncode == 10, done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("batchrun: error: gs://no-such-bucket/x: cannot read the job: the bucket no-such-bucket "
+                               "does not exist; fix output.dir"), line
+        new = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": f"gs://{gcs.bucket}/x"}))
+        empty = batchrun(tmp_path, command, str(new), env=env)
+        assert empty.returncode == 2, empty.stderr
+        assert f"gs://{gcs.bucket}/x has no manifest.parquet" in empty.stderr and "run `batchrun plan`" in empty.stderr

@@ -141,3 +141,19 @@ def test_a_key_file_that_cant_be_parsed_is_named_and_nothing_of_it_is_shown(tmp_
     message = str(raised.value)
     assert message.startswith("gs://photos/job: cannot list: INVALID_ARGUMENT: Could not create a OAuth2 access token")
     assert "KEYSECRET" not in message and "\n" not in message
+
+
+def test_a_missing_bucket_lists_nothing_as_a_new_job_does_and_only_it_is_missing(gcs):  # noqa: F811
+    missing, new = open_store("gs://no-such-bucket/job", gcs.env), open_store(f"gs://{gcs.bucket}/job", gcs.env)
+    assert missing.list_files() == new.list_files() == {}
+    assert (missing.bucket, missing.bucket_missing(), new.bucket_missing()) == ("no-such-bucket", True, False)
+
+
+def test_pulling_a_job_from_a_missing_bucket_is_one_line_naming_the_bucket_and_the_fix(gcs, tmp_path):  # noqa: F811
+    with pytest.raises(StorageFailed) as raised:
+        Mirror(tmp_path / "staging", open_store("gs://no-such-bucket/job", gcs.env)).pull()
+    message = str(raised.value)
+    assert message.startswith("gs://no-such-bucket/job: cannot read the job: the bucket no-such-bucket does not "
+                              "exist; fix output.dir (or --output-dir) if it is mistyped, or create the bucket")
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in message and "\n" not in message
+    assert Mirror(tmp_path / "other", open_store(f"gs://{gcs.bucket}/job", gcs.env)).pull() == 0

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -14,10 +15,12 @@ from batchrun.output.lease import (
     LEASE_NAME,
     Lease,
     LeaseKeeper,
+    RenewVerdict,
     Verdict,
     fresh_for_s,
     lease_verdict,
     parse_lease,
+    renew_verdict,
 )
 
 NOW = 1_800_000_000.0
@@ -98,6 +101,35 @@ def test_a_stale_lease_is_taken_over_with_one_warning(caplog):
     assert parse_lease(store.objects[LEASE_NAME]).run_id == "mine"
     [warning] = caplog.messages
     assert warning.startswith("taking over gpu-7's lease on s3://bucket/job (pid 4242, run r1") and "stale" in warning
+
+
+@pytest.mark.parametrize("found, verdict", [
+    (None, RenewVerdict.RENEW),  # removed meanwhile (by hand): written again
+    (OURS, RenewVerdict.RENEW),
+    (replace(OURS, renewed_at=iso(NOW - 3600)), RenewVerdict.RENEW),  # ours, however old
+    (lease(run_id="theirs"), RenewVerdict.LOST),
+    (replace(OURS, run_id="theirs"), RenewVerdict.LOST),  # another run of this very machine took it over
+])
+def test_what_a_renewal_does_with_the_lease_it_finds(found, verdict):
+    assert renew_verdict(found, OURS) is verdict
+
+
+def test_a_lease_taken_over_is_left_alone_and_its_taker_told_once_to_every_listener(caplog):
+    store, now = CountingStore(), [NOW]
+    mine = keeper(store, now)
+    mine.take(take_over=False)
+    early: list[Lease] = []
+    mine.when_lost(early.append)
+    store.objects[LEASE_NAME] = theirs = lease(run_id="theirs").to_bytes()
+    writes = store.writes
+    mine.renew()
+    mine.renew()
+    late: list[Lease] = []
+    mine.when_lost(late.append)  # registered after the loss: told at once
+    assert early == late == [parse_lease(theirs)] and mine.lost_to == parse_lease(theirs)
+    assert (store.objects[LEASE_NAME], store.writes) == (theirs, writes)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.endswith("was taken over by gpu-7 (pid 4242, run theirs): this run stops sending")
 
 
 def test_renewing_moves_the_time_and_releasing_removes_only_this_runs_lease():

@@ -62,3 +62,21 @@ def test_a_missing_bucket_is_a_write_failure_naming_the_location_and_no_secret(s
     assert message.startswith("s3://no-such-bucket/job: cannot upload manifest.parquet: ")
     assert "AWS_ENDPOINT_URL" in message
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in message and os.environ["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+def test_a_missing_bucket_lists_nothing_as_a_new_job_does_and_only_it_is_missing(s3):  # noqa: F811
+    missing, new = open_store("s3://no-such-bucket/job", s3.env), open_store(f"s3://{s3.bucket}/job", s3.env)
+    assert missing.list_files() == new.list_files() == {}
+    assert (missing.bucket, missing.bucket_missing(), new.bucket_missing()) == ("no-such-bucket", True, False)
+
+
+def test_pulling_a_job_from_a_missing_bucket_is_one_line_naming_the_bucket_and_the_fix(s3, tmp_path):  # noqa: F811
+    from batchrun.output.mirror import Mirror
+
+    with pytest.raises(StorageFailed) as raised:
+        Mirror(tmp_path / "staging", open_store("s3://no-such-bucket/job", s3.env)).pull()
+    assert str(raised.value) == (
+        "s3://no-such-bucket/job: cannot read the job: the bucket no-such-bucket does not exist; fix output.dir (or "
+        "--output-dir) if it is mistyped, or create the bucket, then run again (it is looked up with the standard "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for an S3-compatible server)")
+    assert Mirror(tmp_path / "other", open_store(f"s3://{s3.bucket}/job", s3.env)).pull() == 0

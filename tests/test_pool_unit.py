@@ -431,6 +431,31 @@ async def test_a_tick_that_cannot_write_stops_the_run() -> None:
     assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0)]  # sent before the tick at 0.5, kept
 
 
+async def test_a_stop_from_another_thread_is_applied_at_the_next_tick_and_in_flight_requests_finish() -> None:
+    # a lease lost at 1.2 s: the tick at 1.5 stops the run; r2 (sent at 1.0) finishes, r3 is never sent
+    run = make_run(total=5, hooks=RunHooks(on_tick=lambda: None, tick_s=0.5))
+    lost = (1.2, lambda: run.pool.stop_from_thread(StopReason.LEASE, "taken over by gpu-7"))
+    await drive(run, 5, at=(lost,))
+    assert (run.stop.reason, run.stop.message) == (StopReason.LEASE, "taken over by gpu-7")
+    assert run.sink.rows() == [("r1", "ok", 1, 0.0, 1.0), ("r2", "ok", 1, 1.0, 2.0)]
+    assert run.provider.sent == [(0.0, "r1"), (1.0, "r2")]
+
+
+async def test_a_stop_from_another_thread_wakes_a_retry_wait_at_the_next_tick() -> None:
+    slow = error(Outcome.RETRY, 503, ErrorKind.UNAVAILABLE, retry_after_s=60.0)
+    run = make_run({"r1": [slow]}, total=2, hooks=RunHooks(on_tick=lambda: None, tick_s=0.5))
+    await drive(run, 2, at=((3.2, lambda: run.pool.stop_from_thread(StopReason.LEASE, "taken over")),))
+    assert (run.stop.reason, run.stop.abandoned, run.ended_at) == (StopReason.LEASE, 1, 3.5)
+    assert run.sink.results == []
+
+
+async def test_a_stop_from_another_thread_before_the_run_sends_nothing() -> None:
+    run = make_run(total=3)
+    run.pool.stop_from_thread(StopReason.LEASE, "taken over")
+    await drive(run, 3)
+    assert (run.stop.reason, run.provider.sent, run.sink.results) == (StopReason.LEASE, [], [])
+
+
 # --- several keys ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@ Invariants:
   same second or so may both read no lease and both proceed. The lease stops the common case, a second
   machine started on a job already running, not a race.
 - Only `run` takes it; `status`, `report`, `export` and `plan` neither take nor need it.
-- Renewing leaves a lease another run took over alone (with one warning), so the two don't fight.
+- Renewing leaves a lease another run took over alone, so the two don't fight, and tells the run it lost
+  its lease (`when_lost`, once): the run stops sending, saves and uploads what it has, and exits 9. Two
+  machines never go on sending (and paying for) the same requests.
 - A run renews on a timer too (`keep_alive`), not only when it pushes: a run that writes nothing for
   hours (parked on a daily quota, a batch waiting at the server) keeps its lease fresh. `release` stops
   the timer before removing the lease, so no renewal can write it back.
@@ -80,6 +82,18 @@ def parse_lease(data: bytes) -> Lease | None:
         return None
 
 
+class RenewVerdict(enum.Enum):
+    RENEW = "renew"  # still this run's (or gone: written again)
+    LOST = "lost"  # another run took it over
+
+
+def renew_verdict(found: Lease | None, ours: Lease) -> RenewVerdict:
+    """What a renewal does with the lease it found: another run's means this run lost it."""
+    if found is not None and found.run_id != ours.run_id:
+        return RenewVerdict.LOST
+    return RenewVerdict.RENEW
+
+
 def fresh_for_s(upload_every_s: float) -> float:
     """How long a lease stays fresh without renewal: 3 push intervals, at least 3 minutes."""
     return max(FRESH_PUSHES * upload_every_s, FRESH_AT_LEAST_S)
@@ -109,7 +123,9 @@ class LeaseKeeper:
         self.fresh_s = fresh_for_s(upload_every_s)
         started = _iso(clock())
         self.lease = Lease(socket.gethostname(), os.getpid(), run_id, str(staging), started, started)
-        self._lost = False
+        self.lost_to: Lease | None = None  # the lease of the run that took this one's over
+        self._on_lost: list[Callable[[Lease], None]] = []
+        self._losing = threading.Lock()  # renewed from pushes and from the timer: lost once
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -129,17 +145,32 @@ class LeaseKeeper:
         self.store.upload_bytes(self.lease.to_bytes(), LEASE_NAME)
 
     def renew(self) -> None:
-        """Write the lease again with the time now, unless another run took it over (then warn, once)."""
+        """Write the lease again with the time now, unless another run took it over (then tell `when_lost`, once)."""
+        if self.lost_to is not None:
+            return
         found = self._read()
-        if found is not None and found.run_id != self.lease.run_id:
-            if not self._lost:
-                log.warning("%s's lease on %s was taken over by %s (pid %s, run %s): this run's pushes go on, "
-                            "but both runs send the same requests; stop one", self.lease.host, self.store.location,
-                            found.host, found.pid, found.run_id)
-            self._lost = True
+        if renew_verdict(found, self.lease) is RenewVerdict.LOST:
+            assert found is not None
+            self._lose(found)
             return
         self.lease = replace(self.lease, renewed_at=_iso(self._clock()))
         self.store.upload_bytes(self.lease.to_bytes(), LEASE_NAME)
+
+    def when_lost(self, callback: Callable[[Lease], None]) -> None:
+        """Call `callback` with the taker's lease when another run takes this one over (at once if it did)."""
+        self._on_lost.append(callback)
+        if self.lost_to is not None:
+            callback(self.lost_to)
+
+    def _lose(self, found: Lease) -> None:
+        with self._losing:
+            if self.lost_to is not None:
+                return
+            self.lost_to = found
+        log.warning("%s's lease on %s was taken over by %s (pid %s, run %s): this run stops sending",
+                    self.lease.host, self.store.location, found.host, found.pid, found.run_id)
+        for callback in list(self._on_lost):
+            callback(found)
 
     def keep_alive(self, every_s: float) -> None:
         """Renew every `every_s` seconds in a background thread until `release`."""

@@ -25,7 +25,8 @@ The durability contract:
   staging folder lacks is downloaded; one it holds unchanged since the last sync is replaced when the
   bucket's size or last-modified time differs from the sync record's (a push lists the bucket once to
   record the time of what it uploaded), and removed when the bucket no longer has it (a file changed here
-  is kept). S3 keeps that time in whole seconds: a replacement of the same size within the second of the
+  is kept). A pull that finds nothing asks whether the bucket exists: a mistyped bucket is one line (exit
+  10), not an empty job. S3 keeps that time in whole seconds: a replacement of the same size within the second of the
   last write is not seen.
   So a second machine with only the bucket sees every uploaded result, and a folder left by a killed
   run keeps the rows it had not uploaded.
@@ -45,7 +46,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from batchrun.errors import StorageFailed, UsageError
+from batchrun.errors import StorageFailed, UsageError, missing_bucket_message
 from batchrun.output.lease import LEASE_NAME, LeaseKeeper
 from batchrun.output.store import ObjectStore, RemoteStamp, open_store
 
@@ -121,6 +122,8 @@ class Mirror:
         """Download what the staging folder lacks (or holds unchanged but the bucket changed); return the count."""
         with self._lock:
             remote = self.store.list_stamps()
+            if not remote and self.store.bucket_missing():
+                raise StorageFailed(missing_bucket_message(self.store.location, self.store.bucket))
             self._drop_gone(remote)
             wanted = [rel for rel, stamp in sorted(remote.items())
                       if is_synced_file(rel) and self._needs_download(rel, stamp)]

@@ -13,6 +13,8 @@ Invariants:
   the location and the fix and never holds a credential.
 - A download lands in a temp file, renamed into place: a reader never sees half a file.
 - A listing gives each object's size and last-modified time (`RemoteStamp`), what a pull compares.
+- A listing of a bucket that doesn't exist is empty, as is a new job's (pyarrow allows not found, on S3 and
+  GCS alike): `bucket_missing` tells the two apart, for a pull that found nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +69,18 @@ class ObjectStore:
         prefix = self._root + "/"
         return {info.path[len(prefix):]: RemoteStamp(info.size, info.mtime_ns) for info in infos
                 if info.type == pafs.FileType.File and info.path.startswith(prefix)}
+
+    @property
+    def bucket(self) -> str:
+        return self._root.split("/")[0]
+
+    def bucket_missing(self) -> bool:
+        """Whether the location's bucket surely doesn't exist; False when it does or can't be told (a key
+        that may write objects but not read the bucket's metadata: the first write then says)."""
+        try:
+            return self._fs.get_file_info(self.bucket).type == pafs.FileType.NotFound
+        except (OSError, ArrowException):
+            return False
 
     def upload(self, local: Path, relative: str) -> None:
         """Copy a local file to `relative` under the location (an object store replaces it whole)."""

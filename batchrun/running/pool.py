@@ -67,6 +67,7 @@ class StopReason(enum.Enum):
     WRITE = "write"
     CONFIG = "config"
     BILLING = "billing"
+    LEASE = "lease"  # a bucket job's lease was taken over by another run
 
 
 # The outcomes that stop the run at once, and the stop line when the server said nothing.
@@ -168,6 +169,7 @@ class WorkerPool:
         self._interrupted = False
         self._epoch = settings.epoch_s if settings.epoch_s is not None else time.time() - clock.now()
         self._deadline_at: float | None = None  # on the clock
+        self._from_thread: tuple[StopReason, str] | None = None  # a stop asked by another thread, not yet applied
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -179,6 +181,15 @@ class WorkerPool:
         log.warning("stopping (%s)%s", reason.value, f": {message}" if message else "")
         for scope in list(self._waits):
             scope.cancel()
+
+    def stop_from_thread(self, reason: StopReason, message: str = "") -> None:
+        """`request_stop` from another thread (a bucket lease renewed in the background): applied at the pool's
+        next tick (`hooks.on_tick`) or when a worker takes its next record (then at once if the pool has not begun)."""
+        self._from_thread = (reason, message)  # one assignment, atomic: the event loop reads it
+
+    def _apply_stop_from_thread(self) -> None:
+        if self._from_thread is not None and self.stop.reason is None:
+            self.request_stop(*self._from_thread)
 
     async def _wait(self, awaitable_factory: Callable[[], Awaitable[T]]) -> T:
         """Run a wait that a stop cancels; raise RequestAbandoned when it was cancelled by one."""
@@ -241,6 +252,7 @@ class WorkerPool:
         self.stop.abandoned += sum(done.rows for done in self.probe.release())
 
     def _next_record(self) -> RequestRecord | None:
+        self._apply_stop_from_thread()
         if self.stop.reason is not None:
             return None
         return next(self._records, None)
@@ -490,6 +502,7 @@ class WorkerPool:
     async def _tick(self, on_tick: Callable[[], None]) -> None:
         while True:
             await self.clock.sleep(self.hooks.tick_s)
+            self._apply_stop_from_thread()  # wakes the workers waiting (a slot, a pause, a backoff)
             try:
                 on_tick()
             except OSError as exc:  # the journal's flush or fsync
