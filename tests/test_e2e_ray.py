@@ -54,6 +54,22 @@ def test_a_job_on_a_local_cluster_of_two_workers_ends_with_one_ok_row_per_reques
     assert {row["status"] for row in out.rows()} == {"ok"}
 
 
+def test_a_job_of_many_shards_per_worker_is_dealt_as_the_workers_need_it_and_ends_with_one_ok_row_each(tmp_path,
+                                                                                                         serve):
+    needs_ray()
+    simulator = serve(profile="clean")
+    # concurrency 4 on two workers: shards of 64, so 300 requests are dealt in five shards and refills
+    spec = write_spec(tmp_path, text_job("ray-shards", simulator.url, 300, limits={"concurrency": 4}))
+
+    done = run_job(tmp_path, spec, "--ray", "local:2", timeout_s=CLUSTER_TIMEOUT_S)
+
+    assert done.returncode == 0, done.stderr
+    out = outputs(tmp_path, "ray-shards")
+    assert len(out.ids) == 300
+    assert final_rows_by_request(tmp_path, "ray-shards") == Counter(out.ids)
+    assert {row["status"] for row in out.rows()} == {"ok"}
+
+
 def test_a_worker_process_killed_mid_run_loses_nothing_and_the_other_worker_finishes_the_job(tmp_path, serve):
     needs_ray()
     simulator = serve(faults="slow.yaml")  # 200 ms a reply: the run is still sending when the worker dies
