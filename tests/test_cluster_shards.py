@@ -135,3 +135,17 @@ def test_the_first_shards_are_a_full_shard_each_and_an_empty_one_is_not_started(
     assert [len(shard) for shard in book.first_shards(["w1", "w2"]).values()] == [4, 4]
     assert ids(book.next_shard("w2")) == ["r8", "r9", "r10", "r11"]
     assert list(ShardBook(records(1), size=4).first_shards(["w1", "w2"])) == ["w1"]
+
+
+def test_records_a_workers_pool_took_but_has_not_sent_are_not_counted_as_queued_for_a_refill() -> None:
+    book = ShardBook(records(16), size=4, taken=2)
+    book.next_shard("w1")
+    book.next_shard("w1")  # 8 held, none sent: its pool's 2 tasks took 2, 6 queued
+    for request_id in ("q0", "q1", "q2"):
+        book.sent("w1", request_id)
+
+    assert not book.needs_more("w1")  # 5 unsent, 2 of them taken: 3 queued
+    book.sent("w1", "q3")
+    assert not book.needs_more("w1")  # 2 queued: not fewer than half a shard
+    book.sent("w1", "q4")
+    assert book.needs_more("w1")

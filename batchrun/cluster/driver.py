@@ -114,7 +114,8 @@ class ClusterDriver:
         if options.handle_signals:  # SIGTERM stops the run as Ctrl-C does: requests in flight are saved
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         self._start_actors(count)
-        self.book = ShardBook(self.job.records, shard_size(self.job.limits.concurrency, count))
+        concurrency = self.job.limits.concurrency  # each worker's pool runs as many tasks, each taking a record
+        self.book = ShardBook(self.job.records, shard_size(concurrency, count), taken=concurrency)
         self.progress.started = self.progress.clock()  # the rate counts sending time, not the cluster's start
         for name, shard in self.book.first_shards(list(self.workers)).items():
             self._start_shard(name, shard)

@@ -30,8 +30,9 @@ def shard_size(concurrency: int, workers: int) -> int:
 class ShardBook:
     """The records each worker holds, and those not yet dealt; see the module docstring."""
 
-    def __init__(self, records: Iterable[RequestRecord] = (), size: int = MIN_SHARD) -> None:
+    def __init__(self, records: Iterable[RequestRecord] = (), size: int = MIN_SHARD, taken: int = 0) -> None:
         self.size = size
+        self.taken = taken  # records a worker's pool takes off its queue before they are sent (its concurrency)
         self._undealt = iter(records)
         self._exhausted = False
         self._held: dict[str, dict[str, RequestRecord]] = {}
@@ -64,8 +65,8 @@ class ShardBook:
         return fresh
 
     def needs_more(self, worker: str) -> bool:
-        """The worker has fewer than half a shard queued (held, not yet sent)."""
-        return self.queued(worker) < self.size / 2
+        """The worker has fewer than half a shard queued (held, not yet sent, past what its pool took)."""
+        return self.queued(worker) - self.taken < self.size / 2
 
     def stop(self) -> None:
         self.stopped = True
