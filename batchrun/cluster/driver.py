@@ -5,8 +5,8 @@ progress counters, the pending work and the spending account (as `jobrun.run_poo
 Output: a `ClusterRun` (how the run stopped, replies a write error held back), like a `WorkerPool`.
 Invariants:
 - records are dealt in bounded shards (`shards.shard_size`): each worker starts with one and gets the
-  next (a lost worker's orphans first) when it has fewer than half a shard queued, or `close` when
-  nothing is left; the run ends when every worker's run has ended; a stop deals nothing more;
+  next (a lost worker's orphans first) when it has fewer than half a shard queued beyond the records
+  its pool has taken, or `close` when nothing is left; the run ends when every worker's run has ended; a stop deals nothing more;
 - the driver alone writes: each delivery's sent markers, then its finished exchanges, through the
   same `save_finished` a single-process run uses; resume and durability are the sink's, unchanged;
 - a worker that dies (actor or process) loses nothing: the requests it held (in flight or queued)
