@@ -1,7 +1,7 @@
 """End to end: `batchrun run --ray local:2` against the simulator as a real server.
 
 A real local Ray cluster of two worker processes; the CLI as a subprocess. A job ends with one final
-row per request; a worker process killed mid-run loses nothing (its requests are sent by the other
+row per request, also one dealt in several shards per worker; a worker process killed mid-run loses nothing (its requests are sent by the other
 worker, none is written twice); without Ray, --ray exits 2 with one line saying what to install.
 Starting a Ray cluster takes seconds on a loaded machine: the tests are few and their jobs small.
 """
@@ -51,6 +51,22 @@ def test_a_job_on_a_local_cluster_of_two_workers_ends_with_one_ok_row_per_reques
     assert "Ray cluster local:2: 2 workers" in done.stderr
     out = outputs(tmp_path, "ray-two")
     assert final_rows_by_request(tmp_path, "ray-two") == Counter(out.ids)
+    assert {row["status"] for row in out.rows()} == {"ok"}
+
+
+def test_a_job_of_many_shards_per_worker_is_dealt_as_the_workers_need_it_and_ends_with_one_ok_row_each(tmp_path,
+                                                                                                         serve):
+    needs_ray()
+    simulator = serve(profile="clean")
+    # concurrency 4 on two workers: shards of 64, so 300 requests are dealt in five shards and refills
+    spec = write_spec(tmp_path, text_job("ray-shards", simulator.url, 300, limits={"concurrency": 4}))
+
+    done = run_job(tmp_path, spec, "--ray", "local:2", timeout_s=CLUSTER_TIMEOUT_S)
+
+    assert done.returncode == 0, done.stderr
+    out = outputs(tmp_path, "ray-shards")
+    assert len(out.ids) == 300
+    assert final_rows_by_request(tmp_path, "ray-shards") == Counter(out.ids)
     assert {row["status"] for row in out.rows()} == {"ok"}
 
 

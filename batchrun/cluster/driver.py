@@ -1,9 +1,12 @@
-"""The driver of a cluster run: shards out, deliveries in, the one sink kept here.
+"""The driver of a cluster run: shards out as workers need them, deliveries in, the one sink kept here.
 
 Inputs: the Ray target, the loaded spec and run options, the key, the price catalog, the open sink,
 progress counters, the pending work and the spending account (as `jobrun.run_pool` takes them).
 Output: a `ClusterRun` (how the run stopped, replies a write error held back), like a `WorkerPool`.
 Invariants:
+- records are dealt in bounded shards (`shards.shard_size`): each worker starts with one and gets the
+  next (a lost worker's orphans first) when it has fewer than half a shard queued beyond the records
+  its pool has taken, or `close` when nothing is left; the run ends when every worker's run has ended; a stop deals nothing more;
 - the driver alone writes: each delivery's sent markers, then its finished exchanges, through the
   same `save_finished` a single-process run uses; resume and durability are the sink's, unchanged;
 - a worker that dies (actor or process) loses nothing: the requests it held (in flight or queued)
@@ -25,7 +28,7 @@ from typing import Any
 from batchrun.cluster.budget import BudgetLimits, Reserved, Settlement
 from batchrun.cluster.desk import DeskLimits, Grant, LimiterDesk, Return, Want
 from batchrun.cluster.deskkeys import Aside, KeyNews
-from batchrun.cluster.shards import ShardBook
+from batchrun.cluster.shards import ShardBook, shard_size
 from batchrun.cluster.target import RayTarget, start_ray
 from batchrun.cluster.worker import Delivery, ShardWorker, WorkerSetup
 from batchrun.output.live import LiveFile, live_path
@@ -94,7 +97,7 @@ def run_on_cluster(target: RayTarget, make_job: Callable[[int], ClusterJob], sin
 
 
 class ClusterDriver:
-    """Deals shards, drains deliveries into the sink, deals a lost worker's requests again."""
+    """Deals shards as workers need them, drains deliveries into the sink, deals a lost worker's requests again."""
 
     def __init__(self, ray: ModuleType, job: ClusterJob, sink: Sink, progress: Progress) -> None:
         self.ray, self.job, self.sink, self.progress = ray, job, sink, progress
@@ -103,6 +106,7 @@ class ClusterDriver:
         self.started = time.monotonic()
         self.workers: dict[str, Any] = {}
         self.drains: dict[Any, str] = {}  # a drain call in flight -> its worker
+        self.closed: set[str] = set()  # workers told that nothing more is coming
         self.interrupted = False
         self.warned: set[str] = set()
 
@@ -110,9 +114,12 @@ class ClusterDriver:
         if options.handle_signals:  # SIGTERM stops the run as Ctrl-C does: requests in flight are saved
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         self._start_actors(count)
+        concurrency = self.job.limits.concurrency  # each worker's pool runs as many tasks, each taking a record
+        self.book = ShardBook(self.job.records, shard_size(concurrency, count), taken=concurrency)
         self.progress.started = self.progress.clock()  # the rate counts sending time, not the cluster's start
-        for name, shard in self.book.deal(self.job.records, list(self.workers)).items():
+        for name, shard in self.book.first_shards(list(self.workers)).items():
             self._start_shard(name, shard)
+            self._top_up(name)
         ticker, display, live = self._ticker(options)
         display.start()
         try:
@@ -156,7 +163,27 @@ class ClusterDriver:
         deadline = self.job.deadline_s
         left = None if deadline is None else max(0.0, deadline - (time.monotonic() - self.started))
         self.workers[name].start.remote(shard, left)
-        self.drains[self.workers[name].drain.remote()] = name
+        if name not in self.drains.values():
+            self.drains[self.workers[name].drain.remote()] = name
+
+    def _top_up(self, name: str) -> None:
+        """A sending worker low on queued requests gets the next shard, or `close` if none is left."""
+        if name in self.closed or self.book.stopped or not self.book.needs_more(name):
+            return
+        shard = self.book.next_shard(name)
+        if shard:
+            self._start_shard(name, shard)
+            return
+        self.closed.add(name)
+        self.workers[name].close.remote()
+
+    def _deal_idle(self) -> None:
+        """Each worker not sending gets a shard (orphans first) and, if that was the last, `close`."""
+        for name in [name for name in self.workers if name not in self.drains.values()]:
+            shard = self.book.next_shard(name)
+            if shard:
+                self._start_shard(name, shard)
+                self._top_up(name)
 
     # -- draining -------------------------------------------------------------------------------
 
@@ -184,6 +211,7 @@ class ClusterDriver:
         self._save(name, delivery)
         if not delivery.done:
             self.drains[self.workers[name].drain.remote()] = name
+            self._top_up(name)
             return
         self._ended(name, delivery)
 
@@ -204,6 +232,7 @@ class ClusterDriver:
             progress.spend_usd += done.cost or 0.0
             progress.tokens += (done.reply.usage.total or 0) if done.reply.usage else 0
             self._save_one(done)
+        progress.in_flight = self.book.in_flight()
 
     def _save_one(self, done: Finished) -> None:
         """Write a finished exchange; once a write has failed, hold it (and every later one) instead."""
@@ -220,43 +249,40 @@ class ClusterDriver:
             self.progress.count(done.status)
 
     def _ended(self, name: str, delivery: Delivery) -> None:
-        """A worker's shard ended: take its stop, or give it the orphans of a lost worker."""
+        """A worker's run ended: take its stop, or give it the orphans of a lost worker."""
         if delivery.failure is not None:
             raise RuntimeError(f"Ray {name} failed: {delivery.failure}")
         self.book.ended(name)
+        self.closed.discard(name)
+        self.progress.in_flight = self.book.in_flight()
         stop = delivery.stop
         if stop is not None:
             self.result.stop.abandoned += stop.abandoned
             self.result.stop.in_flight_abandoned += stop.in_flight_abandoned
             if stop.reason is not None:
                 self._stop_all(stop)
-        self._deal_orphans()
+        self._deal_idle()
 
     def _lost(self, name: str) -> None:
         """A worker died: its requests back to pending for the others, its slots back to the desk."""
         del self.workers[name]
+        self.closed.discard(name)
         self.result.lost_workers += 1
         orphans, sent = self.book.lost(name)
+        self.progress.in_flight = self.book.in_flight()
         self.ray.get(self.desk.forget.remote(name))
         log.warning("Ray %s was lost; its %d unfinished requests go back to pending and are sent by the other "
                     "workers (%d of them were in flight and may be billed twice)", name, orphans, sent)
         if not self.workers:
             self._stop_all(PoolStop(StopReason.INTERRUPTED, "every Ray worker was lost"))
-        self._deal_orphans()
-
-    def _deal_orphans(self) -> None:
-        if not self.book.orphans or self.result.stop.reason is not None:
-            return
-        idle = [name for name in self.workers if name not in self.drains.values()]
-        if idle:
-            for name, shard in self.book.deal(self.book.take_orphans(), idle).items():
-                self._start_shard(name, shard)
+        self._deal_idle()
 
     def _stop_all(self, stop: PoolStop) -> None:
         """The first stop of the run stops every worker (requests in flight finish and are delivered)."""
         if self.result.stop.reason is not None and stop.reason is not StopReason.INTERRUPTED:
             return
         self.result.stop.reason, self.result.stop.message = stop.reason, stop.message
+        self.book.stop()
         if stop.reason is not None:
             log.warning("stopping (%s)%s", stop.reason.value, f": {stop.message}" if stop.message else "")
         for worker in self.workers.values():

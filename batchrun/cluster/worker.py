@@ -1,9 +1,9 @@
 """A cluster worker: the same worker pool, on a shard of the pending records, limited by the desk.
 
-Inputs: shards of records (`start`), a desk (the job's one limiter) and a `WorkerSetup` (provider,
+Inputs: shards of records (`start`: more may come while it sends; `close`: no more), a desk (the job's one limiter) and a `WorkerSetup` (provider,
 retry policy, pool settings, prices, whether the run has a budget). Outputs: `Delivery`s the driver
-drains: the sent markers and the finished exchanges since the last drain, and whether the shard is
-done and why it stopped. Invariants:
+drains: the sent markers and the finished exchanges since the last drain, and whether its run (every
+shard it was given, until `close` or a stop) is done and why it stopped. Invariants:
 - a worker writes nothing: every reply goes back to the driver, which keeps the one sink;
 - a request is marked sent before its exchange is delivered (the order the driver writes them in);
 - a request the pool gives up on (a stop) is neither delivered nor marked finished: it stays pending;
@@ -17,7 +17,8 @@ import asyncio
 import collections
 import dataclasses
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -61,7 +62,7 @@ class Delivery:
     finished: list[Finished] = field(default_factory=list)
     retries: int = 0  # since the last drain
     errors: collections.Counter[str] = field(default_factory=collections.Counter)  # retried errors by kind
-    done: bool = False  # the shard ended (its stop, if any, in `stop`)
+    done: bool = False  # the run ended: closed and sent, or stopped (its stop, if any, in `stop`)
     stop: PoolStop | None = None
     failure: str | None = None  # an unexpected error that ended the shard
     warnings: list[str] = field(default_factory=list)  # the desk's, of its keys: logged by the driver
@@ -95,7 +96,7 @@ class ClusterDesk(Desk, BudgetDesk, Protocol):
 
 
 class ShardWorker:
-    """Runs shards of records one after another; see the module docstring."""
+    """Sends the shards it is given, refilled as it goes; see the module docstring."""
 
     def __init__(self, name: str, desk: ClusterDesk, setup: WorkerSetup) -> None:
         self.name, self._desk, self._setup = name, desk, setup
@@ -104,6 +105,10 @@ class ShardWorker:
         self._arrived = anyio.Event()
         self._pool: WorkerPool | None = None
         self._running = False
+        self._closed = self._stopped = False
+        self._queue: collections.deque[RequestRecord] = collections.deque()
+        self._more = anyio.Event()  # a shard came, or `close`, or `stop`
+        self._deadline_at: float | None = None
         self._warner = ModelStatusWarner()
         self._account = SpendingAccount(setup.prices)  # prices and adds up: the cap is the desk's
 
@@ -111,24 +116,60 @@ class ShardWorker:
         return os.getpid()
 
     async def start(self, records: list[RequestRecord], deadline_s: float | None = None) -> None:
-        """Begin sending a shard (in the background: `drain` follows it)."""
+        """Add a shard to send (in the background: `drain` follows it); the run goes on until `close`."""
+        if self._stopped:  # the run was stopped: a shard sent before the driver knew stays pending
+            if not self._running:  # a stop Ray ran before the first start: the drain waits for an end
+                self._end(None)
+            return
+        self._queue.extend(records)
+        self._deadline_at = None if deadline_s is None else time.monotonic() + deadline_s
+        self._more.set()
         if self._running:
-            raise RuntimeError(f"worker {self.name} is still sending its last shard")
-        self._running = True
-        # a Ray actor's calls run on asyncio: the shard outlives this call as a task of its loop
-        self._task = asyncio.get_running_loop().create_task(self.run_shard(records, deadline_s))
+            return
+        self._running = True  # `close` and `stop` stand until the run ends: Ray may run them before this call
+        # a Ray actor's calls run on asyncio: the run outlives this call as a task of its loop
+        self._task = asyncio.get_running_loop().create_task(self.run_shard())
 
-    async def run_shard(self, records: list[RequestRecord], deadline_s: float | None) -> None:
+    async def close(self) -> None:
+        """Nothing more is coming: end the run once the shards queued are sent."""
+        self._closed = True
+        self._more.set()
+
+    async def run_shard(self) -> None:
         try:
-            stop = await self._send(records, deadline_s)
+            stop = await self._send_shards()
         except Exception as exc:  # delivered to the driver, which stops the run with it
             self._outbox.delivery.failure = f"{type(exc).__name__}: {exc}"
             stop = None
+        self._end(stop)
+
+    def _end(self, stop: PoolStop | None) -> None:
+        """The run ended: what is still queued was given up on (a stop) and stays pending."""
+        self._queue.clear()
         self._outbox.delivery.done, self._outbox.delivery.stop = True, stop
-        self._running = False
+        self._running = self._closed = False
+        self._stopped = self._stopped or (stop is not None and stop.reason is not None)  # for good: see `start`
         self._arrived.set()
 
-    async def _send(self, records: list[RequestRecord], deadline_s: float | None) -> PoolStop:
+    async def _send_shards(self) -> PoolStop | None:
+        """One pool after another while shards come; a pool ends when the queue runs dry before a refill."""
+        stop: PoolStop | None = None
+        while not self._stopped:
+            if self._queue:
+                stop = await self._send(_Draining(self._queue), self._deadline_left())
+                if stop.reason is not None:
+                    return stop
+            elif self._closed:
+                return stop
+            else:
+                await self._more.wait()
+                self._more = anyio.Event()
+        return stop
+
+    def _deadline_left(self) -> float | None:
+        return None if self._deadline_at is None else max(0.0, self._deadline_at - time.monotonic())
+
+    async def _send(self, records: Iterable[RequestRecord], deadline_s: float | None) -> PoolStop:
         setup, clock = self._setup, MonotonicClock()
         limiter = LeasedLimiter(self._desk, self.name, clock=clock, on_news=lambda news: keys.hear(news))
         keys = LeasedKeys(limiter, _lane_providers(setup), clock, self._warned)
@@ -180,9 +221,25 @@ class ShardWorker:
 
     async def stop(self, reason: StopReason, message: str = "") -> None:
         """Stop sending: requests in flight finish and are delivered; the rest stay pending."""
+        self._stopped = True
+        self._more.set()
         if self._pool is not None and self._running:
             self._pool.request_stop(reason, message)
 
+
+class _Draining:
+    """The pool's pending records: popped from the worker's queue, which refills may extend while it runs."""
+
+    def __init__(self, queue: collections.deque[RequestRecord]) -> None:
+        self._queue = queue
+
+    def __iter__(self) -> _Draining:
+        return self
+
+    def __next__(self) -> RequestRecord:
+        if not self._queue:
+            raise StopIteration
+        return self._queue.popleft()
 
 
 def _lane_providers(setup: WorkerSetup) -> list[tuple[str | None, LaneProvider]]:
