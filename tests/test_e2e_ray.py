@@ -1,8 +1,8 @@
 """End to end: `batchrun run --ray local:2` against the simulator as a real server.
 
 A real local Ray cluster of two worker processes; the CLI as a subprocess. A job ends with one final
-row per request, also one dealt in several shards per worker; a worker process killed mid-run loses nothing (its requests are sent by the other
-worker, none is written twice); without Ray, --ray exits 2 with one line saying what to install.
+row per request, also one dealt in several shards per worker; a worker process killed mid-run loses
+nothing (its requests are sent by the other worker, none is written twice); without Ray, --ray exits 2 with one line saying what to install.
 Starting a Ray cluster takes seconds on a loaded machine: the tests are few and their jobs small.
 """
 

@@ -1,7 +1,8 @@
 """A cluster worker: the same worker pool, on a shard of the pending records, limited by the desk.
 
-Inputs: shards of records (`start`: more may come while it sends; `close`: no more), a desk (the job's one limiter) and a `WorkerSetup` (provider,
-retry policy, pool settings, prices, whether the run has a budget). Outputs: `Delivery`s the driver
+Inputs: shards of records (`start`: more may come while it sends; `close`: no more), a desk (the job's
+one limiter) and a `WorkerSetup` (provider, retry policy, pool settings, prices, whether the run has a
+budget). Outputs: `Delivery`s the driver
 drains: the sent markers and the finished exchanges since the last drain, and whether its run (every
 shard it was given, until `close` or a stop) is done and why it stopped. Invariants:
 - a worker writes nothing: every reply goes back to the driver, which keeps the one sink;
