@@ -19,6 +19,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -413,8 +414,10 @@ def _send(loaded: LoadedSpec, options: RunOptions, key: str | None, catalog: Pri
     from batchrun.cluster.driver import run_on_cluster
     from batchrun.cluster.job import cluster_job
 
+    outside: list[PoolStop] = []  # a lost bucket lease, from the lease's thread; the driver checks each tick
+    _when_lease_lost(sink.out_dir, outside.append)
     return run_on_cluster(options.ray, lambda workers: cluster_job(loaded, options, key, catalog, work, account, workers),
-                          sink, progress, options)
+                          sink, progress, options, outside)
 
 
 def run_end_facts(progress: Progress | None, stop: PoolStop) -> dict[str, object]:
@@ -657,7 +660,7 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
             on_reply=ModelStatusWarner(), tick_s=0.5,
         ),
     )
-    _stop_when_lease_lost(pool, sink.out_dir)
+    _when_lease_lost(sink.out_dir, lambda stop: pool.stop_from_thread(StopReason.LEASE, stop.message))
     display.start()
     try:
         async with make_client(transport, settings.timeout_s) as client:
@@ -671,14 +674,15 @@ async def run_pool(loaded: LoadedSpec, options: RunOptions, key: str | None, cat
         live.remove()
 
 
-def _stop_when_lease_lost(pool: WorkerPool, out_dir: Path) -> None:
-    """A bucket job: the pool stops sending when another run takes this run's lease over (exit 9)."""
+def _when_lease_lost(out_dir: Path, stop: Callable[[PoolStop], None]) -> None:
+    """A bucket job: `stop` is called (from the lease's thread) when another run takes this run's lease over
+    (exit 9); a local job has no lease."""
     mirror = mirror_of(out_dir)
     if mirror is None or mirror.lease is None:
         return
     location = mirror.store.location
-    mirror.lease.when_lost(lambda taker: pool.stop_from_thread(
-        StopReason.LEASE, lease_lost_message(location, taker.host, taker.pid, taker.run_id)))
+    mirror.lease.when_lost(lambda taker: stop(PoolStop(StopReason.LEASE, lease_lost_message(
+        location, taker.host, taker.pid, taker.run_id))))
 
 
 def provider_settings(loaded: LoadedSpec, options: RunOptions, key: str | None, concurrency: int) -> ProviderSettings:

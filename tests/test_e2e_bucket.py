@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from e2e_helpers import (
     RUN_TIMEOUT_S,
     batchrun,
@@ -222,3 +223,27 @@ def test_status_report_and_export_of_a_mistyped_bucket_say_it_does_not_exist_and
         empty = batchrun(tmp_path, command, str(new), env=env)
         assert empty.returncode == 2, empty.stderr
         assert f"s3://{s3.bucket}/x has no manifest.parquet" in empty.stderr and "run `batchrun plan`" in empty.stderr
+
+
+def test_a_cluster_run_whose_lease_another_machine_takes_over_stops_every_worker_with_exit_9(tmp_path, s3):  # noqa: F811
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'batchrun[ray]' runs this test")
+    simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow", SLOW))
+    location = f"s3://{s3.bucket}/lines"
+    env = env_for(s3, tmp_path / "cache", BATCHRUN_UPLOAD_EVERY_S="0.5")
+    try:
+        spec = write_spec(tmp_path, text_job("lines", simulator.url, 200, limits={"concurrency": 2},
+                                             output={"dir": location}))
+        process = start_batchrun(tmp_path, "run", str(spec), "--progress", "plain", "--ray", "local:2",
+                                 stderr=tmp_path / "run.err", env=env)
+        wait_until(lambda: len(simulator.requests()) >= 3, process, "3 requests sent", timeout_s=240)
+        hold_lease_until_exit(s3, "lines", process, foreign_lease(renewed_s_ago=0))
+        sent_by_first = len(simulator.requests())
+    finally:
+        simulator.stop()
+    stderr = (tmp_path / "run.err").read_text()
+    assert process.returncode == 9, stderr
+    [line] = [text for text in stderr.splitlines() if text.startswith("batchrun: error")]
+    assert line.startswith(f"batchrun: error: run stopped: {location} was taken over by gpu-7 (pid 4242, run ")
+    assert sent_by_first < 200  # the cluster stopped sending, not at the end
+    in_bucket = s3.result_rows("lines")
+    assert len(in_bucket) == sent_by_first and {row["status"] for row in in_bucket} == {"ok"}

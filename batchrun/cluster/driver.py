@@ -86,12 +86,13 @@ class ClusterJob:
 
 
 def run_on_cluster(target: RayTarget, make_job: Callable[[int], ClusterJob], sink: Sink, progress: Progress,
-                   options: Any) -> ClusterRun:
-    """Start or join the cluster, run the job (made for its number of workers) on it, and leave it."""
+                   options: Any, outside: list[PoolStop] | None = None) -> ClusterRun:
+    """Start or join the cluster, run the job (made for its number of workers) on it, and leave it. A stop
+    appended to `outside` from another thread (a lost bucket lease) stops every worker at the next tick."""
     ray, workers = start_ray(target)
     log.info("Ray cluster %s: %d workers", target.text, workers)
     try:
-        return ClusterDriver(ray, make_job(workers), sink, progress).run(workers, options)
+        return ClusterDriver(ray, make_job(workers), sink, progress, outside).run(workers, options)
     finally:
         ray.shutdown()
 
@@ -99,8 +100,10 @@ def run_on_cluster(target: RayTarget, make_job: Callable[[int], ClusterJob], sin
 class ClusterDriver:
     """Deals shards as workers need them, drains deliveries into the sink, deals a lost worker's requests again."""
 
-    def __init__(self, ray: ModuleType, job: ClusterJob, sink: Sink, progress: Progress) -> None:
+    def __init__(self, ray: ModuleType, job: ClusterJob, sink: Sink, progress: Progress,
+                 outside: list[PoolStop] | None = None) -> None:
         self.ray, self.job, self.sink, self.progress = ray, job, sink, progress
+        self.outside = [] if outside is None else outside  # stops from other threads, applied at a tick
         self.book = ShardBook()
         self.result = ClusterRun()
         self.started = time.monotonic()
@@ -193,6 +196,8 @@ class ClusterDriver:
                 ready, _ = self.ray.wait(list(self.drains), num_returns=1, timeout=TICK_S)
                 for ref in ready:
                     self._take(self.drains.pop(ref), ref)
+                if self.outside and self.result.stop.reason is None:
+                    self._stop_all(self.outside[0])
                 ticker()
             except KeyboardInterrupt:
                 if self.interrupted:
