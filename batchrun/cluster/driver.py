@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -78,7 +78,7 @@ class ClusterRun:
 class ClusterJob:
     """What the driver sends and how: the records, each worker's setup, the limits, the deadline, the budget."""
 
-    records: list[Any]
+    records: Iterable[Any]  # read one shard at a time as workers need them
     setup: WorkerSetup
     limits: DeskLimits
     deadline_s: float | None

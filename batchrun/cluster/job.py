@@ -1,9 +1,10 @@
 """A cluster run's job: from what `jobrun` has at hand to what the driver deals out.
 
 Inputs: the loaded spec, the run options, the key, the price catalog, the pending work and the
-spending account. Output: a `ClusterJob` (every record to send, each worker's setup, the cluster's
-limits, each key's of a pool, the deadline, the budget). The budget (the caps, what earlier runs spent) goes to the desk,
-which keeps the cluster's one account: the cap holds across workers, whichever worker spends it.
+spending account. Output: a `ClusterJob` (the records to send, read from the manifest as the driver
+deals them; each worker's setup, the cluster's limits, each key's of a pool, the deadline, the budget).
+The budget (the caps, what earlier runs spent) goes to the desk, which keeps the cluster's one
+account: the cap holds across workers, whichever worker spends it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def cluster_job(loaded: LoadedSpec, options: RunOptions, key: str | None, catalo
     )
     limits = DeskLimits(concurrency, spec.limits.requests_per_minute, spec.limits.tokens_per_minute,
                         spec.limits.images_per_minute, tuple(key_limits(spec.limits, entry) for entry, _ in pool))
-    return ClusterJob(list(iter_work(manifest_path(loaded), work)), setup, limits, options.deadline_s, budget)
+    return ClusterJob(iter_work(manifest_path(loaded), work), setup, limits, options.deadline_s, budget)
 
 
 def key_limits(limits: LimitsSpec, entry: KeyEnvSpec) -> KeyLimits:
