@@ -209,22 +209,6 @@ def test_a_run_whose_lease_another_machine_takes_over_stops_with_exit_9_and_a_ta
     assert len(rows) == 60 and ".batchrun-lease.json" not in s3.files("lines")
 
 
-def test_status_report_and_export_of_a_mistyped_bucket_say_it_does_not_exist_and_of_a_new_job_to_plan_it(
-        tmp_path, s3):  # noqa: F811
-    env = env_for(s3, tmp_path / "cache")
-    for command in ("status", "report", "export"):
-        mistyped = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": "s3://no-such-bucket/x"}))
-        done = batchrun(tmp_path, command, str(mistyped), env=env)
-        assert done.returncode == 10, done.stderr
-        [line] = done.stderr.splitlines()
-        assert line.startswith("batchrun: error: s3://no-such-bucket/x: cannot read the job: the bucket no-such-bucket "
-                               "does not exist; fix output.dir"), line
-        new = write_spec(tmp_path, text_job("lines", "http://127.0.0.1:9", 3, output={"dir": f"s3://{s3.bucket}/x"}))
-        empty = batchrun(tmp_path, command, str(new), env=env)
-        assert empty.returncode == 2, empty.stderr
-        assert f"s3://{s3.bucket}/x has no manifest.parquet" in empty.stderr and "run `batchrun plan`" in empty.stderr
-
-
 def test_a_cluster_run_whose_lease_another_machine_takes_over_stops_every_worker_with_exit_9(tmp_path, s3):  # noqa: F811
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'batchrun[ray]' runs this test")
     simulator = start_simulator(tmp_path, faults=write_faults(tmp_path, "slow", SLOW))
