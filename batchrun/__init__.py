@@ -1,2 +1,2 @@
 """batchrun: a batch job runner for bulk generation through hosted APIs."""
-__version__ = "0.6.0"
+__version__ = "0.7.0"
